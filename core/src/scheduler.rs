@@ -1,0 +1,568 @@
+//! The scheduler: admission, the start queue, the server lifecycle and scaling, as one
+//! state machine driven by inputs that carry `now` and answered with [`Command`]s.
+//!
+//! The rules are those of SPEC §6, §7 and — with first-fit placement and the reference
+//! reactive parameters — exactly the pinned reference policy of SPEC §11.
+
+use crate::catalogue::{CloudType, DedicatedType};
+use crate::model::{NodeId, NodeKind, ServerId, ServerSpec};
+use crate::placement::{Candidate, Strategy};
+use crate::policy::{ReactiveParams, ScalingPolicy, Utilisation};
+use crate::time::{Millis, HOUR, MINUTE};
+use std::collections::BTreeMap;
+
+/// Everything the scheduler needs to decide, fixed for its lifetime.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    pub strategy: Strategy,
+    /// A queued request is abandoned this long after it was made.
+    pub give_up: Millis,
+    /// A sleeping server is archived this long after it stopped.
+    pub sleep_window: Millis,
+    pub scaling: ScalingPolicy,
+    /// What scale-up creates; required when the scaling policy can create VMs.
+    pub vm_type: Option<CloudType>,
+}
+
+impl SchedulerConfig {
+    /// The reference policy of SPEC §11 for the given VM type and VM limit.
+    pub fn reference(vm_type: CloudType, max_vms: u32) -> Self {
+        SchedulerConfig {
+            strategy: Strategy::FirstFit,
+            give_up: 10 * MINUTE,
+            sleep_window: 48 * HOUR,
+            scaling: ScalingPolicy::Reactive(ReactiveParams::reference(max_vms)),
+            vm_type: Some(vm_type),
+        }
+    }
+}
+
+/// Identifies one placement, so that a late boot completion of an earlier placement is
+/// recognised and ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PlacementId(pub u64);
+
+/// Where a placed server's data comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// The data is already on the target node (or the server is new): boot only.
+    None,
+    /// Restore from archive storage, then boot.
+    FromArchive,
+    /// Copy from the node it slept on (which cannot take it now), then boot.
+    FromNode(NodeId),
+}
+
+/// Timers the core asks the driver to deliver back through [`Scheduler::timer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// The queued request `seq` of `server` has waited `give_up`.
+    GiveUp { server: ServerId, seq: u64 },
+    /// `server` has slept for the sleep window since stop number `epoch`.
+    Archive { server: ServerId, epoch: u32 },
+    /// A scaling tick.
+    Tick,
+}
+
+/// What the driver must carry out. Plain data; the driver reports completion back through
+/// [`Scheduler::boot_complete`] and [`Scheduler::node_ready`].
+#[must_use]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Reserve `server`'s RAM on `node` (done) and start it there, restoring its data first
+    /// as `restore` says. Report the server running with `placement`.
+    Place { server: ServerId, node: NodeId, restore: Restore, placement: PlacementId },
+    /// Stop `server` gracefully; its data stays on `node` (it is now sleeping).
+    Stop { server: ServerId, node: NodeId },
+    /// Archive the sleeping `server` from `node` and delete the node copy once verified.
+    Archive { server: ServerId, node: NodeId },
+    /// Create a cloud VM of `vm_type`; it will be known as `node`. Report it ready.
+    CreateVm { node: NodeId, vm_type: String },
+    /// Delete the cloud VM `node` (it holds no starting or running server).
+    DeleteVm { node: NodeId },
+    /// Call [`Scheduler::timer`] with `timer` at `at`.
+    Wake { at: Millis, timer: Timer },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbandonReason {
+    /// Waited longer than `give_up` in the queue.
+    GaveUp,
+    /// The wanted interval ended before the server ran.
+    IntervalEnded,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleAction {
+    Create { node: NodeId },
+    Delete { node: NodeId },
+}
+
+/// Facts worth recording (event log, KPIs); nothing to carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    Queued { server: ServerId },
+    Abandoned { server: ServerId, requested_at: Millis, reason: AbandonReason },
+    /// The server is running; `requested_at` is when its start was requested.
+    Running { server: ServerId, requested_at: Millis },
+    /// A scaling decision with the policy that took it and the utilisation it saw.
+    Scaled { action: ScaleAction, policy: &'static str, seen: Utilisation },
+}
+
+/// Output of one scheduler step.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pub commands: Vec<Command>,
+    pub notes: Vec<Note>,
+}
+
+impl Outbox {
+    pub fn clear(&mut self) {
+        self.commands.clear();
+        self.notes.clear();
+    }
+}
+
+/// Where a server is in its lifecycle (SPEC §6). `queued` is a property of its request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residence {
+    New,
+    Starting { node: NodeId },
+    Running { node: NodeId },
+    Sleeping { node: NodeId },
+    Archived,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    Provisioning,
+    Ready,
+    Deleted,
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub kind: NodeKind,
+    pub type_name: String,
+    pub ram_mib: u32,
+    pub usable_mib: u32,
+    pub state: NodeState,
+    pub created_at: Millis,
+    /// RAM reserved by starting and running servers.
+    pub reserved_mib: u64,
+    /// Starting and running servers.
+    pub active: u32,
+}
+
+impl Node {
+    pub fn free_mib(&self) -> u64 {
+        u64::from(self.usable_mib).saturating_sub(self.reserved_mib)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    seq: u64,
+    at: Millis,
+    queued: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Server {
+    spec: ServerSpec,
+    residence: Residence,
+    request: Option<Request>,
+    placement: PlacementId,
+    /// Incremented at every stop; an archive timer of an older stop is stale.
+    stops: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ScalingState {
+    last_action: Option<Millis>,
+    low_since: Option<Millis>,
+}
+
+/// The decision state of one fleet.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    nodes: Vec<Node>,
+    /// Ready nodes in node order (dedicated in given order, then cloud by creation).
+    ready: Vec<NodeId>,
+    servers: Vec<Server>,
+    /// Queued requests in arrival order: request seq → server.
+    queue: BTreeMap<u64, ServerId>,
+    next_seq: u64,
+    next_placement: u64,
+    reserved_mib: u64,
+    queued_mib: u64,
+    usable_ready_mib: u64,
+    provisioning: u32,
+    cloud_vms: u32,
+    scaling: ScalingState,
+    last_placed: Option<NodeId>,
+    candidates: Vec<Candidate>,
+    scan: Vec<(u64, ServerId)>,
+}
+
+impl Scheduler {
+    /// A scheduler for `dedicated` nodes (ready from the start, in this order) and
+    /// `servers` (all `new`), indexed by [`ServerId`] in the given order.
+    pub fn new(config: SchedulerConfig, dedicated: &[DedicatedType], servers: Vec<ServerSpec>) -> Self {
+        let nodes: Vec<Node> = dedicated
+            .iter()
+            .map(|t| Node {
+                kind: NodeKind::Dedicated,
+                type_name: t.name.clone(),
+                ram_mib: t.ram_mib,
+                usable_mib: t.usable_mib(),
+                state: NodeState::Ready,
+                created_at: Millis::MIN,
+                reserved_mib: 0,
+                active: 0,
+            })
+            .collect();
+        let usable_ready_mib = nodes.iter().map(|n| u64::from(n.usable_mib)).sum();
+        Scheduler {
+            config,
+            ready: (0..nodes.len() as u32).map(NodeId).collect(),
+            nodes,
+            servers: servers
+                .into_iter()
+                .map(|spec| Server {
+                    spec,
+                    residence: Residence::New,
+                    request: None,
+                    placement: PlacementId(0),
+                    stops: 0,
+                })
+                .collect(),
+            queue: BTreeMap::new(),
+            next_seq: 0,
+            next_placement: 0,
+            reserved_mib: 0,
+            queued_mib: 0,
+            usable_ready_mib,
+            provisioning: 0,
+            cloud_vms: 0,
+            scaling: ScalingState::default(),
+            last_placed: None,
+            candidates: Vec::new(),
+            scan: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Starts the scaling clock at `now` (the window start): the first tick is one
+    /// interval later.
+    pub fn start(&mut self, now: Millis, out: &mut Outbox) {
+        if let Some(interval) = self.config.scaling.interval() {
+            out.commands.push(Command::Wake { at: now + interval, timer: Timer::Tick });
+        }
+    }
+
+    /// A start is requested for `server` (a player connects or the customer presses
+    /// start). Places it at once if it fits, otherwise queues it (SPEC §11 rule 2).
+    /// A request for a server that already has one, or is running, changes nothing.
+    pub fn request_start(&mut self, now: Millis, server: ServerId, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        if s.request.is_some() || matches!(s.residence, Residence::Running { .. } | Residence::Starting { .. }) {
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        s.request = Some(Request { seq, at: now, queued: false });
+        if !self.try_place(server, out) {
+            let s = &mut self.servers[server.0 as usize];
+            if let Some(r) = s.request.as_mut() {
+                r.queued = true;
+            }
+            self.queued_mib += u64::from(s.spec.ram_mib);
+            self.queue.insert(seq, server);
+            out.notes.push(Note::Queued { server });
+            out.commands.push(Command::Wake {
+                at: now + self.config.give_up,
+                timer: Timer::GiveUp { server, seq },
+            });
+        }
+    }
+
+    /// The wanted run interval of `server` ended: a queued request is abandoned; a starting
+    /// or running server stops and sleeps on its node (SPEC §11 rule 5).
+    pub fn wanted_end(&mut self, now: Millis, server: ServerId, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        let request = s.request.take();
+        if let Some(r) = request {
+            if r.queued {
+                self.dequeue(server, r.seq);
+                out.notes.push(Note::Abandoned { server, requested_at: r.at, reason: AbandonReason::IntervalEnded });
+                return;
+            }
+        }
+        match s.residence {
+            Residence::Starting { node } => {
+                if let Some(r) = request {
+                    out.notes.push(Note::Abandoned { server, requested_at: r.at, reason: AbandonReason::IntervalEnded });
+                }
+                self.stop(now, server, node, out);
+            }
+            Residence::Running { node } => self.stop(now, server, node, out),
+            Residence::New | Residence::Sleeping { .. } | Residence::Archived => {}
+        }
+    }
+
+    /// The server placed by `placement` finished booting.
+    pub fn boot_complete(&mut self, _now: Millis, server: ServerId, placement: PlacementId, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        let Residence::Starting { node } = s.residence else { return };
+        if s.placement != placement {
+            return;
+        }
+        s.residence = Residence::Running { node };
+        if let Some(r) = s.request.take() {
+            out.notes.push(Note::Running { server, requested_at: r.at });
+        }
+    }
+
+    /// A cloud VM finished provisioning; it now accepts servers and the queue is scanned.
+    pub fn node_ready(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
+        let n = &mut self.nodes[node.0 as usize];
+        if n.state != NodeState::Provisioning {
+            return;
+        }
+        n.state = NodeState::Ready;
+        self.provisioning -= 1;
+        self.usable_ready_mib += u64::from(n.usable_mib);
+        let at = self.ready.partition_point(|&id| id < node);
+        self.ready.insert(at, node);
+        self.scan_queue(now, out);
+    }
+
+    /// A timer requested by a [`Command::Wake`] fired.
+    pub fn timer(&mut self, now: Millis, timer: Timer, out: &mut Outbox) {
+        match timer {
+            Timer::GiveUp { server, seq } => {
+                let s = &mut self.servers[server.0 as usize];
+                if let Some(r) = s.request.filter(|r| r.queued && r.seq == seq) {
+                    s.request = None;
+                    self.dequeue(server, seq);
+                    out.notes.push(Note::Abandoned { server, requested_at: r.at, reason: AbandonReason::GaveUp });
+                }
+            }
+            Timer::Archive { server, epoch } => {
+                let s = &mut self.servers[server.0 as usize];
+                if let Residence::Sleeping { node } = s.residence {
+                    if s.stops == epoch {
+                        s.residence = Residence::Archived;
+                        out.commands.push(Command::Archive { server, node });
+                    }
+                }
+            }
+            Timer::Tick => {
+                if let ScalingPolicy::Reactive(params) = &self.config.scaling {
+                    let params = params.clone();
+                    self.reactive_tick(now, &params, out);
+                    out.commands.push(Command::Wake { at: now + params.interval, timer: Timer::Tick });
+                }
+            }
+        }
+    }
+
+    /// Reserved RAM of starting and running servers plus queued RAM, against usable RAM
+    /// of ready nodes.
+    pub fn utilisation(&self, queue_aware: bool) -> Utilisation {
+        Utilisation {
+            demand_mib: self.reserved_mib + if queue_aware { self.queued_mib } else { 0 },
+            usable_mib: self.usable_ready_mib,
+        }
+    }
+
+    pub fn residence(&self, server: ServerId) -> Residence {
+        self.servers[server.0 as usize].residence
+    }
+
+    pub fn is_queued(&self, server: ServerId) -> bool {
+        self.servers[server.0 as usize].request.is_some_and(|r| r.queued)
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn node(&self, node: NodeId) -> &Node {
+        &self.nodes[node.0 as usize]
+    }
+
+    /// All nodes ever known, deleted ones included, indexed by [`NodeId`].
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Cloud VMs provisioning or ready.
+    pub fn cloud_vms(&self) -> u32 {
+        self.cloud_vms
+    }
+
+    fn dequeue(&mut self, server: ServerId, seq: u64) {
+        if self.queue.remove(&seq).is_some() {
+            self.queued_mib -= u64::from(self.servers[server.0 as usize].spec.ram_mib);
+        }
+    }
+
+    /// Rule 2: the node it sleeps on if that has room, else the strategy's choice.
+    fn try_place(&mut self, server: ServerId, out: &mut Outbox) -> bool {
+        let s = &self.servers[server.0 as usize];
+        let need = u64::from(s.spec.ram_mib);
+        let residence = s.residence;
+        if let Residence::Sleeping { node } = residence {
+            let n = &self.nodes[node.0 as usize];
+            if n.state == NodeState::Ready && n.free_mib() >= need {
+                self.place(server, node, Restore::None, out);
+                return true;
+            }
+        }
+        self.candidates.clear();
+        self.candidates.extend(self.ready.iter().map(|&id| {
+            let n = &self.nodes[id.0 as usize];
+            Candidate { id, kind: n.kind, free_mib: n.free_mib() }
+        }));
+        let Some(node) = self.config.strategy.choose(&self.candidates, need, self.last_placed) else {
+            return false;
+        };
+        let restore = match residence {
+            Residence::New => Restore::None,
+            Residence::Sleeping { node: from } => Restore::FromNode(from),
+            Residence::Archived => Restore::FromArchive,
+            Residence::Starting { .. } | Residence::Running { .. } => unreachable!("placing an active server"),
+        };
+        self.place(server, node, restore, out);
+        true
+    }
+
+    fn place(&mut self, server: ServerId, node: NodeId, restore: Restore, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        let ram = u64::from(s.spec.ram_mib);
+        self.next_placement += 1;
+        let placement = PlacementId(self.next_placement);
+        s.placement = placement;
+        s.residence = Residence::Starting { node };
+        let n = &mut self.nodes[node.0 as usize];
+        n.reserved_mib += ram;
+        n.active += 1;
+        self.reserved_mib += ram;
+        self.last_placed = Some(node);
+        out.commands.push(Command::Place { server, node, restore, placement });
+    }
+
+    fn stop(&mut self, now: Millis, server: ServerId, node: NodeId, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        let ram = u64::from(s.spec.ram_mib);
+        s.residence = Residence::Sleeping { node };
+        s.stops += 1;
+        let epoch = s.stops;
+        let n = &mut self.nodes[node.0 as usize];
+        n.reserved_mib -= ram;
+        n.active -= 1;
+        self.reserved_mib -= ram;
+        out.commands.push(Command::Stop { server, node });
+        out.commands.push(Command::Wake {
+            at: now + self.config.sleep_window,
+            timer: Timer::Archive { server, epoch },
+        });
+        self.scan_queue(now, out);
+    }
+
+    /// Rule 3: one pass over the queue in arrival order, placing every request that fits.
+    fn scan_queue(&mut self, _now: Millis, out: &mut Outbox) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let mut scan = std::mem::take(&mut self.scan);
+        scan.clear();
+        scan.extend(self.queue.iter().map(|(&seq, &server)| (seq, server)));
+        for &(seq, server) in &scan {
+            if self.try_place(server, out) {
+                self.dequeue(server, seq);
+                if let Some(r) = self.servers[server.0 as usize].request.as_mut() {
+                    r.queued = false;
+                }
+            }
+        }
+        self.scan = scan;
+    }
+
+    /// Rule 7 with the given parameters.
+    fn reactive_tick(&mut self, now: Millis, params: &ReactiveParams, out: &mut Outbox) {
+        let seen = self.utilisation(params.queue_aware);
+        if seen.below(params.down) {
+            self.scaling.low_since.get_or_insert(now);
+        } else {
+            self.scaling.low_since = None;
+        }
+        let cooled = self.scaling.last_action.is_none_or(|t| now - t >= params.cooldown);
+        if seen.above(params.up) && self.provisioning == 0 && cooled && self.cloud_vms < params.max_vms {
+            if let Some(node) = self.create_vm(now, out) {
+                self.scaling.last_action = Some(now);
+                out.notes.push(Note::Scaled { action: ScaleAction::Create { node }, policy: "reactive", seen });
+            }
+            return;
+        }
+        let low_long_enough = self.scaling.low_since.is_some_and(|since| now - since >= params.low_for);
+        if low_long_enough && cooled {
+            let victim = self.ready.iter().rev().copied().find(|&id| {
+                let n = &self.nodes[id.0 as usize];
+                n.kind == NodeKind::Cloud && n.active == 0
+            });
+            if let Some(node) = victim {
+                self.delete_vm(node, out);
+                self.scaling.last_action = Some(now);
+                self.scaling.low_since = None;
+                out.notes.push(Note::Scaled { action: ScaleAction::Delete { node }, policy: "reactive", seen });
+            }
+        }
+    }
+
+    fn create_vm(&mut self, now: Millis, out: &mut Outbox) -> Option<NodeId> {
+        let vm = self.config.vm_type.as_ref()?;
+        let node = NodeId(self.nodes.len() as u32);
+        self.nodes.push(Node {
+            kind: NodeKind::Cloud,
+            type_name: vm.name.clone(),
+            ram_mib: vm.ram_mib,
+            usable_mib: vm.usable_mib(),
+            state: NodeState::Provisioning,
+            created_at: now,
+            reserved_mib: 0,
+            active: 0,
+        });
+        self.provisioning += 1;
+        self.cloud_vms += 1;
+        out.commands.push(Command::CreateVm { node, vm_type: vm.name.clone() });
+        Some(node)
+    }
+
+    /// Deletes an idle ready VM; its sleeping servers are archived first.
+    fn delete_vm(&mut self, node: NodeId, out: &mut Outbox) {
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            if s.residence == (Residence::Sleeping { node }) {
+                s.residence = Residence::Archived;
+                out.commands.push(Command::Archive { server: ServerId(i as u32), node });
+            }
+        }
+        let n = &mut self.nodes[node.0 as usize];
+        debug_assert_eq!(n.active, 0);
+        n.state = NodeState::Deleted;
+        self.usable_ready_mib -= u64::from(n.usable_mib);
+        self.cloud_vms -= 1;
+        self.ready.retain(|&id| id != node);
+        out.commands.push(Command::DeleteVm { node });
+    }
+}
