@@ -1,1 +1,230 @@
-fn main(){}
+//! `conductor`: the one command line of the project. It parses arguments, does the IO and
+//! hands over to the crates; it holds no domain logic.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use conductor_sim::dataset::Dataset;
+use conductor_sim::generate::{self, GenConfig};
+use conductor_sim::report::{Report, RunInfo};
+use conductor_sim::scenario::Scenario;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "conductor", version, about = "Pay-per-play Minecraft hosting: the twin, the forecaster and the controller")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a dataset against a scenario's fleet and policy; print KPIs, write a JSON report.
+    Sim(SimArgs),
+    /// Create and check demand datasets.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+}
+
+#[derive(Args)]
+struct SimArgs {
+    /// Scenario file (TOML).
+    scenario: PathBuf,
+    /// Use this dataset directory instead of the scenario's.
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// Use this seed instead of the scenario's.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where to write the JSON report [default: runs/<scenario name>-seed<seed>.json].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Generate a synthetic dataset with realistic demand (seeded, reproducible).
+    Generate(GenerateArgs),
+    /// Validate a dataset and print what it holds.
+    Check {
+        /// Dataset directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Number of customer servers.
+    #[arg(long, default_value_t = 1000)]
+    servers: usize,
+    /// Length of the window in days.
+    #[arg(long, default_value_t = 14)]
+    days: u32,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// First local day of the window (YYYY-MM-DD).
+    #[arg(long, default_value = "2025-10-06")]
+    start: String,
+    /// IANA time zone of the calendar.
+    #[arg(long, default_value = "Europe/Berlin")]
+    timezone: String,
+    /// Multiplier on every server's session rate.
+    #[arg(long, default_value_t = 1.0)]
+    activity: f64,
+    /// Output directory (created).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(args) => sim(args),
+        Command::Dataset(DatasetCommand::Generate(args)) => dataset_generate(args),
+        Command::Dataset(DatasetCommand::Check { dir }) => dataset_check(&dir),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn sim(args: SimArgs) -> Result<()> {
+    let wall = Instant::now();
+    let mut scenario = Scenario::load(&args.scenario)?;
+    if let Some(dir) = args.dataset {
+        scenario.dataset = dir;
+    }
+    let seed = args.seed.unwrap_or(scenario.seed);
+    let loading = Instant::now();
+    let dataset = Dataset::load(&scenario.dataset)
+        .with_context(|| format!("loading dataset {}", scenario.dataset.display()))?;
+    let load_s = loading.elapsed().as_secs_f64();
+
+    let mut bar = delayed_bar(args.quiet);
+    let replaying = Instant::now();
+    let outcome = conductor_sim::engine::run(&scenario, &dataset, seed, &mut |fraction| bar.update(fraction));
+    bar.finish();
+    let replay_s = replaying.elapsed().as_secs_f64();
+
+    let run = RunInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        wall_s: wall.elapsed().as_secs_f64(),
+        load_s,
+        replay_s,
+        events_per_s: outcome.events as f64 / replay_s.max(1e-9),
+        peak_rss_mib: peak_rss_mib(),
+    };
+    let report = Report::new(&scenario, &dataset, seed, &outcome, run);
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-seed{seed}.json", sanitize(&scenario.name))));
+    write_file(&out, &report.to_json())?;
+    if !args.quiet {
+        print!("{}", report.summary());
+        println!("report    {}", out.display());
+    }
+    Ok(())
+}
+
+fn dataset_generate(args: GenerateArgs) -> Result<()> {
+    let start = chrono_date(&args.start).with_context(|| format!("--start {:?}: expected YYYY-MM-DD", args.start))?;
+    let timezone = args
+        .timezone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--timezone {:?}: unknown IANA time zone", args.timezone))?;
+    if args.servers == 0 || args.days == 0 {
+        bail!("--servers and --days must be positive");
+    }
+    if !(args.activity.is_finite() && args.activity >= 0.0) {
+        bail!("--activity must be a non-negative number");
+    }
+    let cfg = GenConfig { servers: args.servers, days: args.days, seed: args.seed, start, timezone, activity: args.activity };
+    let generated = generate::generate(&cfg);
+    let how = format!(
+        "conductor dataset generate --servers {} --days {} --seed {} --start {} --timezone {} --activity {} --out {}",
+        cfg.servers,
+        cfg.days,
+        cfg.seed,
+        cfg.start,
+        args.timezone,
+        cfg.activity,
+        args.out.display()
+    );
+    generate::write(&args.out, &cfg, &generated, &how).with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "wrote {}: {} servers, {} sessions, {} days",
+        args.out.display(),
+        generated.servers.len(),
+        generated.sessions.len(),
+        cfg.days
+    );
+    Ok(())
+}
+
+fn dataset_check(dir: &Path) -> Result<()> {
+    let ds = Dataset::load(dir).with_context(|| format!("checking dataset {}", dir.display()))?;
+    println!("{}", ds.meta);
+    println!("{} servers, {} owners, {} sessions: valid", ds.servers.len(), ds.owners.len(), ds.sessions.len());
+    Ok(())
+}
+
+fn chrono_date(s: &str) -> Result<chrono::NaiveDate> {
+    Ok(chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")?)
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A progress bar on stderr that appears only once a run has taken more than a second,
+/// and never when stderr is not a terminal.
+struct DelayedBar {
+    bar: ProgressBar,
+    started: Instant,
+    shown: bool,
+    quiet: bool,
+}
+
+fn delayed_bar(quiet: bool) -> DelayedBar {
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} replaying [{bar:40}] {percent:>3}% of simulated time, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    DelayedBar { bar, started: Instant::now(), shown: false, quiet }
+}
+
+impl DelayedBar {
+    fn update(&mut self, fraction: f64) {
+        if !self.shown && !self.quiet && self.started.elapsed() > Duration::from_secs(1) {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.shown = true;
+        }
+        self.bar.set_position((fraction * 1000.0) as u64);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

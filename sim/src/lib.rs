@@ -1,1 +1,16 @@
+//! The digital twin: a discrete-event simulator that replays recorded demand against the
+//! decision core of `conductor-core` and reports cost, revenue, margin and start waits.
+//!
+//! The engine decides nothing itself: it delivers events to the core's scheduler and
+//! carries out the commands it returns, with simulated delays, and meters what happened.
+//! Simulated time is a value in the model; the engine never reads the wall clock inside
+//! the model and never uses tokio. Same scenario, dataset and seed → byte-identical
+//! report (except the `run` block, which measures the run itself).
 
+pub mod calendar;
+pub mod dataset;
+pub mod engine;
+pub mod generate;
+pub mod report;
+pub mod scenario;
+pub mod timefmt;

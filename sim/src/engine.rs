@@ -1,0 +1,395 @@
+//! The event engine: a binary heap of events ordered by (time, class, sequence), merged
+//! with the time-ordered stream of start requests, delivered to the core's scheduler.
+//! The engine carries out the commands the scheduler returns — with simulated delays —
+//! and meters usage as integers for billing. It decides nothing itself.
+//!
+//! Same-instant order (SPEC §11 rule 8): interval ends, boot completions, node ready,
+//! abandonments, archiving, scaling tick, new start requests (in input order).
+
+use crate::dataset::{wanted_intervals, Dataset, Interval};
+use crate::scenario::{Delay, Scenario};
+use conductor_core::billing::{self, MB_MS_PER_GB_MONTH, MB_MS_PER_TB_MONTH, MIB_MS_PER_GIB_HOUR};
+use conductor_core::scheduler::{Outbox, ScaleAction};
+use conductor_core::{Command, Millis, Money, NodeId, Note, PlacementId, Restore, Scheduler, ServerId, Timer};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::Distribution;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// Event classes in same-instant order.
+mod class {
+    pub const INTERVAL_END: u8 = 0;
+    pub const BOOT: u8 = 1;
+    pub const NODE_READY: u8 = 2;
+    pub const ABANDON: u8 = 3;
+    pub const ARCHIVE: u8 = 4;
+    pub const TICK: u8 = 5;
+    pub const REQUEST: u8 = 6;
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    IntervalEnd(ServerId),
+    Boot(ServerId, PlacementId),
+    NodeReady(NodeId),
+    Timer(Timer),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Event {
+    time: Millis,
+    class: u8,
+    seq: u64,
+    kind: Kind,
+}
+
+impl Event {
+    fn key(&self) -> (Millis, u8, u64) {
+        (self.time, self.class, self.seq)
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Event {}
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Event {
+    /// Reversed: `BinaryHeap` is a max-heap and we want the earliest event first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key().cmp(&self.key())
+    }
+}
+
+/// What the meter knows about a server's billable phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Starting,
+    Running(Millis),
+    Sleeping(Millis),
+    Archived(Millis),
+}
+
+#[derive(Clone, Debug)]
+struct VmRecord {
+    node: NodeId,
+    created: Millis,
+    deleted: Option<Millis>,
+}
+
+/// Seeded delay sampling; one generator per component so that adding draws to one does
+/// not shift another.
+struct Sampler {
+    rng: ChaCha8Rng,
+}
+
+impl Sampler {
+    fn new(seed: u64, stream: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(stream);
+        Sampler { rng }
+    }
+
+    fn sample(&mut self, delay: &Delay) -> Millis {
+        match *delay {
+            Delay::Fixed(ms) => ms,
+            Delay::Uniform { min, max } => self.rng.random_range(min..=max),
+            Delay::LogNormal { median, sigma } => {
+                let d = rand_distr::LogNormal::new((median.max(1) as f64).ln(), sigma).expect("validated sigma");
+                d.sample(&mut self.rng).round() as Millis
+            }
+        }
+    }
+}
+
+/// Everything a run measured, before formatting.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub window: (Millis, Millis),
+    pub dedicated_cost: Money,
+    pub cloud_cost: Money,
+    pub storage_cost: Money,
+    pub active_revenue: Money,
+    pub sleeping_revenue: Money,
+    pub promo_credit: Money,
+    pub owners_promoted: u64,
+    pub requests: u64,
+    pub starts: u64,
+    /// Request → running, ms, in the order servers became running.
+    pub waits: Vec<Millis>,
+    pub abandoned_gave_up: u64,
+    pub abandoned_interval_ended: u64,
+    pub restores_from_archive: u64,
+    pub restores_from_node: u64,
+    pub archived: u64,
+    pub cloud_vms_created: u64,
+    pub cloud_vm_hours_billed: u64,
+    pub peak_cloud_vms: u64,
+    pub scale_ups: u64,
+    pub scale_downs: u64,
+    pub migrations: u64,
+    pub events: u64,
+}
+
+impl Outcome {
+    pub fn infra_cost(&self) -> Money {
+        self.dedicated_cost + self.cloud_cost + self.storage_cost
+    }
+    pub fn revenue(&self) -> Money {
+        self.active_revenue + self.sleeping_revenue
+    }
+    pub fn margin(&self) -> Money {
+        self.revenue() - self.infra_cost() - self.promo_credit
+    }
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned_gave_up + self.abandoned_interval_ended
+    }
+}
+
+/// How far a run has come, for progress display: simulated time done ÷ window.
+pub type Progress<'a> = &'a mut dyn FnMut(f64);
+
+/// Replays `dataset` against `scenario` with `seed`.
+pub fn run(scenario: &Scenario, dataset: &Dataset, seed: u64, progress: Progress<'_>) -> Outcome {
+    let window = scenario.window.unwrap_or((dataset.meta.start, dataset.meta.end));
+    let intervals = wanted_intervals(dataset, scenario.lifecycle.idle_timeout);
+    let mut engine = Engine::new(scenario, dataset, seed, window);
+    engine.replay(&intervals, progress);
+    engine.finish()
+}
+
+struct Engine<'a> {
+    scenario: &'a Scenario,
+    dataset: &'a Dataset,
+    window: (Millis, Millis),
+    core: Scheduler,
+    heap: BinaryHeap<Event>,
+    seq: u64,
+    out: Outbox,
+    boot_rng: Sampler,
+    provisioning_rng: Sampler,
+    phases: Vec<Phase>,
+    active_mib_ms: Vec<u128>,
+    sleeping_mb_ms: Vec<u128>,
+    archived_mb_ms: u128,
+    vms: Vec<VmRecord>,
+    vms_existing: u64,
+    o: Outcome,
+}
+
+impl<'a> Engine<'a> {
+    fn new(scenario: &'a Scenario, dataset: &'a Dataset, seed: u64, window: (Millis, Millis)) -> Self {
+        let core = Scheduler::new(scenario.scheduler.clone(), &scenario.dedicated, dataset.specs());
+        let n = dataset.servers.len();
+        Engine {
+            scenario,
+            dataset,
+            window,
+            core,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            out: Outbox::default(),
+            boot_rng: Sampler::new(seed, 1),
+            provisioning_rng: Sampler::new(seed, 2),
+            phases: vec![Phase::Idle; n],
+            active_mib_ms: vec![0; n],
+            sleeping_mb_ms: vec![0; n],
+            archived_mb_ms: 0,
+            vms: Vec::new(),
+            vms_existing: 0,
+            o: Outcome { window, ..Outcome::default() },
+        }
+    }
+
+    fn push(&mut self, time: Millis, class: u8, seq: Option<u64>, kind: Kind) {
+        // Events at or after the window end are never processed: the window end stops everything.
+        if time >= self.window.1 {
+            return;
+        }
+        let seq = seq.unwrap_or_else(|| {
+            self.seq += 1;
+            self.seq
+        });
+        self.heap.push(Event { time, class, seq, kind });
+    }
+
+    fn replay(&mut self, intervals: &[Interval], progress: Progress<'_>) {
+        let (start, end) = self.window;
+        // Requests in the window, clipped to its start (SPEC §11 clarifications). Requests
+        // at the same instant go in input order: the sessions.csv row opening the interval.
+        let mut requests: Vec<(Millis, u64, Interval)> = intervals
+            .iter()
+            .filter(|iv| iv.end > start && iv.start < end)
+            .map(|iv| (iv.start.max(start), u64::from(iv.first_row), *iv))
+            .collect();
+        requests.sort_unstable_by_key(|r| (r.0, r.1));
+        self.o.requests = requests.len() as u64;
+
+        self.core.start(start, &mut self.out);
+        self.apply(start);
+        let mut next_request = 0;
+        let span = (end - start).max(1) as f64;
+        loop {
+            let heap_key = self.heap.peek().map(Event::key);
+            let req_key = requests.get(next_request).map(|r| (r.0, class::REQUEST, r.1));
+            let take_request = match (heap_key, req_key) {
+                (None, None) => break,
+                (Some(h), Some(r)) => r < h,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            self.o.events += 1;
+            if self.o.events % 65_536 == 0 {
+                let now = heap_key.map_or(req_key.map_or(end, |r| r.0), |h| req_key.map_or(h.0, |r| r.0.min(h.0)));
+                progress(((now - start) as f64 / span).clamp(0.0, 1.0));
+            }
+            if take_request {
+                let (now, order, iv) = requests[next_request];
+                next_request += 1;
+                if now >= end {
+                    break;
+                }
+                let server = ServerId(iv.server);
+                self.core.request_start(now, server, &mut self.out);
+                self.apply(now);
+                self.push(iv.end, class::INTERVAL_END, Some(order), Kind::IntervalEnd(server));
+            } else {
+                let ev = self.heap.pop().expect("peeked");
+                let now = ev.time;
+                match ev.kind {
+                    Kind::IntervalEnd(server) => self.core.wanted_end(now, server, &mut self.out),
+                    Kind::Boot(server, placement) => self.core.boot_complete(now, server, placement, &mut self.out),
+                    Kind::NodeReady(node) => self.core.node_ready(now, node, &mut self.out),
+                    Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
+                }
+                self.apply(now);
+            }
+        }
+        progress(1.0);
+    }
+
+    /// Carries out the scheduler's commands and records its notes.
+    fn apply(&mut self, now: Millis) {
+        let mut out = std::mem::take(&mut self.out);
+        for note in out.notes.drain(..) {
+            match note {
+                Note::Running { server, requested_at } => {
+                    self.o.starts += 1;
+                    self.o.waits.push(now - requested_at);
+                    self.phases[server.0 as usize] = Phase::Running(now);
+                }
+                Note::Abandoned { reason, .. } => match reason {
+                    conductor_core::AbandonReason::GaveUp => self.o.abandoned_gave_up += 1,
+                    conductor_core::AbandonReason::IntervalEnded => self.o.abandoned_interval_ended += 1,
+                },
+                Note::Scaled { action: ScaleAction::Create { .. }, .. } => self.o.scale_ups += 1,
+                Note::Scaled { action: ScaleAction::Delete { .. }, .. } => self.o.scale_downs += 1,
+                Note::Queued { .. } => {}
+            }
+        }
+        for command in out.commands.drain(..) {
+            match command {
+                Command::Place { server, restore, placement, .. } => {
+                    let i = server.0 as usize;
+                    self.close_phase(i, now);
+                    self.phases[i] = Phase::Starting;
+                    let mut delay = self.boot_rng.sample(&self.scenario.lifecycle.boot);
+                    if restore != Restore::None {
+                        let mb = self.dataset.servers[i].disk_mb as i64;
+                        delay += ((mb * 1000) as u64).div_ceil(u64::from(self.scenario.lifecycle.restore_mb_per_s)) as Millis;
+                        match restore {
+                            Restore::FromArchive => self.o.restores_from_archive += 1,
+                            _ => self.o.restores_from_node += 1,
+                        }
+                    }
+                    self.push(now + delay, class::BOOT, None, Kind::Boot(server, placement));
+                }
+                Command::Stop { server, .. } => {
+                    let i = server.0 as usize;
+                    self.close_phase(i, now);
+                    self.phases[i] = Phase::Sleeping(now);
+                }
+                Command::Archive { server, .. } => {
+                    let i = server.0 as usize;
+                    self.close_phase(i, now);
+                    self.phases[i] = Phase::Archived(now);
+                    self.o.archived += 1;
+                }
+                Command::CreateVm { node, .. } => {
+                    self.vms.push(VmRecord { node, created: now, deleted: None });
+                    self.vms_existing += 1;
+                    self.o.cloud_vms_created += 1;
+                    self.o.peak_cloud_vms = self.o.peak_cloud_vms.max(self.vms_existing);
+                    let delay = self.provisioning_rng.sample(&self.scenario.lifecycle.provisioning);
+                    self.push(now + delay, class::NODE_READY, None, Kind::NodeReady(node));
+                }
+                Command::DeleteVm { node } => {
+                    if let Some(vm) = self.vms.iter_mut().rev().find(|v| v.node == node) {
+                        vm.deleted = Some(now);
+                        self.vms_existing -= 1;
+                    }
+                }
+                Command::Wake { at, timer } => {
+                    let class = match timer {
+                        Timer::GiveUp { .. } => class::ABANDON,
+                        Timer::Archive { .. } => class::ARCHIVE,
+                        Timer::Tick => class::TICK,
+                    };
+                    self.push(at, class, None, Kind::Timer(timer));
+                }
+            }
+        }
+        self.out = out;
+    }
+
+    /// Meters the phase server `i` is leaving at `now`.
+    fn close_phase(&mut self, i: usize, now: Millis) {
+        let s = &self.dataset.servers[i];
+        match self.phases[i] {
+            Phase::Running(since) => self.active_mib_ms[i] += u128::from(s.ram_mib) * (now - since) as u128,
+            Phase::Sleeping(since) => self.sleeping_mb_ms[i] += u128::from(s.disk_mb) * (now - since) as u128,
+            Phase::Archived(since) => self.archived_mb_ms += u128::from(s.disk_mb) * (now - since) as u128,
+            Phase::Idle | Phase::Starting => {}
+        }
+        self.phases[i] = Phase::Idle;
+    }
+
+    /// The window end: everything stops and is billed up to the end (SPEC §11 rule 9).
+    fn finish(mut self) -> Outcome {
+        let (start, end) = self.window;
+        for i in 0..self.phases.len() {
+            self.close_phase(i, end);
+        }
+        let prices = &self.scenario.prices;
+        for i in 0..self.phases.len() {
+            self.o.active_revenue += billing::rate(self.active_mib_ms[i], prices.active_per_gib_hour, MIB_MS_PER_GIB_HOUR);
+            self.o.sleeping_revenue += billing::rate(self.sleeping_mb_ms[i], prices.sleeping_per_gb_month, MB_MS_PER_GB_MONTH);
+        }
+        self.o.storage_cost = billing::rate(self.archived_mb_ms, prices.archive_per_tb_month, MB_MS_PER_TB_MONTH);
+        self.o.dedicated_cost = self
+            .scenario
+            .dedicated
+            .iter()
+            .map(|d| billing::dedicated_cost(d.monthly_eur, end - start))
+            .sum();
+        if let Some(vm) = &self.scenario.cloud {
+            for r in &self.vms {
+                let life = r.deleted.unwrap_or(end) - r.created;
+                self.o.cloud_cost += billing::vm_cost(life, vm.hourly_eur, vm.monthly_cap_eur);
+                self.o.cloud_vm_hours_billed += billing::started_hours(life);
+            }
+        }
+        let promoted = self.dataset.owner_signups().iter().filter(|&&t| t >= start && t < end).count() as u64;
+        self.o.owners_promoted = promoted;
+        self.o.promo_credit = prices.promo_credit * Money::from(promoted);
+        self.o
+    }
+}

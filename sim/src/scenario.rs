@@ -1,0 +1,588 @@
+//! Scenario files (TOML) and the catalogue of node and VM types.
+//!
+//! Two phases, as in ripgrep: raw structs that mirror the file (`deny_unknown_fields`),
+//! then validation into core types. Every error names the file and the key path.
+
+use crate::timefmt::parse_rfc3339;
+use conductor_core::policy::{ReactiveParams, ScalingPolicy};
+use conductor_core::time::{HOUR, SECOND};
+use conductor_core::{CloudType, DedicatedType, Millis, Prices, Reserve, SchedulerConfig, Strategy};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The catalogue shipped in `scenarios/catalogue.toml`, used when a scenario names none.
+pub const DEFAULT_CATALOGUE: &str = include_str!("../../scenarios/catalogue.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Key { path: PathBuf, key: String, message: String },
+}
+
+/// A decimal written as a TOML number or string; floats are read through their shortest
+/// decimal form so that `0.016` is exactly 0.016.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dec(pub Decimal);
+
+impl<'de> Deserialize<'de> for Dec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a decimal number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dec, E> {
+                Ok(Dec(Decimal::from(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dec, E> {
+                Ok(Dec(Decimal::from(v)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dec, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dec, E> {
+                Decimal::from_str(v.trim()).map(Dec).map_err(|_| E::custom(format!("expected a decimal number, got {v:?}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------- catalogue
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawCatalogue {
+    #[serde(default)]
+    dedicated: BTreeMap<String, RawDedicated>,
+    #[serde(default)]
+    cloud: BTreeMap<String, RawCloud>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawDedicated {
+    ram_gib: u32,
+    cores: u32,
+    disk_gb: u32,
+    monthly_eur: Dec,
+    reserve_mib: Option<u32>,
+    reserve_pct: Option<Dec>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    ram_gib: u32,
+    cores: u32,
+    disk_gb: u32,
+    hourly_eur: Dec,
+    monthly_cap_eur: Dec,
+    reserve_mib: Option<u32>,
+    reserve_pct: Option<Dec>,
+}
+
+/// Node and VM types with prices (SPEC §5).
+#[derive(Debug, Clone, Default)]
+pub struct Catalogue {
+    pub dedicated: BTreeMap<String, DedicatedType>,
+    pub cloud: BTreeMap<String, CloudType>,
+}
+
+/// Default reserve of a dedicated node (SPEC §5).
+const DEDICATED_RESERVE_MIB: u32 = 2300;
+/// Default reserve of a cloud VM, percent (SPEC §5).
+const CLOUD_RESERVE_PCT: i64 = 15;
+
+impl Catalogue {
+    pub fn parse(path: &Path, text: &str) -> Result<Catalogue, ScenarioError> {
+        let raw: RawCatalogue = deserialize(path, text)?;
+        Catalogue::from_raw(path, raw, "")
+    }
+
+    /// Validates `raw`; `prefix` is prepended to key paths in errors.
+    fn from_raw(path: &Path, raw: RawCatalogue, prefix: &str) -> Result<Catalogue, ScenarioError> {
+        let key_err = |key: String, message: String| ScenarioError::Key { path: path.to_path_buf(), key, message };
+        let reserve = |key: &str, mib: Option<u32>, pct: Option<Dec>, default: Reserve| match (mib, pct) {
+            (Some(_), Some(_)) => Err(key_err(key.into(), "give reserve_mib or reserve_pct, not both".into())),
+            (Some(m), None) => Ok(Reserve::Mib(m)),
+            (None, Some(Dec(p))) if p >= Decimal::ZERO && p < Decimal::ONE_HUNDRED => Ok(Reserve::Percent(p)),
+            (None, Some(_)) => Err(key_err(format!("{key}.reserve_pct"), "expected a percentage in [0, 100)".into())),
+            (None, None) => Ok(default),
+        };
+        let mut catalogue = Catalogue::default();
+        for (name, d) in raw.dedicated {
+            let key = format!("{prefix}dedicated.{name}");
+            non_negative(&d.monthly_eur, || key_err(format!("{key}.monthly_eur"), "a price cannot be negative".into()))?;
+            positive(d.ram_gib, || key_err(format!("{key}.ram_gib"), "expected a positive number of GiB".into()))?;
+            let reserve = reserve(&key, d.reserve_mib, d.reserve_pct, Reserve::Mib(DEDICATED_RESERVE_MIB))?;
+            let ram_mib = gib_to_mib(d.ram_gib).ok_or_else(|| key_err(format!("{key}.ram_gib"), "too large".into()))?;
+            catalogue.dedicated.insert(
+                name.clone(),
+                DedicatedType { name, ram_mib, cores: d.cores, disk_gb: d.disk_gb, monthly_eur: d.monthly_eur.0, reserve },
+            );
+        }
+        for (name, c) in raw.cloud {
+            let key = format!("{prefix}cloud.{name}");
+            non_negative(&c.hourly_eur, || key_err(format!("{key}.hourly_eur"), "a price cannot be negative".into()))?;
+            non_negative(&c.monthly_cap_eur, || key_err(format!("{key}.monthly_cap_eur"), "a price cannot be negative".into()))?;
+            positive(c.ram_gib, || key_err(format!("{key}.ram_gib"), "expected a positive number of GiB".into()))?;
+            let reserve = reserve(&key, c.reserve_mib, c.reserve_pct, Reserve::Percent(Decimal::from(CLOUD_RESERVE_PCT)))?;
+            let ram_mib = gib_to_mib(c.ram_gib).ok_or_else(|| key_err(format!("{key}.ram_gib"), "too large".into()))?;
+            catalogue.cloud.insert(
+                name.clone(),
+                CloudType {
+                    name,
+                    ram_mib,
+                    cores: c.cores,
+                    disk_gb: c.disk_gb,
+                    hourly_eur: c.hourly_eur.0,
+                    monthly_cap_eur: c.monthly_cap_eur.0,
+                    reserve,
+                },
+            );
+        }
+        Ok(catalogue)
+    }
+
+    pub fn load(path: &Path) -> Result<Catalogue, ScenarioError> {
+        Catalogue::parse(path, &read(path)?)
+    }
+
+    pub fn builtin() -> Catalogue {
+        Catalogue::parse(Path::new("<built-in catalogue>"), DEFAULT_CATALOGUE).expect("the shipped catalogue is valid")
+    }
+}
+
+fn gib_to_mib(gib: u32) -> Option<u32> {
+    gib.checked_mul(1024)
+}
+
+fn non_negative(d: &Dec, err: impl FnOnce() -> ScenarioError) -> Result<(), ScenarioError> {
+    if d.0 < Decimal::ZERO {
+        Err(err())
+    } else {
+        Ok(())
+    }
+}
+
+fn positive(v: u32, err: impl FnOnce() -> ScenarioError) -> Result<(), ScenarioError> {
+    if v == 0 {
+        Err(err())
+    } else {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- scenario
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    seed: u64,
+    dataset: String,
+    catalogue: Option<String>,
+    /// Types added to (or replacing those of) the catalogue for this scenario only.
+    types: Option<RawCatalogue>,
+    window: Option<RawWindow>,
+    #[serde(default)]
+    fleet: RawFleet,
+    #[serde(default)]
+    lifecycle: RawLifecycle,
+    #[serde(default)]
+    prices: RawPrices,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    #[serde(default)]
+    dedicated: Vec<RawDedicatedGroup>,
+    cloud: Option<RawCloudFleet>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawDedicatedGroup {
+    #[serde(rename = "type")]
+    type_name: String,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawCloudFleet {
+    #[serde(rename = "type")]
+    type_name: String,
+    max_vms: u32,
+    /// `image` (cloud-init, slow) or `snapshot` (prepared, fast).
+    #[serde(default)]
+    image: ImageKind,
+}
+
+#[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageKind {
+    #[default]
+    Image,
+    Snapshot,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLifecycle {
+    boot_s: Option<Dec>,
+    boot_distribution: Option<RawDistribution>,
+    restore_mb_per_s: Option<u32>,
+    provisioning_s: Option<Dec>,
+    provisioning_distribution: Option<RawDistribution>,
+    idle_timeout_s: Option<Dec>,
+    give_up_s: Option<Dec>,
+    sleep_window_h: Option<Dec>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum RawDistribution {
+    Uniform { min_s: Dec, max_s: Dec },
+    Lognormal { median_s: Dec, sigma: f64 },
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPrices {
+    active_eur_per_gib_hour: Option<Dec>,
+    sleeping_eur_per_gb_month: Option<Dec>,
+    archive_eur_per_tb_month: Option<Dec>,
+    promo_credit_eur: Option<Dec>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    kind: PolicyKind,
+    placement: Option<Strategy>,
+    interval_s: Option<Dec>,
+    up: Option<Dec>,
+    down: Option<Dec>,
+    low_for_s: Option<Dec>,
+    cooldown_s: Option<Dec>,
+    queue_aware: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// The pinned reactive policy of SPEC §11.
+    #[default]
+    Reference,
+    /// The reactive policy with configurable knobs.
+    Reactive,
+    /// No scaling: the dedicated fleet only.
+    Fixed,
+}
+
+/// How long something takes in the simulated world.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delay {
+    Fixed(Millis),
+    Uniform { min: Millis, max: Millis },
+    LogNormal { median: Millis, sigma: f64 },
+}
+
+/// Delays and timeouts of the server lifecycle (SPEC §6, §11 rule 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lifecycle {
+    pub boot: Delay,
+    pub restore_mb_per_s: u32,
+    pub provisioning: Delay,
+    pub idle_timeout: Millis,
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// The scenario file, as given.
+    pub file: PathBuf,
+    pub seed: u64,
+    pub dataset: PathBuf,
+    pub window: Option<(Millis, Millis)>,
+    pub dedicated: Vec<DedicatedType>,
+    pub cloud: Option<CloudType>,
+    pub image: ImageKind,
+    pub lifecycle: Lifecycle,
+    pub prices: Prices,
+    pub policy: PolicyKind,
+    pub scheduler: SchedulerConfig,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(path, &read(path)?)
+    }
+
+    /// Parses scenario `text`; relative paths in it are relative to `path`'s directory.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let raw: RawScenario = deserialize(path, text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let err = |key: &str, message: String| ScenarioError::Key { path: path.to_path_buf(), key: key.into(), message };
+
+        let mut catalogue = match &raw.catalogue {
+            Some(file) => Catalogue::load(&base.join(file))?,
+            None => Catalogue::builtin(),
+        };
+        if let Some(types) = raw.types {
+            let extra = Catalogue::from_raw(path, types, "types.")?;
+            catalogue.dedicated.extend(extra.dedicated);
+            catalogue.cloud.extend(extra.cloud);
+        }
+        let window = match &raw.window {
+            None => None,
+            Some(w) => {
+                let start = parse_rfc3339(&w.start).map_err(|m| err("window.start", m))?;
+                let end = parse_rfc3339(&w.end).map_err(|m| err("window.end", m))?;
+                if end <= start {
+                    return Err(err("window.end", "the window must end after it starts".into()));
+                }
+                Some((start, end))
+            }
+        };
+        let mut dedicated = Vec::new();
+        for (i, group) in raw.fleet.dedicated.iter().enumerate() {
+            let t = catalogue.dedicated.get(&group.type_name).ok_or_else(|| {
+                err(
+                    &format!("fleet.dedicated[{i}].type"),
+                    format!("unknown dedicated type {:?} (catalogue has: {})", group.type_name, keys(&catalogue.dedicated)),
+                )
+            })?;
+            dedicated.extend(std::iter::repeat_n(t.clone(), group.count as usize));
+        }
+        let (cloud, max_vms, image) = match &raw.fleet.cloud {
+            None => (None, 0, ImageKind::Image),
+            Some(c) => {
+                let t = catalogue.cloud.get(&c.type_name).ok_or_else(|| {
+                    err("fleet.cloud.type", format!("unknown cloud type {:?} (catalogue has: {})", c.type_name, keys(&catalogue.cloud)))
+                })?;
+                (Some(t.clone()), c.max_vms, c.image)
+            }
+        };
+
+        let l = &raw.lifecycle;
+        let secs = |key: &str, v: Option<Dec>, default: Millis| -> Result<Millis, ScenarioError> {
+            match v {
+                None => Ok(default),
+                Some(Dec(d)) => to_millis(d, SECOND).ok_or_else(|| err(key, "expected a non-negative duration in seconds".into())),
+            }
+        };
+        let default_provisioning = match image {
+            ImageKind::Image => 120 * SECOND,
+            ImageKind::Snapshot => 30 * SECOND,
+        };
+        let boot = delay(
+            secs("lifecycle.boot_s", l.boot_s, 20 * SECOND)?,
+            l.boot_distribution.as_ref(),
+            "lifecycle.boot_distribution",
+            &err,
+        )?;
+        let provisioning = delay(
+            secs("lifecycle.provisioning_s", l.provisioning_s, default_provisioning)?,
+            l.provisioning_distribution.as_ref(),
+            "lifecycle.provisioning_distribution",
+            &err,
+        )?;
+        let restore_mb_per_s = l.restore_mb_per_s.unwrap_or(100);
+        if restore_mb_per_s == 0 {
+            return Err(err("lifecycle.restore_mb_per_s", "expected a positive bandwidth in MB/s".into()));
+        }
+        let lifecycle = Lifecycle {
+            boot,
+            restore_mb_per_s,
+            provisioning,
+            idle_timeout: secs("lifecycle.idle_timeout_s", l.idle_timeout_s, 300 * SECOND)?,
+        };
+        let give_up = secs("lifecycle.give_up_s", l.give_up_s, 600 * SECOND)?;
+        let sleep_window = match l.sleep_window_h {
+            None => 48 * HOUR,
+            Some(Dec(h)) => to_millis(h, HOUR).ok_or_else(|| err("lifecycle.sleep_window_h", "expected a non-negative number of hours".into()))?,
+        };
+
+        let defaults = Prices::default();
+        let price = |key: &str, v: Option<Dec>, default: Decimal| -> Result<Decimal, ScenarioError> {
+            match v {
+                None => Ok(default),
+                Some(Dec(d)) if d >= Decimal::ZERO => Ok(d),
+                Some(_) => Err(err(key, "a price cannot be negative".into())),
+            }
+        };
+        let p = &raw.prices;
+        let prices = Prices {
+            active_per_gib_hour: price("prices.active_eur_per_gib_hour", p.active_eur_per_gib_hour, defaults.active_per_gib_hour)?,
+            sleeping_per_gb_month: price("prices.sleeping_eur_per_gb_month", p.sleeping_eur_per_gb_month, defaults.sleeping_per_gb_month)?,
+            archive_per_tb_month: price("prices.archive_eur_per_tb_month", p.archive_eur_per_tb_month, defaults.archive_per_tb_month)?,
+            promo_credit: price("prices.promo_credit_eur", p.promo_credit_eur, defaults.promo_credit)?,
+        };
+
+        let pol = &raw.policy;
+        let (scaling, strategy) = match pol.kind {
+            PolicyKind::Reference => {
+                let knobs = [
+                    ("policy.placement", pol.placement.is_some_and(|s| s != Strategy::FirstFit)),
+                    ("policy.interval_s", pol.interval_s.is_some()),
+                    ("policy.up", pol.up.is_some()),
+                    ("policy.down", pol.down.is_some()),
+                    ("policy.low_for_s", pol.low_for_s.is_some()),
+                    ("policy.cooldown_s", pol.cooldown_s.is_some()),
+                    ("policy.queue_aware", pol.queue_aware.is_some()),
+                ];
+                if let Some((key, _)) = knobs.iter().find(|(_, set)| *set) {
+                    return Err(err(key, "the reference policy is pinned (SPEC §11); use kind = \"reactive\" to change it".into()));
+                }
+                if cloud.is_none() {
+                    return Err(err("fleet.cloud", "the reference policy scales with cloud VMs: add [fleet.cloud] with type and max_vms".into()));
+                }
+                (ScalingPolicy::Reactive(ReactiveParams::reference(max_vms)), Strategy::FirstFit)
+            }
+            PolicyKind::Reactive => {
+                let r = ReactiveParams::reference(max_vms);
+                let fraction = |key: &str, v: Option<Dec>, default: Decimal| match v {
+                    None => Ok(default),
+                    Some(Dec(d)) if d >= Decimal::ZERO => Ok(d),
+                    Some(_) => Err(err(key, "expected a non-negative utilisation such as 0.85".into())),
+                };
+                let params = ReactiveParams {
+                    interval: secs("policy.interval_s", pol.interval_s, r.interval)?,
+                    up: fraction("policy.up", pol.up, r.up)?,
+                    down: fraction("policy.down", pol.down, r.down)?,
+                    low_for: secs("policy.low_for_s", pol.low_for_s, r.low_for)?,
+                    cooldown: secs("policy.cooldown_s", pol.cooldown_s, r.cooldown)?,
+                    max_vms,
+                    queue_aware: pol.queue_aware.unwrap_or(r.queue_aware),
+                };
+                if params.interval <= 0 {
+                    return Err(err("policy.interval_s", "the scaling interval must be positive".into()));
+                }
+                if params.down >= params.up {
+                    return Err(err("policy.down", format!("must be below policy.up ({} ≥ {})", params.down, params.up)));
+                }
+                if cloud.is_none() {
+                    return Err(err("fleet.cloud", "the reactive policy scales with cloud VMs: add [fleet.cloud] with type and max_vms".into()));
+                }
+                (ScalingPolicy::Reactive(params), pol.placement.unwrap_or_default())
+            }
+            PolicyKind::Fixed => (ScalingPolicy::Fixed, pol.placement.unwrap_or_default()),
+        };
+        if dedicated.is_empty() && cloud.is_none() {
+            return Err(err("fleet", "the fleet is empty: add [[fleet.dedicated]] groups or [fleet.cloud]".into()));
+        }
+
+        let seed = raw.seed;
+        Ok(Scenario {
+            name: raw.name,
+            description: raw.description,
+            file: path.to_path_buf(),
+            seed,
+            dataset: base.join(&raw.dataset),
+            window,
+            dedicated,
+            cloud: cloud.clone(),
+            image,
+            lifecycle,
+            prices,
+            policy: pol.kind,
+            scheduler: SchedulerConfig { strategy, give_up, sleep_window, scaling, vm_type: cloud },
+        })
+    }
+}
+
+fn delay(
+    fixed: Millis,
+    dist: Option<&RawDistribution>,
+    key: &str,
+    err: &dyn Fn(&str, String) -> ScenarioError,
+) -> Result<Delay, ScenarioError> {
+    let ms = |d: Dec, sub: &str| to_millis(d.0, SECOND).ok_or_else(|| err(&format!("{key}.{sub}"), "expected a non-negative number of seconds".into()));
+    match dist {
+        None => Ok(Delay::Fixed(fixed)),
+        Some(RawDistribution::Uniform { min_s, max_s }) => {
+            let (min, max) = (ms(*min_s, "min_s")?, ms(*max_s, "max_s")?);
+            if min > max {
+                return Err(err(&format!("{key}.max_s"), "must not be below min_s".into()));
+            }
+            Ok(Delay::Uniform { min, max })
+        }
+        Some(RawDistribution::Lognormal { median_s, sigma }) => {
+            if !(sigma.is_finite() && *sigma >= 0.0) {
+                return Err(err(&format!("{key}.sigma"), "expected a non-negative number".into()));
+            }
+            Ok(Delay::LogNormal { median: ms(*median_s, "median_s")?, sigma: *sigma })
+        }
+    }
+}
+
+fn to_millis(v: Decimal, unit: Millis) -> Option<Millis> {
+    if v < Decimal::ZERO {
+        return None;
+    }
+    let ms = (v * Decimal::from(unit)).round();
+    i64::try_from(ms.mantissa() / 10i128.pow(ms.scale())).ok()
+}
+
+fn keys<V>(m: &BTreeMap<String, V>) -> String {
+    m.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn read(path: &Path) -> Result<String, ScenarioError> {
+    std::fs::read_to_string(path).map_err(|source| ScenarioError::Io { path: path.to_path_buf(), source })
+}
+
+/// Deserializes TOML, reporting the key path of a bad value.
+fn deserialize<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ScenarioError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.message().to_owned();
+        let at = inner
+            .span()
+            .map(|span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        if key == "." || key.is_empty() {
+            ScenarioError::Syntax { path: path.to_path_buf(), message: format!("{message}{at}") }
+        } else {
+            ScenarioError::Key { path: path.to_path_buf(), key, message: format!("{message}{at}") }
+        }
+    })
+}
