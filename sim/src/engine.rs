@@ -374,12 +374,9 @@ impl<'a> Engine<'a> {
             self.o.sleeping_revenue += billing::rate(self.sleeping_mb_ms[i], prices.sleeping_per_gb_month, MB_MS_PER_GB_MONTH);
         }
         self.o.storage_cost = billing::rate(self.archived_mb_ms, prices.archive_per_tb_month, MB_MS_PER_TB_MONTH);
-        self.o.dedicated_cost = self
-            .scenario
-            .dedicated
-            .iter()
-            .map(|d| billing::dedicated_cost(d.monthly_eur, end - start))
-            .sum();
+        // Rated once on the summed monthly prices: per-node rounding would drift.
+        let monthly: Money = self.scenario.dedicated.iter().map(|d| d.monthly_eur).sum();
+        self.o.dedicated_cost = billing::dedicated_cost(monthly, end - start);
         if let Some(vm) = &self.scenario.cloud {
             for r in &self.vms {
                 let life = r.deleted.unwrap_or(end) - r.created;

@@ -1,0 +1,151 @@
+//! End-to-end tests of the `conductor` command line: what a user types, what they get.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn conductor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_conductor"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("conductor runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("conductor-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The SPEC §10 KPI names, exactly.
+const KPIS: [&str; 19] = [
+    "infra_cost_eur",
+    "dedicated_cost_eur",
+    "cloud_cost_eur",
+    "storage_cost_eur",
+    "revenue_eur",
+    "promo_credit_eur",
+    "margin_eur",
+    "starts",
+    "starts_abandoned",
+    "start_wait_p50_s",
+    "start_wait_p95_s",
+    "start_wait_p99_s",
+    "start_wait_max_s",
+    "cloud_vms_created",
+    "cloud_vm_hours_billed",
+    "peak_cloud_vms",
+    "migrations",
+    "events",
+    "seed",
+];
+
+#[test]
+fn generate_then_simulate_with_overrides() {
+    let dir = temp_dir("e2e");
+    let data = dir.join("data");
+    let data_s = data.to_str().unwrap();
+    let msg = ok(&conductor(&["dataset", "generate", "--servers", "200", "--days", "3", "--seed", "9", "--out", data_s]));
+    assert!(msg.contains("200 servers"), "{msg}");
+    let msg = ok(&conductor(&["dataset", "check", data_s]));
+    assert!(msg.contains("valid"), "{msg}");
+
+    let report = dir.join("report.json");
+    let stdout = ok(&conductor(&[
+        "sim",
+        "scenarios/reference.toml",
+        "--dataset",
+        data_s,
+        "--out",
+        report.to_str().unwrap(),
+        "--seed",
+        "3",
+    ]));
+    // The summary table names the headline figures.
+    for word in ["revenue", "infra cost", "margin", "start wait p50/p95/p99/max", "report"] {
+        assert!(stdout.contains(word), "summary lacks {word}:\n{stdout}");
+    }
+    let json = read_json(&report);
+    let kpis = json["kpis"].as_object().unwrap();
+    let mut names: Vec<&str> = kpis.keys().map(String::as_str).collect();
+    let mut expected = KPIS.to_vec();
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected, "kpis are exactly SPEC §10");
+    // …and written in the SPEC's order.
+    let text = std::fs::read_to_string(&report).unwrap();
+    let text = &text[text.find("\"kpis\"").unwrap()..];
+    let at: Vec<usize> = KPIS.iter().map(|k| text.find(&format!("\"{k}\":")).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "kpis out of SPEC order");
+    assert_eq!(json["kpis"]["seed"], 3);
+    assert_eq!(json["dataset"]["servers"], 200);
+    for key in ["wall_s", "events_per_s", "version"] {
+        assert!(json["run"].get(key).is_some(), "run lacks {key}");
+    }
+    // The identities of §10 hold on the written numbers.
+    let dec = |k: &str| rust_decimal::Decimal::from_str_exact(&kpis[k].to_string()).unwrap();
+    assert_eq!(dec("infra_cost_eur"), dec("dedicated_cost_eur") + dec("cloud_cost_eur") + dec("storage_cost_eur"));
+    assert_eq!(dec("margin_eur"), dec("revenue_eur") - dec("infra_cost_eur") - dec("promo_credit_eur"));
+    assert!(kpis["starts"].as_u64().unwrap() > 0);
+
+    // Determinism through the CLI: the same run again gives the same report but for `run`.
+    let again = dir.join("again.json");
+    ok(&conductor(&["sim", "scenarios/reference.toml", "--dataset", data_s, "--out", again.to_str().unwrap(), "--seed", "3", "-q"]));
+    let mut a = json.clone();
+    let mut b = read_json(&again);
+    a.as_object_mut().unwrap().remove("run");
+    b.as_object_mut().unwrap().remove("run");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_bad_scenario_fails_with_the_key_and_writes_no_report() {
+    let dir = temp_dir("bad-scenario");
+    let scenario = dir.join("bad.toml");
+    std::fs::write(&scenario, "name = \"x\"\ndataset = \"../nowhere\"\n[policy]\nkind = \"reference\"\ncooldown_s = 10\n").unwrap();
+    let report = dir.join("report.json");
+    let out = conductor(&["sim", scenario.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml: key `policy.cooldown_s`: the reference policy is pinned"), "{err}");
+    assert!(!report.exists());
+}
+
+#[test]
+fn a_bad_dataset_fails_with_file_and_line_and_writes_no_report() {
+    let dir = temp_dir("bad-dataset");
+    let data = dir.join("data");
+    ok(&conductor(&["dataset", "generate", "--servers", "20", "--days", "2", "--out", data.to_str().unwrap()]));
+    let sessions = data.join("sessions.csv");
+    let mut text = std::fs::read_to_string(&sessions).unwrap();
+    text.push_str("s00001,2025-10-06T10:00:00Z,2025-10-06T09:00:00Z,2\n");
+    let line = text.lines().count();
+    std::fs::write(&sessions, text).unwrap();
+    let report = dir.join("report.json");
+    let out = conductor(&["sim", "scenarios/reference.toml", "--dataset", data.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("sessions.csv:{line}: column `end`: end 2025-10-06T09:00:00Z is not after start")), "{err}");
+    assert!(!report.exists());
+}
+
+#[test]
+fn the_shipped_demo_runs_with_the_reference_scenario() {
+    let dir = temp_dir("demo");
+    let report = dir.join("r.json");
+    ok(&conductor(&["sim", "scenarios/reference.toml", "--out", report.to_str().unwrap(), "-q"]));
+    let json = read_json(&report);
+    assert_eq!(json["dataset"]["name"], "demo");
+    assert_eq!(json["kpis"]["seed"], 1);
+}
