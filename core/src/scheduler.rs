@@ -191,8 +191,10 @@ pub struct Scheduler {
     /// Ready nodes in node order (dedicated in given order, then cloud by creation).
     ready: Vec<NodeId>,
     servers: Vec<Server>,
-    /// Queued requests in arrival order: request seq → server.
-    queue: BTreeMap<u64, ServerId>,
+    /// Queued requests by plan RAM, each group in arrival order (request seq → server).
+    /// Grouping lets a scan skip every request larger than the largest free RAM.
+    queue: BTreeMap<u32, BTreeMap<u64, ServerId>>,
+    queue_len: usize,
     next_seq: u64,
     next_placement: u64,
     reserved_mib: u64,
@@ -203,7 +205,9 @@ pub struct Scheduler {
     scaling: ScalingState,
     last_placed: Option<NodeId>,
     candidates: Vec<Candidate>,
-    scan: Vec<(u64, ServerId)>,
+    /// Tests only: scan the queue the literal way, to check the fast scan against it.
+    #[cfg(test)]
+    naive_scan: bool,
 }
 
 impl Scheduler {
@@ -239,6 +243,7 @@ impl Scheduler {
                 })
                 .collect(),
             queue: BTreeMap::new(),
+            queue_len: 0,
             next_seq: 0,
             next_placement: 0,
             reserved_mib: 0,
@@ -249,7 +254,8 @@ impl Scheduler {
             scaling: ScalingState::default(),
             last_placed: None,
             candidates: Vec::new(),
-            scan: Vec::new(),
+            #[cfg(test)]
+            naive_scan: false,
         }
     }
 
@@ -281,8 +287,10 @@ impl Scheduler {
             if let Some(r) = s.request.as_mut() {
                 r.queued = true;
             }
-            self.queued_mib += u64::from(s.spec.ram_mib);
-            self.queue.insert(seq, server);
+            let ram = s.spec.ram_mib;
+            self.queued_mib += u64::from(ram);
+            self.queue.entry(ram).or_default().insert(seq, server);
+            self.queue_len += 1;
             out.notes.push(Note::Queued { server });
             out.commands.push(Command::Wake {
                 at: now + self.config.give_up,
@@ -390,7 +398,7 @@ impl Scheduler {
     }
 
     pub fn queue_len(&self) -> usize {
-        self.queue.len()
+        self.queue_len
     }
 
     pub fn node(&self, node: NodeId) -> &Node {
@@ -412,9 +420,20 @@ impl Scheduler {
     }
 
     fn dequeue(&mut self, server: ServerId, seq: u64) {
-        if self.queue.remove(&seq).is_some() {
-            self.queued_mib -= u64::from(self.servers[server.0 as usize].spec.ram_mib);
+        let ram = self.servers[server.0 as usize].spec.ram_mib;
+        let Some(group) = self.queue.get_mut(&ram) else { return };
+        if group.remove(&seq).is_some() {
+            self.queued_mib -= u64::from(ram);
+            self.queue_len -= 1;
+            if group.is_empty() {
+                self.queue.remove(&ram);
+            }
         }
+    }
+
+    /// The largest free RAM on a node that accepts servers.
+    fn max_free_mib(&self) -> u64 {
+        self.ready.iter().map(|id| self.nodes[id.0 as usize].free_mib()).max().unwrap_or(0)
     }
 
     /// Rule 2: the node it sleeps on if that has room, else the strategy's choice.
@@ -481,22 +500,46 @@ impl Scheduler {
     }
 
     /// Rule 3: one pass over the queue in arrival order, placing every request that fits.
+    ///
+    /// Placing only shrinks free RAM, so a request that does not fit at its turn cannot fit
+    /// later in the same pass. The pass is therefore the same as repeatedly placing the
+    /// earliest-arrived request whose RAM is at most the largest free RAM of any node — which
+    /// visits only the heads of the RAM groups that can fit, not the whole queue.
     fn scan_queue(&mut self, _now: Millis, out: &mut Outbox) {
-        if self.queue.is_empty() {
-            return;
-        }
-        let mut scan = std::mem::take(&mut self.scan);
-        scan.clear();
-        scan.extend(self.queue.iter().map(|(&seq, &server)| (seq, server)));
-        for &(seq, server) in &scan {
-            if self.try_place(server, out) {
-                self.dequeue(server, seq);
-                if let Some(r) = self.servers[server.0 as usize].request.as_mut() {
-                    r.queued = false;
+        #[cfg(test)]
+        if self.naive_scan {
+            let mut pass: Vec<(u64, ServerId)> =
+                self.queue.values().flat_map(|g| g.iter().map(|(&seq, &server)| (seq, server))).collect();
+            pass.sort_unstable();
+            for (seq, server) in pass {
+                if self.try_place(server, out) {
+                    self.dequeue(server, seq);
+                    if let Some(r) = self.servers[server.0 as usize].request.as_mut() {
+                        r.queued = false;
+                    }
                 }
             }
+            return;
         }
-        self.scan = scan;
+        while self.queue_len > 0 {
+            let max_free = u32::try_from(self.max_free_mib()).unwrap_or(u32::MAX);
+            let head = self
+                .queue
+                .range(..=max_free)
+                .filter_map(|(_, group)| group.first_key_value())
+                .min_by_key(|(&seq, _)| seq)
+                .map(|(&seq, &server)| (seq, server));
+            let Some((seq, server)) = head else { break };
+            let placed = self.try_place(server, out);
+            debug_assert!(placed, "a request no larger than the largest free RAM fits");
+            self.dequeue(server, seq);
+            if let Some(r) = self.servers[server.0 as usize].request.as_mut() {
+                r.queued = false;
+            }
+            if !placed {
+                break;
+            }
+        }
     }
 
     /// Rule 7 with the given parameters.
@@ -564,5 +607,134 @@ impl Scheduler {
         self.cloud_vms -= 1;
         self.ready.retain(|&id| id != node);
         out.commands.push(Command::DeleteVm { node });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Reserve;
+    use crate::model::CostMode;
+    use crate::time::SECOND;
+    use rand::{Rng, SeedableRng};
+    use rust_decimal::Decimal;
+
+    fn vm() -> CloudType {
+        CloudType {
+            name: "vm".into(),
+            ram_mib: 8192,
+            cores: 2,
+            disk_gb: 80,
+            hourly_eur: Decimal::new(1, 2),
+            monthly_cap_eur: Decimal::from(5),
+            reserve: Reserve::Mib(0),
+        }
+    }
+
+    fn node(ram_mib: u32) -> DedicatedType {
+        DedicatedType {
+            name: "d".into(),
+            ram_mib,
+            cores: 4,
+            disk_gb: 100,
+            monthly_eur: Decimal::from(50),
+            reserve: Reserve::Mib(0),
+        }
+    }
+
+    fn spec(ram_mib: u32) -> ServerSpec {
+        ServerSpec { ram_mib, disk_mb: 1000, pay_per_use: true, cost_mode: CostMode::Off }
+    }
+
+    /// The fast queue scan makes exactly the decisions of the literal one-pass scan, for
+    /// random streams of requests, stops, boots, ticks, VMs and timers.
+    #[test]
+    fn fast_queue_scan_matches_the_literal_scan() {
+        for seed in 0..200u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let sizes = [1024, 2048, 3072, 4096, 6144, 8192];
+            let servers: Vec<ServerSpec> = (0..40).map(|_| spec(sizes[rng.random_range(0..sizes.len())])).collect();
+            let nodes = [node(16384), node(12288)];
+            let config = SchedulerConfig::reference(vm(), 4);
+            let mut fast = Scheduler::new(config.clone(), &nodes, servers.clone());
+            let mut slow = Scheduler::new(config, &nodes, servers);
+            slow.naive_scan = true;
+            let (mut a, mut b) = (Outbox::default(), Outbox::default());
+            let mut now = 0;
+            fast.start(now, &mut a);
+            slow.start(now, &mut b);
+            let mut pending: Vec<Command> = Vec::new();
+            let mut queued_at_some_point = false;
+            for _ in 0..400 {
+                assert_eq!(a.commands, b.commands, "seed {seed}");
+                assert_eq!(a.notes, b.notes, "seed {seed}");
+                queued_at_some_point |= fast.queue_len() > 1;
+                pending.append(&mut a.commands);
+                a.clear();
+                b.clear();
+                now += rng.random_range(0..90) * SECOND;
+                let server = ServerId(rng.random_range(0..40));
+                match rng.random_range(0..6) {
+                    0 | 1 => {
+                        fast.request_start(now, server, &mut a);
+                        slow.request_start(now, server, &mut b);
+                    }
+                    2 | 3 => {
+                        fast.wanted_end(now, server, &mut a);
+                        slow.wanted_end(now, server, &mut b);
+                    }
+                    _ if !pending.is_empty() => {
+                        // Deliver a random outstanding command's completion or timer.
+                        match pending.swap_remove(rng.random_range(0..pending.len())) {
+                            Command::Place { server, placement, .. } => {
+                                fast.boot_complete(now, server, placement, &mut a);
+                                slow.boot_complete(now, server, placement, &mut b);
+                            }
+                            Command::CreateVm { node, .. } => {
+                                fast.node_ready(now, node, &mut a);
+                                slow.node_ready(now, node, &mut b);
+                            }
+                            Command::Wake { timer, at } => {
+                                now = now.max(at);
+                                fast.timer(now, timer, &mut a);
+                                slow.timer(now, timer, &mut b);
+                            }
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            assert!(queued_at_some_point, "seed {seed} never exercised the queue");
+            assert_eq!(fast.queue_len(), slow.queue_len());
+        }
+    }
+
+    #[test]
+    fn the_scan_skips_what_does_not_fit_and_keeps_arrival_order() {
+        // One 12 GiB node. a (12 GiB) runs; b (8), c (2), d (4) queue in that order.
+        // a stops → 12 GiB free: b fits (4 left), c fits (2 left), d does not.
+        let mut s = Scheduler::new(
+            SchedulerConfig { scaling: ScalingPolicy::Fixed, ..SchedulerConfig::reference(vm(), 0) },
+            &[node(12288)],
+            vec![spec(12288), spec(8192), spec(2048), spec(4096)],
+        );
+        let mut out = Outbox::default();
+        for i in 0..4 {
+            s.request_start(i * SECOND, ServerId(i as u32), &mut out);
+        }
+        assert_eq!(s.queue_len(), 3);
+        out.clear();
+        s.wanted_end(10 * SECOND, ServerId(0), &mut out);
+        let placed: Vec<u32> = out
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Place { server, .. } => Some(server.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(placed, vec![1, 2]);
+        assert!(s.is_queued(ServerId(3)));
     }
 }
