@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "conductor", version, about = "Pay-per-play Minecraft hosting: the twin, the forecaster and the controller")]
+#[command(
+    name = "conductor",
+    version,
+    about = "Pay-per-play Minecraft hosting: the twin, the forecaster and the controller"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,8 +105,8 @@ fn sim(args: SimArgs) -> Result<()> {
     }
     let seed = args.seed.unwrap_or(scenario.seed);
     let loading = Instant::now();
-    let dataset = Dataset::load(&scenario.dataset)
-        .with_context(|| format!("loading dataset {}", scenario.dataset.display()))?;
+    let dataset =
+        Dataset::load(&scenario.dataset).with_context(|| format!("loading dataset {}", scenario.dataset.display()))?;
     let load_s = loading.elapsed().as_secs_f64();
 
     let mut bar = delayed_bar(args.quiet);
@@ -120,9 +124,8 @@ fn sim(args: SimArgs) -> Result<()> {
         peak_rss_mib: peak_rss_mib(),
     };
     let report = Report::new(&scenario, &dataset, seed, &outcome, run);
-    let out = args
-        .out
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-seed{seed}.json", sanitize(&scenario.name))));
+    let out =
+        args.out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-seed{seed}.json", sanitize(&scenario.name))));
     write_file(&out, &report.to_json())?;
     if !args.quiet {
         print!("{}", report.summary());
@@ -133,17 +136,16 @@ fn sim(args: SimArgs) -> Result<()> {
 
 fn dataset_generate(args: GenerateArgs) -> Result<()> {
     let start = chrono_date(&args.start).with_context(|| format!("--start {:?}: expected YYYY-MM-DD", args.start))?;
-    let timezone = args
-        .timezone
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--timezone {:?}: unknown IANA time zone", args.timezone))?;
+    let timezone =
+        args.timezone.parse().map_err(|_| anyhow::anyhow!("--timezone {:?}: unknown IANA time zone", args.timezone))?;
     if args.servers == 0 || args.days == 0 {
         bail!("--servers and --days must be positive");
     }
     if !(args.activity.is_finite() && args.activity >= 0.0) {
         bail!("--activity must be a non-negative number");
     }
-    let cfg = GenConfig { servers: args.servers, days: args.days, seed: args.seed, start, timezone, activity: args.activity };
+    let cfg =
+        GenConfig { servers: args.servers, days: args.days, seed: args.seed, start, timezone, activity: args.activity };
     let generated = generate::generate(&cfg);
     let how = format!(
         "conductor dataset generate --servers {} --days {} --seed {} --start {} --timezone {} --activity {} --out {}",

@@ -20,7 +20,12 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -56,7 +61,8 @@ fn generate_then_simulate_with_overrides() {
     let dir = temp_dir("e2e");
     let data = dir.join("data");
     let data_s = data.to_str().unwrap();
-    let msg = ok(&conductor(&["dataset", "generate", "--servers", "200", "--days", "3", "--seed", "9", "--out", data_s]));
+    let msg =
+        ok(&conductor(&["dataset", "generate", "--servers", "200", "--days", "3", "--seed", "9", "--out", data_s]));
     assert!(msg.contains("200 servers"), "{msg}");
     let msg = ok(&conductor(&["dataset", "check", data_s]));
     assert!(msg.contains("valid"), "{msg}");
@@ -101,7 +107,17 @@ fn generate_then_simulate_with_overrides() {
 
     // Determinism through the CLI: the same run again gives the same report but for `run`.
     let again = dir.join("again.json");
-    ok(&conductor(&["sim", "scenarios/reference.toml", "--dataset", data_s, "--out", again.to_str().unwrap(), "--seed", "3", "-q"]));
+    ok(&conductor(&[
+        "sim",
+        "scenarios/reference.toml",
+        "--dataset",
+        data_s,
+        "--out",
+        again.to_str().unwrap(),
+        "--seed",
+        "3",
+        "-q",
+    ]));
     let mut a = json.clone();
     let mut b = read_json(&again);
     a.as_object_mut().unwrap().remove("run");
@@ -113,7 +129,11 @@ fn generate_then_simulate_with_overrides() {
 fn a_bad_scenario_fails_with_the_key_and_writes_no_report() {
     let dir = temp_dir("bad-scenario");
     let scenario = dir.join("bad.toml");
-    std::fs::write(&scenario, "name = \"x\"\ndataset = \"../nowhere\"\n[policy]\nkind = \"reference\"\ncooldown_s = 10\n").unwrap();
+    std::fs::write(
+        &scenario,
+        "name = \"x\"\ndataset = \"../nowhere\"\n[policy]\nkind = \"reference\"\ncooldown_s = 10\n",
+    )
+    .unwrap();
     let report = dir.join("report.json");
     let out = conductor(&["sim", scenario.to_str().unwrap(), "--out", report.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -133,10 +153,20 @@ fn a_bad_dataset_fails_with_file_and_line_and_writes_no_report() {
     let line = text.lines().count();
     std::fs::write(&sessions, text).unwrap();
     let report = dir.join("report.json");
-    let out = conductor(&["sim", "scenarios/reference.toml", "--dataset", data.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    let out = conductor(&[
+        "sim",
+        "scenarios/reference.toml",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("sessions.csv:{line}: column `end`: end 2025-10-06T09:00:00Z is not after start")), "{err}");
+    assert!(
+        err.contains(&format!("sessions.csv:{line}: column `end`: end 2025-10-06T09:00:00Z is not after start")),
+        "{err}"
+    );
     assert!(!report.exists());
 }
 

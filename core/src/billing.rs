@@ -54,14 +54,9 @@ pub fn rate(quantity: u128, price: Money, unit: u128) -> Money {
         .checked_mul(mantissa)
         .and_then(|n| n.checked_mul(10u128.pow(RATING_DP)))
         .expect("usage quantity too large to rate");
-    let denominator = unit
-        .checked_mul(10u128.pow(price.scale()))
-        .expect("price scale too large to rate");
+    let denominator = unit.checked_mul(10u128.pow(price.scale())).expect("price scale too large to rate");
     let micros = div_round_half_even(numerator, denominator);
-    Decimal::from_i128_with_scale(
-        i128::try_from(micros).expect("amount fits"),
-        RATING_DP,
-    )
+    Decimal::from_i128_with_scale(i128::try_from(micros).expect("amount fits"), RATING_DP)
 }
 
 fn div_round_half_even(n: u128, d: u128) -> u128 {

@@ -24,7 +24,6 @@ pub use model::{NodeId, NodeKind, ServerId, ServerSpec, Tier};
 pub use placement::Strategy;
 pub use policy::{ReactiveParams, ScalingPolicy};
 pub use scheduler::{
-    AbandonReason, Command, Note, PlacementId, Residence, Restore, ScaleAction, Scheduler,
-    SchedulerConfig, Timer,
+    AbandonReason, Command, Note, PlacementId, Residence, Restore, ScaleAction, Scheduler, SchedulerConfig, Timer,
 };
 pub use time::Millis;

@@ -57,9 +57,7 @@ impl Strategy {
                     _ => Some(c),
                 })
                 .map(|c| c.id),
-            Strategy::DedicatedFirst => {
-                best_of(Some(NodeKind::Dedicated)).or_else(|| best_of(Some(NodeKind::Cloud)))
-            }
+            Strategy::DedicatedFirst => best_of(Some(NodeKind::Dedicated)).or_else(|| best_of(Some(NodeKind::Cloud))),
             Strategy::CloudFirst => candidates
                 .iter()
                 .rev()

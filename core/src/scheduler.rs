@@ -101,12 +101,25 @@ pub enum ScaleAction {
 /// Facts worth recording (event log, KPIs); nothing to carry out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {
-    Queued { server: ServerId },
-    Abandoned { server: ServerId, requested_at: Millis, reason: AbandonReason },
+    Queued {
+        server: ServerId,
+    },
+    Abandoned {
+        server: ServerId,
+        requested_at: Millis,
+        reason: AbandonReason,
+    },
     /// The server is running; `requested_at` is when its start was requested.
-    Running { server: ServerId, requested_at: Millis },
+    Running {
+        server: ServerId,
+        requested_at: Millis,
+    },
     /// A scaling decision with the policy that took it and the utilisation it saw.
-    Scaled { action: ScaleAction, policy: &'static str, seen: Utilisation },
+    Scaled {
+        action: ScaleAction,
+        policy: &'static str,
+        seen: Utilisation,
+    },
 }
 
 /// Output of one scheduler step.
@@ -292,10 +305,7 @@ impl Scheduler {
             self.queue.entry(ram).or_default().insert(seq, server);
             self.queue_len += 1;
             out.notes.push(Note::Queued { server });
-            out.commands.push(Command::Wake {
-                at: now + self.config.give_up,
-                timer: Timer::GiveUp { server, seq },
-            });
+            out.commands.push(Command::Wake { at: now + self.config.give_up, timer: Timer::GiveUp { server, seq } });
         }
     }
 
@@ -314,7 +324,11 @@ impl Scheduler {
         match s.residence {
             Residence::Starting { node } => {
                 if let Some(r) = request {
-                    out.notes.push(Note::Abandoned { server, requested_at: r.at, reason: AbandonReason::IntervalEnded });
+                    out.notes.push(Note::Abandoned {
+                        server,
+                        requested_at: r.at,
+                        reason: AbandonReason::IntervalEnded,
+                    });
                 }
                 self.stop(now, server, node, out);
             }
@@ -492,10 +506,8 @@ impl Scheduler {
         n.active -= 1;
         self.reserved_mib -= ram;
         out.commands.push(Command::Stop { server, node });
-        out.commands.push(Command::Wake {
-            at: now + self.config.sleep_window,
-            timer: Timer::Archive { server, epoch },
-        });
+        out.commands
+            .push(Command::Wake { at: now + self.config.sleep_window, timer: Timer::Archive { server, epoch } });
         self.scan_queue(now, out);
     }
 

@@ -137,8 +137,7 @@ impl Dataset {
         let meta = read(&meta_path).map(|text| parse_meta(&meta_path, &text, &mut problems))?;
         let servers_path = dir.join("servers.csv");
         let (servers, owners) = load_servers(&servers_path, &mut problems)?;
-        let index: HashMap<&str, u32> =
-            servers.iter().enumerate().map(|(i, s)| (s.id.as_str(), i as u32)).collect();
+        let index: HashMap<&str, u32> = servers.iter().enumerate().map(|(i, s)| (s.id.as_str(), i as u32)).collect();
         let sessions = load_sessions(&dir.join("sessions.csv"), &index, &mut problems)?;
         match meta {
             Some(meta) if problems.is_empty() => {
@@ -182,26 +181,21 @@ fn parse_meta(path: &Path, text: &str, problems: &mut Vec<Problem>) -> Option<Me
     let timezone = raw
         .timezone
         .parse::<chrono_tz::Tz>()
-        .map_err(|_| problem(Some("timezone"), format!("unknown time zone {:?} (expected an IANA name such as Europe/Berlin)", raw.timezone)))
+        .map_err(|_| {
+            problem(
+                Some("timezone"),
+                format!("unknown time zone {:?} (expected an IANA name such as Europe/Berlin)", raw.timezone),
+            )
+        })
         .ok();
-    let start = parse_rfc3339(&raw.start)
-        .map_err(|e| problem(Some("start"), e))
-        .ok();
+    let start = parse_rfc3339(&raw.start).map_err(|e| problem(Some("start"), e)).ok();
     let end = parse_rfc3339(&raw.end).map_err(|e| problem(Some("end"), e)).ok();
     let (timezone, start, end) = (timezone?, start?, end?);
     if end <= start {
         problem(Some("end"), format!("end {} must be after start {}", raw.end, raw.start));
         return None;
     }
-    Some(Meta {
-        name: raw.name,
-        timezone,
-        start,
-        end,
-        source: raw.source,
-        license: raw.license,
-        notes: raw.notes,
-    })
+    Some(Meta { name: raw.name, timezone, start, end, source: raw.source, license: raw.license, notes: raw.notes })
 }
 
 /// A CSV file with named columns, read row by row with line numbers.
@@ -286,7 +280,13 @@ impl Fields<'_> {
         }
     }
 
-    fn parse<T>(&self, i: usize, name: &str, problems: &mut Vec<Problem>, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    fn parse<T>(
+        &self,
+        i: usize,
+        name: &str,
+        problems: &mut Vec<Problem>,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let text = self.get(i, name, problems)?;
         f(text).map_err(|reason| self.problem(name, reason, problems)).ok()
     }
@@ -336,8 +336,16 @@ fn load_servers(path: &Path, problems: &mut Vec<Problem>) -> Result<(Vec<Server>
             _ => Err(format!("expected off, suggest or auto, got {s:?}")),
         });
         let created_at = f.parse(7, "created_at", problems, parse_rfc3339);
-        let (Some(id), Some(owner), Some(ram_mib), Some(disk_mb), Some(cpu_cores), Some(pay_per_use), Some(cost_mode), Some(created_at)) =
-            (id, owner, ram_mib, disk_mb, cpu_cores, pay_per_use, cost_mode, created_at)
+        let (
+            Some(id),
+            Some(owner),
+            Some(ram_mib),
+            Some(disk_mb),
+            Some(cpu_cores),
+            Some(pay_per_use),
+            Some(cost_mode),
+            Some(created_at),
+        ) = (id, owner, ram_mib, disk_mb, cpu_cores, pay_per_use, cost_mode, created_at)
         else {
             return;
         };
@@ -358,7 +366,11 @@ fn load_servers(path: &Path, problems: &mut Vec<Problem>) -> Result<(Vec<Server>
 
 const SESSION_COLUMNS: [&str; 4] = ["server_id", "start", "end", "players"];
 
-fn load_sessions(path: &Path, index: &HashMap<&str, u32>, problems: &mut Vec<Problem>) -> Result<Vec<Session>, DatasetError> {
+fn load_sessions(
+    path: &Path,
+    index: &HashMap<&str, u32>,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<Session>, DatasetError> {
     let mut sessions = Vec::new();
     let Some(csv) = Csv::open(path, &SESSION_COLUMNS, problems)? else { return Ok(sessions) };
     csv.for_each(problems, |_, f, problems| {
@@ -372,7 +384,11 @@ fn load_sessions(path: &Path, index: &HashMap<&str, u32>, problems: &mut Vec<Pro
         });
         let (Some(server), Some(start), Some(end), Some(players)) = (server, start, end, players) else { return };
         if end <= start {
-            f.problem("end", format!("end {} is not after start {}", format_rfc3339(end), format_rfc3339(start)), problems);
+            f.problem(
+                "end",
+                format!("end {} is not after start {}", format_rfc3339(end), format_rfc3339(start)),
+                problems,
+            );
             return;
         }
         sessions.push(Session { server, start, end, players });
@@ -399,7 +415,7 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 /// GB (10^9 bytes, decimal) → whole MB, rounded to nearest.
 fn parse_disk_mb(s: &str) -> Result<u64, String> {
     match s.parse::<f64>() {
-        Ok(gb) if gb.is_finite() && gb >= 0.0 && gb < 1e9 => Ok((gb * 1000.0).round() as u64),
+        Ok(gb) if (0.0..1e9).contains(&gb) => Ok((gb * 1000.0).round() as u64),
         _ => Err(format!("expected a non-negative number of GB, got {s:?}")),
     }
 }

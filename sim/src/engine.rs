@@ -247,7 +247,7 @@ impl<'a> Engine<'a> {
                 (Some(_), None) => false,
             };
             self.o.events += 1;
-            if self.o.events % 65_536 == 0 {
+            if self.o.events.is_multiple_of(65_536) {
                 let now = heap_key.map_or(req_key.map_or(end, |r| r.0), |h| req_key.map_or(h.0, |r| r.0.min(h.0)));
                 progress(((now - start) as f64 / span).clamp(0.0, 1.0));
             }
@@ -304,7 +304,8 @@ impl<'a> Engine<'a> {
                     let mut delay = self.boot_rng.sample(&self.scenario.lifecycle.boot);
                     if restore != Restore::None {
                         let mb = self.dataset.servers[i].disk_mb as i64;
-                        delay += ((mb * 1000) as u64).div_ceil(u64::from(self.scenario.lifecycle.restore_mb_per_s)) as Millis;
+                        delay += ((mb * 1000) as u64).div_ceil(u64::from(self.scenario.lifecycle.restore_mb_per_s))
+                            as Millis;
                         match restore {
                             Restore::FromArchive => self.o.restores_from_archive += 1,
                             _ => self.o.restores_from_node += 1,
@@ -370,8 +371,10 @@ impl<'a> Engine<'a> {
         }
         let prices = &self.scenario.prices;
         for i in 0..self.phases.len() {
-            self.o.active_revenue += billing::rate(self.active_mib_ms[i], prices.active_per_gib_hour, MIB_MS_PER_GIB_HOUR);
-            self.o.sleeping_revenue += billing::rate(self.sleeping_mb_ms[i], prices.sleeping_per_gb_month, MB_MS_PER_GB_MONTH);
+            self.o.active_revenue +=
+                billing::rate(self.active_mib_ms[i], prices.active_per_gib_hour, MIB_MS_PER_GIB_HOUR);
+            self.o.sleeping_revenue +=
+                billing::rate(self.sleeping_mb_ms[i], prices.sleeping_per_gb_month, MB_MS_PER_GB_MONTH);
         }
         self.o.storage_cost = billing::rate(self.archived_mb_ms, prices.archive_per_tb_month, MB_MS_PER_TB_MONTH);
         // Rated once on the summed monthly prices: per-node rounding would drift.

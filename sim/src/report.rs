@@ -212,11 +212,18 @@ impl Report {
     pub fn summary(&self) -> String {
         let k = &self.kpis;
         let mut s = String::new();
-        let _ = writeln!(s, "scenario  {} ({:?}, {:?})", self.scenario.name, self.scenario.policy, self.scenario.placement);
+        let _ =
+            writeln!(s, "scenario  {} ({:?}, {:?})", self.scenario.name, self.scenario.policy, self.scenario.placement);
         let _ = writeln!(
             s,
             "dataset   {}: {} servers, {} sessions; window {} → {} ({} h); seed {}",
-            self.dataset.name, self.dataset.servers, self.dataset.sessions, self.window.start, self.window.end, self.window.hours, self.seed
+            self.dataset.name,
+            self.dataset.servers,
+            self.dataset.sessions,
+            self.window.start,
+            self.window.end,
+            self.window.hours,
+            self.seed
         );
         let eur = |m: &Money| format!("{:>12} EUR", m.round_dp(2));
         let rows: Vec<(&str, String)> = vec![
@@ -233,7 +240,10 @@ impl Report {
             ("abandoned", format!("{:>12}", k.starts_abandoned)),
             (
                 "start wait p50/p95/p99/max",
-                format!("{} / {} / {} / {} s", k.start_wait_p50_s, k.start_wait_p95_s, k.start_wait_p99_s, k.start_wait_max_s),
+                format!(
+                    "{} / {} / {} / {} s",
+                    k.start_wait_p50_s, k.start_wait_p95_s, k.start_wait_p99_s, k.start_wait_max_s
+                ),
             ),
             ("cloud VMs created / peak", format!("{:>12} / {}", k.cloud_vms_created, k.peak_cloud_vms)),
             ("cloud VM hours billed", format!("{:>12}", k.cloud_vm_hours_billed)),

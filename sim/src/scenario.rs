@@ -50,7 +50,9 @@ impl<'de> Deserialize<'de> for Dec {
                 self.visit_str(&v.to_string())
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dec, E> {
-                Decimal::from_str(v.trim()).map(Dec).map_err(|_| E::custom(format!("expected a decimal number, got {v:?}")))
+                Decimal::from_str(v.trim())
+                    .map(Dec)
+                    .map_err(|_| E::custom(format!("expected a decimal number, got {v:?}")))
             }
         }
         d.deserialize_any(V)
@@ -122,21 +124,33 @@ impl Catalogue {
         let mut catalogue = Catalogue::default();
         for (name, d) in raw.dedicated {
             let key = format!("{prefix}dedicated.{name}");
-            non_negative(&d.monthly_eur, || key_err(format!("{key}.monthly_eur"), "a price cannot be negative".into()))?;
+            non_negative(&d.monthly_eur, || {
+                key_err(format!("{key}.monthly_eur"), "a price cannot be negative".into())
+            })?;
             positive(d.ram_gib, || key_err(format!("{key}.ram_gib"), "expected a positive number of GiB".into()))?;
             let reserve = reserve(&key, d.reserve_mib, d.reserve_pct, Reserve::Mib(DEDICATED_RESERVE_MIB))?;
             let ram_mib = gib_to_mib(d.ram_gib).ok_or_else(|| key_err(format!("{key}.ram_gib"), "too large".into()))?;
             catalogue.dedicated.insert(
                 name.clone(),
-                DedicatedType { name, ram_mib, cores: d.cores, disk_gb: d.disk_gb, monthly_eur: d.monthly_eur.0, reserve },
+                DedicatedType {
+                    name,
+                    ram_mib,
+                    cores: d.cores,
+                    disk_gb: d.disk_gb,
+                    monthly_eur: d.monthly_eur.0,
+                    reserve,
+                },
             );
         }
         for (name, c) in raw.cloud {
             let key = format!("{prefix}cloud.{name}");
             non_negative(&c.hourly_eur, || key_err(format!("{key}.hourly_eur"), "a price cannot be negative".into()))?;
-            non_negative(&c.monthly_cap_eur, || key_err(format!("{key}.monthly_cap_eur"), "a price cannot be negative".into()))?;
+            non_negative(&c.monthly_cap_eur, || {
+                key_err(format!("{key}.monthly_cap_eur"), "a price cannot be negative".into())
+            })?;
             positive(c.ram_gib, || key_err(format!("{key}.ram_gib"), "expected a positive number of GiB".into()))?;
-            let reserve = reserve(&key, c.reserve_mib, c.reserve_pct, Reserve::Percent(Decimal::from(CLOUD_RESERVE_PCT)))?;
+            let reserve =
+                reserve(&key, c.reserve_mib, c.reserve_pct, Reserve::Percent(Decimal::from(CLOUD_RESERVE_PCT)))?;
             let ram_mib = gib_to_mib(c.ram_gib).ok_or_else(|| key_err(format!("{key}.ram_gib"), "too large".into()))?;
             catalogue.cloud.insert(
                 name.clone(),
@@ -355,7 +369,8 @@ impl Scenario {
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         let raw: RawScenario = deserialize(path, text)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let err = |key: &str, message: String| ScenarioError::Key { path: path.to_path_buf(), key: key.into(), message };
+        let err =
+            |key: &str, message: String| ScenarioError::Key { path: path.to_path_buf(), key: key.into(), message };
 
         let mut catalogue = match &raw.catalogue {
             Some(file) => Catalogue::load(&base.join(file))?,
@@ -382,7 +397,11 @@ impl Scenario {
             let t = catalogue.dedicated.get(&group.type_name).ok_or_else(|| {
                 err(
                     &format!("fleet.dedicated[{i}].type"),
-                    format!("unknown dedicated type {:?} (catalogue has: {})", group.type_name, keys(&catalogue.dedicated)),
+                    format!(
+                        "unknown dedicated type {:?} (catalogue has: {})",
+                        group.type_name,
+                        keys(&catalogue.dedicated)
+                    ),
                 )
             })?;
             dedicated.extend(std::iter::repeat_n(t.clone(), group.count as usize));
@@ -391,7 +410,10 @@ impl Scenario {
             None => (None, 0, ImageKind::Image),
             Some(c) => {
                 let t = catalogue.cloud.get(&c.type_name).ok_or_else(|| {
-                    err("fleet.cloud.type", format!("unknown cloud type {:?} (catalogue has: {})", c.type_name, keys(&catalogue.cloud)))
+                    err(
+                        "fleet.cloud.type",
+                        format!("unknown cloud type {:?} (catalogue has: {})", c.type_name, keys(&catalogue.cloud)),
+                    )
                 })?;
                 (Some(t.clone()), c.max_vms, c.image)
             }
@@ -401,7 +423,9 @@ impl Scenario {
         let secs = |key: &str, v: Option<Dec>, default: Millis| -> Result<Millis, ScenarioError> {
             match v {
                 None => Ok(default),
-                Some(Dec(d)) => to_millis(d, SECOND).ok_or_else(|| err(key, "expected a non-negative duration in seconds".into())),
+                Some(Dec(d)) => {
+                    to_millis(d, SECOND).ok_or_else(|| err(key, "expected a non-negative duration in seconds".into()))
+                }
             }
         };
         let default_provisioning = match image {
@@ -433,7 +457,8 @@ impl Scenario {
         let give_up = secs("lifecycle.give_up_s", l.give_up_s, 600 * SECOND)?;
         let sleep_window = match l.sleep_window_h {
             None => 48 * HOUR,
-            Some(Dec(h)) => to_millis(h, HOUR).ok_or_else(|| err("lifecycle.sleep_window_h", "expected a non-negative number of hours".into()))?,
+            Some(Dec(h)) => to_millis(h, HOUR)
+                .ok_or_else(|| err("lifecycle.sleep_window_h", "expected a non-negative number of hours".into()))?,
         };
 
         let defaults = Prices::default();
@@ -446,9 +471,21 @@ impl Scenario {
         };
         let p = &raw.prices;
         let prices = Prices {
-            active_per_gib_hour: price("prices.active_eur_per_gib_hour", p.active_eur_per_gib_hour, defaults.active_per_gib_hour)?,
-            sleeping_per_gb_month: price("prices.sleeping_eur_per_gb_month", p.sleeping_eur_per_gb_month, defaults.sleeping_per_gb_month)?,
-            archive_per_tb_month: price("prices.archive_eur_per_tb_month", p.archive_eur_per_tb_month, defaults.archive_per_tb_month)?,
+            active_per_gib_hour: price(
+                "prices.active_eur_per_gib_hour",
+                p.active_eur_per_gib_hour,
+                defaults.active_per_gib_hour,
+            )?,
+            sleeping_per_gb_month: price(
+                "prices.sleeping_eur_per_gb_month",
+                p.sleeping_eur_per_gb_month,
+                defaults.sleeping_per_gb_month,
+            )?,
+            archive_per_tb_month: price(
+                "prices.archive_eur_per_tb_month",
+                p.archive_eur_per_tb_month,
+                defaults.archive_per_tb_month,
+            )?,
             promo_credit: price("prices.promo_credit_eur", p.promo_credit_eur, defaults.promo_credit)?,
         };
 
@@ -465,10 +502,16 @@ impl Scenario {
                     ("policy.queue_aware", pol.queue_aware.is_some()),
                 ];
                 if let Some((key, _)) = knobs.iter().find(|(_, set)| *set) {
-                    return Err(err(key, "the reference policy is pinned (SPEC §11); use kind = \"reactive\" to change it".into()));
+                    return Err(err(
+                        key,
+                        "the reference policy is pinned (SPEC §11); use kind = \"reactive\" to change it".into(),
+                    ));
                 }
                 if cloud.is_none() {
-                    return Err(err("fleet.cloud", "the reference policy scales with cloud VMs: add [fleet.cloud] with type and max_vms".into()));
+                    return Err(err(
+                        "fleet.cloud",
+                        "the reference policy scales with cloud VMs: add [fleet.cloud] with type and max_vms".into(),
+                    ));
                 }
                 (ScalingPolicy::Reactive(ReactiveParams::reference(max_vms)), Strategy::FirstFit)
             }
@@ -492,10 +535,16 @@ impl Scenario {
                     return Err(err("policy.interval_s", "the scaling interval must be positive".into()));
                 }
                 if params.down >= params.up {
-                    return Err(err("policy.down", format!("must be below policy.up ({} ≥ {})", params.down, params.up)));
+                    return Err(err(
+                        "policy.down",
+                        format!("must be below policy.up ({} ≥ {})", params.down, params.up),
+                    ));
                 }
                 if cloud.is_none() {
-                    return Err(err("fleet.cloud", "the reactive policy scales with cloud VMs: add [fleet.cloud] with type and max_vms".into()));
+                    return Err(err(
+                        "fleet.cloud",
+                        "the reactive policy scales with cloud VMs: add [fleet.cloud] with type and max_vms".into(),
+                    ));
                 }
                 (ScalingPolicy::Reactive(params), pol.placement.unwrap_or_default())
             }
@@ -530,7 +579,10 @@ fn delay(
     key: &str,
     err: &dyn Fn(&str, String) -> ScenarioError,
 ) -> Result<Delay, ScenarioError> {
-    let ms = |d: Dec, sub: &str| to_millis(d.0, SECOND).ok_or_else(|| err(&format!("{key}.{sub}"), "expected a non-negative number of seconds".into()));
+    let ms = |d: Dec, sub: &str| {
+        to_millis(d.0, SECOND)
+            .ok_or_else(|| err(&format!("{key}.{sub}"), "expected a non-negative number of seconds".into()))
+    };
     match dist {
         None => Ok(Delay::Fixed(fixed)),
         Some(RawDistribution::Uniform { min_s, max_s }) => {

@@ -142,7 +142,10 @@ fn the_shipped_scenarios_parse() {
     let reference = Scenario::load(&root.join("reference.toml")).unwrap();
     // SPEC: 2 × AX41 (64 GiB, reserve 2300 MiB, 70 EUR/month); cpx32 (8 GiB, 15 %, 0.016/h, cap 11.99); max 20.
     assert_eq!(reference.dedicated.len(), 2);
-    assert!(reference.dedicated.iter().all(|d| d.ram_mib == 65536 && d.usable_mib() == 63236 && d.monthly_eur == common::d("70")));
+    assert!(reference
+        .dedicated
+        .iter()
+        .all(|d| d.ram_mib == 65536 && d.usable_mib() == 63236 && d.monthly_eur == common::d("70")));
     let vm = reference.cloud.as_ref().unwrap();
     assert_eq!((vm.name.as_str(), vm.ram_mib, vm.usable_mib()), ("cpx32", 8192, 6963));
     assert_eq!((vm.hourly_eur, vm.monthly_cap_eur), (common::d("0.016"), common::d("11.99")));

@@ -71,7 +71,12 @@ fn queueing_and_abandonment() {
     //  d 8 GiB [35m,38m): queued (4 GiB free), its interval ends at 38m → abandoned.
     let ds = dataset(
         h(1),
-        &[srv("a", 8192, 1.0, false), srv("b", 4096, 1.0, false), srv("c", 4096, 1.0, false), srv("d", 8192, 1.0, false)],
+        &[
+            srv("a", 8192, 1.0, false),
+            srv("b", 4096, 1.0, false),
+            srv("c", 4096, 1.0, false),
+            srv("d", 8192, 1.0, false),
+        ],
         &[("a", 0, m(30)), ("b", m(5), m(50)), ("c", m(22), m(50)), ("d", m(35), m(38))],
     );
     let sc = scenario(FIXED_TINY);
@@ -93,7 +98,8 @@ fn cloud_scale_up_waits_scale_down_and_started_hours() {
     //  run before the tick at the same instant), U = 0 → low since 3600.
     //  Tick 5400: low for 1800 s ≥ 30 min, cooldown long over → delete the VM; b, asleep
     //  on it, is archived.
-    let ds = dataset(h(2), &[srv("a", 8192, 1.0, false), srv("b", 4096, 2.0, false)], &[("a", 0, h(1)), ("b", s(10), h(1))]);
+    let ds =
+        dataset(h(2), &[srv("a", 8192, 1.0, false), srv("b", 4096, 2.0, false)], &[("a", 0, h(1)), ("b", s(10), h(1))]);
     let sc = scenario(REFERENCE_TINY);
     let o = run(&sc, &ds);
     assert_eq!((o.scale_ups, o.scale_downs, o.archived), (1, 1, 1));
@@ -198,7 +204,8 @@ fn same_instant_node_ready_runs_before_abandonment() {
     // Provisioning takes 480 s. a fills the node at 0; b, requested at 0 too (input order:
     // a's row first), queues. Tick 120 → VM ready at 600 = b's give-up instant. Node ready
     // (class 2) runs before abandonments (class 3): b is placed at 600, running 620.
-    let ds = dataset(h(1), &[srv("a", 8192, 1.0, false), srv("b", 4096, 1.0, false)], &[("a", 0, h(1)), ("b", 0, h(1))]);
+    let ds =
+        dataset(h(1), &[srv("a", 8192, 1.0, false), srv("b", 4096, 1.0, false)], &[("a", 0, h(1)), ("b", 0, h(1))]);
     let sc = scenario(&format!("{REFERENCE_TINY}\n[lifecycle]\nprovisioning_s = 480\n"));
     let o = run(&sc, &ds);
     assert_eq!((o.starts, o.abandoned()), (2, 0));
@@ -224,7 +231,11 @@ fn same_instant_interval_end_runs_before_boot_completion() {
 fn same_instant_stop_frees_ram_before_new_requests() {
     // a [0,10m) and d [10m,20m) both need the whole node: at 10m a's stop runs before d's
     // request, so d is placed at once (wait 20 s), not queued.
-    let ds = dataset(h(1), &[srv("a", 8192, 1.0, false), srv("d", 8192, 1.0, false)], &[("a", 0, m(10)), ("d", m(10), m(20))]);
+    let ds = dataset(
+        h(1),
+        &[srv("a", 8192, 1.0, false), srv("d", 8192, 1.0, false)],
+        &[("a", 0, m(10)), ("d", m(10), m(20))],
+    );
     let o = run(&scenario(FIXED_TINY), &ds);
     assert_eq!(o.waits, vec![s(20), s(20)]);
 }
@@ -272,7 +283,11 @@ fn window_clipping_and_promotional_credit() {
 fn everything_stops_at_the_window_end() {
     // A request still starting at the window end is neither a start nor abandoned; a VM
     // alive at the end is billed up to the end.
-    let ds = dataset(m(10), &[srv("a", 8192, 1.0, false), srv("b", 4096, 1.0, false)], &[("a", 0, h(1)), ("b", m(10) - s(5), h(1))]);
+    let ds = dataset(
+        m(10),
+        &[srv("a", 8192, 1.0, false), srv("b", 4096, 1.0, false)],
+        &[("a", 0, h(1)), ("b", m(10) - s(5), h(1))],
+    );
     let o = run(&scenario(REFERENCE_TINY), &ds);
     assert_eq!((o.starts, o.abandoned()), (1, 0));
     // VM created at 120 s, alive until 600 s: one started hour.
