@@ -212,8 +212,10 @@ impl Report {
     pub fn summary(&self) -> String {
         let k = &self.kpis;
         let mut s = String::new();
-        let _ =
-            writeln!(s, "scenario  {} ({:?}, {:?})", self.scenario.name, self.scenario.policy, self.scenario.placement);
+        let name = |v: serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+        let policy = name(serde_json::json!(self.scenario.policy));
+        let placement = name(serde_json::json!(self.scenario.placement));
+        let _ = writeln!(s, "scenario  {} (policy {policy}, placement {placement})", self.scenario.name);
         let _ = writeln!(
             s,
             "dataset   {}: {} servers, {} sessions; window {} → {} ({} h); seed {}",
