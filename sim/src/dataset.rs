@@ -5,6 +5,7 @@
 //! (`disk_gb` × 1000, rounded to the nearest MB).
 
 use crate::timefmt::{format_rfc3339, parse_rfc3339};
+use conductor_core::lifecycle;
 use conductor_core::model::CostMode;
 use conductor_core::{Millis, ServerSpec};
 use serde::Deserialize;
@@ -444,10 +445,9 @@ pub fn wanted_intervals(ds: &Dataset, idle_timeout: Millis) -> Vec<Interval> {
     let mut current: Option<Interval> = None;
     for i in order {
         let s = ds.sessions[i as usize];
-        let extra = if ds.servers[s.server as usize].pay_per_use { idle_timeout } else { 0 };
-        let end = s.end + extra;
+        let end = lifecycle::stop_at(ds.servers[s.server as usize].pay_per_use, s.end, idle_timeout);
         match current.as_mut() {
-            Some(c) if c.server == s.server && s.start <= c.end => c.end = c.end.max(end),
+            Some(c) if c.server == s.server && lifecycle::continues(c.end, s.start) => c.end = c.end.max(end),
             _ => {
                 out.extend(current.take());
                 current = Some(Interval { server: s.server, start: s.start, end, first_row: i });

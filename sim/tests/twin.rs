@@ -304,3 +304,33 @@ fn owners_sign_up_at_their_earliest_server() {
     ds.owners.truncate(1);
     assert_eq!(run(&scenario(FIXED_TINY), &ds).owners_promoted, 0);
 }
+
+#[test]
+fn scale_down_waits_for_low_use_and_skips_busy_vms() {
+    //  a [0,1h) fills the tiny node; b [10s,1h) queues → VM1 created at tick 120, ready
+    //  240, b placed there. c [250s,50m) queues; tick 360 is inside the cooldown; tick 480
+    //  creates VM2 (ready 600, c placed). Now U = 24576/24576 = 1 > 0.85: tick 840 creates
+    //  VM3 (ready 960, stays empty; U = 0.75). At 50m c stops and d (2 GiB, [50m,3h))
+    //  takes its place on VM2 (first fit). At 1h a and b stop: U = 2048/32768 → low since
+    //  3600.
+    //  5400 (low 30 min): the newest ready VM without servers is VM3 → deleted.
+    //  5520: low again since 5520. 7320: VM2 is newer but busy (d) → skipped; VM1 deleted,
+    //  b (asleep on it) archived. 7440: low since 7440. 10800: d stops before the tick;
+    //  low for 3360 s → VM2 deleted, c and d archived.
+    //  Started hours: VM1 120→7320 = exactly 2 h → 2; VM2 480→10800 → 3; VM3 840→5400 → 2.
+    let eight = |id| srv(id, 8192, 1.0, false);
+    let ds = dataset(
+        h(4),
+        &[eight("a"), eight("b"), eight("c"), srv("d", 2048, 1.0, false)],
+        &[("a", 0, h(1)), ("b", s(10), h(1)), ("c", s(250), m(50)), ("d", m(50), h(3))],
+    );
+    let o = run(&scenario(REFERENCE_TINY), &ds);
+    assert_eq!((o.cloud_vms_created, o.peak_cloud_vms, o.scale_downs), (3, 3, 3));
+    assert_eq!(o.cloud_vm_hours_billed, 7);
+    assert_eq!(o.cloud_cost, d("0.07"));
+    assert_eq!(o.archived, 3);
+    // Waits: a 20 s, b 240+20−10 = 250 s, c 600+20−250 = 370 s, d 20 s.
+    let mut waits = o.waits.clone();
+    waits.sort();
+    assert_eq!(waits, vec![s(20), s(20), s(250), s(370)]);
+}
