@@ -74,17 +74,18 @@ pub struct Meta {
     pub notes: String,
 }
 
-#[derive(Deserialize)]
+/// `meta.toml` as written in the file (timestamps still RFC 3339 text).
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawMeta {
-    name: String,
-    timezone: String,
-    start: String,
-    end: String,
-    source: String,
-    license: String,
+pub struct RawMeta {
+    pub name: String,
+    pub timezone: String,
+    pub start: String,
+    pub end: String,
+    pub source: String,
+    pub license: String,
     #[serde(default)]
-    notes: String,
+    pub notes: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

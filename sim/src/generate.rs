@@ -16,6 +16,7 @@
 //! Same configuration and seed → byte-identical files.
 
 use crate::calendar::{is_public_holiday, school_holiday_share};
+use crate::dataset::RawMeta;
 use crate::timefmt::format_rfc3339;
 use chrono::{Datelike, NaiveDate, TimeZone, Weekday};
 use chrono_tz::Tz;
@@ -308,17 +309,7 @@ pub fn write(dir: &Path, cfg: &GenConfig, g: &Generated, how: &str) -> io::Resul
     // The window in local time, as a person would write it.
     let local =
         |t: Millis| cfg.timezone.timestamp_millis_opt(t).single().map_or_else(|| format_rfc3339(t), |d| d.to_rfc3339());
-    #[derive(serde::Serialize)]
-    struct MetaOut {
-        name: String,
-        timezone: String,
-        start: String,
-        end: String,
-        source: String,
-        license: String,
-        notes: String,
-    }
-    let meta = MetaOut {
+    let meta = RawMeta {
         name,
         timezone: cfg.timezone.name().to_owned(),
         start: local(g.start),
