@@ -7,10 +7,13 @@
 //! the model and never uses tokio. Same scenario, dataset and seed → byte-identical
 //! report (except the `run` block, which measures the run itself).
 
-pub mod calendar;
 pub mod dataset;
 pub mod engine;
 pub mod generate;
 pub mod report;
 pub mod scenario;
-pub mod timefmt;
+
+/// German holidays, shared with the forecaster.
+pub use conductor_forecast::calendar;
+/// RFC 3339 in files, milliseconds inside; shared with the forecaster.
+pub use conductor_forecast::timefmt;
