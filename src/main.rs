@@ -1,6 +1,8 @@
 //! `conductor`: the one command line of the project. It parses arguments, does the IO and
 //! hands over to the crates; it holds no domain logic.
 
+mod forecast_cmd;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use conductor_sim::dataset::Dataset;
@@ -29,6 +31,8 @@ enum Command {
     /// Create and check demand datasets.
     #[command(subcommand)]
     Dataset(DatasetCommand),
+    /// Forecast 48 h of demand per tier (the nightly job), or backtest models.
+    Forecast(Box<forecast_cmd::ForecastArgs>),
 }
 
 #[derive(Args)]
@@ -90,6 +94,7 @@ fn main() {
         Command::Sim(args) => sim(args),
         Command::Dataset(DatasetCommand::Generate(args)) => dataset_generate(args),
         Command::Dataset(DatasetCommand::Check { dir }) => dataset_check(&dir),
+        Command::Forecast(args) => forecast_cmd::run(*args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -183,7 +188,7 @@ fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
-fn write_file(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

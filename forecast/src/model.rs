@@ -49,16 +49,41 @@ pub struct ModelSpec {
     /// MSTL seasonal smoothing windows (daily, weekly), in cycles (odd, ≥ 7): how many
     /// days (weeks) each point of the daily (weekly) pattern is averaged over.
     pub windows: (usize, usize),
+    /// What the ETS model of the deseasonalised series may do with a trend.
+    pub trend: TrendKind,
 }
 
-/// Default MSTL seasonal windows. Wider than STL's usual 11 and 15: on 15-minute demand the
-/// weekly pattern has only a handful of cycles per phase, and smoothing over more cycles
-/// halves the seasonal noise (BENCHMARKS.md, forecaster).
-pub const DEFAULT_WINDOWS: (usize, usize) = (61, 31);
+/// Trend freedom of MSTL's ETS model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrendKind {
+    /// AutoETS chooses: none, additive, or damped additive.
+    Auto,
+    /// Only a damped additive trend (or none).
+    Damped,
+}
+
+impl TrendKind {
+    pub fn parse(s: &str) -> Result<TrendKind, String> {
+        match s {
+            "auto" => Ok(TrendKind::Auto),
+            "damped" => Ok(TrendKind::Damped),
+            _ => Err(format!("unknown trend {s:?} (auto or damped)")),
+        }
+    }
+}
+
+/// Default MSTL seasonal windows: STL's usual 11 and 15. Wider windows (61, 31) halve the
+/// seasonal noise on a stationary series but lose on real and demo-like demand, whose
+/// patterns drift (BENCHMARKS.md, forecaster).
+pub const DEFAULT_WINDOWS: (usize, usize) = (11, 15);
+
+/// Default trend freedom of MSTL's ETS model.
+pub const DEFAULT_TREND: TrendKind = TrendKind::Auto;
 
 impl ModelSpec {
     pub fn new(kind: ModelKind) -> ModelSpec {
-        ModelSpec { kind, log: false, windows: DEFAULT_WINDOWS }
+        ModelSpec { kind, log: false, windows: DEFAULT_WINDOWS, trend: DEFAULT_TREND }
     }
 
     pub fn log(self, log: bool) -> ModelSpec {
@@ -131,7 +156,7 @@ pub fn fit_predict(spec: ModelSpec, history: &Series, horizon: usize) -> Result<
     let mut p = match spec.kind {
         ModelKind::SeasonalNaiveWeek => seasonal_naive(&y, periods.week, horizon),
         ModelKind::SeasonalNaiveDay => seasonal_naive(&y, periods.day, horizon),
-        ModelKind::Mstl => mstl(&y, vec![periods.day, periods.week], spec.windows, horizon).map_err(err)?,
+        ModelKind::Mstl => mstl(&y, vec![periods.day, periods.week], spec.windows, spec.trend, horizon).map_err(err)?,
     };
     if spec.log {
         p.map(f64::exp_m1);
@@ -164,11 +189,21 @@ pub fn seasonal_naive(y: &[f64], m: usize, horizon: usize) -> Prediction {
     p
 }
 
-fn mstl(y: &[f64], periods: Vec<usize>, windows: (usize, usize), horizon: usize) -> Result<Prediction, String> {
+fn mstl(
+    y: &[f64],
+    periods: Vec<usize>,
+    windows: (usize, usize),
+    trend: TrendKind,
+    horizon: usize,
+) -> Result<Prediction, String> {
     let odd = |w: usize| w.max(7) | 1;
     let mut params = stlrs::MstlParams::new();
     params.seasonal_lengths(&[odd(windows.0), odd(windows.1)]);
-    let model = MSTLModel::new(periods, AutoETS::non_seasonal().into_trend_model()).mstl_params(params);
+    let ets = match trend {
+        TrendKind::Auto => AutoETS::non_seasonal(),
+        TrendKind::Damped => AutoETS::non_seasonal().damped(true).map_err(|e| e.to_string())?,
+    };
+    let model = MSTLModel::new(periods, ets.into_trend_model()).mstl_params(params);
     let fitted = model.fit(y).map_err(|e| format!("fit failed: {e}"))?;
     let f80 = fitted.predict(horizon, 0.80).map_err(|e| format!("predict failed: {e}"))?;
     let f95 = fitted.predict(horizon, 0.95).map_err(|e| format!("predict failed: {e}"))?;

@@ -50,12 +50,17 @@ fn mae(a: &[f64], b: &[f64]) -> f64 {
 fn mstl_recovers_the_signal_far_below_the_noise() {
     let sigma = 1.0;
     let (history, future) = series(8, sigma, 1);
+    // The noise alone has a mean absolute value of 0.8 σ; the forecast's error against the
+    // noise-free truth must be well below it. With 8 weeks the weekly pattern is estimated
+    // from 8 samples per 15-minute phase, so smoothing over cycles decides the floor: wide
+    // seasonal windows (right for a stationary series) reach ≈ 0.29 σ, the default windows
+    // (right for drifting real demand) ≈ 0.40 σ (BENCHMARKS.md).
+    let wide = ModelSpec { windows: (61, 31), ..ModelSpec::new(ModelKind::Mstl) };
+    let err = mae(&fit_predict(wide, &history, 2 * DAY).unwrap().mean, &future);
+    assert!(err < 0.35 * sigma, "MSTL (61,31) MAE against the truth {err:.3} (σ = {sigma})");
     let p = fit_predict(ModelSpec::new(ModelKind::Mstl), &history, 2 * DAY).unwrap();
     let err = mae(&p.mean, &future);
-    // The noise alone has a mean absolute value of 0.8 σ; the forecast's error against the
-    // noise-free truth must be well below it. (With 8 weeks the weekly pattern is estimated
-    // from 8 samples per 15-minute phase: ≈ 0.29 σ is the measured floor, see BENCHMARKS.md.)
-    assert!(err < 0.35 * sigma, "MSTL MAE against the truth {err:.3} (σ = {sigma})");
+    assert!(err < 0.5 * sigma, "MSTL MAE against the truth {err:.3} (σ = {sigma})");
     // The 95 % interval covers nearly all of a fresh noisy week.
     assert!(p.lo95.iter().zip(&p.hi95).all(|(l, h)| l < h));
 }

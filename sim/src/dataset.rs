@@ -465,3 +465,36 @@ impl fmt::Display for Meta {
         write!(f, "{} ({} → {}, {})", self.name, format_rfc3339(self.start), format_rfc3339(self.end), self.timezone)
     }
 }
+
+impl Dataset {
+    /// The demand history before `until`, as the forecaster's input: wanted run intervals
+    /// (with the idle timeout), sessions with players and owner sign-ups, clipped at `until`.
+    pub fn history(
+        &self,
+        idle_timeout: Millis,
+        sleep_window: Millis,
+        until: Millis,
+    ) -> conductor_forecast::aggregate::History {
+        use conductor_forecast::aggregate::{History, ServerInfo};
+        History {
+            servers: self
+                .servers
+                .iter()
+                .map(|s| ServerInfo { ram_mib: s.ram_mib, disk_mb: s.disk_mb, cpu_cores: s.cpu_cores })
+                .collect(),
+            intervals: wanted_intervals(self, idle_timeout)
+                .into_iter()
+                .filter(|iv| iv.start < until)
+                .map(|iv| (iv.server, iv.start, iv.end.min(until)))
+                .collect(),
+            sessions: self
+                .sessions
+                .iter()
+                .filter(|s| s.start < until)
+                .map(|s| (s.server, s.start, s.end.min(until), s.players))
+                .collect(),
+            signups: self.owner_signups().into_iter().filter(|&t| t < until).collect(),
+            sleep_window,
+        }
+    }
+}
