@@ -247,10 +247,10 @@ fn forecast(args: RunArgs) -> Result<()> {
     let gap =
         if origin > end { format!(", history ends {} earlier", format_duration(origin - end)) } else { String::new() };
     let untested = doc.series.iter().filter(|s| s.backtest.is_none()).count();
-    let gap = if untested > 0 {
-        format!("{gap}; {untested} series without backtest: history shorter than 2 weeks + horizon")
-    } else {
-        gap
+    let gap = match untested {
+        0 => gap,
+        _ if args.backtest_origins == 0 => format!("{gap}; backtest skipped"),
+        n => format!("{gap}; {n} series without backtest: history shorter than 2 weeks + horizon"),
     };
     println!(
         "forecast: {} series × {} steps of {} from {} (models: {}{gap}) → {} in {:.2} s",

@@ -53,8 +53,26 @@ pub struct BacktestSummary {
     pub origins: usize,
     pub every_s: i64,
     pub window_s: i64,
-    #[serde(flatten)]
-    pub scores: Scores,
+    // Spelled out rather than `#[serde(flatten)]`: flattening breaks number parsing with
+    // serde_json's arbitrary_precision, which the reports need for exact money.
+    pub mase: f64,
+    /// Percent.
+    pub smape: f64,
+    pub coverage80: f64,
+    pub coverage95: f64,
+    pub pinball: f64,
+}
+
+impl BacktestSummary {
+    pub fn scores(&self) -> Scores {
+        Scores {
+            mase: self.mase,
+            smape: self.smape,
+            coverage80: self.coverage80,
+            coverage95: self.coverage95,
+            pinball: self.pinball,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,7 +30,11 @@ impl BacktestRun {
             origins: self.plan.origins,
             every_s: self.plan.every as i64 * self.step / 1000,
             window_s: self.plan.window as i64 * self.step / 1000,
-            scores: self.scores,
+            mase: self.scores.mase,
+            smape: self.scores.smape,
+            coverage80: self.scores.coverage80,
+            coverage95: self.scores.coverage95,
+            pinball: self.scores.pinball,
         }
     }
 }
@@ -60,8 +64,8 @@ pub fn run_backtest(series: &Series, spec: ModelSpec, plan: Plan, clock: Clock<'
 }
 
 /// A short backtest plan that fits in `series` for choosing a model and reporting scores:
-/// up to `origins` daily origins, a window of up to `window` steps (at least two weeks),
-/// the given horizon. `None` when the series is too short for even one origin.
+/// up to `origins` daily origins, then a window of up to `window` steps (at least two
+/// weeks), the given horizon. `None` when the series is too short for even one origin.
 pub fn quick_plan(series: &Series, horizon: usize, window: usize, origins: usize) -> Option<Plan> {
     let p = series.periods().ok()?;
     let min_window = 2 * p.week;
@@ -69,9 +73,10 @@ pub fn quick_plan(series: &Series, horizon: usize, window: usize, origins: usize
     if room < min_window {
         return None;
     }
-    let window = window.clamp(min_window, room);
+    // Origins first (scores from one origin are noise), then as much window as remains.
     let every = p.day;
-    let origins = origins.min(1 + (room - window) / every).max(1);
+    let origins = origins.min(1 + (room - min_window) / every).max(1);
+    let window = window.min(room - (origins - 1) * every).max(min_window);
     Some(Plan { origins, every, window, horizon })
 }
 
@@ -132,4 +137,32 @@ pub fn forecast(
     p.skip(gap);
     let doc = SeriesForecast::new(&fit_on, unit, spec.label(), origin, &p, run.as_ref().map(BacktestRun::summary));
     Ok((doc, run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conductor_core::time::HOUR;
+
+    #[test]
+    fn quick_plans_keep_origins_before_window() {
+        let s = |days: usize| Series::new("x", 0, HOUR, vec![1.0; days * 24]);
+        // 35 days, 48 h horizon: room 33 days; 3 origins need 2 days of stepping → 31-day window.
+        assert_eq!(
+            quick_plan(&s(35), 48, 56 * 24, 3),
+            Some(Plan { origins: 3, every: 24, window: 31 * 24, horizon: 48 })
+        );
+        // 15 days: room 13 days < 2 weeks → no backtest.
+        assert_eq!(quick_plan(&s(15), 48, 56 * 24, 3), None);
+        // 17 days: room 15 days → 2 origins with the minimum two-week window.
+        assert_eq!(
+            quick_plan(&s(17), 48, 56 * 24, 3),
+            Some(Plan { origins: 2, every: 24, window: 14 * 24, horizon: 48 })
+        );
+        // Plenty of data: the window is capped at what was asked.
+        assert_eq!(
+            quick_plan(&s(100), 48, 56 * 24, 3),
+            Some(Plan { origins: 3, every: 24, window: 56 * 24, horizon: 48 })
+        );
+    }
 }
