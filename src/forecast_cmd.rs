@@ -8,7 +8,7 @@ use conductor_forecast::aggregate::{self, STEP};
 use conductor_forecast::backtest::Plan;
 use conductor_forecast::document::{ForecastDocument, SCHEMA};
 use conductor_forecast::duration::{format_duration, parse_duration};
-use conductor_forecast::model::{TrendKind, DEFAULT_TREND, DEFAULT_WINDOWS};
+use conductor_forecast::model::{Covariates, TrendKind, DEFAULT_TREND, DEFAULT_WINDOWS};
 use conductor_forecast::pipeline::{self, Choice};
 use conductor_forecast::timefmt::{format_rfc3339, parse_rfc3339};
 use conductor_forecast::{ModelKind, ModelSpec, Series};
@@ -47,6 +47,10 @@ struct Source {
     /// Sleep window (servers asleep longer are archived) for the sleeping-disk series.
     #[arg(long, default_value = "48h")]
     sleep_window: String,
+    /// Known events (e.g. game updates) as CSV `name,start,end` (RFC 3339); Prophet uses
+    /// them as holidays.
+    #[arg(long)]
+    events: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -145,8 +149,16 @@ fn steps(text: &str, step: Millis, what: &str) -> Result<usize> {
     Ok((ms / step) as usize)
 }
 
-/// The history as named series with units, and the instant it ends.
-fn load(source: &Source, until: Option<Millis>) -> Result<(Vec<(Series, &'static str)>, Millis)> {
+/// Series with their units, the end of the history, and the covariates.
+type Loaded = (Vec<(Series, &'static str)>, Millis, Covariates);
+
+/// The history as named series with units, the instant it ends, and what models may know
+/// beyond it (time zone, sign-ups, events).
+fn load(source: &Source, until: Option<Millis>) -> Result<Loaded> {
+    let events = match &source.events {
+        Some(path) => read_events(path)?,
+        None => Vec::new(),
+    };
     match (&source.dataset, &source.series) {
         (Some(dir), None) => {
             let ds = Dataset::load(dir).with_context(|| format!("loading dataset {}", dir.display()))?;
@@ -161,16 +173,16 @@ fn load(source: &Source, until: Option<Millis>) -> Result<(Vec<(Series, &'static
             }
             let history = ds.history(idle, sleep, end);
             let series = aggregate::aggregate(&history, from, end, STEP);
-            Ok((
-                series
-                    .into_iter()
-                    .map(|s| {
-                        let u = aggregate::unit_of(&s.name);
-                        (s, u)
-                    })
-                    .collect(),
-                end,
-            ))
+            let signups = series.iter().find(|s| s.name == "signups_per_hour").cloned();
+            let cov = Covariates { timezone: ds.meta.timezone, events, signups };
+            let named = series
+                .into_iter()
+                .map(|s| {
+                    let unit = aggregate::unit_of(&s.name);
+                    (s, unit)
+                })
+                .collect();
+            Ok((named, end, cov))
         }
         (None, Some(file)) => {
             let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
@@ -180,10 +192,33 @@ fn load(source: &Source, until: Option<Millis>) -> Result<(Vec<(Series, &'static
                 s = s.slice(s.start, t.min(s.end()));
             }
             let end = s.end();
-            Ok((vec![(s, "")], end))
+            Ok((vec![(s, "")], end, Covariates { events, ..Covariates::default() }))
         }
         _ => bail!("give the history with --dataset DIR or --series FILE"),
     }
+}
+
+/// Reads `name,start,end` rows (header optional).
+fn read_events(path: &std::path::Path) -> Result<Vec<(String, Millis, Millis)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut events = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if line.trim().is_empty() || (i == 0 && fields.first() == Some(&"name")) {
+            continue;
+        }
+        let at = |what: &str, e: String| anyhow::anyhow!("{}:{}: {what}: {e}", path.display(), i + 1);
+        let [name, start, end] = fields.as_slice() else {
+            return Err(at("row", format!("expected `name,start,end`, got {line:?}")));
+        };
+        let start = parse_rfc3339(start).map_err(|e| at("start", e))?;
+        let end = parse_rfc3339(end).map_err(|e| at("end", e))?;
+        if end <= start {
+            return Err(at("end", "must be after start".into()));
+        }
+        events.push((name.to_string(), start, end));
+    }
+    Ok(events)
 }
 
 fn clock() -> impl FnMut() -> f64 {
@@ -194,7 +229,7 @@ fn clock() -> impl FnMut() -> f64 {
 fn forecast(args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let at = args.at.as_deref().map(parse_rfc3339).transpose().map_err(|e| anyhow::anyhow!("--at: {e}"))?;
-    let (all, end) = load(&args.source, at)?;
+    let (all, end, cov) = load(&args.source, at)?;
     let step = all.first().map(|(s, _)| s.step).context("no series")?;
     let horizon = steps(&args.horizon, step, "horizon")?;
     let window = steps(&args.window, step, "window")?;
@@ -237,7 +272,7 @@ fn forecast(args: RunArgs) -> Result<()> {
     let mut tick = clock();
     for (series, unit) in all.iter().filter(|(s, _)| wanted.contains(&s.name)) {
         let (f, _) =
-            pipeline::forecast(series, unit, &choice, origin, horizon, window, args.backtest_origins, &mut tick)?;
+            pipeline::forecast(series, unit, &choice, origin, horizon, window, args.backtest_origins, &cov, &mut tick)?;
         doc.series.push(f);
     }
     super::write_file(&args.out, &doc.to_json())?;
@@ -266,7 +301,7 @@ fn forecast(args: RunArgs) -> Result<()> {
 }
 
 fn backtest(args: BacktestArgs) -> Result<()> {
-    let (all, _) = load(&args.source, None)?;
+    let (all, _, cov) = load(&args.source, None)?;
     let series = if args.source.dataset.is_some() {
         all.into_iter().find(|(s, _)| s.name == args.name).map(|(s, _)| s).with_context(|| {
             format!("--name {:?}: unknown series (known: {})", args.name, aggregate::SERIES.map(|(n, _)| n).join(", "))
@@ -299,7 +334,7 @@ fn backtest(args: BacktestArgs) -> Result<()> {
             trend: args.mstl_trend.unwrap_or(DEFAULT_TREND),
             ..ModelSpec::new(kind).log(args.log)
         };
-        let run = pipeline::run_backtest(&series, spec, plan, &mut tick)?;
+        let run = pipeline::run_backtest(&series, spec, plan, &cov, &mut tick)?;
         let s = run.scores;
         let _ = writeln!(
             table,

@@ -13,6 +13,8 @@ pub mod document;
 pub mod duration;
 pub mod model;
 pub mod pipeline;
+#[cfg(feature = "prophet")]
+pub mod prophet;
 pub mod series;
 pub mod timefmt;
 

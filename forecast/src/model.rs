@@ -20,22 +20,33 @@ pub enum ModelKind {
     SeasonalNaiveWeek,
     /// Same step one day earlier.
     SeasonalNaiveDay,
+    /// Prophet with holidays, events and regressors (feature `prophet`).
+    #[cfg(feature = "prophet")]
+    Prophet,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 3] = [ModelKind::Mstl, ModelKind::SeasonalNaiveWeek, ModelKind::SeasonalNaiveDay];
+    #[cfg(not(feature = "prophet"))]
+    pub const ALL: &'static [ModelKind] = &[ModelKind::Mstl, ModelKind::SeasonalNaiveWeek, ModelKind::SeasonalNaiveDay];
+    #[cfg(feature = "prophet")]
+    pub const ALL: &'static [ModelKind] =
+        &[ModelKind::Mstl, ModelKind::SeasonalNaiveWeek, ModelKind::SeasonalNaiveDay, ModelKind::Prophet];
 
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Mstl => "mstl",
             ModelKind::SeasonalNaiveWeek => "snaive-week",
             ModelKind::SeasonalNaiveDay => "snaive-day",
+            #[cfg(feature = "prophet")]
+            ModelKind::Prophet => "prophet",
         }
     }
 
     pub fn parse(s: &str) -> Result<ModelKind, String> {
-        ModelKind::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            format!("unknown model {s:?} (known: auto, {})", ModelKind::ALL.map(|m| m.name()).join(", "))
+        ModelKind::ALL.iter().copied().find(|m| m.name() == s).ok_or_else(|| {
+            let known: Vec<&str> = ModelKind::ALL.iter().map(|m| m.name()).collect();
+            let hint = if s == "prophet" { " (Prophet needs a build with `--features prophet`)" } else { "" };
+            format!("unknown model {s:?} (known: auto, {}){hint}", known.join(", "))
         })
     }
 }
@@ -142,9 +153,37 @@ pub struct ModelError {
     pub message: String,
 }
 
+/// What a model may know beyond the series itself (used by Prophet).
+#[derive(Debug, Clone)]
+pub struct Covariates {
+    /// Calendar features (holidays) are taken in this time zone.
+    pub timezone: chrono_tz::Tz,
+    /// Known events (name, start, end), e.g. game updates.
+    pub events: Vec<(String, conductor_core::Millis, conductor_core::Millis)>,
+    /// Sign-ups per hour on the history's grid; the future is filled with its weekly
+    /// seasonal naive forecast.
+    pub signups: Option<Series>,
+}
+
+impl Default for Covariates {
+    fn default() -> Self {
+        Covariates { timezone: chrono_tz::Europe::Berlin, events: Vec::new(), signups: None }
+    }
+}
+
 /// Fits `spec` on all of `history` and forecasts `horizon` steps after it. Forecasts of a
 /// series that was never negative are clamped at 0.
 pub fn fit_predict(spec: ModelSpec, history: &Series, horizon: usize) -> Result<Prediction, ModelError> {
+    fit_predict_with(spec, history, horizon, &Covariates::default())
+}
+
+/// [`fit_predict`] with covariates.
+pub fn fit_predict_with(
+    spec: ModelSpec,
+    history: &Series,
+    horizon: usize,
+    #[cfg_attr(not(feature = "prophet"), allow(unused_variables))] cov: &Covariates,
+) -> Result<Prediction, ModelError> {
     let err = |message: String| ModelError { series: history.name.clone(), model: spec.label(), message };
     let periods = history.check_weekly_history().map_err(err)?;
     let non_negative = history.values.iter().all(|&v| v >= 0.0);
@@ -157,6 +196,8 @@ pub fn fit_predict(spec: ModelSpec, history: &Series, horizon: usize) -> Result<
         ModelKind::SeasonalNaiveWeek => seasonal_naive(&y, periods.week, horizon),
         ModelKind::SeasonalNaiveDay => seasonal_naive(&y, periods.day, horizon),
         ModelKind::Mstl => mstl(&y, vec![periods.day, periods.week], spec.windows, spec.trend, horizon).map_err(err)?,
+        #[cfg(feature = "prophet")]
+        ModelKind::Prophet => crate::prophet::fit_predict(&y, history, horizon, cov).map_err(err)?,
     };
     if spec.log {
         p.map(f64::exp_m1);

@@ -3,7 +3,7 @@
 
 use crate::backtest::{self, Plan, Scores};
 use crate::document::{BacktestSummary, SeriesForecast};
-use crate::model::{fit_predict, ModelError, ModelKind, ModelSpec, Prediction};
+use crate::model::{fit_predict_with, Covariates, ModelError, ModelKind, ModelSpec, Prediction};
 use crate::series::Series;
 use conductor_core::Millis;
 
@@ -39,7 +39,13 @@ impl BacktestRun {
     }
 }
 
-pub fn run_backtest(series: &Series, spec: ModelSpec, plan: Plan, clock: Clock<'_>) -> Result<BacktestRun, ModelError> {
+pub fn run_backtest(
+    series: &Series,
+    spec: ModelSpec,
+    plan: Plan,
+    cov: &Covariates,
+    clock: Clock<'_>,
+) -> Result<BacktestRun, ModelError> {
     let err = |message: String| ModelError { series: series.name.clone(), model: spec.label(), message };
     let week = series.periods().map_err(err)?.week;
     let origins = backtest::origins(series, plan).map_err(err)?;
@@ -47,7 +53,11 @@ pub fn run_backtest(series: &Series, spec: ModelSpec, plan: Plan, clock: Clock<'
     let mut seconds = 0.0;
     for o in origins {
         let t0 = clock();
-        let p = fit_predict(spec, &o.history, plan.horizon)?;
+        let cov = Covariates {
+            signups: cov.signups.as_ref().map(|s| s.slice(o.history.start, o.history.end())),
+            ..cov.clone()
+        };
+        let p = fit_predict_with(spec, &o.history, plan.horizon, &cov)?;
         seconds += clock() - t0;
         let s = backtest::score(&p, &o.actual, &o.history.values, week);
         out.push((o.origin, p, o.actual, s));
@@ -105,18 +115,19 @@ pub fn forecast(
     horizon: usize,
     window: usize,
     backtest_origins: usize,
+    cov: &Covariates,
     clock: Clock<'_>,
 ) -> Result<(SeriesForecast, Option<BacktestRun>), ModelError> {
     let gap = ((origin - history.end()).max(0) / history.step) as usize;
     let plan = if backtest_origins == 0 { None } else { quick_plan(history, horizon, window, backtest_origins) };
     let (spec, run) = match (choice, plan) {
-        (Choice::Fixed(spec), Some(plan)) => (*spec, Some(run_backtest(history, *spec, plan, clock)?)),
+        (Choice::Fixed(spec), Some(plan)) => (*spec, Some(run_backtest(history, *spec, plan, cov, clock)?)),
         (Choice::Fixed(spec), None) => (*spec, None),
         (Choice::Auto(candidates), Some(plan)) => {
             let mut best: Option<BacktestRun> = None;
             for &spec in candidates {
                 // A candidate that cannot fit this series (e.g. log of negatives) is skipped.
-                if let Ok(run) = run_backtest(history, spec, plan, clock) {
+                if let Ok(run) = run_backtest(history, spec, plan, cov, clock) {
                     if best.as_ref().is_none_or(|b| run.scores.mase < b.scores.mase) {
                         best = Some(run);
                     }
@@ -133,7 +144,8 @@ pub fn forecast(
         (Choice::Auto(candidates), None) => (*candidates.first().expect("candidates"), None),
     };
     let fit_on = history.slice(history.end() - window as Millis * history.step, history.end());
-    let mut p = fit_predict(spec, &fit_on, gap + horizon)?;
+    let cov = Covariates { signups: cov.signups.as_ref().map(|s| s.slice(fit_on.start, fit_on.end())), ..cov.clone() };
+    let mut p = fit_predict_with(spec, &fit_on, gap + horizon, &cov)?;
     p.skip(gap);
     let doc = SeriesForecast::new(&fit_on, unit, spec.label(), origin, &p, run.as_ref().map(BacktestRun::summary));
     Ok((doc, run))

@@ -86,7 +86,7 @@ fn log_transform_keeps_forecasts_positive_and_recovers_the_signal() {
 #[test]
 fn intervals_widen_with_the_horizon() {
     let history = wandering(6, 4);
-    for kind in ModelKind::ALL {
+    for &kind in ModelKind::ALL {
         // Two weeks ahead so that seasonal naive crosses a season boundary.
         let p = fit_predict(ModelSpec::new(kind), &history, 2 * WEEK).unwrap();
         let width = |i: usize| p.hi95[i] - p.lo95[i];
