@@ -153,6 +153,8 @@ fn backtest_prints_a_table_per_model_and_dumps_every_forecast() {
         "3w",
         "--horizon",
         "48h",
+        "--models",
+        "mstl,snaive-week,snaive-day",
         "--dump",
         dump.to_str().unwrap(),
     ]);
@@ -169,8 +171,18 @@ fn backtest_prints_a_table_per_model_and_dumps_every_forecast() {
     // The last origin is the end of the series minus the horizon: 40 days − 2 days.
     assert!(text.contains("mstl,2025-02-08T00:00:00Z,2025-02-08T00:00:00Z,"), "origins are the first forecast steps");
 
-    let o =
-        conductor(&["forecast", "backtest", "--series", csv.to_str().unwrap(), "--origins", "30", "--window", "3w"]);
+    let o = conductor(&[
+        "forecast",
+        "backtest",
+        "--series",
+        csv.to_str().unwrap(),
+        "--origins",
+        "30",
+        "--window",
+        "3w",
+        "--models",
+        "snaive-week",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text_err(&o).contains("need"), "{}", text_err(&o));
 }

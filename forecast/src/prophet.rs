@@ -68,7 +68,7 @@ pub fn fit_predict(y: &[f64], history: &Series, horizon: usize, cov: &Covariates
         events.entry(format!("event:{name}")).or_default().push(HolidayOccurrence::new(start / 1000, end / 1000));
     }
     holidays.extend(events.into_iter().map(|(name, occurrences)| (name, Holiday::new(occurrences))));
-    let opts = ProphetOptions { holidays: Some(holidays), ..Default::default() };
+    let opts = ProphetOptions { holidays, ..Default::default() };
     let mut prophet = Prophet::new(opts, WasmstanOptimizer::new());
     for name in regressors.keys() {
         prophet.add_regressor(name.clone(), Regressor::additive());
