@@ -82,7 +82,9 @@ pub fn fit_predict(y: &[f64], history: &Series, horizon: usize, cov: &Covariates
             .with_regressors(split(&regressors, n..n + horizon))
             .map_err(|e| format!("prediction data: {e}"))
     };
-    let mut predict = |width: f64| -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), String> {
+    // (mean, lower, upper) at one interval width.
+    type Bands = (Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut predict = |width: f64| -> Result<Bands, String> {
         prophet.set_interval_width(IntervalWidth::try_new(width).map_err(|e| e.to_string())?);
         let p = prophet.predict(future()?).map_err(|e| format!("predict failed: {e}"))?;
         match (p.yhat.lower, p.yhat.upper) {
