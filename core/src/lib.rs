@@ -23,7 +23,7 @@ pub use billing::{Money, Prices};
 pub use catalogue::{CloudType, DedicatedType, Reserve};
 pub use model::{NodeId, NodeKind, ServerId, ServerSpec, Tier};
 pub use placement::Strategy;
-pub use policy::{ReactiveParams, ScalingPolicy};
+pub use policy::{DemandForecast, Policy, ReactiveParams, ScaleIn, ScalingPolicy};
 pub use scheduler::{
     AbandonReason, Command, Note, PlacementId, Residence, Restore, ScaleAction, Scheduler, SchedulerConfig, Timer,
 };

@@ -7,7 +7,7 @@
 use crate::catalogue::{CloudType, DedicatedType};
 use crate::model::{NodeId, NodeKind, ServerId, ServerSpec};
 use crate::placement::{Candidate, Strategy};
-use crate::policy::{ReactiveParams, ScalingPolicy, Utilisation};
+use crate::policy::{to_next_hour, DemandForecast, PolicyState, Proposal, ScaleIn, ScalingPolicy, Utilisation, View};
 use crate::time::{Millis, HOUR, MINUTE};
 use std::collections::BTreeMap;
 
@@ -31,7 +31,7 @@ impl SchedulerConfig {
             strategy: Strategy::FirstFit,
             give_up: 10 * MINUTE,
             sleep_window: 48 * HOUR,
-            scaling: ScalingPolicy::Reactive(ReactiveParams::reference(max_vms)),
+            scaling: ScalingPolicy::reference(max_vms),
             vm_type: Some(vm_type),
         }
     }
@@ -114,11 +114,13 @@ pub enum Note {
         server: ServerId,
         requested_at: Millis,
     },
-    /// A scaling decision with the policy that took it and the utilisation it saw.
+    /// A scaling decision with the policy that took it, the utilisation it saw and the
+    /// policy's own figures.
     Scaled {
         action: ScaleAction,
         policy: &'static str,
         seen: Utilisation,
+        reason: String,
     },
 }
 
@@ -193,7 +195,10 @@ struct Server {
 #[derive(Clone, Debug, Default)]
 struct ScalingState {
     last_action: Option<Millis>,
-    low_since: Option<Millis>,
+    /// One per policy in `config.scaling.policies`.
+    policies: Vec<PolicyState>,
+    forecast: Option<DemandForecast>,
+    proposals: Vec<Proposal>,
 }
 
 /// The decision state of one fleet.
@@ -214,6 +219,7 @@ pub struct Scheduler {
     queued_mib: u64,
     usable_ready_mib: u64,
     provisioning: u32,
+    usable_provisioning_mib: u64,
     cloud_vms: u32,
     scaling: ScalingState,
     last_placed: Option<NodeId>,
@@ -241,6 +247,7 @@ impl Scheduler {
             })
             .collect();
         let usable_ready_mib = nodes.iter().map(|n| u64::from(n.usable_mib)).sum();
+        let policies = vec![PolicyState::default(); config.scaling.policies.len()];
         Scheduler {
             config,
             ready: (0..nodes.len() as u32).map(NodeId).collect(),
@@ -263,8 +270,9 @@ impl Scheduler {
             queued_mib: 0,
             usable_ready_mib,
             provisioning: 0,
+            usable_provisioning_mib: 0,
             cloud_vms: 0,
-            scaling: ScalingState::default(),
+            scaling: ScalingState { policies, ..ScalingState::default() },
             last_placed: None,
             candidates: Vec::new(),
             #[cfg(test)]
@@ -358,6 +366,7 @@ impl Scheduler {
         }
         n.state = NodeState::Ready;
         self.provisioning -= 1;
+        self.usable_provisioning_mib -= u64::from(n.usable_mib);
         self.usable_ready_mib += u64::from(n.usable_mib);
         let at = self.ready.partition_point(|&id| id < node);
         self.ready.insert(at, node);
@@ -385,13 +394,17 @@ impl Scheduler {
                 }
             }
             Timer::Tick => {
-                if let ScalingPolicy::Reactive(params) = &self.config.scaling {
-                    let params = params.clone();
-                    self.reactive_tick(now, &params, out);
-                    out.commands.push(Command::Wake { at: now + params.interval, timer: Timer::Tick });
+                if let Some(interval) = self.config.scaling.interval() {
+                    self.scaling_tick(now, out);
+                    out.commands.push(Command::Wake { at: now + interval, timer: Timer::Tick });
                 }
             }
         }
+    }
+
+    /// Gives the predictive policy a new demand forecast (the nightly job's output).
+    pub fn set_forecast(&mut self, forecast: DemandForecast) {
+        self.scaling.forecast = Some(forecast);
     }
 
     /// Reserved RAM of starting and running servers plus queued RAM, against usable RAM
@@ -554,34 +567,93 @@ impl Scheduler {
         }
     }
 
-    /// Rule 7 with the given parameters.
-    fn reactive_tick(&mut self, now: Millis, params: &ReactiveParams, out: &mut Outbox) {
-        let seen = self.utilisation(params.queue_aware);
-        if seen.below(params.down) {
-            self.scaling.low_since.get_or_insert(now);
-        } else {
-            self.scaling.low_since = None;
-        }
-        let cooled = self.scaling.last_action.is_none_or(|t| now - t >= params.cooldown);
-        if seen.above(params.up) && self.provisioning == 0 && cooled && self.cloud_vms < params.max_vms {
-            if let Some(node) = self.create_vm(now, out) {
-                self.scaling.last_action = Some(now);
-                out.notes.push(Note::Scaled { action: ScaleAction::Create { node }, policy: "reactive", seen });
-            }
-            return;
-        }
-        let low_long_enough = self.scaling.low_since.is_some_and(|since| now - since >= params.low_for);
-        if low_long_enough && cooled {
-            let victim = self.ready.iter().rev().copied().find(|&id| {
+    /// A scaling tick: every policy proposes; scale-up takes the largest request, scale-in
+    /// needs every policy to agree and one to want it (with only the reactive policy this is
+    /// SPEC §11 rule 7).
+    fn scaling_tick(&mut self, now: Millis, out: &mut Outbox) {
+        let policies = std::mem::take(&mut self.config.scaling.policies);
+        let idle_vms = self
+            .ready
+            .iter()
+            .filter(|id| {
                 let n = &self.nodes[id.0 as usize];
                 n.kind == NodeKind::Cloud && n.active == 0
+            })
+            .count() as u32;
+        let view = View {
+            now,
+            reserved_mib: self.reserved_mib,
+            queued_mib: self.queued_mib,
+            usable_ready_mib: self.usable_ready_mib,
+            usable_provisioning_mib: self.usable_provisioning_mib,
+            provisioning: self.provisioning,
+            cloud_vms: self.cloud_vms,
+            max_vms: self.config.scaling.max_vms,
+            idle_vms,
+            vm_usable_mib: self.config.vm_type.as_ref().map_or(0, |v| u64::from(v.usable_mib())),
+            last_action: self.scaling.last_action,
+            forecast: self.scaling.forecast.as_ref(),
+        };
+        let mut proposals = std::mem::take(&mut self.scaling.proposals);
+        proposals.clear();
+        for (policy, state) in policies.iter().zip(self.scaling.policies.iter_mut()) {
+            proposals.push(policy.propose(&view, state));
+        }
+        let seen = self.utilisation(true);
+        // Scale up: the largest request (the first policy on ties).
+        let up =
+            proposals.iter().enumerate().filter(|(_, p)| p.add > 0).fold(None, |best: Option<(usize, u32)>, (i, p)| {
+                match best {
+                    Some((_, add)) if add >= p.add => best,
+                    _ => Some((i, p.add)),
+                }
             });
-            if let Some(node) = victim {
-                self.delete_vm(node, out);
-                self.scaling.last_action = Some(now);
-                self.scaling.low_since = None;
-                out.notes.push(Note::Scaled { action: ScaleAction::Delete { node }, policy: "reactive", seen });
+        if let Some((i, add)) = up {
+            let room = self.config.scaling.max_vms.saturating_sub(self.cloud_vms);
+            for _ in 0..add.min(room) {
+                if let Some(node) = self.create_vm(now, out) {
+                    self.scaling.last_action = Some(now);
+                    out.notes.push(Note::Scaled {
+                        action: ScaleAction::Create { node },
+                        policy: policies[i].name(),
+                        seen,
+                        reason: proposals[i].reason.clone(),
+                    });
+                }
             }
+        } else if !proposals.is_empty() && proposals.iter().all(|p| p.agrees_in) {
+            if let Some(i) = proposals.iter().position(|p| p.wants_in) {
+                if let Some(node) = self.scale_in_victim(now) {
+                    self.delete_vm(node, out);
+                    self.scaling.last_action = Some(now);
+                    // A deletion ends every low spell (SPEC §11: it clears `low_since`).
+                    self.scaling.policies.iter_mut().for_each(|s| s.low_since = None);
+                    out.notes.push(Note::Scaled {
+                        action: ScaleAction::Delete { node },
+                        policy: policies[i].name(),
+                        seen,
+                        reason: proposals[i].reason.clone(),
+                    });
+                }
+            }
+        }
+        self.scaling.proposals = proposals;
+        self.config.scaling.policies = policies;
+    }
+
+    /// The idle ready VM to delete, if any may go now.
+    fn scale_in_victim(&self, now: Millis) -> Option<NodeId> {
+        let idle = self.ready.iter().rev().copied().filter(|&id| {
+            let n = &self.nodes[id.0 as usize];
+            n.kind == NodeKind::Cloud && n.active == 0
+        });
+        match self.config.scaling.scale_in {
+            ScaleIn::Newest => idle.into_iter().next(),
+            ScaleIn::BillingHour { margin } => idle
+                .map(|id| (to_next_hour(self.nodes[id.0 as usize].created_at, now), id))
+                .filter(|&(left, _)| left <= margin)
+                .min_by_key(|&(left, _)| left)
+                .map(|(_, id)| id),
         }
     }
 
@@ -599,6 +671,7 @@ impl Scheduler {
             active: 0,
         });
         self.provisioning += 1;
+        self.usable_provisioning_mib += u64::from(vm.usable_mib());
         self.cloud_vms += 1;
         out.commands.push(Command::CreateVm { node, vm_type: vm.name.clone() });
         Some(node)
@@ -727,7 +800,7 @@ mod tests {
         // One 12 GiB node. a (12 GiB) runs; b (8), c (2), d (4) queue in that order.
         // a stops → 12 GiB free: b fits (4 left), c fits (2 left), d does not.
         let mut s = Scheduler::new(
-            SchedulerConfig { scaling: ScalingPolicy::Fixed, ..SchedulerConfig::reference(vm(), 0) },
+            SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) },
             &[node(12288)],
             vec![spec(12288), spec(8192), spec(2048), spec(4096)],
         );

@@ -4,7 +4,7 @@
 //! then validation into core types. Every error names the file and the key path.
 
 use crate::timefmt::parse_rfc3339;
-use conductor_core::policy::{ReactiveParams, ScalingPolicy};
+use conductor_core::policy::{Band, Policy, PredictiveParams, ReactiveParams, ScaleIn, ScalingPolicy, SparePoolParams};
 use conductor_core::time::{HOUR, SECOND};
 use conductor_core::{CloudType, DedicatedType, Millis, Prices, Reserve, SchedulerConfig, Strategy};
 use rust_decimal::Decimal;
@@ -305,11 +305,65 @@ struct RawPolicy {
     kind: PolicyKind,
     placement: Option<Strategy>,
     interval_s: Option<Dec>,
+    /// `custom`: whether the reactive policy is one of the active ones (default true).
+    reactive: Option<bool>,
     up: Option<Dec>,
     down: Option<Dec>,
     low_for_s: Option<Dec>,
     cooldown_s: Option<Dec>,
     queue_aware: Option<bool>,
+    /// `newest` (SPEC §11) or `billing-hour`.
+    scale_in: Option<RawScaleIn>,
+    /// `billing-hour`: delete only this close to the VM's next started hour.
+    billing_margin_s: Option<Dec>,
+    predictive: Option<RawPredictive>,
+    spare_pool: Option<RawSparePool>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum RawScaleIn {
+    Newest,
+    BillingHour,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawPredictive {
+    /// `perfect`, `seasonal-naive`, or a forecaster model (`mstl`, `snaive-week`, …).
+    source: String,
+    /// `mean`, `p90` or `p97.5`.
+    #[serde(default = "default_band")]
+    band: String,
+    /// Lead time beyond the provisioning delay.
+    lead_buffer_s: Option<Dec>,
+    target_utilisation: Option<Dec>,
+    #[serde(default)]
+    scale_in: bool,
+    hold_s: Option<Dec>,
+    #[serde(default)]
+    shadow: bool,
+}
+
+fn default_band() -> String {
+    "p90".into()
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawSparePool {
+    size: u32,
+}
+
+/// Where the twin's predictive policy gets its forecast.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForecastSource {
+    /// The future demand itself: an upper bound for analysis, not a forecast.
+    Perfect,
+    /// Demand one week earlier.
+    SeasonalNaive,
+    /// The forecaster's model, re-fitted every simulated night at 03:00.
+    Model(conductor_forecast::ModelSpec),
 }
 
 #[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -318,8 +372,9 @@ pub enum PolicyKind {
     /// The pinned reactive policy of SPEC §11.
     #[default]
     Reference,
-    /// The reactive policy with configurable knobs.
-    Reactive,
+    /// Configurable policies: reactive (flat knobs), predictive and spare pool (tables).
+    #[serde(alias = "reactive")]
+    Custom,
     /// No scaling: the dedicated fleet only.
     Fixed,
 }
@@ -358,6 +413,8 @@ pub struct Scenario {
     pub prices: Prices,
     pub policy: PolicyKind,
     pub scheduler: SchedulerConfig,
+    /// Set when a predictive policy is active.
+    pub forecast_source: Option<ForecastSource>,
 }
 
 impl Scenario {
@@ -490,21 +547,27 @@ impl Scenario {
         };
 
         let pol = &raw.policy;
+        let mut forecast_source = None;
         let (scaling, strategy) = match pol.kind {
             PolicyKind::Reference => {
                 let knobs = [
                     ("policy.placement", pol.placement.is_some_and(|s| s != Strategy::FirstFit)),
                     ("policy.interval_s", pol.interval_s.is_some()),
+                    ("policy.reactive", pol.reactive.is_some()),
                     ("policy.up", pol.up.is_some()),
                     ("policy.down", pol.down.is_some()),
                     ("policy.low_for_s", pol.low_for_s.is_some()),
                     ("policy.cooldown_s", pol.cooldown_s.is_some()),
                     ("policy.queue_aware", pol.queue_aware.is_some()),
+                    ("policy.scale_in", pol.scale_in.is_some()),
+                    ("policy.billing_margin_s", pol.billing_margin_s.is_some()),
+                    ("policy.predictive", pol.predictive.is_some()),
+                    ("policy.spare_pool", pol.spare_pool.is_some()),
                 ];
                 if let Some((key, _)) = knobs.iter().find(|(_, set)| *set) {
                     return Err(err(
                         key,
-                        "the reference policy is pinned (SPEC §11); use kind = \"reactive\" to change it".into(),
+                        "the reference policy is pinned (SPEC §11); use kind = \"custom\" to change it".into(),
                     ));
                 }
                 if cloud.is_none() {
@@ -513,42 +576,94 @@ impl Scenario {
                         "the reference policy scales with cloud VMs: add [fleet.cloud] with type and max_vms".into(),
                     ));
                 }
-                (ScalingPolicy::Reactive(ReactiveParams::reference(max_vms)), Strategy::FirstFit)
+                (ScalingPolicy::reference(max_vms), Strategy::FirstFit)
             }
-            PolicyKind::Reactive => {
-                let r = ReactiveParams::reference(max_vms);
+            PolicyKind::Custom => {
+                let r = ReactiveParams::reference();
                 let fraction = |key: &str, v: Option<Dec>, default: Decimal| match v {
                     None => Ok(default),
                     Some(Dec(d)) if d >= Decimal::ZERO => Ok(d),
                     Some(_) => Err(err(key, "expected a non-negative utilisation such as 0.85".into())),
                 };
-                let params = ReactiveParams {
-                    interval: secs("policy.interval_s", pol.interval_s, r.interval)?,
-                    up: fraction("policy.up", pol.up, r.up)?,
-                    down: fraction("policy.down", pol.down, r.down)?,
-                    low_for: secs("policy.low_for_s", pol.low_for_s, r.low_for)?,
-                    cooldown: secs("policy.cooldown_s", pol.cooldown_s, r.cooldown)?,
-                    max_vms,
-                    queue_aware: pol.queue_aware.unwrap_or(r.queue_aware),
-                };
-                if params.interval <= 0 {
+                let mut policies = Vec::new();
+                if pol.reactive.unwrap_or(true) {
+                    let params = ReactiveParams {
+                        up: fraction("policy.up", pol.up, r.up)?,
+                        down: fraction("policy.down", pol.down, r.down)?,
+                        low_for: secs("policy.low_for_s", pol.low_for_s, r.low_for)?,
+                        cooldown: secs("policy.cooldown_s", pol.cooldown_s, r.cooldown)?,
+                        queue_aware: pol.queue_aware.unwrap_or(r.queue_aware),
+                    };
+                    if params.down >= params.up {
+                        return Err(err(
+                            "policy.down",
+                            format!("must be below policy.up ({} ≥ {})", params.down, params.up),
+                        ));
+                    }
+                    policies.push(Policy::Reactive(params));
+                }
+                if let Some(p) = &pol.predictive {
+                    let band = match p.band.as_str() {
+                        "mean" => Band::Mean,
+                        "p90" => Band::P90,
+                        "p97.5" => Band::P97_5,
+                        other => {
+                            return Err(err(
+                                "policy.predictive.band",
+                                format!("expected mean, p90 or p97.5, got {other:?}"),
+                            ))
+                        }
+                    };
+                    forecast_source = Some(match p.source.as_str() {
+                        "perfect" => ForecastSource::Perfect,
+                        "seasonal-naive" => ForecastSource::SeasonalNaive,
+                        other => ForecastSource::Model(conductor_forecast::ModelSpec::new(
+                            conductor_forecast::ModelKind::parse(other).map_err(|m| {
+                                err("policy.predictive.source", format!("{m}; or perfect, seasonal-naive"))
+                            })?,
+                        )),
+                    });
+                    let provisioning_ms = match &lifecycle.provisioning {
+                        Delay::Fixed(ms) => *ms,
+                        Delay::Uniform { max, .. } => *max,
+                        Delay::LogNormal { median, .. } => *median,
+                    };
+                    let target =
+                        fraction("policy.predictive.target_utilisation", p.target_utilisation, Decimal::new(85, 2))?;
+                    if target <= Decimal::ZERO || target > Decimal::ONE {
+                        return Err(err("policy.predictive.target_utilisation", "expected a share in (0, 1]".into()));
+                    }
+                    policies.push(Policy::Predictive(PredictiveParams {
+                        lead: provisioning_ms + secs("policy.predictive.lead_buffer_s", p.lead_buffer_s, 300 * SECOND)?,
+                        band,
+                        target_utilisation: target,
+                        scale_in: p.scale_in,
+                        hold: secs("policy.predictive.hold_s", p.hold_s, HOUR)?,
+                        shadow: p.shadow,
+                    }));
+                }
+                if let Some(sp) = &pol.spare_pool {
+                    policies.push(Policy::SparePool(SparePoolParams { size: sp.size }));
+                }
+                let interval = secs("policy.interval_s", pol.interval_s, 120 * SECOND)?;
+                if interval <= 0 {
                     return Err(err("policy.interval_s", "the scaling interval must be positive".into()));
                 }
-                if params.down >= params.up {
-                    return Err(err(
-                        "policy.down",
-                        format!("must be below policy.up ({} ≥ {})", params.down, params.up),
-                    ));
-                }
-                if cloud.is_none() {
+                let scale_in = match pol.scale_in.unwrap_or(RawScaleIn::Newest) {
+                    RawScaleIn::Newest => ScaleIn::Newest,
+                    RawScaleIn::BillingHour => ScaleIn::BillingHour {
+                        margin: secs("policy.billing_margin_s", pol.billing_margin_s, 600 * SECOND)?,
+                    },
+                };
+                if !policies.is_empty() && cloud.is_none() {
                     return Err(err(
                         "fleet.cloud",
-                        "the reactive policy scales with cloud VMs: add [fleet.cloud] with type and max_vms".into(),
+                        "scaling policies need cloud VMs: add [fleet.cloud] with type and max_vms".into(),
                     ));
                 }
-                (ScalingPolicy::Reactive(params), pol.placement.unwrap_or_default())
+                (ScalingPolicy { interval, max_vms, policies, scale_in }, pol.placement.unwrap_or_default())
             }
-            PolicyKind::Fixed => (ScalingPolicy::Fixed, pol.placement.unwrap_or_default()),
+            PolicyKind::Fixed => (ScalingPolicy::fixed(), pol.placement.unwrap_or_default()),
         };
         if dedicated.is_empty() && cloud.is_none() {
             return Err(err("fleet", "the fleet is empty: add [[fleet.dedicated]] groups or [fleet.cloud]".into()));
@@ -569,6 +684,7 @@ impl Scenario {
             prices,
             policy: pol.kind,
             scheduler: SchedulerConfig { strategy, give_up, sleep_window, scaling, vm_type: cloud },
+            forecast_source,
         })
     }
 }

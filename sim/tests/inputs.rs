@@ -116,7 +116,7 @@ fn scenario_errors_name_the_key() {
         ("[[fleet.dedicated]]\ntype = \"AX41\"\ncolour = 1\n", "bad.toml: key `fleet.dedicated[0].colour`: unknown field `colour`, expected `type` or `count` (line 5)"),
         ("[[fleet.dedicated]]\ntype = \"AX99\"\n", "key `fleet.dedicated[0].type`: unknown dedicated type \"AX99\" (catalogue has: AX41)"),
         ("[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = 2\n[policy]\nkind = \"reference\"\nup = 0.9\n", "key `policy.up`: the reference policy is pinned"),
-        ("[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = 2\n[policy]\nkind = \"reactive\"\nup = 0.2\n", "key `policy.down`: must be below policy.up"),
+        ("[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = 2\n[policy]\nkind = \"custom\"\nup = 0.2\n", "key `policy.down`: must be below policy.up"),
         ("[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = 2\n[lifecycle]\nboot_s = -3\n", "key `lifecycle.boot_s`: expected a non-negative duration"),
         ("[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = 2\n[prices]\npromo_credit_eur = \"five\"\n", "key `prices.promo_credit_eur`: expected a decimal number, got \"five\""),
         ("[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = \"many\"\n", "key `fleet.cloud.max_vms`: invalid type"),
@@ -149,10 +149,7 @@ fn the_shipped_scenarios_parse() {
     let vm = reference.cloud.as_ref().unwrap();
     assert_eq!((vm.name.as_str(), vm.ram_mib, vm.usable_mib()), ("cpx32", 8192, 6963));
     assert_eq!((vm.hourly_eur, vm.monthly_cap_eur), (common::d("0.016"), common::d("11.99")));
-    assert_eq!(
-        reference.scheduler.scaling,
-        conductor_core::ScalingPolicy::Reactive(conductor_core::ReactiveParams::reference(20))
-    );
+    assert_eq!(reference.scheduler.scaling, conductor_core::ScalingPolicy::reference(20));
     Scenario::load(&root.join("baseline.toml")).unwrap();
 }
 
