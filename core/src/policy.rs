@@ -214,6 +214,8 @@ pub struct View<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
     pub add: u32,
+    /// Shadow mode: what it would have added.
+    pub would_add: u32,
     pub agrees_in: bool,
     pub wants_in: bool,
     /// The figures it saw, for decision logs.
@@ -255,6 +257,7 @@ fn reactive(p: &ReactiveParams, v: &View<'_>, state: &mut PolicyState) -> Propos
     let agrees = low_long && cooled;
     Proposal {
         add: u32::from(up),
+        would_add: 0,
         agrees_in: agrees,
         wants_in: agrees,
         reason: format!("U = {}/{} MiB", seen.demand_mib, seen.usable_mib),
@@ -262,7 +265,7 @@ fn reactive(p: &ReactiveParams, v: &View<'_>, state: &mut PolicyState) -> Propos
 }
 
 fn predictive(p: &PredictiveParams, v: &View<'_>) -> Proposal {
-    let neutral = |reason: String| Proposal { add: 0, agrees_in: true, wants_in: false, reason };
+    let neutral = |reason: String| Proposal { add: 0, would_add: 0, agrees_in: true, wants_in: false, reason };
     let Some(f) = v.forecast else { return neutral("no forecast".into()) };
     let Some(ahead) = f.max_over(p.band, v.now, v.now + p.lead) else {
         return neutral(format!("{} forecast does not cover now + lead", f.source));
@@ -289,14 +292,10 @@ fn predictive(p: &PredictiveParams, v: &View<'_>) -> Proposal {
         f.source, ahead, later, capacity
     );
     if p.shadow {
-        return Proposal {
-            add: 0,
-            agrees_in: true,
-            wants_in: false,
-            reason: format!("shadow: would add {add}; {reason}"),
-        };
+        let reason = format!("shadow: would add {add}; {reason}");
+        return Proposal { add: 0, would_add: add, agrees_in: true, wants_in: false, reason };
     }
-    Proposal { add, agrees_in: spare_after_removal, wants_in: p.scale_in && spare_after_removal, reason }
+    Proposal { add, would_add: 0, agrees_in: spare_after_removal, wants_in: p.scale_in && spare_after_removal, reason }
 }
 
 fn spare_pool(p: &SparePoolParams, v: &View<'_>) -> Proposal {
@@ -304,6 +303,7 @@ fn spare_pool(p: &SparePoolParams, v: &View<'_>) -> Proposal {
     let add = p.size.saturating_sub(have).min(v.max_vms.saturating_sub(v.cloud_vms));
     Proposal {
         add,
+        would_add: 0,
         agrees_in: v.idle_vms > p.size,
         wants_in: v.idle_vms > p.size,
         reason: format!("{} idle + {} provisioning VMs, pool {}", v.idle_vms, v.provisioning, p.size),
@@ -391,7 +391,7 @@ mod tests {
         // Shadow mode never acts and never blocks.
         let shadow = PredictiveParams { shadow: true, ..p.clone() };
         let s = predictive(&shadow, &v);
-        assert_eq!((s.add, s.agrees_in, s.wants_in), (0, true, false));
+        assert_eq!((s.add, s.would_add, s.agrees_in, s.wants_in), (0, 2, true, false));
         assert!(s.reason.starts_with("shadow: would add 2"), "{}", s.reason);
         // Later, after the peaks: [3 h, 3 h 20 m] and the hold hour ahead are all 8000;
         // capacity 20000 − 4000 ≥ 8000 → scale-in agreed and wanted.

@@ -122,6 +122,12 @@ pub enum Note {
         seen: Utilisation,
         reason: String,
     },
+    /// A policy in shadow mode would have created `add` VMs.
+    Shadow {
+        policy: &'static str,
+        add: u32,
+        reason: String,
+    },
 }
 
 /// Output of one scheduler step.
@@ -600,6 +606,11 @@ impl Scheduler {
             proposals.push(policy.propose(&view, state));
         }
         let seen = self.utilisation(true);
+        for (policy, p) in policies.iter().zip(&proposals) {
+            if p.would_add > 0 {
+                out.notes.push(Note::Shadow { policy: policy.name(), add: p.would_add, reason: p.reason.clone() });
+            }
+        }
         // Scale up: the largest request (the first policy on ties).
         let up =
             proposals.iter().enumerate().filter(|(_, p)| p.add > 0).fold(None, |best: Option<(usize, u32)>, (i, p)| {

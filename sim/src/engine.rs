@@ -24,8 +24,10 @@ mod class {
     pub const NODE_READY: u8 = 2;
     pub const ABANDON: u8 = 3;
     pub const ARCHIVE: u8 = 4;
-    pub const TICK: u8 = 5;
-    pub const REQUEST: u8 = 6;
+    /// The nightly forecast (not in SPEC §11: runs only when a predictive policy is active).
+    pub const FORECAST: u8 = 5;
+    pub const TICK: u8 = 6;
+    pub const REQUEST: u8 = 7;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +36,7 @@ enum Kind {
     Boot(ServerId, PlacementId),
     NodeReady(NodeId),
     Timer(Timer),
+    Forecast,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -137,6 +140,25 @@ pub struct Outcome {
     pub scale_downs: u64,
     pub migrations: u64,
     pub events: u64,
+    /// Scale decisions counted by "policy action".
+    pub decisions: std::collections::BTreeMap<String, u64>,
+    /// The first [`DECISION_LOG`] decisions with their reasons.
+    pub decision_log: Vec<Decision>,
+    /// Nightly forecasts made (predictive policies).
+    pub forecasts: u64,
+}
+
+/// How many scale decisions the report lists one by one.
+pub const DECISION_LOG: usize = 500;
+
+/// One scale decision, as the report lists it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Decision {
+    pub t: String,
+    pub action: &'static str,
+    pub node: u32,
+    pub policy: &'static str,
+    pub reason: String,
 }
 
 impl Outcome {
@@ -162,6 +184,14 @@ pub fn run(scenario: &Scenario, dataset: &Dataset, seed: u64, progress: Progress
     let window = scenario.window.unwrap_or((dataset.meta.start, dataset.meta.end));
     let intervals = wanted_intervals(dataset, scenario.lifecycle.idle_timeout);
     let mut engine = Engine::new(scenario, dataset, seed, window);
+    if scenario.forecast_source.is_some() {
+        let ram: Vec<u32> = dataset.servers.iter().map(|s| s.ram_mib).collect();
+        engine.peaks = crate::forecasting::peak_demand(&intervals, &ram, window.0, window.1);
+        for t in crate::forecasting::nightly_runs(dataset.meta.timezone, window.0, window.1) {
+            engine.push(t, class::FORECAST, None, Kind::Forecast);
+        }
+        engine.refresh_forecast(window.0);
+    }
     engine.replay(&intervals, progress);
     engine.finish()
 }
@@ -182,6 +212,8 @@ struct Engine<'a> {
     archived_mb_ms: u128,
     vms: Vec<VmRecord>,
     vms_existing: u64,
+    /// Peak demand per 15-minute step over the window (predictive policies only).
+    peaks: Vec<u64>,
     o: Outcome,
 }
 
@@ -205,6 +237,7 @@ impl<'a> Engine<'a> {
             archived_mb_ms: 0,
             vms: Vec::new(),
             vms_existing: 0,
+            peaks: Vec::new(),
             o: Outcome { window, ..Outcome::default() },
         }
     }
@@ -269,6 +302,7 @@ impl<'a> Engine<'a> {
                     Kind::Boot(server, placement) => self.core.boot_complete(now, server, placement, &mut self.out),
                     Kind::NodeReady(node) => self.core.node_ready(now, node, &mut self.out),
                     Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
+                    Kind::Forecast => self.refresh_forecast(now),
                 }
                 self.apply(now);
             }
@@ -290,8 +324,35 @@ impl<'a> Engine<'a> {
                     conductor_core::AbandonReason::GaveUp => self.o.abandoned_gave_up += 1,
                     conductor_core::AbandonReason::IntervalEnded => self.o.abandoned_interval_ended += 1,
                 },
-                Note::Scaled { action: ScaleAction::Create { .. }, .. } => self.o.scale_ups += 1,
-                Note::Scaled { action: ScaleAction::Delete { .. }, .. } => self.o.scale_downs += 1,
+                Note::Scaled { action, policy, reason, .. } => {
+                    let (name, node) = match action {
+                        ScaleAction::Create { node } => {
+                            self.o.scale_ups += 1;
+                            ("create", node)
+                        }
+                        ScaleAction::Delete { node } => {
+                            self.o.scale_downs += 1;
+                            ("delete", node)
+                        }
+                    };
+                    *self.o.decisions.entry(format!("{policy} {name}")).or_default() += 1;
+                    if self.o.decision_log.len() < DECISION_LOG {
+                        self.o.decision_log.push(Decision {
+                            t: crate::timefmt::format_rfc3339(now),
+                            action: name,
+                            node: node.0,
+                            policy,
+                            reason,
+                        });
+                    }
+                }
+                Note::Shadow { policy, add, reason } => {
+                    *self.o.decisions.entry(format!("{policy} would-create")).or_default() += u64::from(add);
+                    if self.o.decision_log.len() < DECISION_LOG {
+                        let t = crate::timefmt::format_rfc3339(now);
+                        self.o.decision_log.push(Decision { t, action: "would-create", node: 0, policy, reason });
+                    }
+                }
                 Note::Queued { .. } => {}
             }
         }
@@ -349,6 +410,15 @@ impl<'a> Engine<'a> {
             }
         }
         self.out = out;
+    }
+
+    /// The nightly job: a new forecast from the demand seen before `now`.
+    fn refresh_forecast(&mut self, now: Millis) {
+        let Some(source) = &self.scenario.forecast_source else { return };
+        if let Some(f) = crate::forecasting::forecast(source, &self.peaks, self.window.0, now) {
+            self.o.forecasts += 1;
+            self.core.set_forecast(f);
+        }
     }
 
     /// Meters the phase server `i` is leaving at `now`.

@@ -9,6 +9,7 @@
 
 pub mod dataset;
 pub mod engine;
+pub mod forecasting;
 pub mod generate;
 pub mod report;
 pub mod scenario;

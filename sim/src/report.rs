@@ -66,6 +66,10 @@ pub struct Details {
     pub archived: u64,
     pub scale_ups: u64,
     pub scale_downs: u64,
+    /// Scale decisions by policy and action, e.g. "predictive create".
+    pub decisions_by_policy: std::collections::BTreeMap<String, u64>,
+    /// Forecasts the twin made for predictive policies (nightly at 03:00).
+    pub forecasts: u64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -114,6 +118,8 @@ pub struct Report {
     pub seed: u64,
     pub kpis: Kpis,
     pub details: Details,
+    /// The first scale decisions with the figures behind them.
+    pub decisions: Vec<crate::engine::Decision>,
     pub run: RunInfo,
 }
 
@@ -197,7 +203,10 @@ impl Report {
                 archived: o.archived,
                 scale_ups: o.scale_ups,
                 scale_downs: o.scale_downs,
+                decisions_by_policy: o.decisions.clone(),
+                forecasts: o.forecasts,
             },
+            decisions: o.decision_log.clone(),
             run,
         }
     }

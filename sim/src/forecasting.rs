@@ -1,0 +1,156 @@
+//! Forecasts for the twin's predictive policy, made the way the nightly job would make them:
+//! every simulated night at 03:00 (local time) from the demand seen so far, 48 h ahead.
+//!
+//! Demand is the RAM wanted by running servers (wanted run intervals), per 15-minute step,
+//! taken at its peak within the step — capacity must cover peaks, not averages.
+
+use crate::dataset::Interval;
+use crate::scenario::ForecastSource;
+use chrono::{Duration, TimeZone};
+use chrono_tz::Tz;
+use conductor_core::policy::DemandForecast;
+use conductor_core::time::{DAY, HOUR, MINUTE};
+use conductor_core::Millis;
+use conductor_forecast::model::{fit_predict, seasonal_naive};
+use conductor_forecast::Series;
+
+pub const STEP: Millis = 15 * MINUTE;
+pub const HORIZON: Millis = 48 * HOUR;
+
+/// Peak demand (MiB) per step over `[start, end)`.
+pub fn peak_demand(intervals: &[Interval], ram_mib: &[u32], start: Millis, end: Millis) -> Vec<u64> {
+    let n = ((end - start).max(0) as u64).div_ceil(STEP as u64) as usize;
+    // (time, +/−RAM) with ends before starts at the same instant (a stop frees before a start).
+    let mut changes: Vec<(Millis, i64)> = Vec::with_capacity(intervals.len() * 2);
+    for iv in intervals {
+        if iv.end <= start || iv.start >= end {
+            continue;
+        }
+        let ram = i64::from(ram_mib[iv.server as usize]);
+        changes.push((iv.start.max(start), ram));
+        changes.push((iv.end.min(end), -ram));
+    }
+    changes.sort_unstable();
+    let mut peaks = vec![0u64; n];
+    let mut level: i64 = 0;
+    let mut i = 0;
+    for (step, peak) in peaks.iter_mut().enumerate() {
+        let step_end = start + STEP * (step as Millis + 1);
+        let mut max = level;
+        while i < changes.len() && changes[i].0 < step_end {
+            level += changes[i].1;
+            max = max.max(level);
+            i += 1;
+        }
+        *peak = max.max(0) as u64;
+    }
+    peaks
+}
+
+/// The instants at which the nightly job runs inside the window: 03:00 local every day.
+pub fn nightly_runs(tz: Tz, start: Millis, end: Millis) -> Vec<Millis> {
+    let Some(first) = tz.timestamp_millis_opt(start).single() else { return Vec::new() };
+    let mut date = first.date_naive();
+    let mut out = Vec::new();
+    loop {
+        let at = date.and_hms_opt(3, 0, 0).and_then(|t| tz.from_local_datetime(&t).earliest());
+        if let Some(at) = at {
+            let t = at.timestamp_millis();
+            if t >= end {
+                break;
+            }
+            if t >= start {
+                out.push(t);
+            }
+        }
+        date += Duration::days(1);
+    }
+    out
+}
+
+fn to_mib(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.max(0.0).round() as u64).collect()
+}
+
+/// The forecast `source` makes at `now` from the demand before it (`peaks` starts at
+/// `start`). `None` while there is too little history for the source.
+pub fn forecast(source: &ForecastSource, peaks: &[u64], start: Millis, now: Millis) -> Option<DemandForecast> {
+    let seen = (((now - start).max(0) / STEP) as usize).min(peaks.len());
+    let origin = start + STEP * seen as Millis;
+    let horizon = (HORIZON / STEP) as usize;
+    let week = (7 * DAY / STEP) as usize;
+    let history: Vec<f64> = peaks[..seen].iter().map(|&v| v as f64).collect();
+    let (mean, p90, p97_5, name) = match source {
+        ForecastSource::Perfect => {
+            // The whole future at once: an upper bound for analysis, not a forecast.
+            let all = peaks.to_vec();
+            return Some(DemandForecast {
+                start,
+                step: STEP,
+                mean: all.clone(),
+                p90: all.clone(),
+                p97_5: all,
+                source: "perfect".into(),
+            });
+        }
+        ForecastSource::SeasonalNaive => {
+            if seen < week {
+                return None;
+            }
+            let p = seasonal_naive(&history, week, horizon);
+            (p.mean, p.hi80, p.hi95, "seasonal-naive".to_owned())
+        }
+        ForecastSource::Model(spec) => {
+            let series = Series::new("ram_mib.total", start, STEP, history);
+            let p = fit_predict(*spec, &series, horizon).ok()?;
+            (p.mean, p.hi80, p.hi95, spec.label())
+        }
+    };
+    Some(DemandForecast {
+        start: origin,
+        step: STEP,
+        mean: to_mib(&mean),
+        p90: to_mib(&p90),
+        p97_5: to_mib(&p97_5),
+        source: name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iv(server: u32, start: Millis, end: Millis) -> Interval {
+        Interval { server, start, end, first_row: 0 }
+    }
+
+    #[test]
+    fn peaks_per_step() {
+        // 1024 MiB over [5m, 40m), 2048 MiB over [10m, 12m): step 0 peaks at 3072.
+        let p = peak_demand(&[iv(0, 5 * MINUTE, 40 * MINUTE), iv(1, 10 * MINUTE, 12 * MINUTE)], &[1024, 2048], 0, HOUR);
+        assert_eq!(p, vec![3072, 1024, 1024, 0]);
+        // Back-to-back: one stops at 15m as another starts; the stop frees first.
+        let p = peak_demand(&[iv(0, 0, 15 * MINUTE), iv(1, 15 * MINUTE, 30 * MINUTE)], &[1024, 1024], 0, 30 * MINUTE);
+        assert_eq!(p, vec![1024, 1024]);
+    }
+
+    #[test]
+    fn nightly_runs_are_at_three_local() {
+        // 2025-10-06T00:00+02:00 for two days: 03:00 CEST = 01:00Z on the 6th and 7th.
+        let start = 1_759_701_600_000;
+        let runs = nightly_runs(chrono_tz::Europe::Berlin, start, start + 2 * DAY);
+        assert_eq!(runs, vec![start + 3 * HOUR, start + DAY + 3 * HOUR]);
+    }
+
+    #[test]
+    fn seasonal_naive_waits_for_a_week_of_history() {
+        let peaks: Vec<u64> = (0..(8 * 96)).map(|i| 1000 + (i % 96) as u64).collect();
+        assert!(forecast(&ForecastSource::SeasonalNaive, &peaks, 0, 6 * DAY).is_none());
+        let f = forecast(&ForecastSource::SeasonalNaive, &peaks, 0, 7 * DAY + 3 * HOUR).unwrap();
+        assert_eq!(f.start, 7 * DAY + 3 * HOUR);
+        // A perfectly repeating series: the forecast is the same phase a week earlier.
+        assert_eq!(f.mean[0], 1000 + 12);
+        let perfect = forecast(&ForecastSource::Perfect, &peaks, 0, 0).unwrap();
+        assert_eq!(perfect.mean, peaks);
+    }
+}

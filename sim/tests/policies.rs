@@ -1,0 +1,88 @@
+//! Composed scaling policies on tiny hand-built fleets, with the expected decisions written
+//! out. `tiny` (dedicated) and `tinyvm` both have exactly 8192 MiB usable; provisioning 120 s.
+
+mod common;
+use common::*;
+
+fn custom(policy: &str) -> String {
+    format!(
+        "[[fleet.dedicated]]\ntype = \"tiny\"\n[fleet.cloud]\ntype = \"tinyvm\"\nmax_vms = 20\n[policy]\nkind = \"custom\"\n{policy}\n"
+    )
+}
+
+#[test]
+fn spare_pool_keeps_an_idle_vm_against_the_reactive_scale_in() {
+    // No demand at all. Tick 120: the spare pool wants 1 idle VM → created (ready 240).
+    // From 120 on U = 0 is low; at 1920 the reactive policy wants to scale in, but the spare
+    // pool (1 idle = its size) does not agree: the VM stays to the window end (2 h).
+    let ds = dataset(h(2), &[srv("a", 1024, 1.0, false)], &[]);
+    let o = run(&scenario(&custom("[policy.spare_pool]\nsize = 1")), &ds);
+    assert_eq!((o.cloud_vms_created, o.scale_downs), (1, 0));
+    assert_eq!(o.decisions.get("spare-pool create"), Some(&1));
+    // Alive 120 s → 7200 s = 7080 s → 2 started hours.
+    assert_eq!(o.cloud_vm_hours_billed, 2);
+}
+
+#[test]
+fn predictive_provisions_before_the_demand_arrives() {
+    // a (8 GiB) and b (4 GiB) both want [1h, 2h); the tiny node holds 8192 MiB.
+    // Perfect forecast, target utilisation 1, lead = 120 s provisioning + 300 s buffer.
+    // The first tick whose [t, t + 420 s] reaches 1 h is 3240 (27 × 120): the peak
+    // 12288 MiB > 8192 → ⌈4096 / 8192⌉ = 1 VM, ready at 3360. At 1 h both are placed at
+    // once: waits 20 s and 20 s.
+    let servers = [srv("a", 8192, 1.0, false), srv("b", 4096, 1.0, false)];
+    let ds = dataset(h(3), &servers, &[("a", h(1), h(2)), ("b", h(1), h(2))]);
+    let table =
+        "[policy.predictive]\nsource = \"perfect\"\nband = \"mean\"\ntarget_utilisation = 1\nlead_buffer_s = 300";
+    let o = run(&scenario(&custom(&format!("reactive = false\n{table}"))), &ds);
+    assert_eq!(o.waits, vec![s(20), s(20)]);
+    assert_eq!(o.decisions.get("predictive create"), Some(&1));
+    assert_eq!(o.decision_log[0].t, "2025-01-06T00:54:00Z", "created at 3240 s");
+    assert!(o.decision_log[0].reason.contains("perfect forecast 12288 MiB"), "{}", o.decision_log[0].reason);
+
+    // The reference policy only reacts: b queues until a VM made at tick 3720 is ready at
+    // 3840: b waits 3840 + 20 − 3600 = 260 s.
+    let o = run(&scenario(&custom("")), &ds);
+    let mut waits = o.waits.clone();
+    waits.sort();
+    assert_eq!(waits, vec![s(20), s(260)]);
+
+    // Shadow mode records what it would do and changes nothing.
+    let o = run(&scenario(&custom(&format!("{table}\nshadow = true"))), &ds);
+    let mut waits = o.waits.clone();
+    waits.sort();
+    assert_eq!(waits, vec![s(20), s(260)]);
+    assert_eq!(o.decisions.get("predictive-shadow create"), None);
+    // …but it is on record: first at 3240 s, as in the acting run.
+    let first = o.decision_log.iter().find(|d| d.policy == "predictive-shadow").expect("shadow decisions recorded");
+    assert_eq!((first.t.as_str(), first.action), ("2025-01-06T00:54:00Z", "would-create"));
+    assert!(o.decisions.get("predictive-shadow would-create").is_some_and(|&n| n >= 1));
+}
+
+#[test]
+fn billing_hour_scale_in_waits_for_the_end_of_the_paid_hour() {
+    // a fills the node [0,1h); b [10s,1h) queues → VM created at tick 120 (as in the
+    // reference test). From 3600 U is low; at 5400 the reactive policy wants the VM gone,
+    // but it is 1920 s from its next started hour (created at 120: 5280 s of life). With a
+    // 600 s margin it goes at the first tick with ≥ 3000 s into its hour: 6720 (life
+    // 6600 s). Both cost 2 started hours; the VM served 22 minutes longer for free.
+    let ds =
+        dataset(h(3), &[srv("a", 8192, 1.0, false), srv("b", 4096, 1.0, false)], &[("a", 0, h(1)), ("b", s(10), h(1))]);
+    let newest = run(&scenario(&custom("")), &ds);
+    let billing = run(&scenario(&custom("scale_in = \"billing-hour\"\nbilling_margin_s = 600")), &ds);
+    let deleted_at =
+        |o: &conductor_sim::engine::Outcome| o.decision_log.iter().find(|d| d.action == "delete").map(|d| d.t.clone());
+    assert_eq!(deleted_at(&newest).as_deref(), Some("2025-01-06T01:30:00Z"), "5400 s");
+    assert_eq!(deleted_at(&billing).as_deref(), Some("2025-01-06T01:52:00Z"), "6720 s");
+    assert_eq!((newest.cloud_vm_hours_billed, billing.cloud_vm_hours_billed), (2, 2));
+}
+
+#[test]
+fn scale_up_takes_the_largest_request() {
+    // With the spare pool (size 3) and the reactive policy both active and no demand, the
+    // first tick creates 3 VMs at once (the pool's request), not 1.
+    let ds = dataset(h(1), &[srv("a", 1024, 1.0, false)], &[]);
+    let o = run(&scenario(&custom("[policy.spare_pool]\nsize = 3")), &ds);
+    assert_eq!((o.cloud_vms_created, o.peak_cloud_vms), (3, 3));
+    assert!(o.decision_log.iter().all(|d| d.t == "2025-01-06T00:02:00Z" && d.policy == "spare-pool"));
+}
