@@ -104,12 +104,21 @@ pub struct ScalingPolicy {
     pub max_vms: u32,
     pub policies: Vec<Policy>,
     pub scale_in: ScaleIn,
+    /// When scale-in is agreed but no VM is idle, drain the coldest VM (cordon it, archive
+    /// its sleepers early, delete it once empty).
+    pub drain: bool,
 }
 
 impl ScalingPolicy {
     /// A static fleet: no ticks, no VMs.
     pub fn fixed() -> Self {
-        ScalingPolicy { interval: 120 * SECOND, max_vms: 0, policies: Vec::new(), scale_in: ScaleIn::Newest }
+        ScalingPolicy {
+            interval: 120 * SECOND,
+            max_vms: 0,
+            policies: Vec::new(),
+            scale_in: ScaleIn::Newest,
+            drain: false,
+        }
     }
 
     /// The pinned reference policy (SPEC §11 rule 7).
@@ -119,6 +128,7 @@ impl ScalingPolicy {
             max_vms,
             policies: vec![Policy::Reactive(ReactiveParams::reference())],
             scale_in: ScaleIn::Newest,
+            drain: false,
         }
     }
 

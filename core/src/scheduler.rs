@@ -94,8 +94,20 @@ pub enum AbandonReason {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScaleAction {
-    Create { node: NodeId },
-    Delete { node: NodeId },
+    Create {
+        node: NodeId,
+    },
+    Delete {
+        node: NodeId,
+    },
+    /// Draining starts: no new servers, sleepers archived early.
+    Cordon {
+        node: NodeId,
+    },
+    /// Capacity is wanted again: a draining VM takes servers again (cheaper than a new one).
+    Uncordon {
+        node: NodeId,
+    },
 }
 
 /// Facts worth recording (event log, KPIs); nothing to carry out.
@@ -158,6 +170,8 @@ pub enum Residence {
 pub enum NodeState {
     Provisioning,
     Ready,
+    /// Draining: takes no new servers; deleted once empty.
+    Cordoned,
     Deleted,
 }
 
@@ -525,8 +539,14 @@ impl Scheduler {
         n.active -= 1;
         self.reserved_mib -= ram;
         out.commands.push(Command::Stop { server, node });
-        out.commands
-            .push(Command::Wake { at: now + self.config.sleep_window, timer: Timer::Archive { server, epoch } });
+        if n.state == NodeState::Cordoned {
+            // The node is going away: do not leave the world on it.
+            self.servers[server.0 as usize].residence = Residence::Archived;
+            out.commands.push(Command::Archive { server, node });
+        } else {
+            out.commands
+                .push(Command::Wake { at: now + self.config.sleep_window, timer: Timer::Archive { server, epoch } });
+        }
         self.scan_queue(now, out);
     }
 
@@ -578,6 +598,21 @@ impl Scheduler {
     /// SPEC §11 rule 7).
     fn scaling_tick(&mut self, now: Millis, out: &mut Outbox) {
         let policies = std::mem::take(&mut self.config.scaling.policies);
+        // Draining VMs that are empty go (at the end of their paid hour with that rule).
+        let empty: Vec<NodeId> = self
+            .cordoned()
+            .filter(|id| {
+                let n = &self.nodes[id.0 as usize];
+                n.active == 0 && self.may_delete_now(n.created_at, now)
+            })
+            .collect();
+        for node in empty {
+            let seen = self.utilisation(true);
+            self.delete_vm(node, out);
+            self.scaling.last_action = Some(now);
+            let reason = "drained: no starting or running servers left".to_owned();
+            out.notes.push(Note::Scaled { action: ScaleAction::Delete { node }, policy: "drain", seen, reason });
+        }
         let idle_vms = self
             .ready
             .iter()
@@ -620,6 +655,20 @@ impl Scheduler {
                 }
             });
         if let Some((i, add)) = up {
+            // A draining VM is already paid for and ready: take it back before creating.
+            let mut add = add;
+            while add > 0 {
+                let Some(node) = self.cordoned().last() else { break };
+                self.uncordon(now, node, out);
+                self.scaling.last_action = Some(now);
+                out.notes.push(Note::Scaled {
+                    action: ScaleAction::Uncordon { node },
+                    policy: policies[i].name(),
+                    seen,
+                    reason: proposals[i].reason.clone(),
+                });
+                add -= 1;
+            }
             let room = self.config.scaling.max_vms.saturating_sub(self.cloud_vms);
             for _ in 0..add.min(room) {
                 if let Some(node) = self.create_vm(now, out) {
@@ -634,13 +683,31 @@ impl Scheduler {
             }
         } else if !proposals.is_empty() && proposals.iter().all(|p| p.agrees_in) {
             if let Some(i) = proposals.iter().position(|p| p.wants_in) {
-                if let Some(node) = self.scale_in_victim(now) {
+                let action = if let Some(node) = self.scale_in_victim(now) {
                     self.delete_vm(node, out);
+                    Some(ScaleAction::Delete { node })
+                } else if self.config.scaling.drain && self.cordoned().next().is_none() {
+                    // No idle VM: drain the coldest one (least RAM in use; the newest on ties).
+                    let coldest = self
+                        .ready
+                        .iter()
+                        .rev()
+                        .copied()
+                        .filter(|id| self.nodes[id.0 as usize].kind == NodeKind::Cloud)
+                        .min_by_key(|id| self.nodes[id.0 as usize].reserved_mib);
+                    coldest.map(|node| {
+                        self.cordon(node, out);
+                        ScaleAction::Cordon { node }
+                    })
+                } else {
+                    None
+                };
+                if let Some(action) = action {
                     self.scaling.last_action = Some(now);
-                    // A deletion ends every low spell (SPEC §11: it clears `low_since`).
+                    // A scale-in ends every low spell (SPEC §11: a deletion clears `low_since`).
                     self.scaling.policies.iter_mut().for_each(|s| s.low_since = None);
                     out.notes.push(Note::Scaled {
-                        action: ScaleAction::Delete { node },
+                        action,
                         policy: policies[i].name(),
                         seen,
                         reason: proposals[i].reason.clone(),
@@ -698,11 +765,48 @@ impl Scheduler {
         }
         let n = &mut self.nodes[node.0 as usize];
         debug_assert_eq!(n.active, 0);
+        if n.state == NodeState::Ready {
+            self.usable_ready_mib -= u64::from(n.usable_mib);
+        }
         n.state = NodeState::Deleted;
-        self.usable_ready_mib -= u64::from(n.usable_mib);
         self.cloud_vms -= 1;
         self.ready.retain(|&id| id != node);
         out.commands.push(Command::DeleteVm { node });
+    }
+
+    /// Starts draining `node`: it leaves the placement order and its sleepers are archived.
+    fn cordon(&mut self, node: NodeId, out: &mut Outbox) {
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            if s.residence == (Residence::Sleeping { node }) {
+                s.residence = Residence::Archived;
+                out.commands.push(Command::Archive { server: ServerId(i as u32), node });
+            }
+        }
+        let n = &mut self.nodes[node.0 as usize];
+        n.state = NodeState::Cordoned;
+        self.usable_ready_mib -= u64::from(n.usable_mib);
+        self.ready.retain(|&id| id != node);
+    }
+
+    fn uncordon(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
+        let n = &mut self.nodes[node.0 as usize];
+        n.state = NodeState::Ready;
+        self.usable_ready_mib += u64::from(n.usable_mib);
+        let at = self.ready.partition_point(|&id| id < node);
+        self.ready.insert(at, node);
+        self.scan_queue(now, out);
+    }
+
+    fn cordoned(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes.iter().enumerate().filter(|(_, n)| n.state == NodeState::Cordoned).map(|(i, _)| NodeId(i as u32))
+    }
+
+    /// Whether deleting a VM created at `created` is allowed now by the billing-hour rule.
+    fn may_delete_now(&self, created: Millis, now: Millis) -> bool {
+        match self.config.scaling.scale_in {
+            ScaleIn::Newest => true,
+            ScaleIn::BillingHour { margin } => to_next_hour(created, now) <= margin,
+        }
     }
 }
 

@@ -334,6 +334,8 @@ impl<'a> Engine<'a> {
                             self.o.scale_downs += 1;
                             ("delete", node)
                         }
+                        ScaleAction::Cordon { node } => ("cordon", node),
+                        ScaleAction::Uncordon { node } => ("uncordon", node),
                     };
                     *self.o.decisions.entry(format!("{policy} {name}")).or_default() += 1;
                     if self.o.decision_log.len() < DECISION_LOG {

@@ -316,6 +316,8 @@ struct RawPolicy {
     scale_in: Option<RawScaleIn>,
     /// `billing-hour`: delete only this close to the VM's next started hour.
     billing_margin_s: Option<Dec>,
+    /// Drain the coldest VM when scale-in is agreed but no VM is idle.
+    drain: Option<bool>,
     predictive: Option<RawPredictive>,
     spare_pool: Option<RawSparePool>,
 }
@@ -561,6 +563,7 @@ impl Scenario {
                     ("policy.queue_aware", pol.queue_aware.is_some()),
                     ("policy.scale_in", pol.scale_in.is_some()),
                     ("policy.billing_margin_s", pol.billing_margin_s.is_some()),
+                    ("policy.drain", pol.drain.is_some()),
                     ("policy.predictive", pol.predictive.is_some()),
                     ("policy.spare_pool", pol.spare_pool.is_some()),
                 ];
@@ -661,7 +664,8 @@ impl Scenario {
                         "scaling policies need cloud VMs: add [fleet.cloud] with type and max_vms".into(),
                     ));
                 }
-                (ScalingPolicy { interval, max_vms, policies, scale_in }, pol.placement.unwrap_or_default())
+                let drain = pol.drain.unwrap_or(false);
+                (ScalingPolicy { interval, max_vms, policies, scale_in, drain }, pol.placement.unwrap_or_default())
             }
             PolicyKind::Fixed => (ScalingPolicy::fixed(), pol.placement.unwrap_or_default()),
         };
