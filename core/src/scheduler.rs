@@ -228,6 +228,8 @@ pub struct Scheduler {
     nodes: Vec<Node>,
     /// Ready nodes in node order (dedicated in given order, then cloud by creation).
     ready: Vec<NodeId>,
+    /// Cordoned (draining) VMs in creation order.
+    draining: Vec<NodeId>,
     servers: Vec<Server>,
     /// Queued requests by plan RAM, each group in arrival order (request seq → server).
     /// Grouping lets a scan skip every request larger than the largest free RAM.
@@ -271,6 +273,7 @@ impl Scheduler {
         Scheduler {
             config,
             ready: (0..nodes.len() as u32).map(NodeId).collect(),
+            draining: Vec::new(),
             nodes,
             servers: servers
                 .into_iter()
@@ -770,6 +773,7 @@ impl Scheduler {
         }
         n.state = NodeState::Deleted;
         self.cloud_vms -= 1;
+        self.draining.retain(|&id| id != node);
         self.ready.retain(|&id| id != node);
         out.commands.push(Command::DeleteVm { node });
     }
@@ -786,19 +790,22 @@ impl Scheduler {
         n.state = NodeState::Cordoned;
         self.usable_ready_mib -= u64::from(n.usable_mib);
         self.ready.retain(|&id| id != node);
+        let at = self.draining.partition_point(|&id| id < node);
+        self.draining.insert(at, node);
     }
 
     fn uncordon(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
         let n = &mut self.nodes[node.0 as usize];
         n.state = NodeState::Ready;
         self.usable_ready_mib += u64::from(n.usable_mib);
+        self.draining.retain(|&id| id != node);
         let at = self.ready.partition_point(|&id| id < node);
         self.ready.insert(at, node);
         self.scan_queue(now, out);
     }
 
     fn cordoned(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.nodes.iter().enumerate().filter(|(_, n)| n.state == NodeState::Cordoned).map(|(i, _)| NodeId(i as u32))
+        self.draining.iter().copied()
     }
 
     /// Whether deleting a VM created at `created` is allowed now by the billing-hour rule.
