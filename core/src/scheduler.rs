@@ -22,6 +22,8 @@ pub struct SchedulerConfig {
     pub scaling: ScalingPolicy,
     /// What scale-up creates; required when the scaling policy can create VMs.
     pub vm_type: Option<CloudType>,
+    /// A node unreachable this long is declared dead (SPEC §7: 5 min).
+    pub dead_after: Millis,
 }
 
 impl SchedulerConfig {
@@ -33,6 +35,7 @@ impl SchedulerConfig {
             sleep_window: 48 * HOUR,
             scaling: ScalingPolicy::reference(max_vms),
             vm_type: Some(vm_type),
+            dead_after: 5 * MINUTE,
         }
     }
 }
@@ -62,6 +65,8 @@ pub enum Timer {
     Archive { server: ServerId, epoch: u32 },
     /// A scaling tick.
     Tick,
+    /// `node` became unreachable at `since`: declare it dead if it still is.
+    DeadCheck { node: NodeId, since: Millis },
 }
 
 /// What the driver must carry out. Plain data; the driver reports completion back through
@@ -140,6 +145,16 @@ pub enum Note {
         add: u32,
         reason: String,
     },
+    /// `node` was declared dead; its servers are restarted elsewhere from their archive.
+    NodeDead {
+        node: NodeId,
+    },
+    /// `server` lost its copy on a dead node and now lives only in its latest archive; if it
+    /// was starting or running it is restarted elsewhere.
+    Failed {
+        server: ServerId,
+        was_active: bool,
+    },
 }
 
 /// Output of one scheduler step.
@@ -172,6 +187,12 @@ pub enum NodeState {
     Ready,
     /// Draining: takes no new servers; deleted once empty.
     Cordoned,
+    /// Not answering: takes no new servers; declared dead after `dead_after`.
+    Unreachable {
+        since: Millis,
+    },
+    /// Declared dead (a dedicated node until repaired).
+    Dead,
     Deleted,
 }
 
@@ -416,12 +437,95 @@ impl Scheduler {
                     }
                 }
             }
+            Timer::DeadCheck { node, since } => {
+                if self.nodes[node.0 as usize].state == (NodeState::Unreachable { since }) {
+                    self.declare_dead(now, node, out);
+                }
+            }
             Timer::Tick => {
                 if let Some(interval) = self.config.scaling.interval() {
                     self.scaling_tick(now, out);
                     out.commands.push(Command::Wake { at: now + interval, timer: Timer::Tick });
                 }
             }
+        }
+    }
+
+    /// `node` stopped answering (health checks, heartbeats): it takes no new servers now and
+    /// is declared dead if it stays silent for `dead_after`.
+    pub fn node_unreachable(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
+        let n = &mut self.nodes[node.0 as usize];
+        match n.state {
+            NodeState::Ready => {
+                self.usable_ready_mib -= u64::from(n.usable_mib);
+                self.ready.retain(|&id| id != node);
+            }
+            NodeState::Cordoned => self.draining.retain(|&id| id != node),
+            NodeState::Provisioning => {
+                self.provisioning -= 1;
+                self.usable_provisioning_mib -= u64::from(n.usable_mib);
+            }
+            NodeState::Unreachable { .. } | NodeState::Dead | NodeState::Deleted => return,
+        }
+        self.nodes[node.0 as usize].state = NodeState::Unreachable { since: now };
+        out.commands
+            .push(Command::Wake { at: now + self.config.dead_after, timer: Timer::DeadCheck { node, since: now } });
+    }
+
+    /// `node` answers again: before being declared dead it simply resumes; a dead dedicated
+    /// node comes back empty (repaired).
+    pub fn node_reachable(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
+        let n = &mut self.nodes[node.0 as usize];
+        let back = match n.state {
+            NodeState::Unreachable { .. } => true,
+            NodeState::Dead => n.kind == NodeKind::Dedicated,
+            _ => false,
+        };
+        if back {
+            n.state = NodeState::Ready;
+            self.usable_ready_mib += u64::from(n.usable_mib);
+            let at = self.ready.partition_point(|&id| id < node);
+            self.ready.insert(at, node);
+            self.scan_queue(now, out);
+        }
+    }
+
+    /// Rule of SPEC §7: restart the node's servers elsewhere from their latest archive.
+    fn declare_dead(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
+        out.notes.push(Note::NodeDead { node });
+        let mut restart = Vec::new();
+        for i in 0..self.servers.len() {
+            let server = ServerId(i as u32);
+            let s = &mut self.servers[i];
+            let was_active = match s.residence {
+                Residence::Starting { node: n } | Residence::Running { node: n } if n == node => true,
+                Residence::Sleeping { node: n } if n == node => false,
+                _ => continue,
+            };
+            s.residence = Residence::Archived;
+            out.notes.push(Note::Failed { server, was_active });
+            if was_active {
+                let ram = u64::from(s.spec.ram_mib);
+                self.reserved_mib -= ram;
+                let n = &mut self.nodes[node.0 as usize];
+                n.reserved_mib -= ram;
+                n.active -= 1;
+                // Its start (if still pending) is replaced by the restart below.
+                s.request = None;
+                restart.push(server);
+            }
+        }
+        let n = &mut self.nodes[node.0 as usize];
+        debug_assert_eq!(n.active, 0);
+        if n.kind == NodeKind::Cloud {
+            n.state = NodeState::Deleted;
+            self.cloud_vms -= 1;
+            out.commands.push(Command::DeleteVm { node });
+        } else {
+            n.state = NodeState::Dead;
+        }
+        for server in restart {
+            self.request_start(now, server, out);
         }
     }
 

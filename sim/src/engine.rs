@@ -37,6 +37,10 @@ enum Kind {
     NodeReady(NodeId),
     Timer(Timer),
     Forecast,
+    /// An injected failure: the node stops answering.
+    Fail(crate::scenario::FailureTarget),
+    /// A failed dedicated node is back (repaired).
+    Repair(NodeId),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -146,6 +150,12 @@ pub struct Outcome {
     pub decision_log: Vec<Decision>,
     /// Nightly forecasts made (predictive policies).
     pub forecasts: u64,
+    /// Injected node failures, and nodes declared dead after them.
+    pub failures: u64,
+    pub nodes_dead: u64,
+    /// Server-minutes between a failure and the server running again (or its demand
+    /// ending): play the customers lost.
+    pub lost_play_ms: u64,
 }
 
 /// How many scale decisions the report lists one by one.
@@ -192,6 +202,7 @@ pub fn run(scenario: &Scenario, dataset: &Dataset, seed: u64, progress: Progress
         }
         engine.refresh_forecast(window.0);
     }
+    engine.schedule_failures(seed);
     engine.replay(&intervals, progress);
     engine.finish()
 }
@@ -214,6 +225,10 @@ struct Engine<'a> {
     vms_existing: u64,
     /// Peak demand per 15-minute step over the window (predictive policies only).
     peaks: Vec<u64>,
+    /// Nodes that failed and are not back, by node id.
+    down: Vec<bool>,
+    /// Servers hit by a failure and not yet running again: since when.
+    lost_since: Vec<Option<Millis>>,
     o: Outcome,
 }
 
@@ -238,6 +253,8 @@ impl<'a> Engine<'a> {
             vms: Vec::new(),
             vms_existing: 0,
             peaks: Vec::new(),
+            down: Vec::new(),
+            lost_since: vec![None; n],
             o: Outcome { window, ..Outcome::default() },
         }
     }
@@ -299,10 +316,36 @@ impl<'a> Engine<'a> {
                 let now = ev.time;
                 match ev.kind {
                     Kind::IntervalEnd(server) => self.core.wanted_end(now, server, &mut self.out),
-                    Kind::Boot(server, placement) => self.core.boot_complete(now, server, placement, &mut self.out),
+                    Kind::Boot(server, placement) => {
+                        // A container on a failed node never comes up.
+                        let on_down_node = match self.core.residence(server) {
+                            conductor_core::Residence::Starting { node } => self.is_down(node),
+                            _ => false,
+                        };
+                        if !on_down_node {
+                            self.core.boot_complete(now, server, placement, &mut self.out)
+                        }
+                    }
                     Kind::NodeReady(node) => self.core.node_ready(now, node, &mut self.out),
                     Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
                     Kind::Forecast => self.refresh_forecast(now),
+                    Kind::Fail(target) => self.fail(now, target),
+                    Kind::Repair(node) => {
+                        if let Some(d) = self.down.get_mut(node.0 as usize) {
+                            *d = false;
+                        }
+                        self.core.node_reachable(now, node, &mut self.out);
+                        // Back before it was declared dead: its servers kept their place and play on.
+                        for i in 0..self.phases.len() {
+                            if self.lost_since[i].is_some()
+                                && self.core.residence(ServerId(i as u32))
+                                    == (conductor_core::Residence::Running { node })
+                            {
+                                self.end_loss(i, now);
+                                self.phases[i] = Phase::Running(now);
+                            }
+                        }
+                    }
                 }
                 self.apply(now);
             }
@@ -316,13 +359,20 @@ impl<'a> Engine<'a> {
         for note in out.notes.drain(..) {
             match note {
                 Note::Running { server, requested_at } => {
+                    self.end_loss(server.0 as usize, now);
                     self.o.starts += 1;
                     self.o.waits.push(now - requested_at);
                     self.phases[server.0 as usize] = Phase::Running(now);
                 }
-                Note::Abandoned { reason, .. } => match reason {
-                    conductor_core::AbandonReason::GaveUp => self.o.abandoned_gave_up += 1,
-                    conductor_core::AbandonReason::IntervalEnded => self.o.abandoned_interval_ended += 1,
+                Note::Abandoned { reason, server, .. } => match reason {
+                    conductor_core::AbandonReason::GaveUp => {
+                        self.end_loss(server.0 as usize, now);
+                        self.o.abandoned_gave_up += 1
+                    }
+                    conductor_core::AbandonReason::IntervalEnded => {
+                        self.end_loss(server.0 as usize, now);
+                        self.o.abandoned_interval_ended += 1
+                    }
                 },
                 Note::Scaled { action, policy, reason, .. } => {
                     let (name, node) = match action {
@@ -355,6 +405,15 @@ impl<'a> Engine<'a> {
                         self.o.decision_log.push(Decision { t, action: "would-create", node: 0, policy, reason });
                     }
                 }
+                Note::NodeDead { .. } => self.o.nodes_dead += 1,
+                Note::Failed { server, was_active } => {
+                    // Its node copy is gone: from now on it lives in its latest archive.
+                    let i = server.0 as usize;
+                    if !was_active {
+                        self.close_phase(i, now);
+                        self.phases[i] = Phase::Archived(now);
+                    }
+                }
                 Note::Queued { .. } => {}
             }
         }
@@ -378,6 +437,7 @@ impl<'a> Engine<'a> {
                 }
                 Command::Stop { server, .. } => {
                     let i = server.0 as usize;
+                    self.end_loss(i, now);
                     self.close_phase(i, now);
                     self.phases[i] = Phase::Sleeping(now);
                 }
@@ -406,12 +466,92 @@ impl<'a> Engine<'a> {
                         Timer::GiveUp { .. } => class::ABANDON,
                         Timer::Archive { .. } => class::ARCHIVE,
                         Timer::Tick => class::TICK,
+                        Timer::DeadCheck { .. } => class::NODE_READY,
                     };
                     self.push(at, class, None, Kind::Timer(timer));
                 }
             }
         }
         self.out = out;
+    }
+
+    fn is_down(&self, node: NodeId) -> bool {
+        self.down.get(node.0 as usize).copied().unwrap_or(false)
+    }
+
+    fn end_loss(&mut self, i: usize, now: Millis) {
+        if let Some(since) = self.lost_since[i].take() {
+            self.o.lost_play_ms += (now - since).max(0) as u64;
+        }
+    }
+
+    /// Injected failures: the scenario's events, and seeded random failures of dedicated
+    /// nodes (exponential times between failures at the configured rate).
+    fn schedule_failures(&mut self, seed: u64) {
+        let f = &self.scenario.failures;
+        for &(target, at) in &f.events {
+            self.push(at, class::NODE_READY, None, Kind::Fail(target));
+        }
+        if f.random_per_node_month > 0.0 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(3);
+            let per_ms = f.random_per_node_month / conductor_core::time::MONTH as f64;
+            let gap = rand_distr::Exp::new(per_ms).expect("positive rate");
+            for i in 0..self.scenario.dedicated.len() as u32 {
+                let mut t = self.window.0;
+                loop {
+                    t += gap.sample(&mut rng).ceil() as Millis;
+                    if t >= self.window.1 {
+                        break;
+                    }
+                    self.push(t, class::NODE_READY, None, Kind::Fail(crate::scenario::FailureTarget::Dedicated(i)));
+                    t += f.repair;
+                }
+            }
+        }
+    }
+
+    /// A node stops answering: its servers stop playing (and being billed) now; the core
+    /// declares it dead after its silence limit and restarts them elsewhere.
+    fn fail(&mut self, now: Millis, target: crate::scenario::FailureTarget) {
+        use conductor_core::scheduler::NodeState;
+        let node = match target {
+            crate::scenario::FailureTarget::Dedicated(i) => Some(NodeId(i)),
+            crate::scenario::FailureTarget::OldestVm => self
+                .core
+                .nodes()
+                .iter()
+                .position(|n| {
+                    n.kind == conductor_core::NodeKind::Cloud
+                        && matches!(n.state, NodeState::Ready | NodeState::Cordoned | NodeState::Provisioning)
+                })
+                .map(|i| NodeId(i as u32)),
+        };
+        let Some(node) = node.filter(|&n| !self.is_down(n)) else { return };
+        if matches!(self.core.node(node).state, NodeState::Dead | NodeState::Deleted) {
+            return;
+        }
+        self.o.failures += 1;
+        if self.down.len() <= node.0 as usize {
+            self.down.resize(node.0 as usize + 1, false);
+        }
+        self.down[node.0 as usize] = true;
+        for i in 0..self.phases.len() {
+            let on_node = match self.core.residence(ServerId(i as u32)) {
+                conductor_core::Residence::Starting { node: n } | conductor_core::Residence::Running { node: n } => {
+                    n == node
+                }
+                _ => false,
+            };
+            if on_node {
+                self.close_phase(i, now);
+                self.lost_since[i] = Some(now);
+            }
+        }
+        self.core.node_unreachable(now, node, &mut self.out);
+        if matches!(target, crate::scenario::FailureTarget::Dedicated(_)) {
+            self.push(now + self.scenario.failures.repair, class::NODE_READY, None, Kind::Repair(node));
+        }
     }
 
     /// The nightly job: a new forecast from the demand seen before `now`.
@@ -440,6 +580,7 @@ impl<'a> Engine<'a> {
         let (start, end) = self.window;
         for i in 0..self.phases.len() {
             self.close_phase(i, end);
+            self.end_loss(i, end);
         }
         let prices = &self.scenario.prices;
         for i in 0..self.phases.len() {

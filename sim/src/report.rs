@@ -70,6 +70,10 @@ pub struct Details {
     pub decisions_by_policy: std::collections::BTreeMap<String, u64>,
     /// Forecasts the twin made for predictive policies (nightly at 03:00).
     pub forecasts: u64,
+    /// Injected node failures, nodes declared dead, and the play lost to them.
+    pub failures: u64,
+    pub nodes_dead: u64,
+    pub lost_play_minutes: f64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -205,6 +209,9 @@ impl Report {
                 scale_downs: o.scale_downs,
                 decisions_by_policy: o.decisions.clone(),
                 forecasts: o.forecasts,
+                failures: o.failures,
+                nodes_dead: o.nodes_dead,
+                lost_play_minutes: o.lost_play_ms as f64 / 60_000.0,
             },
             decisions: o.decision_log.clone(),
             run,

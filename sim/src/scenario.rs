@@ -220,6 +220,43 @@ struct RawScenario {
     prices: RawPrices,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    failures: RawFailures,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFailures {
+    /// Dedicated nodes come back this long after failing.
+    repair_h: Option<Dec>,
+    /// Seeded failures of dedicated nodes: expected failures per node per 30 days.
+    random_per_node_month: Option<f64>,
+    #[serde(default)]
+    events: Vec<RawFailure>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawFailure {
+    /// `dedicated:N` (scenario order, from 0) or `cloud:oldest`.
+    node: String,
+    at: String,
+}
+
+/// Which node an injected failure hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureTarget {
+    Dedicated(u32),
+    /// The oldest cloud VM that exists at that moment.
+    OldestVm,
+}
+
+/// Node failures injected into a run (SPEC §7 failure handling).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Failures {
+    pub repair: Millis,
+    pub random_per_node_month: f64,
+    pub events: Vec<(FailureTarget, Millis)>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -280,6 +317,8 @@ struct RawLifecycle {
     idle_timeout_s: Option<Dec>,
     give_up_s: Option<Dec>,
     sleep_window_h: Option<Dec>,
+    /// A node silent this long is declared dead.
+    dead_after_s: Option<Dec>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -417,6 +456,7 @@ pub struct Scenario {
     pub scheduler: SchedulerConfig,
     /// Set when a predictive policy is active.
     pub forecast_source: Option<ForecastSource>,
+    pub failures: Failures,
 }
 
 impl Scenario {
@@ -673,6 +713,43 @@ impl Scenario {
             return Err(err("fleet", "the fleet is empty: add [[fleet.dedicated]] groups or [fleet.cloud]".into()));
         }
 
+        let f = &raw.failures;
+        let mut events = Vec::new();
+        for (i, e) in f.events.iter().enumerate() {
+            let key = |k: &str| format!("failures.events[{i}].{k}");
+            let target = if e.node == "cloud:oldest" {
+                FailureTarget::OldestVm
+            } else {
+                let index = e.node.strip_prefix("dedicated:").and_then(|n| n.parse::<u32>().ok());
+                match index {
+                    Some(n) if (n as usize) < dedicated.len() => FailureTarget::Dedicated(n),
+                    _ => return Err(err(
+                        &key("node"),
+                        format!(
+                            "expected dedicated:N with N < {} (the fleet's dedicated nodes) or cloud:oldest, got {:?}",
+                            dedicated.len(),
+                            e.node
+                        ),
+                    )),
+                }
+            };
+            events.push((target, parse_rfc3339(&e.at).map_err(|m| err(&key("at"), m))?));
+        }
+        let random = f.random_per_node_month.unwrap_or(0.0);
+        if !(random.is_finite() && random >= 0.0) {
+            return Err(err("failures.random_per_node_month", "expected a non-negative rate".into()));
+        }
+        let failures = Failures {
+            repair: match f.repair_h {
+                None => 4 * HOUR,
+                Some(Dec(h)) => to_millis(h, HOUR)
+                    .ok_or_else(|| err("failures.repair_h", "expected a non-negative number of hours".into()))?,
+            },
+            random_per_node_month: random,
+            events,
+        };
+        let dead_after = secs("lifecycle.dead_after_s", raw.lifecycle.dead_after_s, 300 * SECOND)?;
+
         let seed = raw.seed;
         Ok(Scenario {
             name: raw.name,
@@ -687,8 +764,9 @@ impl Scenario {
             lifecycle,
             prices,
             policy: pol.kind,
-            scheduler: SchedulerConfig { strategy, give_up, sleep_window, scaling, vm_type: cloud },
+            scheduler: SchedulerConfig { strategy, give_up, sleep_window, scaling, vm_type: cloud, dead_after },
             forecast_source,
+            failures,
         })
     }
 }

@@ -142,3 +142,54 @@ fn a_draining_vm_is_taken_back_before_a_new_one_is_made() {
     );
     assert_eq!(o.cloud_vms_created, 1);
 }
+
+const TWO_TINY: &str = "[[fleet.dedicated]]\ntype = \"tiny\"\ncount = 2\n[policy]\nkind = \"fixed\"\n";
+
+#[test]
+fn a_dead_node_s_servers_restart_elsewhere_from_their_archive() {
+    //  a (4 GiB, 2 GB) [0,2h) runs on node 0 from 20 s; b (1 GiB) [0,10m) also lands on
+    //  node 0 and sleeps there from 600 s. Node 0 fails at 1800 s: a stops playing (and
+    //  being billed). Silent for 300 s → dead at 2100: b's node copy is gone (archived), a
+    //  restarts on node 1 from its archive: 2 GB restore 20 s + boot 20 s → running 2140.
+    //  Lost play: 2140 − 1800 = 340 s. Active: a (1780 + 5060) s × 4 GiB = 7.6 GiB-h → 0.152;
+    //  b 580 s × 1 GiB = 0.1611… GiB-h → 0.003222.
+    let servers = [srv("a", 4096, 2.0, false), srv("b", 1024, 1.0, false)];
+    let ds = dataset(h(2), &servers, &[("a", 0, h(2)), ("b", 0, m(10))]);
+    let failure = "[[failures.events]]\nnode = \"dedicated:0\"\nat = \"2025-01-06T00:30:00Z\"\n";
+    let o = run(&scenario(&format!("{TWO_TINY}{failure}")), &ds);
+    assert_eq!((o.failures, o.nodes_dead), (1, 1));
+    assert_eq!(o.lost_play_ms, 340_000);
+    let mut waits = o.waits.clone();
+    waits.sort();
+    assert_eq!(waits, vec![s(20), s(20), s(40)]);
+    assert_eq!(o.active_revenue, d("0.155222"));
+    // b slept on node 0 from 600 s to its death at 2100 s: 1500 s × 1 GB = 1500/2592000 GB-month × 0.10.
+    assert_eq!(o.sleeping_revenue, d("0.000058"));
+}
+
+#[test]
+fn a_node_back_within_the_silence_limit_is_not_declared_dead() {
+    // The same failure, but node 0 answers again after 3 minutes (< 5): nothing restarts,
+    // a plays on; only the 180 s of silence are lost.
+    let servers = [srv("a", 4096, 2.0, false)];
+    let ds = dataset(h(2), &servers, &[("a", 0, h(2))]);
+    let failure =
+        "[failures]\nrepair_h = 0.05\n[[failures.events]]\nnode = \"dedicated:0\"\nat = \"2025-01-06T00:30:00Z\"\n";
+    let o = run(&scenario(&format!("{TWO_TINY}{failure}")), &ds);
+    assert_eq!((o.failures, o.nodes_dead, o.starts), (1, 0, 1));
+    assert_eq!(o.lost_play_ms, 180_000);
+}
+
+#[test]
+fn random_failures_are_seeded() {
+    let servers = [srv("a", 4096, 2.0, false)];
+    let ds = dataset(h(24 * 30), &servers, &[("a", 0, h(24 * 30))]);
+    let text = format!("{TWO_TINY}[failures]\nrandom_per_node_month = 3\nrepair_h = 1\n");
+    let mut sc = scenario(&text);
+    let a = run(&sc, &ds);
+    assert_eq!(run(&sc, &ds).failures, a.failures, "same seed, same failures");
+    assert!(a.failures >= 1, "3 per node-month over a month on 2 nodes: {}", a.failures);
+    sc.seed += 1;
+    let b = run(&sc, &ds);
+    assert_ne!((a.failures, a.lost_play_ms), (b.failures, b.lost_play_ms), "another seed, other failures");
+}
