@@ -122,7 +122,10 @@ impl Sampler {
 pub struct Outcome {
     pub window: (Millis, Millis),
     pub dedicated_cost: Money,
+    /// VM hours plus snapshot storage.
     pub cloud_cost: Money,
+    /// Part of `cloud_cost`: storing the prepared VM snapshot.
+    pub snapshot_cost: Money,
     pub storage_cost: Money,
     pub active_revenue: Money,
     pub sleeping_revenue: Money,
@@ -593,6 +596,9 @@ impl<'a> Engine<'a> {
         // Rated once on the summed monthly prices: per-node rounding would drift.
         let monthly: Money = self.scenario.dedicated.iter().map(|d| d.monthly_eur).sum();
         self.o.dedicated_cost = billing::dedicated_cost(monthly, end - start);
+        // A prepared snapshot is stored for the whole window (a cloud cost).
+        self.o.snapshot_cost = billing::dedicated_cost(self.scenario.snapshot_monthly_eur, end - start);
+        self.o.cloud_cost += self.o.snapshot_cost;
         if let Some(vm) = &self.scenario.cloud {
             for r in &self.vms {
                 let life = r.deleted.unwrap_or(end) - r.created;

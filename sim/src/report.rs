@@ -57,6 +57,9 @@ pub struct Details {
     pub active_revenue_eur: Money,
     #[serde(serialize_with = "money")]
     pub sleeping_revenue_eur: Money,
+    /// Part of `cloud_cost_eur`: the prepared snapshot's storage (image = "snapshot").
+    #[serde(serialize_with = "money")]
+    pub snapshot_cost_eur: Money,
     pub owners_promoted: u64,
     pub requests: u64,
     pub abandoned_gave_up: u64,
@@ -198,6 +201,7 @@ impl Report {
             details: Details {
                 active_revenue_eur: o.active_revenue,
                 sleeping_revenue_eur: o.sleeping_revenue,
+                snapshot_cost_eur: o.snapshot_cost,
                 owners_promoted: o.owners_promoted,
                 requests: o.requests,
                 abandoned_gave_up: o.abandoned_gave_up,

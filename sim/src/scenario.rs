@@ -296,6 +296,10 @@ struct RawCloudFleet {
     /// `image` (cloud-init, slow) or `snapshot` (prepared, fast).
     #[serde(default)]
     image: ImageKind,
+    /// Size of the prepared snapshot (stored while the scenario runs), GB.
+    snapshot_gb: Option<Dec>,
+    /// What snapshot storage costs, per GB-month.
+    snapshot_eur_per_gb_month: Option<Dec>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -450,6 +454,8 @@ pub struct Scenario {
     pub dedicated: Vec<DedicatedType>,
     pub cloud: Option<CloudType>,
     pub image: ImageKind,
+    /// Snapshot storage cost per month (0 with `image`).
+    pub snapshot_monthly_eur: Decimal,
     pub lifecycle: Lifecycle,
     pub prices: Prices,
     pub policy: PolicyKind,
@@ -505,6 +511,7 @@ impl Scenario {
             })?;
             dedicated.extend(std::iter::repeat_n(t.clone(), group.count as usize));
         }
+        let mut snapshot_monthly_eur = Decimal::ZERO;
         let (cloud, max_vms, image) = match &raw.fleet.cloud {
             None => (None, 0, ImageKind::Image),
             Some(c) => {
@@ -514,6 +521,17 @@ impl Scenario {
                         format!("unknown cloud type {:?} (catalogue has: {})", c.type_name, keys(&catalogue.cloud)),
                     )
                 })?;
+                if c.image == ImageKind::Snapshot {
+                    // Hetzner Cloud snapshots: about 0.011 EUR per GB-month.
+                    let gb = c.snapshot_gb.map_or(Decimal::from(20), |d| d.0);
+                    let price = c.snapshot_eur_per_gb_month.map_or(Decimal::new(11, 3), |d| d.0);
+                    if gb < Decimal::ZERO || price < Decimal::ZERO {
+                        return Err(err("fleet.cloud.snapshot_gb", "sizes and prices cannot be negative".into()));
+                    }
+                    snapshot_monthly_eur = gb * price;
+                } else if c.snapshot_gb.is_some() || c.snapshot_eur_per_gb_month.is_some() {
+                    return Err(err("fleet.cloud.snapshot_gb", "only meaningful with image = \"snapshot\"".into()));
+                }
                 (Some(t.clone()), c.max_vms, c.image)
             }
         };
@@ -723,14 +741,16 @@ impl Scenario {
                 let index = e.node.strip_prefix("dedicated:").and_then(|n| n.parse::<u32>().ok());
                 match index {
                     Some(n) if (n as usize) < dedicated.len() => FailureTarget::Dedicated(n),
-                    _ => return Err(err(
-                        &key("node"),
-                        format!(
+                    _ => {
+                        return Err(err(
+                            &key("node"),
+                            format!(
                             "expected dedicated:N with N < {} (the fleet's dedicated nodes) or cloud:oldest, got {:?}",
                             dedicated.len(),
                             e.node
                         ),
-                    )),
+                        ))
+                    }
                 }
             };
             events.push((target, parse_rfc3339(&e.at).map_err(|m| err(&key("at"), m))?));
@@ -761,6 +781,7 @@ impl Scenario {
             dedicated,
             cloud: cloud.clone(),
             image,
+            snapshot_monthly_eur,
             lifecycle,
             prices,
             policy: pol.kind,

@@ -193,3 +193,20 @@ fn random_failures_are_seeded() {
     let b = run(&sc, &ds);
     assert_ne!((a.failures, a.lost_play_ms), (b.failures, b.lost_play_ms), "another seed, other failures");
 }
+
+#[test]
+fn snapshots_provision_fast_and_cost_storage() {
+    // The cloud-scale-up case of the twin tests, from a snapshot: the VM made at 120 s is
+    // ready at 150 s (30 s), so b (queued since 10 s) runs at 170 s: wait 160 s instead of
+    // 250 s. The snapshot (20 GB × 0.011 EUR/GB-month) is stored for the 2 h window:
+    // 0.22 × 2 / 720 = 0.000611.
+    let ds =
+        dataset(h(2), &[srv("a", 8192, 1.0, false), srv("b", 4096, 2.0, false)], &[("a", 0, h(1)), ("b", s(10), h(1))]);
+    let fleet =
+        "[[fleet.dedicated]]\ntype = \"tiny\"\n[fleet.cloud]\ntype = \"tinyvm\"\nmax_vms = 20\nimage = \"snapshot\"\n";
+    let o = run(&scenario(&format!("{fleet}[policy]\nkind = \"custom\"\n")), &ds);
+    assert_eq!(o.waits.iter().max(), Some(&s(160)));
+    assert_eq!(o.snapshot_cost, d("0.000611"));
+    // VM 2 started hours × 0.01 + the snapshot.
+    assert_eq!(o.cloud_cost, d("0.020611"));
+}
