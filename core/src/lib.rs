@@ -12,6 +12,7 @@
 
 pub mod billing;
 pub mod catalogue;
+pub mod consolidation;
 pub mod lifecycle;
 pub mod model;
 pub mod placement;

@@ -107,6 +107,8 @@ pub struct ScalingPolicy {
     /// When scale-in is agreed but no VM is idle, drain the coldest VM (cordon it, archive
     /// its sleepers early, delete it once empty).
     pub drain: bool,
+    /// Move servers off a VM so it can go (bin-packing, disruption budget, consent).
+    pub consolidation: Option<crate::consolidation::ConsolidationParams>,
 }
 
 impl ScalingPolicy {
@@ -118,6 +120,7 @@ impl ScalingPolicy {
             policies: Vec::new(),
             scale_in: ScaleIn::Newest,
             drain: false,
+            consolidation: None,
         }
     }
 
@@ -129,6 +132,7 @@ impl ScalingPolicy {
             policies: vec![Policy::Reactive(ReactiveParams::reference())],
             scale_in: ScaleIn::Newest,
             drain: false,
+            consolidation: None,
         }
     }
 

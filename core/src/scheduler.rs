@@ -5,6 +5,8 @@
 //! reactive parameters — exactly the pinned reference policy of SPEC §11.
 
 use crate::catalogue::{CloudType, DedicatedType};
+use crate::consolidation::{ConsolidationParams, Movable, Outcome, PlanNode};
+use crate::model::CostMode;
 use crate::model::{NodeId, NodeKind, ServerId, ServerSpec};
 use crate::placement::{Candidate, Strategy};
 use crate::policy::{to_next_hour, DemandForecast, PolicyState, Proposal, ScaleIn, ScalingPolicy, Utilisation, View};
@@ -87,6 +89,9 @@ pub enum Command {
     DeleteVm { node: NodeId },
     /// Call [`Scheduler::timer`] with `timer` at `at`.
     Wake { at: Millis, timer: Timer },
+    /// Move running `server` from `from` to `to` (save, copy its disk, boot there); its RAM
+    /// is already reserved on `to`. Report it running with `placement`.
+    Migrate { server: ServerId, from: NodeId, to: NodeId, placement: PlacementId },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +160,26 @@ pub enum Note {
         server: ServerId,
         was_active: bool,
     },
+    /// Consolidation moves `server`; it plays again when its migration boot completes.
+    Migrated {
+        server: ServerId,
+        from: NodeId,
+        to: NodeId,
+    },
+    /// A migrated (or otherwise restarted without a request) server runs again.
+    Resumed {
+        server: ServerId,
+    },
+    /// An `auto` owner is told that `server` will move (not before `moves_at`).
+    Announced {
+        server: ServerId,
+        moves_at: Millis,
+    },
+    /// A `suggest` owner is asked to accept moving `server`, which would save this much.
+    Recommended {
+        server: ServerId,
+        saving_per_hour: rust_decimal::Decimal,
+    },
 }
 
 /// Output of one scheduler step.
@@ -208,6 +233,8 @@ pub struct Node {
     pub reserved_mib: u64,
     /// Starting and running servers.
     pub active: u32,
+    /// Servers migrating away whose copy is still being read from here.
+    pub outgoing: u32,
 }
 
 impl Node {
@@ -231,6 +258,22 @@ struct Server {
     placement: PlacementId,
     /// Incremented at every stop; an archive timer of an older stop is stale.
     stops: u32,
+    /// Players online (reported by the driver); consolidation moves only empty servers
+    /// unless the owner consented.
+    players: u32,
+    consent: Consent,
+    /// A `suggest` owner was asked and has not accepted (yet).
+    asked: bool,
+    last_migrated: Option<Millis>,
+    /// While migrating: the node its data is read from.
+    migrating_from: Option<NodeId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Consent {
+    None,
+    Announced { at: Millis },
+    Accepted,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -267,6 +310,9 @@ pub struct Scheduler {
     scaling: ScalingState,
     last_placed: Option<NodeId>,
     candidates: Vec<Candidate>,
+    /// Times of recent migrations (the disruption budget looks back one hour).
+    migrations: std::collections::VecDeque<Millis>,
+    last_consolidation: Option<Millis>,
     /// Tests only: scan the queue the literal way, to check the fast scan against it.
     #[cfg(test)]
     naive_scan: bool,
@@ -287,6 +333,7 @@ impl Scheduler {
                 created_at: Millis::MIN,
                 reserved_mib: 0,
                 active: 0,
+                outgoing: 0,
             })
             .collect();
         let usable_ready_mib = nodes.iter().map(|n| u64::from(n.usable_mib)).sum();
@@ -304,6 +351,11 @@ impl Scheduler {
                     request: None,
                     placement: PlacementId(0),
                     stops: 0,
+                    players: 0,
+                    consent: Consent::None,
+                    asked: false,
+                    last_migrated: None,
+                    migrating_from: None,
                 })
                 .collect(),
             queue: BTreeMap::new(),
@@ -319,6 +371,8 @@ impl Scheduler {
             scaling: ScalingState { policies, ..ScalingState::default() },
             last_placed: None,
             candidates: Vec::new(),
+            migrations: std::collections::VecDeque::new(),
+            last_consolidation: None,
             #[cfg(test)]
             naive_scan: false,
         }
@@ -400,6 +454,22 @@ impl Scheduler {
         if let Some(r) = s.request.take() {
             out.notes.push(Note::Running { server, requested_at: r.at });
         }
+        if let Some(from) = s.migrating_from.take() {
+            self.nodes[from.0 as usize].outgoing -= 1;
+            out.notes.push(Note::Resumed { server });
+        }
+    }
+
+    /// Players online on `server` (from status pings, or the dataset in the twin).
+    pub fn set_players(&mut self, server: ServerId, players: u32) {
+        self.servers[server.0 as usize].players = players;
+    }
+
+    /// The owner of `server` accepted the recommendation to move it.
+    pub fn accept_recommendation(&mut self, server: ServerId) {
+        let s = &mut self.servers[server.0 as usize];
+        s.consent = Consent::Accepted;
+        s.asked = false;
     }
 
     /// A cloud VM finished provisioning; it now accepts servers and the queue is scanned.
@@ -512,6 +582,9 @@ impl Scheduler {
                 n.active -= 1;
                 // Its start (if still pending) is replaced by the restart below.
                 s.request = None;
+                if let Some(from) = s.migrating_from.take() {
+                    self.nodes[from.0 as usize].outgoing -= 1;
+                }
                 restart.push(server);
             }
         }
@@ -640,6 +713,9 @@ impl Scheduler {
         let ram = u64::from(s.spec.ram_mib);
         s.residence = Residence::Sleeping { node };
         s.stops += 1;
+        if let Some(from) = s.migrating_from.take() {
+            self.nodes[from.0 as usize].outgoing -= 1;
+        }
         let epoch = s.stops;
         let n = &mut self.nodes[node.0 as usize];
         n.reserved_mib -= ram;
@@ -710,7 +786,7 @@ impl Scheduler {
             .cordoned()
             .filter(|id| {
                 let n = &self.nodes[id.0 as usize];
-                n.active == 0 && self.may_delete_now(n.created_at, now)
+                n.active == 0 && n.outgoing == 0 && self.may_delete_now(n.created_at, now)
             })
             .collect();
         for node in empty {
@@ -824,6 +900,118 @@ impl Scheduler {
         }
         self.scaling.proposals = proposals;
         self.config.scaling.policies = policies;
+        if let Some(params) = self.config.scaling.consolidation.clone() {
+            if self.last_consolidation.is_none_or(|t| now - t >= params.every) {
+                self.last_consolidation = Some(now);
+                self.consolidate(now, &params, out);
+            }
+        }
+    }
+
+    fn movable(&self, s: &Server, now: Millis, p: &ConsolidationParams) -> Movable {
+        if !matches!(s.residence, Residence::Running { .. }) || s.migrating_from.is_some() {
+            return Movable::No;
+        }
+        if s.players == 0 {
+            return Movable::Yes;
+        }
+        match s.spec.cost_mode {
+            CostMode::Off => Movable::No,
+            CostMode::Suggest => match (s.consent, s.asked) {
+                (Consent::Accepted, _) => Movable::Yes,
+                (_, true) => Movable::No,
+                _ => Movable::NeedsAcceptance,
+            },
+            CostMode::Auto => {
+                if s.last_migrated.is_some_and(|t| now - t < p.auto_once_per) {
+                    return Movable::No;
+                }
+                match s.consent {
+                    Consent::Announced { at } if now - at >= p.announce => Movable::Yes,
+                    Consent::Announced { .. } => Movable::No,
+                    _ => Movable::NeedsAnnouncement,
+                }
+            }
+        }
+    }
+
+    /// One consolidation decision (see `consolidation`): migrate, or ask owners first.
+    fn consolidate(&mut self, now: Millis, p: &ConsolidationParams, out: &mut Outbox) {
+        while self.migrations.front().is_some_and(|&t| now - t >= HOUR) {
+            self.migrations.pop_front();
+        }
+        let budget = p.max_migrations_per_hour.saturating_sub(self.migrations.len() as u32);
+        let hourly = self.config.vm_type.as_ref().map_or(rust_decimal::Decimal::ZERO, |v| v.hourly_eur);
+        let mut nodes: Vec<PlanNode> = self
+            .ready
+            .iter()
+            .map(|&id| {
+                let n = &self.nodes[id.0 as usize];
+                PlanNode {
+                    id,
+                    is_cloud: n.kind == NodeKind::Cloud,
+                    accepts: true,
+                    free_mib: n.free_mib(),
+                    hourly: if n.kind == NodeKind::Cloud { hourly } else { rust_decimal::Decimal::ZERO },
+                    servers: Vec::new(),
+                }
+            })
+            .collect();
+        for (i, s) in self.servers.iter().enumerate() {
+            let (Residence::Starting { node } | Residence::Running { node }) = s.residence else { continue };
+            if let Ok(k) = nodes.binary_search_by_key(&node, |n| n.id) {
+                let movable = self.movable(s, now, p);
+                nodes[k].servers.push((ServerId(i as u32), u64::from(s.spec.ram_mib), movable));
+            }
+        }
+        match crate::consolidation::plan(&nodes, p, budget) {
+            Outcome::Nothing => {}
+            Outcome::Ask { announce, recommend, saving_per_hour, .. } => {
+                for server in announce {
+                    self.servers[server.0 as usize].consent = Consent::Announced { at: now };
+                    out.notes.push(Note::Announced { server, moves_at: now + p.announce });
+                }
+                for server in recommend {
+                    self.servers[server.0 as usize].asked = true;
+                    out.notes.push(Note::Recommended { server, saving_per_hour });
+                }
+            }
+            Outcome::Migrate(plan) => {
+                for &(server, to) in &plan.moves {
+                    self.migrate(now, server, plan.vm, to, out);
+                }
+                self.cordon(plan.vm, out);
+                out.notes.push(Note::Scaled {
+                    action: ScaleAction::Cordon { node: plan.vm },
+                    policy: "consolidation",
+                    seen: self.utilisation(true),
+                    reason: format!("{} migrations save {} EUR/h", plan.moves.len(), plan.saving_per_hour),
+                });
+            }
+        }
+    }
+
+    fn migrate(&mut self, now: Millis, server: ServerId, from: NodeId, to: NodeId, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        let ram = u64::from(s.spec.ram_mib);
+        self.next_placement += 1;
+        let placement = PlacementId(self.next_placement);
+        s.placement = placement;
+        s.residence = Residence::Starting { node: to };
+        s.migrating_from = Some(from);
+        s.last_migrated = Some(now);
+        s.consent = Consent::None;
+        s.asked = false;
+        let f = &mut self.nodes[from.0 as usize];
+        f.reserved_mib -= ram;
+        f.active -= 1;
+        f.outgoing += 1;
+        let t = &mut self.nodes[to.0 as usize];
+        t.reserved_mib += ram;
+        t.active += 1;
+        self.migrations.push_back(now);
+        out.commands.push(Command::Migrate { server, from, to, placement });
+        out.notes.push(Note::Migrated { server, from, to });
     }
 
     /// The idle ready VM to delete, if any may go now.
@@ -854,6 +1042,7 @@ impl Scheduler {
             created_at: now,
             reserved_mib: 0,
             active: 0,
+            outgoing: 0,
         });
         self.provisioning += 1;
         self.usable_provisioning_mib += u64::from(vm.usable_mib());

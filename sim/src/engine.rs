@@ -26,6 +26,8 @@ mod class {
     pub const ARCHIVE: u8 = 4;
     /// The nightly forecast (not in SPEC §11: runs only when a predictive policy is active).
     pub const FORECAST: u8 = 5;
+    /// Player counts (consolidation only); after archiving, before the tick.
+    pub const PLAYERS: u8 = 5;
     pub const TICK: u8 = 6;
     pub const REQUEST: u8 = 7;
 }
@@ -41,6 +43,8 @@ enum Kind {
     Fail(crate::scenario::FailureTarget),
     /// A failed dedicated node is back (repaired).
     Repair(NodeId),
+    /// Players on a server change (consolidation only).
+    Players(ServerId, i32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -159,6 +163,13 @@ pub struct Outcome {
     /// Server-minutes between a failure and the server running again (or its demand
     /// ending): play the customers lost.
     pub lost_play_ms: u64,
+    /// Consolidation: player-time interrupted by migrations, announcements to `auto`
+    /// owners, recommendations to `suggest` owners (accepted, and the saving they offered).
+    pub disrupted_player_ms: u64,
+    pub announcements: u64,
+    pub recommendations: u64,
+    pub recommendations_accepted: u64,
+    pub recommended_saving_per_hour: Money,
 }
 
 /// How many scale decisions the report lists one by one.
@@ -206,6 +217,17 @@ pub fn run(scenario: &Scenario, dataset: &Dataset, seed: u64, progress: Progress
         engine.refresh_forecast(window.0);
     }
     engine.schedule_failures(seed);
+    if scenario.migration.is_some() {
+        // Consolidation moves only servers without players: tell the core who plays.
+        for sess in &dataset.sessions {
+            let (a, b) = (sess.start.max(window.0), sess.end.min(window.1));
+            if a < b && sess.players > 0 {
+                let server = ServerId(sess.server);
+                engine.push(a, class::PLAYERS, None, Kind::Players(server, sess.players as i32));
+                engine.push(b, class::PLAYERS, None, Kind::Players(server, -(sess.players as i32)));
+            }
+        }
+    }
     engine.replay(&intervals, progress);
     engine.finish()
 }
@@ -232,6 +254,9 @@ struct Engine<'a> {
     down: Vec<bool>,
     /// Servers hit by a failure and not yet running again: since when.
     lost_since: Vec<Option<Millis>>,
+    /// Players online per server (consolidation only).
+    players: Vec<i32>,
+    consent_rng: ChaCha8Rng,
     o: Outcome,
 }
 
@@ -258,6 +283,12 @@ impl<'a> Engine<'a> {
             peaks: Vec::new(),
             down: Vec::new(),
             lost_since: vec![None; n],
+            players: vec![0; n],
+            consent_rng: {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                rng.set_stream(4);
+                rng
+            },
             o: Outcome { window, ..Outcome::default() },
         }
     }
@@ -333,6 +364,11 @@ impl<'a> Engine<'a> {
                     Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
                     Kind::Forecast => self.refresh_forecast(now),
                     Kind::Fail(target) => self.fail(now, target),
+                    Kind::Players(server, delta) => {
+                        let p = &mut self.players[server.0 as usize];
+                        *p = (*p + delta).max(0);
+                        self.core.set_players(server, *p as u32);
+                    }
                     Kind::Repair(node) => {
                         if let Some(d) = self.down.get_mut(node.0 as usize) {
                             *d = false;
@@ -417,6 +453,18 @@ impl<'a> Engine<'a> {
                         self.phases[i] = Phase::Archived(now);
                     }
                 }
+                Note::Migrated { .. } => self.o.migrations += 1,
+                Note::Resumed { server } => self.phases[server.0 as usize] = Phase::Running(now),
+                Note::Announced { .. } => self.o.announcements += 1,
+                Note::Recommended { server, saving_per_hour } => {
+                    self.o.recommendations += 1;
+                    self.o.recommended_saving_per_hour += saving_per_hour;
+                    let p = self.scenario.migration.as_ref().map_or(0.0, |m| m.suggest_acceptance);
+                    if self.consent_rng.random::<f64>() < p {
+                        self.o.recommendations_accepted += 1;
+                        self.core.accept_recommendation(server);
+                    }
+                }
                 Note::Queued { .. } => {}
             }
         }
@@ -436,6 +484,18 @@ impl<'a> Engine<'a> {
                             _ => self.o.restores_from_node += 1,
                         }
                     }
+                    self.push(now + delay, class::BOOT, None, Kind::Boot(server, placement));
+                }
+                Command::Migrate { server, placement, .. } => {
+                    // Downtime: save, copy the disk over, boot. Not billed, players wait.
+                    let i = server.0 as usize;
+                    self.close_phase(i, now);
+                    self.phases[i] = Phase::Starting;
+                    let save = self.scenario.migration.as_ref().map_or(0, |m| m.save);
+                    let mb = self.dataset.servers[i].disk_mb;
+                    let copy = ((mb * 1000).div_ceil(u64::from(self.scenario.lifecycle.restore_mb_per_s))) as Millis;
+                    let delay = save + copy + self.boot_rng.sample(&self.scenario.lifecycle.boot);
+                    self.o.disrupted_player_ms += self.players[i].max(0) as u64 * delay as u64;
                     self.push(now + delay, class::BOOT, None, Kind::Boot(server, placement));
                 }
                 Command::Stop { server, .. } => {

@@ -77,6 +77,14 @@ pub struct Details {
     pub failures: u64,
     pub nodes_dead: u64,
     pub lost_play_minutes: f64,
+    /// Consolidation: player-minutes interrupted by migrations, announcements made to
+    /// `auto` owners, recommendations to `suggest` owners, accepted ones and their saving.
+    pub disrupted_player_minutes: f64,
+    pub announcements: u64,
+    pub recommendations: u64,
+    pub recommendations_accepted: u64,
+    #[serde(serialize_with = "money")]
+    pub recommended_saving_eur_per_hour: Money,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -216,6 +224,11 @@ impl Report {
                 failures: o.failures,
                 nodes_dead: o.nodes_dead,
                 lost_play_minutes: o.lost_play_ms as f64 / 60_000.0,
+                disrupted_player_minutes: o.disrupted_player_ms as f64 / 60_000.0,
+                announcements: o.announcements,
+                recommendations: o.recommendations,
+                recommendations_accepted: o.recommendations_accepted,
+                recommended_saving_eur_per_hour: o.recommended_saving_per_hour,
             },
             decisions: o.decision_log.clone(),
             run,

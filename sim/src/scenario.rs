@@ -363,6 +363,28 @@ struct RawPolicy {
     drain: Option<bool>,
     predictive: Option<RawPredictive>,
     spare_pool: Option<RawSparePool>,
+    consolidation: Option<RawConsolidation>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConsolidation {
+    every_s: Option<Dec>,
+    min_saving_eur_per_hour: Option<Dec>,
+    max_migrations_per_hour: Option<u32>,
+    announce_s: Option<Dec>,
+    auto_once_per_h: Option<Dec>,
+    /// Twin: the chance that a `suggest` owner accepts a recommendation.
+    suggest_acceptance: Option<f64>,
+    /// Twin: saving the world before the copy starts.
+    save_s: Option<Dec>,
+}
+
+/// How the twin plays consolidation's owners and migrations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationModel {
+    pub suggest_acceptance: f64,
+    pub save: Millis,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,6 +485,8 @@ pub struct Scenario {
     /// Set when a predictive policy is active.
     pub forecast_source: Option<ForecastSource>,
     pub failures: Failures,
+    /// Set when consolidation is active.
+    pub migration: Option<MigrationModel>,
 }
 
 impl Scenario {
@@ -608,6 +632,7 @@ impl Scenario {
 
         let pol = &raw.policy;
         let mut forecast_source = None;
+        let mut migration = None;
         let (scaling, strategy) = match pol.kind {
             PolicyKind::Reference => {
                 let knobs = [
@@ -624,6 +649,7 @@ impl Scenario {
                     ("policy.drain", pol.drain.is_some()),
                     ("policy.predictive", pol.predictive.is_some()),
                     ("policy.spare_pool", pol.spare_pool.is_some()),
+                    ("policy.consolidation", pol.consolidation.is_some()),
                 ];
                 if let Some((key, _)) = knobs.iter().find(|(_, set)| *set) {
                     return Err(err(
@@ -723,7 +749,53 @@ impl Scenario {
                     ));
                 }
                 let drain = pol.drain.unwrap_or(false);
-                (ScalingPolicy { interval, max_vms, policies, scale_in, drain }, pol.placement.unwrap_or_default())
+                let consolidation = match &pol.consolidation {
+                    None => None,
+                    Some(c) => {
+                        let acceptance = c.suggest_acceptance.unwrap_or(0.3);
+                        if !(0.0..=1.0).contains(&acceptance) {
+                            return Err(err(
+                                "policy.consolidation.suggest_acceptance",
+                                "expected a probability in [0, 1]".into(),
+                            ));
+                        }
+                        migration = Some(MigrationModel {
+                            suggest_acceptance: acceptance,
+                            save: secs("policy.consolidation.save_s", c.save_s, 10 * SECOND)?,
+                        });
+                        let every = secs("policy.consolidation.every_s", c.every_s, 900 * SECOND)?;
+                        if every <= 0 {
+                            return Err(err("policy.consolidation.every_s", "must be positive".into()));
+                        }
+                        Some(conductor_core::consolidation::ConsolidationParams {
+                            every,
+                            min_saving_per_hour: fraction(
+                                "policy.consolidation.min_saving_eur_per_hour",
+                                c.min_saving_eur_per_hour,
+                                Decimal::ZERO,
+                            )?,
+                            max_migrations_per_hour: c.max_migrations_per_hour.unwrap_or(10),
+                            announce: secs("policy.consolidation.announce_s", c.announce_s, 600 * SECOND)?,
+                            auto_once_per: match c.auto_once_per_h {
+                                None => 24 * HOUR,
+                                Some(Dec(h)) => to_millis(h, HOUR).ok_or_else(|| {
+                                    err(
+                                        "policy.consolidation.auto_once_per_h",
+                                        "expected a non-negative number of hours".into(),
+                                    )
+                                })?,
+                            },
+                        })
+                    }
+                };
+                if consolidation.is_some() && cloud.is_none() {
+                    return Err(err(
+                        "policy.consolidation",
+                        "consolidation empties cloud VMs: add [fleet.cloud]".into(),
+                    ));
+                }
+                let scaling = ScalingPolicy { interval, max_vms, policies, scale_in, drain, consolidation };
+                (scaling, pol.placement.unwrap_or_default())
             }
             PolicyKind::Fixed => (ScalingPolicy::fixed(), pol.placement.unwrap_or_default()),
         };
@@ -788,6 +860,7 @@ impl Scenario {
             scheduler: SchedulerConfig { strategy, give_up, sleep_window, scaling, vm_type: cloud, dead_after },
             forecast_source,
             failures,
+            migration,
         })
     }
 }

@@ -210,3 +210,57 @@ fn snapshots_provision_fast_and_cost_storage() {
     // VM 2 started hours × 0.01 + the snapshot.
     assert_eq!(o.cloud_cost, d("0.020611"));
 }
+
+const CONSOLIDATE: &str = "[policy.consolidation]\nevery_s = 300\nannounce_s = 600\nsave_s = 10\n";
+
+#[test]
+fn consolidation_moves_an_idle_server_off_a_vm() {
+    //  a (8 GiB) [0,20m) fills the tiny node; b (2 GiB, 1 GB, pay-per-use) [10s,1h) queues →
+    //  VM1 at 120, b runs there from 260; its idle tail (no players) is [1h, 1h05m).
+    //  Consolidation looks every 300 s on the tick grid: 120, 480, 840, … , 3720 (1h02m): b
+    //  has no players and fits on the tiny node (free since a stopped at 1200) → b migrates
+    //  (save 10 s + copy 1 GB 10 s + boot 20 s: back at 3760), VM1 is cordoned; the tick at
+    //  3840 deletes it. b then sleeps on the tiny node instead of being archived with VM1.
+    let servers = [srv("a", 8192, 1.0, false), srv("b", 2048, 1.0, true)];
+    let ds = dataset(h(2), &servers, &[("a", 0, m(20)), ("b", s(10), h(1))]);
+    let o = run(&scenario(&custom(CONSOLIDATE)), &ds);
+    let log: Vec<(&str, &str, &str)> = o.decision_log.iter().map(|d| (d.t.as_str(), d.policy, d.action)).collect();
+    assert_eq!(
+        log,
+        vec![
+            ("2025-01-06T00:02:00Z", "reactive", "create"),
+            ("2025-01-06T01:02:00Z", "consolidation", "cordon"),
+            ("2025-01-06T01:04:00Z", "drain", "delete"),
+        ]
+    );
+    assert_eq!((o.migrations, o.disrupted_player_ms, o.archived), (1, 0, 0));
+    // Without consolidation VM1 lives until the tick after b stops (3960) and takes b's
+    // world to the archive with it.
+    let o = run(&scenario(&custom("")), &ds);
+    assert_eq!((o.migrations, o.archived), (0, 1));
+}
+
+#[test]
+fn an_auto_owner_is_told_before_a_server_with_players_moves() {
+    //  As above, but b has a player the whole time (manual start, [10s,2h)) and its owner
+    //  chose `auto`. At the first check after a stops (1200) b is announced; at 1560 the
+    //  600 s announcement has not passed; at 1920 it moves: 1 player × 40 s disrupted. The
+    //  emptied VM goes at the tick at 2040.
+    let servers = [srv("a", 8192, 1.0, false), srv("b", 2048, 1.0, false)];
+    let mut ds = dataset(h(3), &servers, &[("a", 0, m(20)), ("b", s(10), h(2))]);
+    ds.servers[1].cost_mode = conductor_core::model::CostMode::Auto;
+    let o = run(&scenario(&custom(CONSOLIDATE)), &ds);
+    assert_eq!((o.announcements, o.migrations, o.disrupted_player_ms), (1, 1, 40_000));
+    let deleted = o.decision_log.iter().find(|d| d.action == "delete").map(|d| d.t.as_str());
+    assert_eq!(deleted, Some("2025-01-06T00:34:00Z"));
+    // With `off` the server with players never moves.
+    ds.servers[1].cost_mode = conductor_core::model::CostMode::Off;
+    let o = run(&scenario(&custom(CONSOLIDATE)), &ds);
+    assert_eq!((o.announcements, o.migrations), (0, 0));
+    // With `suggest` the owner is asked once; with acceptance 1 the move follows.
+    ds.servers[1].cost_mode = conductor_core::model::CostMode::Suggest;
+    let o = run(&scenario(&custom(&format!("{CONSOLIDATE}suggest_acceptance = 1\n"))), &ds);
+    assert_eq!((o.recommendations, o.recommendations_accepted, o.migrations), (1, 1, 1));
+    let o = run(&scenario(&custom(&format!("{CONSOLIDATE}suggest_acceptance = 0\n"))), &ds);
+    assert_eq!((o.recommendations, o.recommendations_accepted, o.migrations), (1, 0, 0));
+}
