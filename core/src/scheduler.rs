@@ -235,6 +235,11 @@ pub struct Node {
     pub active: u32,
     /// Servers migrating away whose copy is still being read from here.
     pub outgoing: u32,
+    /// Its starting and running servers (so decisions need not scan every server).
+    pub servers: Vec<ServerId>,
+    /// Servers that went to sleep here (lazy: entries may have left since; check the
+    /// server's residence). Lets cordoning and deletion find sleepers without a full scan.
+    sleepers: Vec<ServerId>,
 }
 
 impl Node {
@@ -334,6 +339,8 @@ impl Scheduler {
                 reserved_mib: 0,
                 active: 0,
                 outgoing: 0,
+                servers: Vec::new(),
+                sleepers: Vec::new(),
             })
             .collect();
         let usable_ready_mib = nodes.iter().map(|n| u64::from(n.usable_mib)).sum();
@@ -580,6 +587,7 @@ impl Scheduler {
                 let n = &mut self.nodes[node.0 as usize];
                 n.reserved_mib -= ram;
                 n.active -= 1;
+                n.servers.retain(|&x| x != server);
                 // Its start (if still pending) is replaced by the restart below.
                 s.request = None;
                 if let Some(from) = s.migrating_from.take() {
@@ -703,6 +711,7 @@ impl Scheduler {
         let n = &mut self.nodes[node.0 as usize];
         n.reserved_mib += ram;
         n.active += 1;
+        n.servers.push(server);
         self.reserved_mib += ram;
         self.last_placed = Some(node);
         out.commands.push(Command::Place { server, node, restore, placement });
@@ -720,6 +729,8 @@ impl Scheduler {
         let n = &mut self.nodes[node.0 as usize];
         n.reserved_mib -= ram;
         n.active -= 1;
+        n.servers.retain(|&s| s != server);
+        n.sleepers.push(server);
         self.reserved_mib -= ram;
         out.commands.push(Command::Stop { server, node });
         if n.state == NodeState::Cordoned {
@@ -957,11 +968,10 @@ impl Scheduler {
                 }
             })
             .collect();
-        for (i, s) in self.servers.iter().enumerate() {
-            let (Residence::Starting { node } | Residence::Running { node }) = s.residence else { continue };
-            if let Ok(k) = nodes.binary_search_by_key(&node, |n| n.id) {
-                let movable = self.movable(s, now, p);
-                nodes[k].servers.push((ServerId(i as u32), u64::from(s.spec.ram_mib), movable));
+        for pn in nodes.iter_mut() {
+            for &server in &self.nodes[pn.id.0 as usize].servers {
+                let s = &self.servers[server.0 as usize];
+                pn.servers.push((server, u64::from(s.spec.ram_mib), self.movable(s, now, p)));
             }
         }
         match crate::consolidation::plan(&nodes, p, budget) {
@@ -1006,9 +1016,11 @@ impl Scheduler {
         f.reserved_mib -= ram;
         f.active -= 1;
         f.outgoing += 1;
+        f.servers.retain(|&s| s != server);
         let t = &mut self.nodes[to.0 as usize];
         t.reserved_mib += ram;
         t.active += 1;
+        t.servers.push(server);
         self.migrations.push_back(now);
         out.commands.push(Command::Migrate { server, from, to, placement });
         out.notes.push(Note::Migrated { server, from, to });
@@ -1043,6 +1055,8 @@ impl Scheduler {
             reserved_mib: 0,
             active: 0,
             outgoing: 0,
+            servers: Vec::new(),
+            sleepers: Vec::new(),
         });
         self.provisioning += 1;
         self.usable_provisioning_mib += u64::from(vm.usable_mib());
@@ -1053,12 +1067,7 @@ impl Scheduler {
 
     /// Deletes an idle ready VM; its sleeping servers are archived first.
     fn delete_vm(&mut self, node: NodeId, out: &mut Outbox) {
-        for (i, s) in self.servers.iter_mut().enumerate() {
-            if s.residence == (Residence::Sleeping { node }) {
-                s.residence = Residence::Archived;
-                out.commands.push(Command::Archive { server: ServerId(i as u32), node });
-            }
-        }
+        self.archive_sleepers(node, out);
         let n = &mut self.nodes[node.0 as usize];
         debug_assert_eq!(n.active, 0);
         if n.state == NodeState::Ready {
@@ -1073,18 +1082,27 @@ impl Scheduler {
 
     /// Starts draining `node`: it leaves the placement order and its sleepers are archived.
     fn cordon(&mut self, node: NodeId, out: &mut Outbox) {
-        for (i, s) in self.servers.iter_mut().enumerate() {
-            if s.residence == (Residence::Sleeping { node }) {
-                s.residence = Residence::Archived;
-                out.commands.push(Command::Archive { server: ServerId(i as u32), node });
-            }
-        }
+        self.archive_sleepers(node, out);
         let n = &mut self.nodes[node.0 as usize];
         n.state = NodeState::Cordoned;
         self.usable_ready_mib -= u64::from(n.usable_mib);
         self.ready.retain(|&id| id != node);
         let at = self.draining.partition_point(|&id| id < node);
         self.draining.insert(at, node);
+    }
+
+    /// Archives every server asleep on `node` (in server order).
+    fn archive_sleepers(&mut self, node: NodeId, out: &mut Outbox) {
+        let mut sleepers = std::mem::take(&mut self.nodes[node.0 as usize].sleepers);
+        sleepers.sort_unstable();
+        sleepers.dedup();
+        for server in sleepers {
+            let s = &mut self.servers[server.0 as usize];
+            if s.residence == (Residence::Sleeping { node }) {
+                s.residence = Residence::Archived;
+                out.commands.push(Command::Archive { server, node });
+            }
+        }
     }
 
     fn uncordon(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
@@ -1168,6 +1186,9 @@ mod tests {
             for _ in 0..400 {
                 assert_eq!(a.commands, b.commands, "seed {seed}");
                 assert_eq!(a.notes, b.notes, "seed {seed}");
+                for n in fast.nodes() {
+                    assert_eq!(n.servers.len() as u32, n.active, "seed {seed}: a node's server list matches its count");
+                }
                 queued_at_some_point |= fast.queue_len() > 1;
                 pending.append(&mut a.commands);
                 a.clear();

@@ -24,12 +24,12 @@ mod class {
     pub const NODE_READY: u8 = 2;
     pub const ABANDON: u8 = 3;
     pub const ARCHIVE: u8 = 4;
-    /// The nightly forecast (not in SPEC §11: runs only when a predictive policy is active).
-    pub const FORECAST: u8 = 5;
-    /// Player counts (consolidation only); after archiving, before the tick.
+    /// Player counts (consolidation only; not in SPEC §11); a stream of their own.
     pub const PLAYERS: u8 = 5;
-    pub const TICK: u8 = 6;
-    pub const REQUEST: u8 = 7;
+    /// The nightly forecast (not in SPEC §11: runs only when a predictive policy is active).
+    pub const FORECAST: u8 = 6;
+    pub const TICK: u8 = 7;
+    pub const REQUEST: u8 = 8;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -43,8 +43,6 @@ enum Kind {
     Fail(crate::scenario::FailureTarget),
     /// A failed dedicated node is back (repaired).
     Repair(NodeId),
-    /// Players on a server change (consolidation only).
-    Players(ServerId, i32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -219,14 +217,18 @@ pub fn run(scenario: &Scenario, dataset: &Dataset, seed: u64, progress: Progress
     engine.schedule_failures(seed);
     if scenario.migration.is_some() {
         // Consolidation moves only servers without players: tell the core who plays.
+        // A sorted stream merged in the main loop: a million changes would slow the heap.
+        let mut changes = Vec::new();
         for sess in &dataset.sessions {
             let (a, b) = (sess.start.max(window.0), sess.end.min(window.1));
             if a < b && sess.players > 0 {
                 let server = ServerId(sess.server);
-                engine.push(a, class::PLAYERS, None, Kind::Players(server, sess.players as i32));
-                engine.push(b, class::PLAYERS, None, Kind::Players(server, -(sess.players as i32)));
+                changes.push((a, server, sess.players as i32));
+                changes.push((b, server, -(sess.players as i32)));
             }
         }
+        changes.sort_by_key(|c| (c.0, c.2, c.1));
+        engine.player_changes = changes.into_iter().enumerate().map(|(i, (t, s, d))| (t, i as u64, s, d)).collect();
     }
     engine.replay(&intervals, progress);
     engine.finish()
@@ -254,8 +256,9 @@ struct Engine<'a> {
     down: Vec<bool>,
     /// Servers hit by a failure and not yet running again: since when.
     lost_since: Vec<Option<Millis>>,
-    /// Players online per server (consolidation only).
+    /// Players online per server, and the time-ordered changes (consolidation only).
     players: Vec<i32>,
+    player_changes: Vec<(Millis, u64, ServerId, i32)>,
     consent_rng: ChaCha8Rng,
     o: Outcome,
 }
@@ -284,6 +287,7 @@ impl<'a> Engine<'a> {
             down: Vec::new(),
             lost_since: vec![None; n],
             players: vec![0; n],
+            player_changes: Vec::new(),
             consent_rng: {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 rng.set_stream(4);
@@ -321,15 +325,25 @@ impl<'a> Engine<'a> {
         self.apply(start);
         let mut next_request = 0;
         let span = (end - start).max(1) as f64;
+        let mut next_player = 0;
         loop {
             let heap_key = self.heap.peek().map(Event::key);
             let req_key = requests.get(next_request).map(|r| (r.0, class::REQUEST, r.1));
-            let take_request = match (heap_key, req_key) {
-                (None, None) => break,
-                (Some(h), Some(r)) => r < h,
-                (None, Some(_)) => true,
-                (Some(_), None) => false,
-            };
+            let player_key = self.player_changes.get(next_player).map(|p| (p.0, class::PLAYERS, p.1));
+            let Some(first) = [heap_key, req_key, player_key].into_iter().flatten().min() else { break };
+            if Some(first) == player_key {
+                let (now, _, server, delta) = self.player_changes[next_player];
+                next_player += 1;
+                if now >= end {
+                    continue;
+                }
+                self.o.events += 1;
+                let p = &mut self.players[server.0 as usize];
+                *p = (*p + delta).max(0);
+                self.core.set_players(server, *p as u32);
+                continue;
+            }
+            let take_request = Some(first) == req_key;
             self.o.events += 1;
             if self.o.events.is_multiple_of(65_536) {
                 let now = heap_key.map_or(req_key.map_or(end, |r| r.0), |h| req_key.map_or(h.0, |r| r.0.min(h.0)));
@@ -364,11 +378,7 @@ impl<'a> Engine<'a> {
                     Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
                     Kind::Forecast => self.refresh_forecast(now),
                     Kind::Fail(target) => self.fail(now, target),
-                    Kind::Players(server, delta) => {
-                        let p = &mut self.players[server.0 as usize];
-                        *p = (*p + delta).max(0);
-                        self.core.set_players(server, *p as u32);
-                    }
+
                     Kind::Repair(node) => {
                         if let Some(d) = self.down.get_mut(node.0 as usize) {
                             *d = false;
