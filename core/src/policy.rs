@@ -64,7 +64,40 @@ pub struct PredictiveParams {
 /// Keeps N empty ready VMs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SparePoolParams {
+    /// N when fixed, and the floor when sized from the forecast.
     pub size: u32,
+    /// Size N from forecast arrivals × this provisioning time: enough empty VMs to absorb
+    /// the RAM forecast to arrive while a new VM is being made.
+    pub from_forecast: Option<Millis>,
+}
+
+impl SparePoolParams {
+    /// The pool size at `now`: the fixed size, or ⌈arrival rate × provisioning ÷ VM RAM⌉
+    /// with the arrival rate the steepest forecast rise (mean) over the next hour.
+    pub fn size_at(&self, now: Millis, forecast: Option<&DemandForecast>, vm_usable_mib: u64) -> u32 {
+        self.size_over(now, now, forecast, vm_usable_mib)
+    }
+
+    /// The size to keep at `now`: as [`Self::size_at`], but a rise in the current step still
+    /// counts — so the pool is not given up at the very moment the burst arrives.
+    pub fn keep_at(&self, now: Millis, forecast: Option<&DemandForecast>, vm_usable_mib: u64) -> u32 {
+        let step = forecast.map_or(0, |f| f.step);
+        self.size_over(now - step, now, forecast, vm_usable_mib)
+    }
+
+    fn size_over(&self, from: Millis, now: Millis, forecast: Option<&DemandForecast>, vm_usable_mib: u64) -> u32 {
+        let (Some(provisioning), Some(f)) = (self.from_forecast, forecast) else { return self.size };
+        if f.step <= 0 || vm_usable_mib == 0 {
+            return self.size;
+        }
+        let first = (from - f.start).div_euclid(f.step).max(0) as usize;
+        let last = ((now + HOUR - f.start).div_euclid(f.step).max(0) as usize).min(f.mean.len().saturating_sub(1));
+        let rise = (first..last).map(|i| f.mean[i + 1].saturating_sub(f.mean[i])).max().unwrap_or(0);
+        // MiB arriving during one provisioning delay at that rate.
+        let arriving = (u128::from(rise) * provisioning.max(0) as u128).div_ceil(f.step as u128);
+        let n = (arriving as u64).div_ceil(vm_usable_mib);
+        self.size.max(u32::try_from(n).unwrap_or(u32::MAX))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,14 +346,16 @@ fn predictive(p: &PredictiveParams, v: &View<'_>) -> Proposal {
 }
 
 fn spare_pool(p: &SparePoolParams, v: &View<'_>) -> Proposal {
+    let size = p.size_at(v.now, v.forecast, v.vm_usable_mib);
+    let keep = p.keep_at(v.now, v.forecast, v.vm_usable_mib);
     let have = v.idle_vms + v.provisioning;
-    let add = p.size.saturating_sub(have).min(v.max_vms.saturating_sub(v.cloud_vms));
+    let add = size.saturating_sub(have).min(v.max_vms.saturating_sub(v.cloud_vms));
     Proposal {
         add,
         would_add: 0,
-        agrees_in: v.idle_vms > p.size,
-        wants_in: v.idle_vms > p.size,
-        reason: format!("{} idle + {} provisioning VMs, pool {}", v.idle_vms, v.provisioning, p.size),
+        agrees_in: v.idle_vms > keep,
+        wants_in: v.idle_vms > keep,
+        reason: format!("{} idle + {} provisioning VMs, pool {}", v.idle_vms, v.provisioning, size),
     }
 }
 
@@ -419,8 +454,34 @@ mod tests {
     }
 
     #[test]
+    fn spare_pool_sized_from_forecast_arrivals() {
+        // Forecast (15-min steps): flat 10000, then +12000 MiB in one step at 30 min, flat.
+        let mean = vec![10_000, 10_000, 10_000, 22_000, 22_000, 22_000, 22_000, 22_000];
+        let f = DemandForecast {
+            start: 0,
+            step: 15 * MINUTE,
+            p90: mean.clone(),
+            p97_5: mean.clone(),
+            mean,
+            source: "t".into(),
+        };
+        let p = SparePoolParams { size: 0, from_forecast: Some(5 * MINUTE) };
+        // Steepest rise within the next hour: 12000 MiB per 15 min; during 5 min of
+        // provisioning 4000 MiB arrive → ⌈4000 / 3000⌉ = 2 VMs of 3000 MiB.
+        assert_eq!(p.size_at(0, Some(&f), 3000), 2);
+        // Past the rise, nothing more arrives: the floor (0).
+        assert_eq!(p.size_at(75 * MINUTE, Some(&f), 3000), 0);
+        // At the instant of the rise (45 min) nothing arrives *ahead* any more, but the pool
+        // is kept through the step it arrives in.
+        assert_eq!(p.size_at(45 * MINUTE, Some(&f), 3000), 0);
+        assert_eq!(p.keep_at(45 * MINUTE, Some(&f), 3000), 2);
+        // Without a forecast: the fixed size.
+        assert_eq!(SparePoolParams { size: 1, from_forecast: Some(5 * MINUTE) }.size_at(0, None, 3000), 1);
+    }
+
+    #[test]
     fn spare_pool_keeps_n_idle_vms() {
-        let p = SparePoolParams { size: 2 };
+        let p = SparePoolParams { size: 2, from_forecast: None };
         let v = view(None);
         assert_eq!(spare_pool(&p, &v).add, 2);
         assert_eq!(spare_pool(&p, &View { idle_vms: 1, provisioning: 1, ..v }).add, 0);

@@ -419,7 +419,14 @@ fn default_band() -> String {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct RawSparePool {
+    /// N, or the floor with `from_forecast`.
+    #[serde(default)]
     size: u32,
+    /// Size the pool from forecast arrivals × provisioning time; needs a forecast source
+    /// (`source` here or in [policy.predictive]).
+    #[serde(default)]
+    from_forecast: bool,
+    source: Option<String>,
 }
 
 /// Where the twin's predictive policy gets its forecast.
@@ -701,15 +708,7 @@ impl Scenario {
                             ))
                         }
                     };
-                    forecast_source = Some(match p.source.as_str() {
-                        "perfect" => ForecastSource::Perfect,
-                        "seasonal-naive" => ForecastSource::SeasonalNaive,
-                        other => ForecastSource::Model(conductor_forecast::ModelSpec::new(
-                            conductor_forecast::ModelKind::parse(other).map_err(|m| {
-                                err("policy.predictive.source", format!("{m}; or perfect, seasonal-naive"))
-                            })?,
-                        )),
-                    });
+                    forecast_source = Some(parse_source(&p.source).map_err(|m| err("policy.predictive.source", m))?);
                     let provisioning_ms = match &lifecycle.provisioning {
                         Delay::Fixed(ms) => *ms,
                         Delay::Uniform { max, .. } => *max,
@@ -730,7 +729,31 @@ impl Scenario {
                     }));
                 }
                 if let Some(sp) = &pol.spare_pool {
-                    policies.push(Policy::SparePool(SparePoolParams { size: sp.size }));
+                    let provisioning_ms = match &lifecycle.provisioning {
+                        Delay::Fixed(ms) => *ms,
+                        Delay::Uniform { max, .. } => *max,
+                        Delay::LogNormal { median, .. } => *median,
+                    };
+                    if let Some(source) = &sp.source {
+                        let parsed = parse_source(source).map_err(|m| err("policy.spare_pool.source", m))?;
+                        if forecast_source.as_ref().is_some_and(|s| s != &parsed) {
+                            return Err(err(
+                                "policy.spare_pool.source",
+                                "the twin makes one forecast: use the same source as [policy.predictive]".into(),
+                            ));
+                        }
+                        forecast_source = Some(parsed);
+                    }
+                    if sp.from_forecast && forecast_source.is_none() {
+                        return Err(err(
+                            "policy.spare_pool.from_forecast",
+                            "needs a forecast: set source here or add [policy.predictive]".into(),
+                        ));
+                    }
+                    policies.push(Policy::SparePool(SparePoolParams {
+                        size: sp.size,
+                        from_forecast: sp.from_forecast.then_some(provisioning_ms),
+                    }));
                 }
                 let interval = secs("policy.interval_s", pol.interval_s, 120 * SECOND)?;
                 if interval <= 0 {
@@ -891,6 +914,17 @@ fn delay(
             Ok(Delay::LogNormal { median: ms(*median_s, "median_s")?, sigma: *sigma })
         }
     }
+}
+
+/// A forecast source by name: `perfect`, `seasonal-naive` or a forecaster model.
+fn parse_source(name: &str) -> Result<ForecastSource, String> {
+    Ok(match name {
+        "perfect" => ForecastSource::Perfect,
+        "seasonal-naive" => ForecastSource::SeasonalNaive,
+        other => ForecastSource::Model(conductor_forecast::ModelSpec::new(
+            conductor_forecast::ModelKind::parse(other).map_err(|m| format!("{m}; or perfect, seasonal-naive"))?,
+        )),
+    })
 }
 
 fn to_millis(v: Decimal, unit: Millis) -> Option<Millis> {

@@ -264,3 +264,27 @@ fn an_auto_owner_is_told_before_a_server_with_players_moves() {
     let o = run(&scenario(&custom(&format!("{CONSOLIDATE}suggest_acceptance = 0\n"))), &ds);
     assert_eq!((o.recommendations, o.recommendations_accepted, o.migrations), (1, 0, 0));
 }
+
+#[test]
+fn a_spare_pool_sized_from_forecast_arrivals() {
+    //  a, b, c (8 GiB each) all want [1h, 2h): the perfect forecast rises by 24576 MiB in
+    //  the step at 1 h. With 120 s provisioning, 24576 × 120 / 900 = 3277 MiB arrive per
+    //  provisioning delay → ⌈3277 / 8192⌉ = 1 spare VM, made at the first tick (the rise
+    //  is within the next hour from the start). At 1 h: a takes the tiny node, b the spare
+    //  VM (wait 20 s each); c has nowhere to go (no reactive policy) and gives up. The tick
+    //  at 1 h itself (before the requests) must not give the spare VM up: the rise is in
+    //  the current step.
+    let servers = [srv("a", 8192, 1.0, false), srv("b", 8192, 1.0, false), srv("c", 8192, 1.0, false)];
+    let ds = dataset(h(2), &servers, &[("a", h(1), h(2)), ("b", h(1), h(2)), ("c", h(1), h(2))]);
+    let pool = "reactive = false\n[policy.spare_pool]\nfrom_forecast = true\nsource = \"perfect\"";
+    let o = run(&scenario(&custom(pool)), &ds);
+    assert_eq!(
+        o.decision_log.iter().map(|d| (d.t.as_str(), d.policy)).collect::<Vec<_>>(),
+        vec![("2025-01-06T00:02:00Z", "spare-pool")]
+    );
+    assert_eq!((o.starts, o.abandoned_gave_up), (2, 1));
+    assert_eq!(o.waits, vec![s(20), s(20)]);
+    // A fixed pool of 0 makes nothing.
+    let o = run(&scenario(&custom("reactive = false\n[policy.spare_pool]\nsize = 0")), &ds);
+    assert_eq!((o.cloud_vms_created, o.starts), (0, 1));
+}
