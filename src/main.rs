@@ -113,6 +113,7 @@ fn sim(args: SimArgs) -> Result<()> {
     let dataset =
         Dataset::load(&scenario.dataset).with_context(|| format!("loading dataset {}", scenario.dataset.display()))?;
     let load_s = loading.elapsed().as_secs_f64();
+    scenario.check_against(&dataset)?;
 
     let mut bar = delayed_bar(args.quiet);
     let replaying = Instant::now();

@@ -272,6 +272,8 @@ struct Server {
     last_migrated: Option<Millis>,
     /// While migrating: the node its data is read from.
     migrating_from: Option<NodeId>,
+    /// A plan change that could not be applied yet (takes effect at the next chance).
+    pending_ram: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,6 +365,7 @@ impl Scheduler {
                     asked: false,
                     last_migrated: None,
                     migrating_from: None,
+                    pending_ram: None,
                 })
                 .collect(),
             queue: BTreeMap::new(),
@@ -451,7 +454,7 @@ impl Scheduler {
     }
 
     /// The server placed by `placement` finished booting.
-    pub fn boot_complete(&mut self, _now: Millis, server: ServerId, placement: PlacementId, out: &mut Outbox) {
+    pub fn boot_complete(&mut self, now: Millis, server: ServerId, placement: PlacementId, out: &mut Outbox) {
         let s = &mut self.servers[server.0 as usize];
         let Residence::Starting { node } = s.residence else { return };
         if s.placement != placement {
@@ -465,6 +468,9 @@ impl Scheduler {
             self.nodes[from.0 as usize].outgoing -= 1;
             out.notes.push(Note::Resumed { server });
         }
+        if let Some(ram) = self.servers[server.0 as usize].pending_ram.take() {
+            self.change_plan(now, server, ram, out);
+        }
     }
 
     /// Players online on `server` (from status pings, or the dataset in the twin).
@@ -477,6 +483,61 @@ impl Scheduler {
         let s = &mut self.servers[server.0 as usize];
         s.consent = Consent::Accepted;
         s.asked = false;
+    }
+
+    /// The owner changes `server`'s plan to `ram_mib` (SPEC: RAM upgrades during play). A
+    /// running server restarts in place if its node has room, else moves to a node with
+    /// room (players wait meanwhile; it counts like a migration). If no node has room it
+    /// keeps running on its old plan and the new one applies at its next start; a server
+    /// that is not running simply starts on the new plan next time.
+    pub fn change_plan(&mut self, now: Millis, server: ServerId, ram_mib: u32, out: &mut Outbox) {
+        let s = &self.servers[server.0 as usize];
+        let old = s.spec.ram_mib;
+        if old == ram_mib {
+            return;
+        }
+        if let Some(r) = s.request.filter(|r| r.queued) {
+            // Re-file the queued request under its new size, keeping its place in line.
+            self.dequeue(server, r.seq);
+            self.servers[server.0 as usize].spec.ram_mib = ram_mib;
+            self.queued_mib += u64::from(ram_mib);
+            self.queue.entry(ram_mib).or_default().insert(r.seq, server);
+            self.queue_len += 1;
+            return;
+        }
+        let Residence::Running { node } = s.residence else {
+            if matches!(s.residence, Residence::Starting { .. }) {
+                self.servers[server.0 as usize].pending_ram = Some(ram_mib);
+            } else {
+                self.servers[server.0 as usize].spec.ram_mib = ram_mib;
+            }
+            return;
+        };
+        let (old, new) = (u64::from(old), u64::from(ram_mib));
+        let n = &self.nodes[node.0 as usize];
+        let target = if n.free_mib() + old >= new {
+            Some(node)
+        } else {
+            self.candidates.clear();
+            self.candidates.extend(self.ready.iter().filter(|&&id| id != node).map(|&id| {
+                let n = &self.nodes[id.0 as usize];
+                Candidate { id, kind: n.kind, free_mib: n.free_mib() }
+            }));
+            self.config.strategy.choose(&self.candidates, new, self.last_placed)
+        };
+        let Some(to) = target else {
+            self.servers[server.0 as usize].pending_ram = Some(ram_mib);
+            return;
+        };
+        // Re-plan where it is, then restart it there or move it (migrate() carries the new
+        // reservation along).
+        let s = &mut self.servers[server.0 as usize];
+        s.spec.ram_mib = ram_mib;
+        s.pending_ram = None;
+        let n = &mut self.nodes[node.0 as usize];
+        n.reserved_mib = n.reserved_mib + new - old;
+        self.reserved_mib = self.reserved_mib + new - old;
+        self.migrate(now, server, node, to, out);
     }
 
     /// A cloud VM finished provisioning; it now accepts servers and the queue is scanned.
@@ -624,6 +685,11 @@ impl Scheduler {
         }
     }
 
+    /// The plan RAM `server` runs (or will start) with.
+    pub fn plan_ram(&self, server: ServerId) -> u32 {
+        self.servers[server.0 as usize].spec.ram_mib
+    }
+
     pub fn residence(&self, server: ServerId) -> Residence {
         self.servers[server.0 as usize].residence
     }
@@ -732,6 +798,11 @@ impl Scheduler {
         n.servers.retain(|&s| s != server);
         n.sleepers.push(server);
         self.reserved_mib -= ram;
+        let s = &mut self.servers[server.0 as usize];
+        if let Some(ram) = s.pending_ram.take() {
+            s.spec.ram_mib = ram;
+        }
+        let n = &self.nodes[node.0 as usize];
         out.commands.push(Command::Stop { server, node });
         if n.state == NodeState::Cordoned {
             // The node is going away: do not leave the world on it.

@@ -43,6 +43,8 @@ enum Kind {
     Fail(crate::scenario::FailureTarget),
     /// A failed dedicated node is back (repaired).
     Repair(NodeId),
+    /// The owner changes the server's plan (RAM MiB).
+    Upgrade(ServerId, u32),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -168,6 +170,8 @@ pub struct Outcome {
     pub recommendations: u64,
     pub recommendations_accepted: u64,
     pub recommended_saving_per_hour: Money,
+    /// Plan changes during play (scenario events).
+    pub upgrades: u64,
 }
 
 /// How many scale decisions the report lists one by one.
@@ -215,8 +219,15 @@ pub fn run(scenario: &Scenario, dataset: &Dataset, seed: u64, progress: Progress
         engine.refresh_forecast(window.0);
     }
     engine.schedule_failures(seed);
-    if scenario.migration.is_some() {
-        // Consolidation moves only servers without players: tell the core who plays.
+    for (id, at, ram) in &scenario.upgrades {
+        // Unknown ids are rejected by Scenario::check_against before a run.
+        if let Some(i) = dataset.servers.iter().position(|s| &s.id == id) {
+            engine.push(*at, class::NODE_READY, None, Kind::Upgrade(ServerId(i as u32), *ram));
+        }
+    }
+    if scenario.migration.is_some() || !scenario.upgrades.is_empty() {
+        // Consolidation moves only servers without players, and migrations of any kind
+        // count the players they interrupt: track who plays.
         // A sorted stream merged in the main loop: a million changes would slow the heap.
         let mut changes = Vec::new();
         for sess in &dataset.sessions {
@@ -256,6 +267,8 @@ struct Engine<'a> {
     down: Vec<bool>,
     /// Servers hit by a failure and not yet running again: since when.
     lost_since: Vec<Option<Millis>>,
+    /// Plan RAM of each server's current running phase (plans can change during play).
+    phase_ram: Vec<u32>,
     /// Players online per server, and the time-ordered changes (consolidation only).
     players: Vec<i32>,
     player_changes: Vec<(Millis, u64, ServerId, i32)>,
@@ -288,6 +301,7 @@ impl<'a> Engine<'a> {
             lost_since: vec![None; n],
             players: vec![0; n],
             player_changes: Vec::new(),
+            phase_ram: dataset.servers.iter().map(|s| s.ram_mib).collect(),
             consent_rng: {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 rng.set_stream(4);
@@ -378,6 +392,10 @@ impl<'a> Engine<'a> {
                     Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
                     Kind::Forecast => self.refresh_forecast(now),
                     Kind::Fail(target) => self.fail(now, target),
+                    Kind::Upgrade(server, ram) => {
+                        self.o.upgrades += 1;
+                        self.core.change_plan(now, server, ram, &mut self.out);
+                    }
 
                     Kind::Repair(node) => {
                         if let Some(d) = self.down.get_mut(node.0 as usize) {
@@ -409,6 +427,7 @@ impl<'a> Engine<'a> {
             match note {
                 Note::Running { server, requested_at } => {
                     self.end_loss(server.0 as usize, now);
+                    self.phase_ram[server.0 as usize] = self.core.plan_ram(server);
                     self.o.starts += 1;
                     self.o.waits.push(now - requested_at);
                     self.phases[server.0 as usize] = Phase::Running(now);
@@ -464,7 +483,10 @@ impl<'a> Engine<'a> {
                     }
                 }
                 Note::Migrated { .. } => self.o.migrations += 1,
-                Note::Resumed { server } => self.phases[server.0 as usize] = Phase::Running(now),
+                Note::Resumed { server } => {
+                    self.phase_ram[server.0 as usize] = self.core.plan_ram(server);
+                    self.phases[server.0 as usize] = Phase::Running(now);
+                }
                 Note::Announced { .. } => self.o.announcements += 1,
                 Note::Recommended { server, saving_per_hour } => {
                     self.o.recommendations += 1;
@@ -496,14 +518,19 @@ impl<'a> Engine<'a> {
                     }
                     self.push(now + delay, class::BOOT, None, Kind::Boot(server, placement));
                 }
-                Command::Migrate { server, placement, .. } => {
+                Command::Migrate { server, placement, from, to } => {
                     // Downtime: save, copy the disk over, boot. Not billed, players wait.
                     let i = server.0 as usize;
                     self.close_phase(i, now);
                     self.phases[i] = Phase::Starting;
                     let save = self.scenario.migration.as_ref().map_or(0, |m| m.save);
                     let mb = self.dataset.servers[i].disk_mb;
-                    let copy = ((mb * 1000).div_ceil(u64::from(self.scenario.lifecycle.restore_mb_per_s))) as Millis;
+                    // A restart in place (plan change with room) copies nothing.
+                    let copy = if from == to {
+                        0
+                    } else {
+                        ((mb * 1000).div_ceil(u64::from(self.scenario.lifecycle.restore_mb_per_s))) as Millis
+                    };
                     let delay = save + copy + self.boot_rng.sample(&self.scenario.lifecycle.boot);
                     self.o.disrupted_player_ms += self.players[i].max(0) as u64 * delay as u64;
                     self.push(now + delay, class::BOOT, None, Kind::Boot(server, placement));
@@ -640,7 +667,7 @@ impl<'a> Engine<'a> {
     fn close_phase(&mut self, i: usize, now: Millis) {
         let s = &self.dataset.servers[i];
         match self.phases[i] {
-            Phase::Running(since) => self.active_mib_ms[i] += u128::from(s.ram_mib) * (now - since) as u128,
+            Phase::Running(since) => self.active_mib_ms[i] += u128::from(self.phase_ram[i]) * (now - since) as u128,
             Phase::Sleeping(since) => self.sleeping_mb_ms[i] += u128::from(s.disk_mb) * (now - since) as u128,
             Phase::Archived(since) => self.archived_mb_ms += u128::from(s.disk_mb) * (now - since) as u128,
             Phase::Idle | Phase::Starting => {}

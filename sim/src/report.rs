@@ -85,6 +85,8 @@ pub struct Details {
     pub recommendations_accepted: u64,
     #[serde(serialize_with = "money")]
     pub recommended_saving_eur_per_hour: Money,
+    /// Plan changes during play (scenario `[[upgrades]]`); moves count in `migrations`.
+    pub upgrades: u64,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -229,6 +231,7 @@ impl Report {
                 recommendations: o.recommendations,
                 recommendations_accepted: o.recommendations_accepted,
                 recommended_saving_eur_per_hour: o.recommended_saving_per_hour,
+                upgrades: o.upgrades,
             },
             decisions: o.decision_log.clone(),
             run,

@@ -222,6 +222,17 @@ struct RawScenario {
     policy: RawPolicy,
     #[serde(default)]
     failures: RawFailures,
+    /// Plan changes during play.
+    #[serde(default)]
+    upgrades: Vec<RawUpgrade>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawUpgrade {
+    server: String,
+    at: String,
+    ram_gib: u32,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -494,6 +505,8 @@ pub struct Scenario {
     pub failures: Failures,
     /// Set when consolidation is active.
     pub migration: Option<MigrationModel>,
+    /// Plan changes during play: (server id, when, new plan RAM MiB).
+    pub upgrades: Vec<(String, Millis, u32)>,
 }
 
 impl Scenario {
@@ -864,6 +877,14 @@ impl Scenario {
             events,
         };
         let dead_after = secs("lifecycle.dead_after_s", raw.lifecycle.dead_after_s, 300 * SECOND)?;
+        let mut upgrades = Vec::new();
+        for (i, u) in raw.upgrades.iter().enumerate() {
+            let at = parse_rfc3339(&u.at).map_err(|m| err(&format!("upgrades[{i}].at"), m))?;
+            let ram = gib_to_mib(u.ram_gib)
+                .filter(|&r| r > 0)
+                .ok_or_else(|| err(&format!("upgrades[{i}].ram_gib"), "expected a positive number of GiB".into()))?;
+            upgrades.push((u.server.clone(), at, ram));
+        }
 
         let seed = raw.seed;
         Ok(Scenario {
@@ -884,7 +905,25 @@ impl Scenario {
             forecast_source,
             failures,
             migration,
+            upgrades,
         })
+    }
+}
+
+impl Scenario {
+    /// Checks what the scenario says about the dataset's servers (e.g. upgrades name
+    /// servers that exist).
+    pub fn check_against(&self, ds: &crate::dataset::Dataset) -> Result<(), ScenarioError> {
+        for (i, (id, _, _)) in self.upgrades.iter().enumerate() {
+            if !ds.servers.iter().any(|s| &s.id == id) {
+                return Err(ScenarioError::Key {
+                    path: self.file.clone(),
+                    key: format!("upgrades[{i}].server"),
+                    message: format!("no server {id:?} in dataset {}", ds.dir.display()),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -288,3 +288,48 @@ fn a_spare_pool_sized_from_forecast_arrivals() {
     let o = run(&scenario(&custom("reactive = false\n[policy.spare_pool]\nsize = 0")), &ds);
     assert_eq!((o.cloud_vms_created, o.starts), (0, 1));
 }
+
+fn upgrade(text: &str) -> String {
+    format!("{TWO_TINY}[[upgrades]]\nserver = \"a\"\nat = \"2025-01-06T00:30:00Z\"\nram_gib = 6\n{text}")
+}
+
+#[test]
+fn a_plan_upgrade_restarts_in_place_when_the_node_has_room() {
+    //  a (4 GiB, 2 GB) [0,2h) on node 0. At 30 min it becomes 6 GiB: node 0 has 4096 free
+    //  + its own 4096 ≥ 6144 → restart in place: boot 20 s, no copy; back at 1820.
+    //  Active: 1780 s × 4 GiB + 5380 s × 6 GiB = 39400 GiB·s = 10.9444… GiB-h → 0.218889.
+    let ds = dataset(h(2), &[srv("a", 4096, 2.0, false)], &[("a", 0, h(2))]);
+    let o = run(&scenario(&upgrade("")), &ds);
+    assert_eq!((o.upgrades, o.migrations, o.disrupted_player_ms), (1, 1, 20_000));
+    assert_eq!(o.active_revenue, d("0.218889"));
+}
+
+#[test]
+fn a_plan_upgrade_moves_to_a_node_with_room() {
+    //  b (4 GiB) fills node 0 beside a: a moves to node 1 (copy 2 GB 20 s + boot 20 s),
+    //  back at 1840 on 6 GiB. a: 1780 × 4 + 5360 × 6 = 39280 GiB·s → 0.218222;
+    //  b: 7180 s × 4 GiB → 0.159556.
+    let servers = [srv("a", 4096, 2.0, false), srv("b", 4096, 1.0, false)];
+    let ds = dataset(h(2), &servers, &[("a", 0, h(2)), ("b", 0, h(2))]);
+    let o = run(&scenario(&upgrade("")), &ds);
+    assert_eq!((o.migrations, o.disrupted_player_ms), (1, 40_000));
+    assert_eq!(o.active_revenue, d("0.377778"));
+}
+
+#[test]
+fn a_plan_upgrade_without_room_waits_for_the_next_start() {
+    //  c (8 GiB) fills node 1 too: nowhere to go, a keeps running on 4 GiB (billed so).
+    let servers = [srv("a", 4096, 2.0, false), srv("b", 4096, 1.0, false), srv("c", 8192, 1.0, false)];
+    let ds = dataset(h(2), &servers, &[("a", 0, h(2)), ("b", 0, h(2)), ("c", 0, h(2))]);
+    let o = run(&scenario(&upgrade("")), &ds);
+    assert_eq!((o.upgrades, o.migrations), (1, 0));
+    // a, b: 7180 s × 4 GiB each → 0.159556 each; c: 7180 s × 8 GiB → 0.319111.
+    assert_eq!(o.active_revenue, d("0.638223"));
+}
+
+#[test]
+fn an_upgrade_of_an_unknown_server_is_rejected_before_the_run() {
+    let ds = dataset(h(2), &[srv("z", 4096, 2.0, false)], &[("z", 0, h(2))]);
+    let e = scenario(&upgrade("")).check_against(&ds).unwrap_err().to_string();
+    assert!(e.contains("key `upgrades[0].server`: no server \"a\""), "{e}");
+}
