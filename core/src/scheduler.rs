@@ -26,6 +26,8 @@ pub struct SchedulerConfig {
     pub vm_type: Option<CloudType>,
     /// A node unreachable this long is declared dead (SPEC §7: 5 min).
     pub dead_after: Millis,
+    /// Preemptible jobs get this much notice before they are killed for a paying server.
+    pub job_notice: Millis,
 }
 
 impl SchedulerConfig {
@@ -38,9 +40,14 @@ impl SchedulerConfig {
             scaling: ScalingPolicy::reference(max_vms),
             vm_type: Some(vm_type),
             dead_after: 5 * MINUTE,
+            job_notice: 5 * MINUTE,
         }
     }
 }
+
+/// A preemptible job (low-priority work on idle dedicated capacity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub u32);
 
 /// Identifies one placement, so that a late boot completion of an earlier placement is
 /// recognised and ignored.
@@ -69,6 +76,8 @@ pub enum Timer {
     Tick,
     /// `node` became unreachable at `since`: declare it dead if it still is.
     DeadCheck { node: NodeId, since: Millis },
+    /// The notice of `job` ran out.
+    JobKill { job: JobId },
 }
 
 /// What the driver must carry out. Plain data; the driver reports completion back through
@@ -89,6 +98,12 @@ pub enum Command {
     DeleteVm { node: NodeId },
     /// Call [`Scheduler::timer`] with `timer` at `at`.
     Wake { at: Millis, timer: Timer },
+    /// Start preemptible `job` on `node`; report [`Scheduler::job_done`] when it ends.
+    StartJob { job: JobId, node: NodeId },
+    /// Tell `job` it will be killed at `kill_at` (a paying server needs the room).
+    NoticeJob { job: JobId, node: NodeId, kill_at: Millis },
+    /// Kill `job` now (its notice ran out).
+    KillJob { job: JobId, node: NodeId },
     /// Move running `server` from `from` to `to` (save, copy its disk, boot there); its RAM
     /// is already reserved on `to`. Report it running with `placement`.
     Migrate { server: ServerId, from: NodeId, to: NodeId, placement: PlacementId },
@@ -235,6 +250,9 @@ pub struct Node {
     pub active: u32,
     /// Servers migrating away whose copy is still being read from here.
     pub outgoing: u32,
+    /// RAM used by preemptible jobs (dedicated nodes only); `noticed_mib` of it is leaving.
+    pub job_mib: u64,
+    pub noticed_mib: u64,
     /// Its starting and running servers (so decisions need not scan every server).
     pub servers: Vec<ServerId>,
     /// Servers that went to sleep here (lazy: entries may have left since; check the
@@ -244,7 +262,7 @@ pub struct Node {
 
 impl Node {
     pub fn free_mib(&self) -> u64 {
-        u64::from(self.usable_mib).saturating_sub(self.reserved_mib)
+        u64::from(self.usable_mib).saturating_sub(self.reserved_mib + self.job_mib)
     }
 }
 
@@ -274,6 +292,20 @@ struct Server {
     migrating_from: Option<NodeId>,
     /// A plan change that could not be applied yet (takes effect at the next chance).
     pending_ram: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobState {
+    Queued,
+    Running { node: NodeId },
+    Noticed { node: NodeId },
+    Ended,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    ram_mib: u64,
+    state: JobState,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,6 +349,8 @@ pub struct Scheduler {
     scaling: ScalingState,
     last_placed: Option<NodeId>,
     candidates: Vec<Candidate>,
+    jobs: Vec<Job>,
+    job_queue: std::collections::VecDeque<JobId>,
     /// Times of recent migrations (the disruption budget looks back one hour).
     migrations: std::collections::VecDeque<Millis>,
     last_consolidation: Option<Millis>,
@@ -341,6 +375,8 @@ impl Scheduler {
                 reserved_mib: 0,
                 active: 0,
                 outgoing: 0,
+                job_mib: 0,
+                noticed_mib: 0,
                 servers: Vec::new(),
                 sleepers: Vec::new(),
             })
@@ -383,6 +419,8 @@ impl Scheduler {
             candidates: Vec::new(),
             migrations: std::collections::VecDeque::new(),
             last_consolidation: None,
+            jobs: Vec::new(),
+            job_queue: std::collections::VecDeque::new(),
             #[cfg(test)]
             naive_scan: false,
         }
@@ -421,6 +459,9 @@ impl Scheduler {
             self.queue.entry(ram).or_default().insert(seq, server);
             self.queue_len += 1;
             out.notes.push(Note::Queued { server });
+            if !self.jobs.is_empty() {
+                self.reclaim_for(now, u64::from(ram), out);
+            }
             out.commands.push(Command::Wake { at: now + self.config.give_up, timer: Timer::GiveUp { server, seq } });
         }
     }
@@ -434,6 +475,9 @@ impl Scheduler {
             if r.queued {
                 self.dequeue(server, r.seq);
                 out.notes.push(Note::Abandoned { server, requested_at: r.at, reason: AbandonReason::IntervalEnded });
+                if !self.job_queue.is_empty() {
+                    self.start_jobs(out);
+                }
                 return;
             }
         }
@@ -483,6 +527,95 @@ impl Scheduler {
         let s = &mut self.servers[server.0 as usize];
         s.consent = Consent::Accepted;
         s.asked = false;
+    }
+
+    /// A preemptible job of `ram_mib` arrives; it starts on idle dedicated capacity when no
+    /// paying request waits, else it queues.
+    pub fn submit_job(&mut self, _now: Millis, ram_mib: u32, out: &mut Outbox) -> JobId {
+        let job = JobId(self.jobs.len() as u32);
+        self.jobs.push(Job { ram_mib: u64::from(ram_mib), state: JobState::Queued });
+        self.job_queue.push_back(job);
+        self.start_jobs(out);
+        job
+    }
+
+    /// `job` finished (or its driver gave up on it).
+    pub fn job_done(&mut self, now: Millis, job: JobId, out: &mut Outbox) {
+        match self.jobs[job.0 as usize].state {
+            JobState::Running { node } | JobState::Noticed { node } => {
+                self.end_job(job, node);
+                self.scan_queue(now, out);
+            }
+            JobState::Queued => {
+                self.jobs[job.0 as usize].state = JobState::Ended;
+                self.job_queue.retain(|&j| j != job);
+            }
+            JobState::Ended => {}
+        }
+    }
+
+    fn end_job(&mut self, job: JobId, node: NodeId) {
+        let j = &mut self.jobs[job.0 as usize];
+        let n = &mut self.nodes[node.0 as usize];
+        n.job_mib -= j.ram_mib;
+        if matches!(j.state, JobState::Noticed { .. }) {
+            n.noticed_mib -= j.ram_mib;
+        }
+        j.state = JobState::Ended;
+    }
+
+    /// Queued jobs take idle dedicated capacity (best fit), in arrival order, but only
+    /// while no paying request waits.
+    fn start_jobs(&mut self, out: &mut Outbox) {
+        while self.queue_len == 0 {
+            let Some(&job) = self.job_queue.front() else { return };
+            let ram = self.jobs[job.0 as usize].ram_mib;
+            let node = self
+                .ready
+                .iter()
+                .copied()
+                .filter(|id| {
+                    let n = &self.nodes[id.0 as usize];
+                    n.kind == NodeKind::Dedicated && n.free_mib() >= ram
+                })
+                .min_by_key(|id| self.nodes[id.0 as usize].free_mib());
+            let Some(node) = node else { return };
+            self.job_queue.pop_front();
+            self.nodes[node.0 as usize].job_mib += ram;
+            self.jobs[job.0 as usize].state = JobState::Running { node };
+            out.commands.push(Command::StartJob { job, node });
+        }
+    }
+
+    /// A paying request of `need` MiB could not be placed: if a dedicated node would fit it
+    /// once its jobs are gone, give them notice (largest first) until it will.
+    fn reclaim_for(&mut self, now: Millis, need: u64, out: &mut Outbox) {
+        let node = self.ready.iter().copied().find(|id| {
+            let n = &self.nodes[id.0 as usize];
+            n.kind == NodeKind::Dedicated && n.free_mib() + n.job_mib >= need
+        });
+        let Some(node) = node else { return };
+        let n = &self.nodes[node.0 as usize];
+        if n.free_mib() + n.noticed_mib >= need {
+            return; // already coming free
+        }
+        let mut running: Vec<JobId> = (0..self.jobs.len() as u32)
+            .map(JobId)
+            .filter(|j| self.jobs[j.0 as usize].state == (JobState::Running { node }))
+            .collect();
+        running.sort_by_key(|j| std::cmp::Reverse(self.jobs[j.0 as usize].ram_mib));
+        for job in running {
+            let n = &self.nodes[node.0 as usize];
+            if n.free_mib() + n.noticed_mib >= need {
+                break;
+            }
+            let ram = self.jobs[job.0 as usize].ram_mib;
+            self.jobs[job.0 as usize].state = JobState::Noticed { node };
+            self.nodes[node.0 as usize].noticed_mib += ram;
+            let kill_at = now + self.config.job_notice;
+            out.commands.push(Command::NoticeJob { job, node, kill_at });
+            out.commands.push(Command::Wake { at: kill_at, timer: Timer::JobKill { job } });
+        }
     }
 
     /// The owner changes `server`'s plan to `ram_mib` (SPEC: RAM upgrades during play). A
@@ -564,6 +697,9 @@ impl Scheduler {
                     s.request = None;
                     self.dequeue(server, seq);
                     out.notes.push(Note::Abandoned { server, requested_at: r.at, reason: AbandonReason::GaveUp });
+                    if !self.job_queue.is_empty() {
+                        self.start_jobs(out);
+                    }
                 }
             }
             Timer::Archive { server, epoch } => {
@@ -573,6 +709,13 @@ impl Scheduler {
                         s.residence = Residence::Archived;
                         out.commands.push(Command::Archive { server, node });
                     }
+                }
+            }
+            Timer::JobKill { job } => {
+                if let JobState::Noticed { node } = self.jobs[job.0 as usize].state {
+                    self.end_job(job, node);
+                    out.commands.push(Command::KillJob { job, node });
+                    self.scan_queue(now, out);
                 }
             }
             Timer::DeadCheck { node, since } => {
@@ -856,6 +999,9 @@ impl Scheduler {
                 break;
             }
         }
+        if !self.job_queue.is_empty() {
+            self.start_jobs(out);
+        }
     }
 
     /// A scaling tick: every policy proposes; scale-up takes the largest request, scale-in
@@ -1126,6 +1272,8 @@ impl Scheduler {
             reserved_mib: 0,
             active: 0,
             outgoing: 0,
+            job_mib: 0,
+            noticed_mib: 0,
             servers: Vec::new(),
             sleepers: Vec::new(),
         });
@@ -1300,6 +1448,32 @@ mod tests {
             assert!(queued_at_some_point, "seed {seed} never exercised the queue");
             assert_eq!(fast.queue_len(), slow.queue_len());
         }
+    }
+
+    #[test]
+    fn preemptible_jobs_yield_to_paying_servers_after_their_notice() {
+        let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+        let mut s = Scheduler::new(config, &[node(8192)], vec![spec(4096)]);
+        let mut out = Outbox::default();
+        // A 6 GiB job takes the idle node.
+        let job0 = s.submit_job(0, 6144, &mut out);
+        assert_eq!(out.commands, vec![Command::StartJob { job: job0, node: NodeId(0) }]);
+        out.clear();
+        // A paying 4 GiB server cannot fit (2 GiB free): it queues and the job gets notice.
+        s.request_start(10 * SECOND, ServerId(0), &mut out);
+        assert!(s.is_queued(ServerId(0)));
+        assert!(out.commands.contains(&Command::NoticeJob { job: job0, node: NodeId(0), kill_at: 310 * SECOND }));
+        out.clear();
+        // A second job waits: a paying request is queued.
+        let job1 = s.submit_job(20 * SECOND, 1024, &mut out);
+        assert!(out.commands.is_empty());
+        // The notice runs out: the job is killed, the server placed, then the waiting job
+        // takes what is left (8192 − 4096 ≥ 1024).
+        s.timer(310 * SECOND, Timer::JobKill { job: job0 }, &mut out);
+        assert_eq!(out.commands[0], Command::KillJob { job: job0, node: NodeId(0) });
+        assert!(matches!(out.commands[1], Command::Place { server: ServerId(0), node: NodeId(0), .. }));
+        assert_eq!(out.commands[2], Command::StartJob { job: job1, node: NodeId(0) });
+        assert_eq!(s.node(NodeId(0)).job_mib, 1024);
     }
 
     #[test]

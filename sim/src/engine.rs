@@ -45,6 +45,18 @@ enum Kind {
     Repair(NodeId),
     /// The owner changes the server's plan (RAM MiB).
     Upgrade(ServerId, u32),
+    /// A preemptible job arrives / finishes (index into the job stream).
+    JobArrive(u32),
+    JobDone(u32),
+}
+
+/// A preemptible job as the twin plays it.
+#[derive(Clone, Copy, Debug)]
+struct SimJob {
+    ram_mib: u32,
+    duration: Millis,
+    started: Option<Millis>,
+    ended: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -172,6 +184,12 @@ pub struct Outcome {
     pub recommended_saving_per_hour: Money,
     /// Plan changes during play (scenario events).
     pub upgrades: u64,
+    /// Preemptible jobs: a second product, reported apart from `revenue`.
+    pub jobs_submitted: u64,
+    pub jobs_completed: u64,
+    pub jobs_preempted: u64,
+    pub job_notices: u64,
+    pub job_revenue: Money,
 }
 
 /// How many scale decisions the report lists one by one.
@@ -219,6 +237,7 @@ pub fn run(scenario: &Scenario, dataset: &Dataset, seed: u64, progress: Progress
         engine.refresh_forecast(window.0);
     }
     engine.schedule_failures(seed);
+    engine.schedule_jobs(seed);
     for (id, at, ram) in &scenario.upgrades {
         // Unknown ids are rejected by Scenario::check_against before a run.
         if let Some(i) = dataset.servers.iter().position(|s| &s.id == id) {
@@ -267,6 +286,8 @@ struct Engine<'a> {
     down: Vec<bool>,
     /// Servers hit by a failure and not yet running again: since when.
     lost_since: Vec<Option<Millis>>,
+    jobs: Vec<SimJob>,
+    job_mib_ms: u128,
     /// Plan RAM of each server's current running phase (plans can change during play).
     phase_ram: Vec<u32>,
     /// Players online per server, and the time-ordered changes (consolidation only).
@@ -302,6 +323,8 @@ impl<'a> Engine<'a> {
             players: vec![0; n],
             player_changes: Vec::new(),
             phase_ram: dataset.servers.iter().map(|s| s.ram_mib).collect(),
+            jobs: Vec::new(),
+            job_mib_ms: 0,
             consent_rng: {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 rng.set_stream(4);
@@ -392,6 +415,19 @@ impl<'a> Engine<'a> {
                     Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
                     Kind::Forecast => self.refresh_forecast(now),
                     Kind::Fail(target) => self.fail(now, target),
+                    Kind::JobArrive(j) => {
+                        self.o.jobs_submitted += 1;
+                        let ram = self.jobs[j as usize].ram_mib;
+                        let id = self.core.submit_job(now, ram, &mut self.out);
+                        debug_assert_eq!(id.0, j, "jobs are submitted in stream order");
+                    }
+                    Kind::JobDone(j) => {
+                        if !self.jobs[j as usize].ended {
+                            self.end_job(j as usize, now);
+                            self.o.jobs_completed += 1;
+                            self.core.job_done(now, conductor_core::scheduler::JobId(j), &mut self.out);
+                        }
+                    }
                     Kind::Upgrade(server, ram) => {
                         self.o.upgrades += 1;
                         self.core.change_plan(now, server, ram, &mut self.out);
@@ -535,6 +571,17 @@ impl<'a> Engine<'a> {
                     self.o.disrupted_player_ms += self.players[i].max(0) as u64 * delay as u64;
                     self.push(now + delay, class::BOOT, None, Kind::Boot(server, placement));
                 }
+                Command::StartJob { job, .. } => {
+                    let j = &mut self.jobs[job.0 as usize];
+                    j.started = Some(now);
+                    let done = now + j.duration;
+                    self.push(done, class::NODE_READY, None, Kind::JobDone(job.0));
+                }
+                Command::NoticeJob { .. } => self.o.job_notices += 1,
+                Command::KillJob { job, .. } => {
+                    self.end_job(job.0 as usize, now);
+                    self.o.jobs_preempted += 1;
+                }
                 Command::Stop { server, .. } => {
                     let i = server.0 as usize;
                     self.end_loss(i, now);
@@ -566,13 +613,45 @@ impl<'a> Engine<'a> {
                         Timer::GiveUp { .. } => class::ABANDON,
                         Timer::Archive { .. } => class::ARCHIVE,
                         Timer::Tick => class::TICK,
-                        Timer::DeadCheck { .. } => class::NODE_READY,
+                        Timer::DeadCheck { .. } | Timer::JobKill { .. } => class::NODE_READY,
                     };
                     self.push(at, class, None, Kind::Timer(timer));
                 }
             }
         }
         self.out = out;
+    }
+
+    /// Seeded job arrivals: exponential gaps at the rate, sizes from the list, exponential
+    /// lengths around the mean.
+    fn schedule_jobs(&mut self, seed: u64) {
+        let Some(stream) = &self.scenario.jobs else { return };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(5);
+        let gap =
+            rand_distr::Exp::new(stream.rate_per_hour / conductor_core::time::HOUR as f64).expect("positive rate");
+        let length = rand_distr::Exp::new(1.0 / stream.mean_duration as f64).expect("positive length");
+        let mut t = self.window.0;
+        loop {
+            t += gap.sample(&mut rng).ceil() as Millis;
+            if t >= self.window.1 {
+                break;
+            }
+            let ram_mib = stream.ram_mib[rng.random_range(0..stream.ram_mib.len())];
+            let duration = (length.sample(&mut rng).ceil() as Millis).max(conductor_core::time::MINUTE);
+            let j = self.jobs.len() as u32;
+            self.jobs.push(SimJob { ram_mib, duration, started: None, ended: false });
+            self.push(t, class::NODE_READY, None, Kind::JobArrive(j));
+        }
+    }
+
+    /// Bills a job's run time (preempted jobs pay for the time they ran).
+    fn end_job(&mut self, j: usize, now: Millis) {
+        let job = &mut self.jobs[j];
+        if let (Some(started), false) = (job.started, job.ended) {
+            self.job_mib_ms += u128::from(job.ram_mib) * (now - started) as u128;
+        }
+        job.ended = true;
     }
 
     fn is_down(&self, node: NodeId) -> bool {
@@ -681,6 +760,12 @@ impl<'a> Engine<'a> {
         for i in 0..self.phases.len() {
             self.close_phase(i, end);
             self.end_loss(i, end);
+        }
+        for j in 0..self.jobs.len() {
+            self.end_job(j, end);
+        }
+        if let Some(stream) = &self.scenario.jobs {
+            self.o.job_revenue = billing::rate(self.job_mib_ms, stream.price_per_gib_hour, MIB_MS_PER_GIB_HOUR);
         }
         let prices = &self.scenario.prices;
         for i in 0..self.phases.len() {

@@ -87,6 +87,13 @@ pub struct Details {
     pub recommended_saving_eur_per_hour: Money,
     /// Plan changes during play (scenario `[[upgrades]]`); moves count in `migrations`.
     pub upgrades: u64,
+    /// Preemptible jobs, a second product reported apart from `revenue_eur` and `margin_eur`.
+    pub jobs_submitted: u64,
+    pub jobs_completed: u64,
+    pub jobs_preempted: u64,
+    pub job_notices: u64,
+    #[serde(serialize_with = "money")]
+    pub job_revenue_eur: Money,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -232,6 +239,11 @@ impl Report {
                 recommendations_accepted: o.recommendations_accepted,
                 recommended_saving_eur_per_hour: o.recommended_saving_per_hour,
                 upgrades: o.upgrades,
+                jobs_submitted: o.jobs_submitted,
+                jobs_completed: o.jobs_completed,
+                jobs_preempted: o.jobs_preempted,
+                job_notices: o.job_notices,
+                job_revenue_eur: o.job_revenue,
             },
             decisions: o.decision_log.clone(),
             run,

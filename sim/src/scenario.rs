@@ -225,6 +225,28 @@ struct RawScenario {
     /// Plan changes during play.
     #[serde(default)]
     upgrades: Vec<RawUpgrade>,
+    /// Preemptible jobs on idle dedicated capacity.
+    jobs: Option<RawJobs>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawJobs {
+    rate_per_hour: f64,
+    ram_gib: Vec<u32>,
+    /// Mean job length (exponentially distributed).
+    duration_h: Dec,
+    price_eur_per_gib_hour: Dec,
+    notice_s: Option<Dec>,
+}
+
+/// A stream of preemptible jobs (seeded): arrivals, sizes, lengths and their price.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStream {
+    pub rate_per_hour: f64,
+    pub ram_mib: Vec<u32>,
+    pub mean_duration: Millis,
+    pub price_per_gib_hour: Decimal,
 }
 
 #[derive(Deserialize, Debug)]
@@ -507,6 +529,7 @@ pub struct Scenario {
     pub migration: Option<MigrationModel>,
     /// Plan changes during play: (server id, when, new plan RAM MiB).
     pub upgrades: Vec<(String, Millis, u32)>,
+    pub jobs: Option<JobStream>,
 }
 
 impl Scenario {
@@ -877,6 +900,34 @@ impl Scenario {
             events,
         };
         let dead_after = secs("lifecycle.dead_after_s", raw.lifecycle.dead_after_s, 300 * SECOND)?;
+        let mut job_notice = 300 * SECOND;
+        let jobs = match &raw.jobs {
+            None => None,
+            Some(j) => {
+                if !(j.rate_per_hour.is_finite() && j.rate_per_hour > 0.0) {
+                    return Err(err("jobs.rate_per_hour", "expected a positive rate".into()));
+                }
+                if j.ram_gib.is_empty() || j.ram_gib.contains(&0) {
+                    return Err(err("jobs.ram_gib", "expected a list of positive sizes in GiB".into()));
+                }
+                if dedicated.is_empty() {
+                    return Err(err("jobs", "preemptible jobs run on dedicated nodes: add [[fleet.dedicated]]".into()));
+                }
+                let mean_duration = to_millis(j.duration_h.0, HOUR)
+                    .filter(|&d| d > 0)
+                    .ok_or_else(|| err("jobs.duration_h", "expected a positive number of hours".into()))?;
+                if j.price_eur_per_gib_hour.0 < Decimal::ZERO {
+                    return Err(err("jobs.price_eur_per_gib_hour", "a price cannot be negative".into()));
+                }
+                job_notice = secs("jobs.notice_s", j.notice_s, job_notice)?;
+                Some(JobStream {
+                    rate_per_hour: j.rate_per_hour,
+                    ram_mib: j.ram_gib.iter().map(|g| g * 1024).collect(),
+                    mean_duration,
+                    price_per_gib_hour: j.price_eur_per_gib_hour.0,
+                })
+            }
+        };
         let mut upgrades = Vec::new();
         for (i, u) in raw.upgrades.iter().enumerate() {
             let at = parse_rfc3339(&u.at).map_err(|m| err(&format!("upgrades[{i}].at"), m))?;
@@ -901,11 +952,20 @@ impl Scenario {
             lifecycle,
             prices,
             policy: pol.kind,
-            scheduler: SchedulerConfig { strategy, give_up, sleep_window, scaling, vm_type: cloud, dead_after },
+            scheduler: SchedulerConfig {
+                strategy,
+                give_up,
+                sleep_window,
+                scaling,
+                vm_type: cloud,
+                dead_after,
+                job_notice,
+            },
             forecast_source,
             failures,
             migration,
             upgrades,
+            jobs,
         })
     }
 }

@@ -333,3 +333,29 @@ fn an_upgrade_of_an_unknown_server_is_rejected_before_the_run() {
     let e = scenario(&upgrade("")).check_against(&ds).unwrap_err().to_string();
     assert!(e.contains("key `upgrades[0].server`: no server \"a\""), "{e}");
 }
+
+#[test]
+fn preemptible_jobs_fill_idle_dedicated_capacity_and_are_reported_apart() {
+    // A day of light paying demand on two tiny nodes and a stream of 2 GiB jobs (4 an hour,
+    // 1 h on average, 0.01 EUR/GiB-h). The figures depend on the seeded stream; the checks
+    // are the invariants.
+    let servers: Vec<Srv> = ["a", "b", "c"].iter().map(|id| srv(id, 8192, 1.0, false)).collect();
+    let ds = dataset(h(24), &servers, &[("a", h(8), h(12)), ("b", h(9), h(13)), ("c", h(18), h(22))]);
+    let jobs = "[jobs]\nrate_per_hour = 4\nram_gib = [2]\nduration_h = 1\nprice_eur_per_gib_hour = 0.01\n";
+    let sc = scenario(&format!("{TWO_TINY}{jobs}"));
+    let o = run(&sc, &ds);
+    assert!(o.jobs_submitted > 50, "{}", o.jobs_submitted);
+    assert!(o.jobs_completed + o.jobs_preempted <= o.jobs_submitted);
+    assert!(o.jobs_preempted > 0, "paying servers needed room taken by jobs");
+    assert!(o.job_revenue > d("0"));
+    // Paying servers still all run (after at most the 5-minute notice) and job revenue is
+    // not part of the paying revenue.
+    assert_eq!((o.starts, o.abandoned()), (3, 0));
+    assert!(o.waits.iter().all(|&w| w <= s(300) + s(20)), "{:?}", o.waits);
+    let without = run(&scenario(TWO_TINY), &ds);
+    assert!(without.waits.iter().all(|&w| w == s(20)));
+    assert!(o.active_revenue <= without.active_revenue, "notices can only delay paying servers");
+    assert_eq!(without.job_revenue, d("0"));
+    // Same seed, same stream.
+    assert_eq!(run(&sc, &ds).job_revenue, o.job_revenue);
+}
