@@ -1,23 +1,11 @@
 //! End-to-end tests of the `conductor` command line: what a user types, what they get.
 
+mod common;
+use common::*;
+
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn conductor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_conductor"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("conductor runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("conductor-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::path::Path;
+use std::process::Output;
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -58,7 +46,7 @@ const KPIS: [&str; 19] = [
 
 #[test]
 fn generate_then_simulate_with_overrides() {
-    let dir = temp_dir("e2e");
+    let dir = temp_dir("cli-e2e");
     let data = dir.join("data");
     let data_s = data.to_str().unwrap();
     let msg =
@@ -127,7 +115,7 @@ fn generate_then_simulate_with_overrides() {
 
 #[test]
 fn a_bad_scenario_fails_with_the_key_and_writes_no_report() {
-    let dir = temp_dir("bad-scenario");
+    let dir = temp_dir("cli-bad-scenario");
     let scenario = dir.join("bad.toml");
     std::fs::write(
         &scenario,
@@ -144,7 +132,7 @@ fn a_bad_scenario_fails_with_the_key_and_writes_no_report() {
 
 #[test]
 fn a_bad_dataset_fails_with_file_and_line_and_writes_no_report() {
-    let dir = temp_dir("bad-dataset");
+    let dir = temp_dir("cli-bad-dataset");
     let data = dir.join("data");
     ok(&conductor(&["dataset", "generate", "--servers", "20", "--days", "2", "--out", data.to_str().unwrap()]));
     let sessions = data.join("sessions.csv");
@@ -172,7 +160,7 @@ fn a_bad_dataset_fails_with_file_and_line_and_writes_no_report() {
 
 #[test]
 fn the_shipped_demo_runs_with_the_reference_scenario() {
-    let dir = temp_dir("demo");
+    let dir = temp_dir("cli-demo");
     let report = dir.join("r.json");
     ok(&conductor(&["sim", "scenarios/reference.toml", "--out", report.to_str().unwrap(), "-q"]));
     let json = read_json(&report);

@@ -1,24 +1,11 @@
 //! `conductor forecast` end to end: the nightly job's document, its exit codes and messages,
 //! and the backtest's table and dump.
 
+mod common;
+use common::*;
+
 use conductor_forecast::ForecastDocument;
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn conductor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_conductor"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("conductor runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("conductor-fc-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::process::Output;
 
 fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -41,7 +28,7 @@ fn series_csv(days: usize) -> String {
 
 #[test]
 fn the_nightly_job_writes_a_valid_document_for_the_demo() {
-    let dir = temp_dir("demo");
+    let dir = temp_dir("fc-demo");
     let out = dir.join("forecast.json");
     let o = conductor(&[
         "forecast",
@@ -83,7 +70,7 @@ fn the_nightly_job_writes_a_valid_document_for_the_demo() {
 
 #[test]
 fn a_series_forecast_carries_backtest_scores_and_auto_picks_a_model() {
-    let dir = temp_dir("series");
+    let dir = temp_dir("fc-series");
     let csv = dir.join("load.csv");
     std::fs::write(&csv, series_csv(35)).unwrap();
     let out = dir.join("f.json");
@@ -101,7 +88,7 @@ fn a_series_forecast_carries_backtest_scores_and_auto_picks_a_model() {
 
 #[test]
 fn bad_series_fail_with_the_line_and_write_nothing() {
-    let dir = temp_dir("bad");
+    let dir = temp_dir("fc-bad");
     let out = dir.join("f.json");
     let cases = [
         (
@@ -136,7 +123,7 @@ fn bad_series_fail_with_the_line_and_write_nothing() {
 
 #[test]
 fn backtest_prints_a_table_per_model_and_dumps_every_forecast() {
-    let dir = temp_dir("backtest");
+    let dir = temp_dir("fc-backtest");
     let csv = dir.join("load.csv");
     std::fs::write(&csv, series_csv(40)).unwrap();
     let dump = dir.join("forecasts.csv");

@@ -2,18 +2,14 @@
 //! Python model of SPEC §11 (tests/refmodel/ref.py, written from the SPEC alone). Every KPI
 //! but `events` (which counts the engine's own bookkeeping) must be identical.
 
+mod common;
+use common::*;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("conductor-refmodel-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.current_dir(ROOT).output().expect("command runs");
@@ -96,7 +92,7 @@ fn generated_and_overloaded_datasets_match_the_independent_model() {
     // Seeds and activities chosen to cover a comfortable fleet, a saturated one (queues,
     // abandonments, all VMs in use) and a scale-down-heavy one.
     for (seed, activity, dedicated, max_vms) in [(21, "1", 1, 6), (22, "4", 1, 4), (23, "0.5", 1, 10)] {
-        let dir = temp_dir(&format!("gen-{seed}"));
+        let dir = temp_dir(&format!("refmodel-gen-{seed}"));
         let data = dir.join("data");
         run(Command::new(env!("CARGO_BIN_EXE_conductor")).args([
             "dataset",

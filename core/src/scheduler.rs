@@ -261,6 +261,31 @@ pub struct Node {
 }
 
 impl Node {
+    fn new(
+        kind: NodeKind,
+        type_name: &str,
+        ram_mib: u32,
+        usable_mib: u32,
+        state: NodeState,
+        created_at: Millis,
+    ) -> Node {
+        Node {
+            kind,
+            type_name: type_name.to_owned(),
+            ram_mib,
+            usable_mib,
+            state,
+            created_at,
+            reserved_mib: 0,
+            active: 0,
+            outgoing: 0,
+            job_mib: 0,
+            noticed_mib: 0,
+            servers: Vec::new(),
+            sleepers: Vec::new(),
+        }
+    }
+
     pub fn free_mib(&self) -> u64 {
         u64::from(self.usable_mib).saturating_sub(self.reserved_mib + self.job_mib)
     }
@@ -365,21 +390,7 @@ impl Scheduler {
     pub fn new(config: SchedulerConfig, dedicated: &[DedicatedType], servers: Vec<ServerSpec>) -> Self {
         let nodes: Vec<Node> = dedicated
             .iter()
-            .map(|t| Node {
-                kind: NodeKind::Dedicated,
-                type_name: t.name.clone(),
-                ram_mib: t.ram_mib,
-                usable_mib: t.usable_mib(),
-                state: NodeState::Ready,
-                created_at: Millis::MIN,
-                reserved_mib: 0,
-                active: 0,
-                outgoing: 0,
-                job_mib: 0,
-                noticed_mib: 0,
-                servers: Vec::new(),
-                sleepers: Vec::new(),
-            })
+            .map(|t| Node::new(NodeKind::Dedicated, &t.name, t.ram_mib, t.usable_mib(), NodeState::Ready, Millis::MIN))
             .collect();
         let usable_ready_mib = nodes.iter().map(|n| u64::from(n.usable_mib)).sum();
         let policies = vec![PolicyState::default(); config.scaling.policies.len()];
@@ -679,13 +690,9 @@ impl Scheduler {
         if n.state != NodeState::Provisioning {
             return;
         }
-        n.state = NodeState::Ready;
         self.provisioning -= 1;
         self.usable_provisioning_mib -= u64::from(n.usable_mib);
-        self.usable_ready_mib += u64::from(n.usable_mib);
-        let at = self.ready.partition_point(|&id| id < node);
-        self.ready.insert(at, node);
-        self.scan_queue(now, out);
+        self.make_ready(now, node, out);
     }
 
     /// A timer requested by a [`Command::Wake`] fired.
@@ -763,11 +770,7 @@ impl Scheduler {
             _ => false,
         };
         if back {
-            n.state = NodeState::Ready;
-            self.usable_ready_mib += u64::from(n.usable_mib);
-            let at = self.ready.partition_point(|&id| id < node);
-            self.ready.insert(at, node);
-            self.scan_queue(now, out);
+            self.make_ready(now, node, out);
         }
     }
 
@@ -1262,21 +1265,14 @@ impl Scheduler {
     fn create_vm(&mut self, now: Millis, out: &mut Outbox) -> Option<NodeId> {
         let vm = self.config.vm_type.as_ref()?;
         let node = NodeId(self.nodes.len() as u32);
-        self.nodes.push(Node {
-            kind: NodeKind::Cloud,
-            type_name: vm.name.clone(),
-            ram_mib: vm.ram_mib,
-            usable_mib: vm.usable_mib(),
-            state: NodeState::Provisioning,
-            created_at: now,
-            reserved_mib: 0,
-            active: 0,
-            outgoing: 0,
-            job_mib: 0,
-            noticed_mib: 0,
-            servers: Vec::new(),
-            sleepers: Vec::new(),
-        });
+        self.nodes.push(Node::new(
+            NodeKind::Cloud,
+            &vm.name,
+            vm.ram_mib,
+            vm.usable_mib(),
+            NodeState::Provisioning,
+            now,
+        ));
         self.provisioning += 1;
         self.usable_provisioning_mib += u64::from(vm.usable_mib());
         self.cloud_vms += 1;
@@ -1297,6 +1293,17 @@ impl Scheduler {
         self.draining.retain(|&id| id != node);
         self.ready.retain(|&id| id != node);
         out.commands.push(Command::DeleteVm { node });
+    }
+
+    /// `node` takes servers again: back into the placement order (node order), its RAM
+    /// usable, and the queue scanned (SPEC §11 rule 3).
+    fn make_ready(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
+        let n = &mut self.nodes[node.0 as usize];
+        n.state = NodeState::Ready;
+        self.usable_ready_mib += u64::from(n.usable_mib);
+        let at = self.ready.partition_point(|&id| id < node);
+        self.ready.insert(at, node);
+        self.scan_queue(now, out);
     }
 
     /// Starts draining `node`: it leaves the placement order and its sleepers are archived.
@@ -1325,13 +1332,8 @@ impl Scheduler {
     }
 
     fn uncordon(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
-        let n = &mut self.nodes[node.0 as usize];
-        n.state = NodeState::Ready;
-        self.usable_ready_mib += u64::from(n.usable_mib);
         self.draining.retain(|&id| id != node);
-        let at = self.ready.partition_point(|&id| id < node);
-        self.ready.insert(at, node);
-        self.scan_queue(now, out);
+        self.make_ready(now, node, out);
     }
 
     fn cordoned(&self) -> impl Iterator<Item = NodeId> + '_ {
