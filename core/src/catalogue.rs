@@ -20,7 +20,7 @@ impl Reserve {
             Reserve::Percent(pct) => {
                 let exact = Decimal::from(ram_mib) * pct / Decimal::ONE_HUNDRED;
                 let ceil = exact.ceil();
-                u64::try_from(ceil.mantissa() / 10i128.pow(ceil.scale())).unwrap_or(u64::MAX)
+                rust_decimal::prelude::ToPrimitive::to_u64(&ceil).unwrap_or(u64::MAX)
             }
         };
         u64::from(ram_mib).saturating_sub(reserve) as u32

@@ -323,7 +323,7 @@ fn predictive(p: &PredictiveParams, v: &View<'_>) -> Proposal {
             return demand;
         }
         let r = (Decimal::from(demand) / p.target_utilisation).ceil();
-        u64::try_from(r.mantissa() / 10i128.pow(r.scale())).unwrap_or(u64::MAX)
+        rust_decimal::prelude::ToPrimitive::to_u64(&r).unwrap_or(u64::MAX)
     };
     let capacity = v.usable_ready_mib + v.usable_provisioning_mib;
     let need = required(ahead);

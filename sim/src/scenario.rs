@@ -494,6 +494,18 @@ pub enum Delay {
     LogNormal { median: Millis, sigma: f64 },
 }
 
+impl Delay {
+    /// The value policies plan with: the fixed value, the worst case of a uniform delay,
+    /// the median of a log-normal one.
+    pub fn planning_value(&self) -> Millis {
+        match *self {
+            Delay::Fixed(ms) => ms,
+            Delay::Uniform { max, .. } => max,
+            Delay::LogNormal { median, .. } => median,
+        }
+    }
+}
+
 /// Delays and timeouts of the server lifecycle (SPEC §6, §11 rule 1).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lifecycle {
@@ -745,11 +757,7 @@ impl Scenario {
                         }
                     };
                     forecast_source = Some(parse_source(&p.source).map_err(|m| err("policy.predictive.source", m))?);
-                    let provisioning_ms = match &lifecycle.provisioning {
-                        Delay::Fixed(ms) => *ms,
-                        Delay::Uniform { max, .. } => *max,
-                        Delay::LogNormal { median, .. } => *median,
-                    };
+                    let provisioning_ms = lifecycle.provisioning.planning_value();
                     let target =
                         fraction("policy.predictive.target_utilisation", p.target_utilisation, Decimal::new(85, 2))?;
                     if target <= Decimal::ZERO || target > Decimal::ONE {
@@ -765,11 +773,7 @@ impl Scenario {
                     }));
                 }
                 if let Some(sp) = &pol.spare_pool {
-                    let provisioning_ms = match &lifecycle.provisioning {
-                        Delay::Fixed(ms) => *ms,
-                        Delay::Uniform { max, .. } => *max,
-                        Delay::LogNormal { median, .. } => *median,
-                    };
+                    let provisioning_ms = lifecycle.provisioning.planning_value();
                     if let Some(source) = &sp.source {
                         let parsed = parse_source(source).map_err(|m| err("policy.spare_pool.source", m))?;
                         if forecast_source.as_ref().is_some_and(|s| s != &parsed) {
@@ -1031,7 +1035,7 @@ fn to_millis(v: Decimal, unit: Millis) -> Option<Millis> {
         return None;
     }
     let ms = (v * Decimal::from(unit)).round();
-    i64::try_from(ms.mantissa() / 10i128.pow(ms.scale())).ok()
+    rust_decimal::prelude::ToPrimitive::to_i64(&ms)
 }
 
 fn keys<V>(m: &BTreeMap<String, V>) -> String {
