@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use conductor_sim::dataset::Dataset;
 use conductor_sim::generate::{self, GenConfig};
 use conductor_sim::report::{Report, RunInfo};
-use conductor_sim::scenario::Scenario;
+use conductor_workbench::study::Study;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,17 +37,32 @@ enum Command {
 
 #[derive(Args)]
 struct SimArgs {
-    /// Scenario file (TOML).
-    scenario: PathBuf,
-    /// Use this dataset directory instead of the scenario's.
+    /// Scenario file (TOML); with [[variant]] blocks or a [sweep], many runs in parallel.
+    #[arg(required_unless_present = "compare")]
+    scenario: Option<PathBuf>,
+    /// Use this dataset directory instead of the scenario's (every variant).
     #[arg(long)]
     dataset: Option<PathBuf>,
-    /// Use this seed instead of the scenario's.
+    /// Use this seed instead of the scenario's (replications count up from it).
     #[arg(long)]
     seed: Option<u64>,
-    /// Where to write the JSON report [default: runs/<scenario name>-seed<seed>.json].
-    #[arg(long)]
+    /// Single run without --out-dir: where to write the JSON report
+    /// [default: runs/<scenario name>-seed<seed>.json].
+    #[arg(long, conflicts_with = "out_dir")]
     out: Option<PathBuf>,
+    /// Write reports (JSON, Markdown, HTML), time series and plots into this directory
+    /// [default for sweeps: runs/<scenario name>].
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Also write each run's time series as CSV (besides Parquet).
+    #[arg(long)]
+    series_csv: bool,
+    /// Runs in parallel [default: one per core].
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// Compare two run reports (report.json files or run directories) side by side.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["scenario", "dataset", "seed", "out"])]
+    compare: Option<Vec<PathBuf>>,
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
@@ -103,12 +118,29 @@ fn main() {
 }
 
 fn sim(args: SimArgs) -> Result<()> {
-    let wall = Instant::now();
-    let mut scenario = Scenario::load(&args.scenario)?;
-    if let Some(dir) = args.dataset {
-        scenario.dataset = dir;
+    if let Some(pair) = &args.compare {
+        return compare(&pair[0], &pair[1], args.out_dir.as_deref());
     }
-    let seed = args.seed.unwrap_or(scenario.seed);
+    let file = args.scenario.as_deref().expect("clap requires a scenario without --compare");
+    let mut study = Study::load(file)?;
+    for d in &mut study.designs {
+        if let Some(dir) = &args.dataset {
+            d.scenario.dataset = dir.clone();
+        }
+    }
+    if let Some(seed) = args.seed {
+        let n = study.seeds.len() as u64;
+        study.seeds = (0..n).map(|k| seed.wrapping_add(k)).collect();
+    }
+    if args.series_csv {
+        study.output.csv = true;
+    }
+    if study.is_sweep || args.out_dir.is_some() {
+        return sim_study(&study, &args);
+    }
+    let wall = Instant::now();
+    let scenario = study.designs.swap_remove(0).scenario;
+    let seed = study.seeds[0];
     let loading = Instant::now();
     let dataset =
         Dataset::load(&scenario.dataset).with_context(|| format!("loading dataset {}", scenario.dataset.display()))?;
@@ -117,7 +149,8 @@ fn sim(args: SimArgs) -> Result<()> {
 
     let mut bar = delayed_bar(args.quiet);
     let replaying = Instant::now();
-    let outcome = conductor_sim::engine::run(&scenario, &dataset, seed, &mut |fraction| bar.update(fraction));
+    let (outcome, effects) =
+        conductor_sim::simulate(&scenario, &dataset, seed, None, &mut |fraction| bar.update(fraction));
     bar.finish();
     let replay_s = replaying.elapsed().as_secs_f64();
 
@@ -129,13 +162,97 @@ fn sim(args: SimArgs) -> Result<()> {
         events_per_s: outcome.events as f64 / replay_s.max(1e-9),
         peak_rss_mib: peak_rss_mib(),
     };
-    let report = Report::new(&scenario, &dataset, seed, &outcome, run);
+    let mut report = Report::new(&scenario, &dataset, seed, &outcome, run);
+    report.transforms = effects;
     let out =
         args.out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-seed{seed}.json", sanitize(&scenario.name))));
     write_file(&out, &report.to_json())?;
     if !args.quiet {
         print!("{}", report.summary());
         println!("report    {}", out.display());
+    }
+    Ok(())
+}
+
+/// Variants and sweeps (or one run with --out-dir): validated completely, then run in
+/// parallel with one progress bar.
+fn sim_study(study: &Study, args: &SimArgs) -> Result<()> {
+    let wall = Instant::now();
+    let out = args.out_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(sanitize(&study.name)));
+    // Everything that can fail before the runs fails here.
+    conductor_workbench::prepare_output(&out)?;
+    let datasets = conductor_workbench::load_datasets(study)?;
+    let total = (study.designs.len() * study.seeds.len()) as u64;
+    let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} runs [{bar:40}] {pos}/{len}, {elapsed} elapsed, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = args.jobs {
+        if n == 0 {
+            bail!("--jobs must be at least 1");
+        }
+        pool = pool.num_threads(n);
+    }
+    let pool = pool.build().context("starting the worker threads")?;
+    let done = || bar.inc(1);
+    let outcome = pool.install(|| conductor_workbench::run_study(study, &datasets, &out, &done))?;
+    bar.finish_and_clear();
+    if args.quiet {
+        return Ok(());
+    }
+    match &outcome.sweep {
+        Some(sweep) => {
+            println!(
+                "{}: {} designs × {} seed(s) = {} runs in {:.1} s",
+                study.name,
+                study.designs.len(),
+                study.seeds.len(),
+                total,
+                wall.elapsed().as_secs_f64()
+            );
+            let objective = &sweep.objective.metric;
+            let mut best: Vec<_> = sweep.designs.iter().collect();
+            best.sort_by_key(|d| d.standing.rank);
+            for d in best.iter().take(5) {
+                println!(
+                    "  #{:<3} {:<40} {objective} {:>10.2}  p95 {:>6.1} s  {}{}",
+                    d.standing.rank,
+                    d.name,
+                    d.mean[objective],
+                    d.mean["start_wait_p95_s"],
+                    if d.standing.feasible { "feasible" } else { "breaks a constraint" },
+                    if d.standing.pareto { ", Pareto" } else { "" }
+                );
+            }
+        }
+        None => {
+            if let Some(r) = outcome.runs.first() {
+                print!("{}", r.report.summary());
+            }
+        }
+    }
+    for f in &outcome.files {
+        println!("wrote     {}", f.display());
+    }
+    Ok(())
+}
+
+fn compare(a: &Path, b: &Path, out: Option<&Path>) -> Result<()> {
+    let (doc, lines) = conductor_workbench::compare(a, b)?;
+    print!("{}", doc.markdown());
+    if let Some(out) = out {
+        conductor_workbench::prepare_output(out)?;
+        let formats = conductor_workbench::plots::Formats { png: true, svg: true };
+        conductor_workbench::write_compare(out, doc, lines, formats)?;
+        println!("wrote     {}", out.join("compare.html").display());
     }
     Ok(())
 }

@@ -848,6 +848,11 @@ impl Scheduler {
         self.queue_len
     }
 
+    /// Plan RAM of the queued requests.
+    pub fn queued_mib(&self) -> u64 {
+        self.queued_mib
+    }
+
     pub fn node(&self, node: NodeId) -> &Node {
         &self.nodes[node.0 as usize]
     }

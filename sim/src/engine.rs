@@ -8,12 +8,14 @@
 
 use crate::dataset::{wanted_intervals, Dataset, Interval};
 use crate::scenario::{Delay, Scenario};
+use crate::series::Series;
 use conductor_core::billing::{self, MB_MS_PER_GB_MONTH, MB_MS_PER_TB_MONTH, MIB_MS_PER_GIB_HOUR};
 use conductor_core::scheduler::{Outbox, ScaleAction};
 use conductor_core::{Command, Millis, Money, NodeId, Note, PlacementId, Restore, Scheduler, ServerId, Timer};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::Distribution;
+use rust_decimal::prelude::ToPrimitive;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
@@ -190,6 +192,8 @@ pub struct Outcome {
     pub jobs_preempted: u64,
     pub job_notices: u64,
     pub job_revenue: Money,
+    /// The fleet's state over time, when asked for ([`run_with`]).
+    pub series: Option<Series>,
 }
 
 /// How many scale decisions the report lists one by one.
@@ -225,9 +229,24 @@ pub type Progress<'a> = &'a mut dyn FnMut(f64);
 
 /// Replays `dataset` against `scenario` with `seed`.
 pub fn run(scenario: &Scenario, dataset: &Dataset, seed: u64, progress: Progress<'_>) -> Outcome {
+    run_with(scenario, dataset, seed, None, progress)
+}
+
+/// [`run`], also sampling the fleet's state every `series_step` into [`Outcome::series`].
+pub fn run_with(
+    scenario: &Scenario,
+    dataset: &Dataset,
+    seed: u64,
+    series_step: Option<Millis>,
+    progress: Progress<'_>,
+) -> Outcome {
     let window = scenario.window.unwrap_or((dataset.meta.start, dataset.meta.end));
     let intervals = wanted_intervals(dataset, scenario.lifecycle.idle_timeout);
     let mut engine = Engine::new(scenario, dataset, seed, window);
+    if let Some(step) = series_step.filter(|&s| s > 0) {
+        engine.series = Some(Series::new(step));
+        engine.next_sample = window.0;
+    }
     if scenario.forecast_source.is_some() {
         let ram: Vec<u32> = dataset.servers.iter().map(|s| s.ram_mib).collect();
         engine.peaks = crate::forecasting::peak_demand(&intervals, &ram, window.0, window.1);
@@ -294,6 +313,13 @@ struct Engine<'a> {
     players: Vec<i32>,
     player_changes: Vec<(Millis, u64, ServerId, i32)>,
     consent_rng: ChaCha8Rng,
+    /// Time series sampling (off unless asked for): next sample time, and running totals
+    /// kept by phase changes so that a sample costs O(nodes).
+    series: Option<Series>,
+    next_sample: Millis,
+    running: (u64, u64),
+    sleeping: (u64, u64),
+    forecast: Option<conductor_core::DemandForecast>,
     o: Outcome,
 }
 
@@ -330,8 +356,93 @@ impl<'a> Engine<'a> {
                 rng.set_stream(4);
                 rng
             },
+            series: None,
+            next_sample: Millis::MAX,
+            running: (0, 0),
+            sleeping: (0, 0),
+            forecast: None,
             o: Outcome { window, ..Outcome::default() },
         }
+    }
+
+    /// Enters server `i` into `phase` (after [`Engine::close_phase`]), keeping the totals.
+    fn enter(&mut self, i: usize, phase: Phase) {
+        match phase {
+            Phase::Running(_) => {
+                self.running.0 += 1;
+                self.running.1 += u64::from(self.phase_ram[i]);
+            }
+            Phase::Sleeping(_) => {
+                self.sleeping.0 += 1;
+                self.sleeping.1 += self.dataset.servers[i].disk_mb;
+            }
+            _ => {}
+        }
+        self.phases[i] = phase;
+    }
+
+    /// Takes every due sample up to and including `until` (before events at that instant).
+    fn sample_until(&mut self, until: Millis) {
+        while self.next_sample <= until && self.next_sample < self.window.1 {
+            let t = self.next_sample;
+            let row = self.sample(t);
+            let series = self.series.as_mut().expect("sampling only with a series");
+            series.push(t, row);
+            self.next_sample = t + series.step;
+        }
+    }
+
+    fn sample(&self, t: Millis) -> [f64; crate::series::COLUMNS_LEN] {
+        use conductor_core::scheduler::NodeState;
+        const GIB: f64 = 1024.0;
+        let (mut reserved, mut usable, mut servers_mib) = ([0u64; 2], [0u64; 2], 0u64);
+        let mut provisioning = 0u64;
+        for n in self.core.nodes() {
+            let k = usize::from(n.kind == conductor_core::NodeKind::Cloud);
+            match n.state {
+                NodeState::Ready | NodeState::Cordoned => usable[k] += u64::from(n.usable_mib),
+                NodeState::Provisioning => provisioning += 1,
+                _ => {}
+            }
+            reserved[k] += n.reserved_mib + n.job_mib;
+            servers_mib += n.reserved_mib;
+        }
+        let prices = &self.scenario.prices;
+        let f = |d: Money| d.to_f64().unwrap_or(0.0);
+        let monthly: Money = self.scenario.dedicated.iter().map(|d| d.monthly_eur).sum();
+        let hourly = self.scenario.cloud.as_ref().map_or(0.0, |c| f(c.hourly_eur));
+        let cost = f(monthly) / 720.0 + self.vms_existing as f64 * hourly;
+        let revenue = self.running.1 as f64 / GIB * f(prices.active_per_gib_hour)
+            + self.sleeping.1 as f64 / 1000.0 * f(prices.sleeping_per_gb_month) / 720.0;
+        let (mut mean, mut p90, mut actual) = (f64::NAN, f64::NAN, f64::NAN);
+        if let Some(fc) = &self.forecast {
+            let k = (t - fc.start).div_euclid(fc.step.max(1));
+            if k >= 0 && (k as usize) < fc.mean.len() {
+                mean = fc.mean[k as usize] as f64 / GIB;
+                p90 = fc.p90[k as usize] as f64 / GIB;
+            }
+            let step = ((t - self.window.0) / crate::forecasting::STEP) as usize;
+            if let Some(&peak) = self.peaks.get(step) {
+                actual = peak as f64 / GIB;
+            }
+        }
+        [
+            (servers_mib + self.core.queued_mib()) as f64 / GIB,
+            reserved[0] as f64 / GIB,
+            reserved[1] as f64 / GIB,
+            usable[0] as f64 / GIB,
+            usable[1] as f64 / GIB,
+            self.vms_existing as f64,
+            provisioning as f64,
+            self.core.queue_len() as f64,
+            self.running.0 as f64,
+            self.sleeping.0 as f64,
+            cost,
+            revenue,
+            mean,
+            p90,
+            actual,
+        ]
     }
 
     fn push(&mut self, time: Millis, class: u8, seq: Option<u64>, kind: Kind) {
@@ -368,6 +479,9 @@ impl<'a> Engine<'a> {
             let req_key = requests.get(next_request).map(|r| (r.0, class::REQUEST, r.1));
             let player_key = self.player_changes.get(next_player).map(|p| (p.0, class::PLAYERS, p.1));
             let Some(first) = [heap_key, req_key, player_key].into_iter().flatten().min() else { break };
+            if first.0 >= self.next_sample {
+                self.sample_until(first.0);
+            }
             if Some(first) == player_key {
                 let (now, _, server, delta) = self.player_changes[next_player];
                 next_player += 1;
@@ -445,13 +559,16 @@ impl<'a> Engine<'a> {
                                     == (conductor_core::Residence::Running { node })
                             {
                                 self.end_loss(i, now);
-                                self.phases[i] = Phase::Running(now);
+                                self.enter(i, Phase::Running(now));
                             }
                         }
                     }
                 }
                 self.apply(now);
             }
+        }
+        if self.series.is_some() {
+            self.sample_until(end - 1);
         }
         progress(1.0);
     }
@@ -466,7 +583,7 @@ impl<'a> Engine<'a> {
                     self.phase_ram[server.0 as usize] = self.core.plan_ram(server);
                     self.o.starts += 1;
                     self.o.waits.push(now - requested_at);
-                    self.phases[server.0 as usize] = Phase::Running(now);
+                    self.enter(server.0 as usize, Phase::Running(now));
                 }
                 Note::Abandoned { reason, server, .. } => match reason {
                     conductor_core::AbandonReason::GaveUp => {
@@ -521,7 +638,7 @@ impl<'a> Engine<'a> {
                 Note::Migrated { .. } => self.o.migrations += 1,
                 Note::Resumed { server } => {
                     self.phase_ram[server.0 as usize] = self.core.plan_ram(server);
-                    self.phases[server.0 as usize] = Phase::Running(now);
+                    self.enter(server.0 as usize, Phase::Running(now));
                 }
                 Note::Announced { .. } => self.o.announcements += 1,
                 Note::Recommended { server, saving_per_hour } => {
@@ -586,7 +703,7 @@ impl<'a> Engine<'a> {
                     let i = server.0 as usize;
                     self.end_loss(i, now);
                     self.close_phase(i, now);
-                    self.phases[i] = Phase::Sleeping(now);
+                    self.enter(i, Phase::Sleeping(now));
                 }
                 Command::Archive { server, .. } => {
                     let i = server.0 as usize;
@@ -738,6 +855,9 @@ impl<'a> Engine<'a> {
         let Some(source) = &self.scenario.forecast_source else { return };
         if let Some(f) = crate::forecasting::forecast(source, &self.peaks, self.window.0, now) {
             self.o.forecasts += 1;
+            if self.series.is_some() {
+                self.forecast = Some(f.clone());
+            }
             self.core.set_forecast(f);
         }
     }
@@ -746,8 +866,16 @@ impl<'a> Engine<'a> {
     fn close_phase(&mut self, i: usize, now: Millis) {
         let s = &self.dataset.servers[i];
         match self.phases[i] {
-            Phase::Running(since) => self.active_mib_ms[i] += u128::from(self.phase_ram[i]) * (now - since) as u128,
-            Phase::Sleeping(since) => self.sleeping_mb_ms[i] += u128::from(s.disk_mb) * (now - since) as u128,
+            Phase::Running(since) => {
+                self.active_mib_ms[i] += u128::from(self.phase_ram[i]) * (now - since) as u128;
+                self.running.0 -= 1;
+                self.running.1 -= u64::from(self.phase_ram[i]);
+            }
+            Phase::Sleeping(since) => {
+                self.sleeping_mb_ms[i] += u128::from(s.disk_mb) * (now - since) as u128;
+                self.sleeping.0 -= 1;
+                self.sleeping.1 -= s.disk_mb;
+            }
             Phase::Archived(since) => self.archived_mb_ms += u128::from(s.disk_mb) * (now - since) as u128,
             Phase::Idle | Phase::Starting => {}
         }
@@ -791,6 +919,7 @@ impl<'a> Engine<'a> {
         let promoted = self.dataset.owner_signups().iter().filter(|&&t| t >= start && t < end).count() as u64;
         self.o.owners_promoted = promoted;
         self.o.promo_credit = prices.promo_credit * Money::from(promoted);
+        self.o.series = self.series.take();
         self.o
     }
 }

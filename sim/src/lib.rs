@@ -13,8 +13,27 @@ pub mod forecasting;
 pub mod generate;
 pub mod report;
 pub mod scenario;
+pub mod series;
+pub mod transform;
 
 /// German holidays, shared with the forecaster.
 pub use conductor_forecast::calendar;
+/// Durations such as `15m`, shared with the forecaster.
+pub use conductor_forecast::duration;
 /// RFC 3339 in files, milliseconds inside; shared with the forecaster.
 pub use conductor_forecast::timefmt;
+
+/// One complete run: transforms the dataset, replays it, and says what the transforms did.
+pub fn simulate(
+    scenario: &scenario::Scenario,
+    dataset: &dataset::Dataset,
+    seed: u64,
+    series_step: Option<conductor_core::Millis>,
+    progress: engine::Progress<'_>,
+) -> (engine::Outcome, Vec<transform::Effect>) {
+    if scenario.transforms.is_empty() {
+        return (engine::run_with(scenario, dataset, seed, series_step, progress), Vec::new());
+    }
+    let (transformed, effects) = transform::apply(dataset, &scenario.transforms, seed);
+    (engine::run_with(scenario, &transformed, seed, series_step, progress), effects)
+}

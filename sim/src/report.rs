@@ -142,6 +142,12 @@ pub struct Report {
     pub seed: u64,
     pub kpis: Kpis,
     pub details: Details,
+    /// What-if transforms applied to the dataset before the replay, with their effect.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<crate::transform::Effect>,
+    /// Start waits at every percentile 0..=100 (nearest rank; 0 is the shortest), seconds:
+    /// the wait distribution for CDF plots and comparisons.
+    pub wait_percentiles_s: Vec<f64>,
     /// The first scale decisions with the figures behind them.
     pub decisions: Vec<crate::engine::Decision>,
     pub run: RunInfo,
@@ -155,6 +161,16 @@ pub fn nearest_rank(sorted: &[Millis], p: u64) -> Option<Millis> {
     let n = sorted.len() as u64;
     let rank = (p * n).div_ceil(100).max(1);
     Some(sorted[(rank - 1) as usize])
+}
+
+/// Waits at percentiles 0..=100 in seconds (empty without starts).
+pub fn wait_percentiles(waits: &[Millis]) -> Vec<f64> {
+    let mut sorted = waits.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return Vec::new();
+    }
+    (0..=100).map(|p| seconds(nearest_rank(&sorted, p))).collect()
 }
 
 fn seconds(ms: Option<Millis>) -> f64 {
@@ -245,6 +261,8 @@ impl Report {
                 job_notices: o.job_notices,
                 job_revenue_eur: o.job_revenue,
             },
+            transforms: Vec::new(),
+            wait_percentiles_s: wait_percentiles(&o.waits),
             decisions: o.decision_log.clone(),
             run,
         }
