@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+#[derive(Debug)]
 pub enum Block {
     Heading(u8, String),
     Para(String),
@@ -20,7 +21,7 @@ pub enum Block {
     },
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Doc {
     pub title: String,
     pub blocks: Vec<Block>,

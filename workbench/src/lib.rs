@@ -645,6 +645,7 @@ fn num(v: &serde_json::Value) -> Option<f64> {
 
 /// Writes a comparison's Markdown and HTML (with the wait CDFs) into `out`.
 pub fn write_compare(out: &Path, mut doc: Doc, lines: Vec<(String, Vec<f64>)>, formats: Formats) -> Result<(), Error> {
+    prepare_output(out)?;
     if !lines.is_empty() {
         doc.h(1, "Start waits");
         let svg =

@@ -17,8 +17,10 @@ pub enum StudyError {
     Scenario(#[from] ScenarioError),
     #[error("{path}: {key}: {message}")]
     Key { path: PathBuf, key: String, message: String },
-    #[error("{path}: variant {variant:?}: {source}")]
-    Variant { path: PathBuf, variant: String, source: Box<ScenarioError> },
+    /// A design's merged scenario is invalid (line numbers would point into the merged text,
+    /// not the file, so they are left out).
+    #[error("{path}: variant {variant:?}: {message}")]
+    Variant { path: PathBuf, variant: String, message: String },
     #[error("reading {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -211,10 +213,20 @@ impl Study {
                     base.clone()
                 } else {
                     let text = toml::to_string(&t).expect("a TOML table serializes");
-                    Scenario::parse(path, &text).map_err(|source| StudyError::Variant {
+                    Scenario::parse(path, &text).map_err(|e| StudyError::Variant {
                         path: path.into(),
                         variant: design_name.clone(),
-                        source: Box::new(source),
+                        message: match e {
+                            ScenarioError::Key { key, message, .. } => {
+                                let message = match message.rfind(" (line ") {
+                                    Some(i) if message.ends_with(')') => message[..i].to_owned(),
+                                    _ => message,
+                                };
+                                format!("key `{key}`: {message}")
+                            }
+                            ScenarioError::Syntax { message, .. } => message,
+                            other => other.to_string(),
+                        },
                     })?
                 };
                 designs.push(Design { name: design_name, overrides, scenario });
