@@ -247,7 +247,8 @@ fn sim_study(study: &Study, args: &SimArgs) -> Result<()> {
 
 fn compare(a: &Path, b: &Path, out: Option<&Path>) -> Result<()> {
     let (doc, lines) = conductor_workbench::compare(a, b)?;
-    print!("{}", doc.markdown());
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), doc.markdown().as_bytes());
     if let Some(out) = out {
         conductor_workbench::prepare_output(out)?;
         let formats = conductor_workbench::plots::Formats { png: true, svg: true };

@@ -115,15 +115,17 @@ pub fn load_datasets(study: &Study) -> Result<BTreeMap<PathBuf, Dataset>, Error>
     Ok(out)
 }
 
+/// A directory name for a design: letters, digits and dots, other runs of characters as one `-`.
 fn slug(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
-        .collect::<String>()
-        .trim_matches('_')
-        .chars()
-        .take(60)
-        .collect();
+    let mut s = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            s.push(c);
+        } else if !s.ends_with('-') {
+            s.push('-');
+        }
+    }
+    let s: String = s.trim_matches('-').chars().take(60).collect();
     if s.is_empty() {
         "run".into()
     } else {
@@ -316,9 +318,10 @@ fn write_run(
         );
     }
     d.h(1, "KPIs");
+    // In SPEC §10 order (a JSON map would sort them): the first 18 metric names, and the seed.
     let kpis = serde_json::to_value(&report.kpis).expect("KPIs serialize");
     let rows =
-        kpis.as_object().map(|m| m.iter().map(|(k, v)| vec![k.clone(), v.to_string()]).collect()).unwrap_or_default();
+        metrics::NAMES[..18].iter().chain(&["seed"]).map(|k| vec![k.to_string(), kpis[*k].to_string()]).collect();
     d.table(&["KPI", "value"], rows);
     d.h(1, "Details");
     let details = serde_json::to_value(&report.details).expect("details serialize");
@@ -611,13 +614,29 @@ pub fn compare(a: &Path, b: &Path) -> Result<(Doc, WaitLines), Error> {
         d.h(1, title);
         let mut rows = Vec::new();
         if let (Some(ma), Some(mb)) = (ra[key].as_object(), rb[key].as_object()) {
-            for (k, va) in ma {
+            // KPIs in SPEC §10 order; details as they come (sorted).
+            let order: Vec<(&String, &serde_json::Value)> = if key == "kpis" {
+                let mut v: Vec<_> = ma.iter().collect();
+                v.sort_by_key(|(k, _)| metrics::NAMES.iter().position(|n| n == k).unwrap_or(usize::MAX));
+                v
+            } else {
+                ma.iter().collect()
+            };
+            for (k, va) in order {
                 let vb = &mb.get(k).cloned().unwrap_or(serde_json::Value::Null);
                 let (xa, xb) = (num(va), num(vb));
                 let (delta, pct) = match (xa, xb) {
                     (Some(x), Some(y)) => {
                         let pct = if x != 0.0 { format!("{:+.1} %", (y - x) / x.abs() * 100.0) } else { String::new() };
-                        (if x == y { "=".into() } else { format!("{:+.2}", y - x) }, pct)
+                        let delta = y - x;
+                        let text = if delta.fract() == 0.0 {
+                            format!("{delta:+.0}")
+                        } else if delta.abs() < 0.01 {
+                            format!("{delta:+.6}")
+                        } else {
+                            format!("{delta:+.2}")
+                        };
+                        (if x == y { "=".into() } else { text }, pct)
                     }
                     _ => (if va == vb { "=".into() } else { "≠".into() }, String::new()),
                 };
