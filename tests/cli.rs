@@ -167,3 +167,54 @@ fn the_shipped_demo_runs_with_the_reference_scenario() {
     assert_eq!(json["dataset"]["name"], "demo");
     assert_eq!(json["kpis"]["seed"], 1);
 }
+
+#[test]
+fn the_shipped_pricing_what_if_runs_as_is_and_compares() {
+    let dir = temp_dir("pricing");
+    let out = dir.join("pricing");
+    let stdout =
+        ok(&conductor(&["sim", "scenarios/whatif-pricing.toml", "--out-dir", out.to_str().unwrap(), "-j", "2"]));
+    // 6 designs (base and 5 variants) × 2 seeds; the best five listed.
+    assert!(stdout.contains("6 designs × 2 seed(s) = 12 runs"), "{stdout}");
+    assert!(stdout.contains("#1 "), "{stdout}");
+    let sweep = read_json(&out.join("report.json"));
+    assert_eq!(sweep["designs"].as_array().unwrap().len(), 6);
+    assert_eq!(sweep["ranking"].as_array().unwrap().len(), 6);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Ranking</h2>") && html.contains("shout-out"));
+    // The spike variant records its transform in its run report.
+    let spike = read_json(&out.join("runs/006-shout-out-300-sign-ups-in-2-h-seed7/report.json"));
+    assert_eq!(spike["transforms"][0]["servers_after"], 1300);
+    let base = out.join("runs/001-base-seed7");
+    assert!(base.join("series.parquet").is_file() && base.join("capacity.png").is_file());
+
+    let cmp = dir.join("cmp");
+    let stdout = ok(&conductor(&[
+        "sim",
+        "--compare",
+        base.to_str().unwrap(),
+        out.join("runs/002-active-0.025-25-seed7").to_str().unwrap(),
+        "--out-dir",
+        cmp.to_str().unwrap(),
+    ]));
+    assert!(stdout.contains("| margin_eur |") && stdout.contains("B − A"), "{stdout}");
+    assert!(cmp.join("compare.html").is_file() && cmp.join("waits.png").is_file());
+}
+
+#[test]
+fn a_bad_sweep_fails_before_any_run_and_writes_nothing() {
+    let dir = temp_dir("bad-sweep");
+    let file = dir.join("bad.toml");
+    let text = std::fs::read_to_string("scenarios/sweep-thresholds.toml")
+        .unwrap()
+        .replace("../datasets/demo", &format!("{}/datasets/demo", env!("CARGO_MANIFEST_DIR")))
+        .replace("\"catalogue.toml\"", &format!("\"{}/scenarios/catalogue.toml\"", env!("CARGO_MANIFEST_DIR")))
+        .replace("from = 0.70", "from = 0.99");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.join("out");
+    let r = conductor(&["sim", file.to_str().unwrap(), "--out-dir", out.to_str().unwrap()]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("sweep.param[0].to") && err.contains("inverted"), "{err}");
+    assert!(!out.exists(), "nothing written for a study that cannot run");
+}
