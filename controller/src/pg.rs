@@ -1,0 +1,448 @@
+//! The store in PostgreSQL (sqlx). Migrations (`controller/migrations/NNNN_*.sql`) run at
+//! connect. State changes that touch two tables run in one transaction.
+
+use crate::store::*;
+use chrono::{DateTime, TimeZone, Utc};
+use conductor_core::Millis;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn ts(ms: Millis) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn ms(t: DateTime<Utc>) -> Millis {
+    t.timestamp_millis()
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        match d.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => return StoreError::Conflict(d.message().to_owned()),
+            sqlx::error::ErrorKind::ForeignKeyViolation => {
+                return StoreError::NotFound { what: "referenced row", id: d.message().to_owned() }
+            }
+            sqlx::error::ErrorKind::CheckViolation => return StoreError::Invalid(d.message().to_owned()),
+            _ => {}
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
+
+fn int(v: i64, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} {v} out of range")))
+}
+
+impl PgStore {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let pool = PgPoolOptions::new().max_connections(8).connect(url).await.map_err(db)?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn owner_row(r: &PgRow) -> Result<Owner> {
+        Ok(Owner { id: r.get("id"), name: r.get("name"), created_at: ms(r.get("created_at")) })
+    }
+
+    fn server_row(r: &PgRow) -> Result<Server> {
+        Ok(Server {
+            id: r.get("id"),
+            owner: r.get("owner_id"),
+            name: r.get("name"),
+            ram_mib: int(i64::from(r.get::<i32, _>("ram_mib")), "ram_mib")?,
+            disk_mb: r.get::<i64, _>("disk_mb").max(0) as u64,
+            pay_per_use: r.get("pay_per_use"),
+            cost_mode: parse_cost_mode(r.get("cost_mode"))?,
+            state: ServerState::parse(r.get("state"))?,
+            node: r.get("node_id"),
+            created_at: ms(r.get("created_at")),
+            updated_at: ms(r.get("updated_at")),
+        })
+    }
+
+    fn node_row(r: &PgRow) -> Result<Node> {
+        Ok(Node {
+            id: r.get("id"),
+            name: r.get("name"),
+            kind: parse_node_kind(r.get("kind"))?,
+            type_name: r.get("type_name"),
+            provider_id: r.get("provider_id"),
+            state: NodeState::parse(r.get("state"))?,
+            ram_mib: int(i64::from(r.get::<i32, _>("ram_mib")), "ram_mib")?,
+            usable_mib: int(i64::from(r.get::<i32, _>("usable_mib")), "usable_mib")?,
+            created_at: ms(r.get("created_at")),
+            updated_at: ms(r.get("updated_at")),
+        })
+    }
+
+    fn intent_row(r: &PgRow) -> Result<Intent> {
+        Ok(Intent {
+            id: r.get("id"),
+            key: r.get("key"),
+            action: r.get("action"),
+            data: r.get("data"),
+            state: IntentState::parse(r.get("state"))?,
+            created_at: ms(r.get("created_at")),
+            outcome: r.get("outcome"),
+        })
+    }
+}
+
+const SERVER_COLUMNS: &str =
+    "id, owner_id, name, ram_mib, disk_mb, pay_per_use, cost_mode, state, node_id, created_at, updated_at";
+const NODE_COLUMNS: &str = "id, name, kind, type_name, provider_id, state, ram_mib, usable_mib, created_at, updated_at";
+const INTENT_COLUMNS: &str = "id, key, action, data, state, created_at, outcome";
+
+impl Store for PgStore {
+    async fn create_owner(&self, name: &str, now: Millis) -> Result<Owner> {
+        let r = sqlx::query("INSERT INTO owners (name, created_at) VALUES ($1, $2) RETURNING id, name, created_at")
+            .bind(name)
+            .bind(ts(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match db(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("owner {name:?} exists")),
+                other => other,
+            })?;
+        Self::owner_row(&r)
+    }
+
+    async fn owner(&self, id: i64) -> Result<Owner> {
+        let r = sqlx::query("SELECT id, name, created_at FROM owners WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound { what: "owner", id: id.to_string() })?;
+        Self::owner_row(&r)
+    }
+
+    async fn owners(&self) -> Result<Vec<Owner>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM owners ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(Self::owner_row).collect()
+    }
+
+    async fn add_token(&self, owner: i64, token_sha256: [u8; 32], now: Millis) -> Result<()> {
+        sqlx::query("INSERT INTO api_tokens (owner_id, token_sha256, created_at) VALUES ($1, $2, $3)")
+            .bind(owner)
+            .bind(&token_sha256[..])
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match db(e) {
+                StoreError::NotFound { .. } => StoreError::NotFound { what: "owner", id: owner.to_string() },
+                StoreError::Conflict(_) => StoreError::Conflict("token exists".into()),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn owner_by_token(&self, token_sha256: [u8; 32]) -> Result<Option<i64>> {
+        let r = sqlx::query("SELECT owner_id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL")
+            .bind(&token_sha256[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.map(|r| r.get("owner_id")))
+    }
+
+    async fn create_server(&self, n: NewServer, now: Millis) -> Result<Server> {
+        if n.ram_mib == 0 {
+            return Err(StoreError::Invalid("ram_mib must be positive".into()));
+        }
+        let ram = i32::try_from(n.ram_mib).map_err(|_| StoreError::Invalid("ram_mib too large".into()))?;
+        let disk = i64::try_from(n.disk_mb).map_err(|_| StoreError::Invalid("disk_mb too large".into()))?;
+        let q = format!(
+            "INSERT INTO servers (owner_id, name, ram_mib, disk_mb, pay_per_use, cost_mode, state, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $7) RETURNING {SERVER_COLUMNS}"
+        );
+        let r = sqlx::query(&q)
+            .bind(n.owner)
+            .bind(&n.name)
+            .bind(ram)
+            .bind(disk)
+            .bind(n.pay_per_use)
+            .bind(cost_mode_str(n.cost_mode))
+            .bind(ts(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match db(e) {
+                StoreError::NotFound { .. } => StoreError::NotFound { what: "owner", id: n.owner.to_string() },
+                StoreError::Conflict(_) => StoreError::Conflict(format!("server {:?} exists", n.name)),
+                other => other,
+            })?;
+        Self::server_row(&r)
+    }
+
+    async fn server(&self, id: i64) -> Result<Server> {
+        let r = sqlx::query(&format!("SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound { what: "server", id: id.to_string() })?;
+        Self::server_row(&r)
+    }
+
+    async fn servers(&self, owner: Option<i64>) -> Result<Vec<Server>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE state <> 'deleted' AND ($1::BIGINT IS NULL OR owner_id = $1) ORDER BY id"
+        ))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(Self::server_row).collect()
+    }
+
+    async fn set_server_state(&self, id: i64, state: ServerState, node: Option<i64>, now: Millis) -> Result<Server> {
+        let active = matches!(state, ServerState::Starting | ServerState::Running);
+        if active && node.is_none() {
+            return Err(StoreError::Invalid(format!("a {} server needs a node", state.as_str())));
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let r = sqlx::query(&format!(
+            "UPDATE servers SET state = $2, node_id = $3, updated_at = $4 WHERE id = $1 RETURNING {SERVER_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(state.as_str())
+        .bind(node)
+        .bind(ts(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::NotFound { .. } => {
+                StoreError::NotFound { what: "node", id: node.map(|n| n.to_string()).unwrap_or_default() }
+            }
+            other => other,
+        })?
+        .ok_or_else(|| StoreError::NotFound { what: "server", id: id.to_string() })?;
+        // A placement is open while the server starts or runs on a node.
+        sqlx::query(
+            "UPDATE placements SET ended_at = $3 WHERE server_id = $1 AND ended_at IS NULL
+             AND (NOT $4 OR node_id IS DISTINCT FROM $2)",
+        )
+        .bind(id)
+        .bind(node)
+        .bind(ts(now))
+        .bind(active)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let (true, Some(n)) = (active, node) {
+            sqlx::query(
+                "INSERT INTO placements (server_id, node_id, started_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (server_id) WHERE ended_at IS NULL DO NOTHING",
+            )
+            .bind(id)
+            .bind(n)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Self::server_row(&r)
+    }
+
+    async fn placements(&self, server: i64) -> Result<Vec<Placement>> {
+        let rows = sqlx::query("SELECT node_id, started_at, ended_at FROM placements WHERE server_id = $1 ORDER BY id")
+            .bind(server)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| Placement {
+                node: r.get("node_id"),
+                started_at: ms(r.get("started_at")),
+                ended_at: r.get::<Option<DateTime<Utc>>, _>("ended_at").map(ms),
+            })
+            .collect())
+    }
+
+    async fn upsert_node(&self, n: NewNode, now: Millis) -> Result<Node> {
+        if n.usable_mib > n.ram_mib || n.ram_mib == 0 {
+            return Err(StoreError::Invalid("usable RAM must be within the node's RAM".into()));
+        }
+        let ram = i32::try_from(n.ram_mib).map_err(|_| StoreError::Invalid("ram_mib too large".into()))?;
+        let usable = i32::try_from(n.usable_mib).map_err(|_| StoreError::Invalid("usable_mib too large".into()))?;
+        // Insert, or (same name) return what is there: adoption is not an update.
+        let q = format!(
+            "WITH ins AS (
+                INSERT INTO nodes (name, kind, type_name, provider_id, state, ram_mib, usable_mib, created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                ON CONFLICT (name) DO NOTHING RETURNING {NODE_COLUMNS})
+             SELECT {NODE_COLUMNS} FROM ins UNION ALL SELECT {NODE_COLUMNS} FROM nodes WHERE name = $1 LIMIT 1"
+        );
+        let r = sqlx::query(&q)
+            .bind(&n.name)
+            .bind(node_kind_str(n.kind))
+            .bind(&n.type_name)
+            .bind(&n.provider_id)
+            .bind(n.state.as_str())
+            .bind(ram)
+            .bind(usable)
+            .bind(ts(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match db(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("provider id {:?} is another node's", n.provider_id))
+                }
+                other => other,
+            })?;
+        Self::node_row(&r)
+    }
+
+    async fn nodes(&self) -> Result<Vec<Node>> {
+        let rows = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(Self::node_row).collect()
+    }
+
+    async fn set_node_state(
+        &self,
+        id: i64,
+        state: NodeState,
+        provider_id: Option<String>,
+        now: Millis,
+    ) -> Result<Node> {
+        let r = sqlx::query(&format!(
+            "UPDATE nodes SET state = $2, provider_id = COALESCE($3, provider_id), updated_at = $4 WHERE id = $1
+             RETURNING {NODE_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(state.as_str())
+        .bind(&provider_id)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("provider id {provider_id:?} is another node's")),
+            other => other,
+        })?
+        .ok_or_else(|| StoreError::NotFound { what: "node", id: id.to_string() })?;
+        Self::node_row(&r)
+    }
+
+    async fn append_event(&self, e: NewEvent) -> Result<i64> {
+        let r = sqlx::query(
+            "INSERT INTO events (at, kind, server_id, node_id, data) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+        )
+        .bind(ts(e.at))
+        .bind(&e.kind)
+        .bind(e.server)
+        .bind(e.node)
+        .bind(&e.data)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.get("seq"))
+    }
+
+    async fn events(&self, after: i64, limit: u32) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, server_id, node_id, data FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| Event {
+                seq: r.get("seq"),
+                at: ms(r.get("at")),
+                kind: r.get("kind"),
+                server: r.get("server_id"),
+                node: r.get("node_id"),
+                data: r.get("data"),
+            })
+            .collect())
+    }
+
+    async fn begin_intent(&self, key: &str, action: &str, data: serde_json::Value, now: Millis) -> Result<Intent> {
+        let q = format!(
+            "WITH ins AS (
+                INSERT INTO intents (key, action, data, state, created_at) VALUES ($1, $2, $3, 'pending', $4)
+                ON CONFLICT (key) DO NOTHING RETURNING {INTENT_COLUMNS})
+             SELECT {INTENT_COLUMNS} FROM ins UNION ALL SELECT {INTENT_COLUMNS} FROM intents WHERE key = $1 LIMIT 1"
+        );
+        let r =
+            sqlx::query(&q).bind(key).bind(action).bind(&data).bind(ts(now)).fetch_one(&self.pool).await.map_err(db)?;
+        Self::intent_row(&r)
+    }
+
+    async fn finish_intent(&self, id: i64, ok: bool, outcome: serde_json::Value, now: Millis) -> Result<Intent> {
+        let state = if ok { IntentState::Done } else { IntentState::Failed };
+        let r = sqlx::query(&format!(
+            "UPDATE intents SET state = $2, outcome = $3, finished_at = $4 WHERE id = $1 AND state = 'pending'
+             RETURNING {INTENT_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(state.as_str())
+        .bind(&outcome)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        match r {
+            Some(r) => Self::intent_row(&r),
+            None => {
+                let existing = sqlx::query("SELECT state FROM intents WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+                match existing {
+                    Some(r) => {
+                        Err(StoreError::Conflict(format!("intent {id} is already {}", r.get::<String, _>("state"))))
+                    }
+                    None => Err(StoreError::NotFound { what: "intent", id: id.to_string() }),
+                }
+            }
+        }
+    }
+
+    async fn pending_intents(&self) -> Result<Vec<Intent>> {
+        let rows = sqlx::query(&format!("SELECT {INTENT_COLUMNS} FROM intents WHERE state = 'pending' ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(Self::intent_row).collect()
+    }
+
+    async fn save_forecast(&self, document: serde_json::Value, now: Millis) -> Result<i64> {
+        let r = sqlx::query("INSERT INTO forecasts (made_at, document) VALUES ($1, $2) RETURNING id")
+            .bind(ts(now))
+            .bind(&document)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.get("id"))
+    }
+
+    async fn latest_forecast(&self) -> Result<Option<(Millis, serde_json::Value)>> {
+        let r = sqlx::query("SELECT made_at, document FROM forecasts ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.map(|r| (ms(r.get("made_at")), r.get("document"))))
+    }
+}

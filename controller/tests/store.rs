@@ -1,0 +1,200 @@
+//! One test suite, two stores: the in-memory one and PostgreSQL (a fresh database per run).
+//! PostgreSQL comes from `CONDUCTOR_TEST_PG` (an admin URL such as
+//! `postgres://conductor:conductor@127.0.0.1/postgres`); `.ci/run` starts the server and sets
+//! it, with `CONDUCTOR_REQUIRE_SERVICES=1` so that nothing is skipped in CI.
+
+use conductor_controller::store::*;
+use conductor_controller::{MemoryStore, PgStore};
+use conductor_core::model::CostMode;
+use conductor_core::NodeKind;
+use serde_json::json;
+
+const T: i64 = 1_760_000_000_000;
+
+fn server(owner: i64, name: &str) -> NewServer {
+    NewServer { owner, name: name.into(), ram_mib: 4096, disk_mb: 5000, pay_per_use: true, cost_mode: CostMode::Off }
+}
+
+fn node(name: &str, kind: NodeKind) -> NewNode {
+    NewNode {
+        name: name.into(),
+        kind,
+        type_name: "AX41".into(),
+        provider_id: None,
+        state: NodeState::Ready,
+        ram_mib: 65536,
+        usable_mib: 63236,
+    }
+}
+
+async fn suite(s: &impl Store) {
+    // Owners and tokens: only hashes, a token maps to its owner.
+    let alice = s.create_owner("alice", T).await.unwrap();
+    let bob = s.create_owner("bob", T + 1).await.unwrap();
+    assert_ne!(alice.id, bob.id);
+    assert!(matches!(s.create_owner("alice", T).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.owner(bob.id).await.unwrap().name, "bob");
+    assert!(matches!(s.owner(9999).await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.owners().await.unwrap().len(), 2);
+    s.add_token(alice.id, token_hash("tok-a"), T).await.unwrap();
+    assert_eq!(s.owner_by_token(token_hash("tok-a")).await.unwrap(), Some(alice.id));
+    assert_eq!(s.owner_by_token(token_hash("tok-b")).await.unwrap(), None);
+    assert!(matches!(s.add_token(alice.id, token_hash("tok-a"), T).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.add_token(9999, token_hash("x"), T).await, Err(StoreError::NotFound { .. })));
+
+    // Servers: names unique per owner among live servers; listing by owner.
+    let a1 = s.create_server(server(alice.id, "survival"), T + 10).await.unwrap();
+    assert_eq!((a1.state, a1.node, a1.ram_mib, a1.cost_mode), (ServerState::New, None, 4096, CostMode::Off));
+    let b1 = s.create_server(server(bob.id, "survival"), T + 11).await.unwrap();
+    assert!(matches!(s.create_server(server(alice.id, "survival"), T).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.create_server(server(4242, "x"), T).await, Err(StoreError::NotFound { .. })));
+    let mut zero = server(alice.id, "zero");
+    zero.ram_mib = 0;
+    assert!(matches!(s.create_server(zero, T).await, Err(StoreError::Invalid(_))));
+    assert_eq!(s.servers(Some(alice.id)).await.unwrap(), vec![a1.clone()]);
+    assert_eq!(s.servers(None).await.unwrap().len(), 2);
+    assert_eq!(s.server(b1.id).await.unwrap().owner, bob.id);
+
+    // Nodes: upsert adopts by name; provider ids are unique.
+    let ded = s.upsert_node(node("ax41-1", NodeKind::Dedicated), T).await.unwrap();
+    let again = s.upsert_node(node("ax41-1", NodeKind::Dedicated), T + 5).await.unwrap();
+    assert_eq!(ded, again, "the same node, not a second one");
+    let mut vm = node("vm-1", NodeKind::Cloud);
+    vm.state = NodeState::Provisioning;
+    let vm = s.upsert_node(vm, T).await.unwrap();
+    let vm = s.set_node_state(vm.id, NodeState::Ready, Some("hc-17".into()), T + 100).await.unwrap();
+    assert_eq!((vm.state, vm.provider_id.as_deref()), (NodeState::Ready, Some("hc-17")));
+    let mut clash = node("vm-2", NodeKind::Cloud);
+    clash.provider_id = Some("hc-17".into());
+    assert!(matches!(s.upsert_node(clash, T).await, Err(StoreError::Conflict(_))));
+    let mut bad = node("vm-3", NodeKind::Cloud);
+    bad.usable_mib = bad.ram_mib + 1;
+    assert!(matches!(s.upsert_node(bad, T).await, Err(StoreError::Invalid(_))));
+    assert_eq!(s.nodes().await.unwrap().len(), 2);
+
+    // Lifecycle and placements: open while starting/running on a node.
+    s.set_server_state(a1.id, ServerState::Queued, None, T + 20).await.unwrap();
+    s.set_server_state(a1.id, ServerState::Starting, Some(ded.id), T + 30).await.unwrap();
+    s.set_server_state(a1.id, ServerState::Running, Some(ded.id), T + 50).await.unwrap();
+    let p = s.placements(a1.id).await.unwrap();
+    assert_eq!(p, vec![Placement { node: ded.id, started_at: T + 30, ended_at: None }]);
+    s.set_server_state(a1.id, ServerState::Sleeping, Some(ded.id), T + 90).await.unwrap();
+    s.set_server_state(a1.id, ServerState::Starting, Some(vm.id), T + 120).await.unwrap();
+    let p = s.placements(a1.id).await.unwrap();
+    assert_eq!(
+        p,
+        vec![
+            Placement { node: ded.id, started_at: T + 30, ended_at: Some(T + 90) },
+            Placement { node: vm.id, started_at: T + 120, ended_at: None },
+        ]
+    );
+    assert!(matches!(s.set_server_state(a1.id, ServerState::Running, None, T).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        s.set_server_state(a1.id, ServerState::Running, Some(777), T).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(s.set_server_state(999, ServerState::Queued, None, T).await, Err(StoreError::NotFound { .. })));
+    // A failed change left the server as it was.
+    assert_eq!(s.server(a1.id).await.unwrap().state, ServerState::Starting);
+    s.set_server_state(b1.id, ServerState::Deleted, None, T + 200).await.unwrap();
+    assert_eq!(s.servers(None).await.unwrap().len(), 1, "deleted servers are not listed");
+    // A deleted server's name is free again.
+    s.create_server(server(bob.id, "survival"), T + 300).await.unwrap();
+
+    // The event log: in order, paged by sequence.
+    for k in 0..5 {
+        let seq = s
+            .append_event(NewEvent {
+                at: T + k,
+                kind: "server.started".into(),
+                server: Some(a1.id),
+                node: Some(ded.id),
+                data: json!({ "k": k }),
+            })
+            .await
+            .unwrap();
+        assert!(seq > 0);
+    }
+    let first = s.events(0, 3).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(first.windows(2).all(|w| w[0].seq < w[1].seq));
+    let rest = s.events(first[2].seq, 100).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[1].data, json!({ "k": 4 }));
+    assert_eq!(rest[1].at, T + 4);
+
+    // Intents: a retry with the same key is the same intent; finishing twice is refused.
+    let i = s.begin_intent("create-vm:vm-2", "create_vm", json!({ "type": "cx43" }), T).await.unwrap();
+    let j = s.begin_intent("create-vm:vm-2", "create_vm", json!({ "type": "other" }), T + 1).await.unwrap();
+    assert_eq!(i, j);
+    assert_eq!(i.state, IntentState::Pending);
+    let k = s.begin_intent("start:1", "start_container", json!({}), T).await.unwrap();
+    assert_eq!(s.pending_intents().await.unwrap().iter().map(|x| x.id).collect::<Vec<_>>(), vec![i.id, k.id]);
+    let done = s.finish_intent(i.id, true, json!({ "provider_id": "hc-18" }), T + 5).await.unwrap();
+    assert_eq!((done.state, done.outcome.clone()), (IntentState::Done, Some(json!({ "provider_id": "hc-18" }))));
+    assert!(matches!(s.finish_intent(i.id, false, json!({}), T + 6).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.finish_intent(31337, true, json!({}), T).await, Err(StoreError::NotFound { .. })));
+    assert_eq!(s.pending_intents().await.unwrap().len(), 1);
+
+    // Forecasts: the latest one wins.
+    assert_eq!(s.latest_forecast().await.unwrap(), None);
+    s.save_forecast(json!({ "n": 1 }), T).await.unwrap();
+    s.save_forecast(json!({ "n": 2 }), T + 1).await.unwrap();
+    assert_eq!(s.latest_forecast().await.unwrap(), Some((T + 1, json!({ "n": 2 }))));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_memory_store_keeps_the_contract() {
+    suite(&MemoryStore::new()).await;
+}
+
+/// A fresh database on the test server, or `None` (with a notice) when none is configured
+/// outside CI.
+async fn fresh_pg(name: &str) -> Option<PgStore> {
+    let Ok(admin) = std::env::var("CONDUCTOR_TEST_PG") else {
+        if std::env::var("CONDUCTOR_REQUIRE_SERVICES").is_ok() {
+            panic!("CONDUCTOR_TEST_PG is not set but services are required");
+        }
+        eprintln!("skipping: set CONDUCTOR_TEST_PG to run the PostgreSQL store tests (.ci/run does)");
+        return None;
+    };
+    use sqlx::Connection;
+    let db = format!("conductor_test_{}_{name}", std::process::id());
+    let mut c = sqlx::PgConnection::connect(&admin).await.expect("connect to CONDUCTOR_TEST_PG");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db}")).execute(&mut c).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut c).await.unwrap();
+    let url = match admin.rfind('/') {
+        Some(i) => format!("{}/{db}", &admin[..i]),
+        None => panic!("CONDUCTOR_TEST_PG must end in /DATABASE"),
+    };
+    Some(PgStore::connect(&url).await.expect("connect and migrate"))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_postgres_store_keeps_the_contract() {
+    let Some(s) = fresh_pg("contract").await else { return };
+    suite(&s).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_postgres_event_log_is_append_only_and_migrations_rerun_cleanly() {
+    let Some(s) = fresh_pg("append").await else { return };
+    let seq = s
+        .append_event(NewEvent { at: T, kind: "node.created".into(), server: None, node: None, data: json!({}) })
+        .await
+        .unwrap();
+    let update = sqlx::query("UPDATE events SET kind = 'forged' WHERE seq = $1").bind(seq).execute(s.pool()).await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM events").execute(s.pool()).await;
+    assert!(delete.is_err());
+    assert_eq!(s.events(0, 10).await.unwrap()[0].kind, "node.created");
+    // Tokens are stored hashed: the clear token appears nowhere in the table.
+    let o = s.create_owner("carol", T).await.unwrap();
+    s.add_token(o.id, token_hash("secret-token-123"), T).await.unwrap();
+    let row: (Vec<u8>,) = sqlx::query_as("SELECT token_sha256 FROM api_tokens").fetch_one(s.pool()).await.unwrap();
+    assert_eq!(row.0.len(), 32);
+    assert!(!String::from_utf8_lossy(&row.0).contains("secret"));
+    // Running the migrations again (a restart) changes nothing.
+    sqlx::migrate!("./migrations").run(s.pool()).await.unwrap();
+    assert_eq!(s.events(0, 10).await.unwrap().len(), 1);
+}
