@@ -2,6 +2,7 @@
 //! PostgreSQL, Docker and Hetzner Cloud. So far: the store (`Store` with PostgreSQL and
 //! in-memory implementations, numbered migrations run at connect).
 
+pub mod api;
 pub mod memory;
 pub mod pg;
 pub mod store;

@@ -6,6 +6,7 @@
 use conductor_core::model::CostMode;
 use conductor_core::{Millis, NodeKind};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum StoreError {
@@ -264,41 +265,64 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 }
 
 /// Everything the controller keeps. Implementations are safe to share between tasks.
-#[allow(async_fn_in_trait)]
+/// Methods return `Send` futures so that HTTP handlers and tasks can await them.
 pub trait Store: Send + Sync {
-    async fn create_owner(&self, name: &str, now: Millis) -> Result<Owner>;
-    async fn owner(&self, id: i64) -> Result<Owner>;
-    async fn owners(&self) -> Result<Vec<Owner>>;
+    fn create_owner(&self, name: &str, now: Millis) -> impl Future<Output = Result<Owner>> + Send;
+    fn owner(&self, id: i64) -> impl Future<Output = Result<Owner>> + Send;
+    fn owners(&self) -> impl Future<Output = Result<Vec<Owner>>> + Send;
     /// Stores the token's hash for `owner`.
-    async fn add_token(&self, owner: i64, token_sha256: [u8; 32], now: Millis) -> Result<()>;
+    fn add_token(&self, owner: i64, token_sha256: [u8; 32], now: Millis) -> impl Future<Output = Result<()>> + Send;
     /// The owner a (not revoked) token belongs to.
-    async fn owner_by_token(&self, token_sha256: [u8; 32]) -> Result<Option<i64>>;
+    fn owner_by_token(&self, token_sha256: [u8; 32]) -> impl Future<Output = Result<Option<i64>>> + Send;
 
-    async fn create_server(&self, s: NewServer, now: Millis) -> Result<Server>;
-    async fn server(&self, id: i64) -> Result<Server>;
+    fn create_server(&self, s: NewServer, now: Millis) -> impl Future<Output = Result<Server>> + Send;
+    fn server(&self, id: i64) -> impl Future<Output = Result<Server>> + Send;
     /// Servers that are not deleted, of one owner or of all, by id.
-    async fn servers(&self, owner: Option<i64>) -> Result<Vec<Server>>;
+    fn servers(&self, owner: Option<i64>) -> impl Future<Output = Result<Vec<Server>>> + Send;
     /// Moves a server to `state` on `node`; opens a placement when it starts on a node and
     /// closes the open one when it leaves it.
-    async fn set_server_state(&self, id: i64, state: ServerState, node: Option<i64>, now: Millis) -> Result<Server>;
+    fn set_server_state(
+        &self,
+        id: i64,
+        state: ServerState,
+        node: Option<i64>,
+        now: Millis,
+    ) -> impl Future<Output = Result<Server>> + Send;
     /// A server's placements, oldest first.
-    async fn placements(&self, server: i64) -> Result<Vec<Placement>>;
+    fn placements(&self, server: i64) -> impl Future<Output = Result<Vec<Placement>>> + Send;
 
     /// Creates a node, or returns the existing one with that name (adoption after a restart).
-    async fn upsert_node(&self, n: NewNode, now: Millis) -> Result<Node>;
-    async fn nodes(&self) -> Result<Vec<Node>>;
-    async fn set_node_state(&self, id: i64, state: NodeState, provider_id: Option<String>, now: Millis)
-        -> Result<Node>;
+    fn upsert_node(&self, n: NewNode, now: Millis) -> impl Future<Output = Result<Node>> + Send;
+    fn nodes(&self) -> impl Future<Output = Result<Vec<Node>>> + Send;
+    fn set_node_state(
+        &self,
+        id: i64,
+        state: NodeState,
+        provider_id: Option<String>,
+        now: Millis,
+    ) -> impl Future<Output = Result<Node>> + Send;
 
-    async fn append_event(&self, e: NewEvent) -> Result<i64>;
+    fn append_event(&self, e: NewEvent) -> impl Future<Output = Result<i64>> + Send;
     /// Events with `seq > after`, oldest first, at most `limit`.
-    async fn events(&self, after: i64, limit: u32) -> Result<Vec<Event>>;
+    fn events(&self, after: i64, limit: u32) -> impl Future<Output = Result<Vec<Event>>> + Send;
 
     /// Records an intent, or returns the existing one with the same key (a retry).
-    async fn begin_intent(&self, key: &str, action: &str, data: serde_json::Value, now: Millis) -> Result<Intent>;
-    async fn finish_intent(&self, id: i64, ok: bool, outcome: serde_json::Value, now: Millis) -> Result<Intent>;
-    async fn pending_intents(&self) -> Result<Vec<Intent>>;
+    fn begin_intent(
+        &self,
+        key: &str,
+        action: &str,
+        data: serde_json::Value,
+        now: Millis,
+    ) -> impl Future<Output = Result<Intent>> + Send;
+    fn finish_intent(
+        &self,
+        id: i64,
+        ok: bool,
+        outcome: serde_json::Value,
+        now: Millis,
+    ) -> impl Future<Output = Result<Intent>> + Send;
+    fn pending_intents(&self) -> impl Future<Output = Result<Vec<Intent>>> + Send;
 
-    async fn save_forecast(&self, document: serde_json::Value, now: Millis) -> Result<i64>;
-    async fn latest_forecast(&self) -> Result<Option<(Millis, serde_json::Value)>>;
+    fn save_forecast(&self, document: serde_json::Value, now: Millis) -> impl Future<Output = Result<i64>> + Send;
+    fn latest_forecast(&self) -> impl Future<Output = Result<Option<(Millis, serde_json::Value)>>> + Send;
 }

@@ -1,0 +1,302 @@
+//! The HTTP API (axum, JSON, `/v1`), first part: health, owners and their tokens, servers.
+//!
+//! Bearer tokens: the admin token comes from the configuration; owner tokens are created by
+//! the admin and stored hashed. An owner sees and acts on its own servers only — another
+//! owner's server is "not found", so ids leak nothing. Errors are JSON
+//! `{"error": {"code", "message"}}` with a stable code; store internals are logged, not sent.
+
+use crate::store::{self, NewServer, Server, ServerState, Store, StoreError};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use conductor_core::model::CostMode;
+use conductor_core::Millis;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::Arc;
+
+/// What the API needs besides the store.
+pub struct ApiConfig {
+    /// SHA-256 of the admin token (the clear token stays in the config file).
+    pub admin_token_sha256: [u8; 32],
+    /// The largest plan a node can hold (usable RAM of the biggest node type), MiB.
+    pub max_plan_mib: u32,
+    /// The clock, passed in so tests control time.
+    pub now: Box<dyn Fn() -> Millis + Send + Sync>,
+}
+
+pub struct Api<S> {
+    pub store: S,
+    pub config: ApiConfig,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
+    }
+    fn forbidden(what: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("{what} needs the admin token"))
+    }
+    fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what, .. } => ApiError::not_found(what),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Invalid(m) => ApiError::invalid(m),
+            StoreError::Backend(m) => {
+                // The cause goes to the log, not to the client.
+                eprintln!("store error: {m}");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the store is not available; retry later")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": { "code": self.code, "message": self.message } }))).into_response()
+    }
+}
+
+/// `Json<T>` whose rejections (malformed JSON, unknown fields, wrong types, wrong content
+/// type) are API errors with a stable code.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(r) => Err(match r {
+                JsonRejection::JsonSyntaxError(e) => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("malformed JSON: {}", e.body_text()),
+                ),
+                JsonRejection::JsonDataError(e) => ApiError::invalid(e.body_text()),
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send Content-Type: application/json",
+                ),
+                other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+            }),
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Owner(i64),
+}
+
+async fn caller<S: Store>(api: &Api<S>, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(ApiError::unauthorized)?;
+    let hash = store::token_hash(token);
+    if constant_time_eq(&hash, &api.config.admin_token_sha256) {
+        return Ok(Caller::Admin);
+    }
+    match api.store.owner_by_token(hash).await? {
+        Some(owner) => Ok(Caller::Owner(owner)),
+        None => Err(ApiError::unauthorized()),
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOwner {
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServer {
+    pub name: String,
+    pub ram_mib: u32,
+    #[serde(default)]
+    pub disk_mb: u64,
+    #[serde(default = "yes")]
+    pub pay_per_use: bool,
+    #[serde(default)]
+    pub cost_mode: Option<String>,
+    /// Only the admin creates servers for someone else.
+    #[serde(default)]
+    pub owner: Option<i64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize)]
+pub struct ServerView {
+    pub id: i64,
+    pub owner: i64,
+    pub name: String,
+    pub ram_mib: u32,
+    pub disk_mb: u64,
+    pub pay_per_use: bool,
+    pub cost_mode: &'static str,
+    pub state: ServerState,
+    pub node: Option<i64>,
+}
+
+impl From<Server> for ServerView {
+    fn from(s: Server) -> Self {
+        ServerView {
+            id: s.id,
+            owner: s.owner,
+            name: s.name,
+            ram_mib: s.ram_mib,
+            disk_mb: s.disk_mb,
+            pay_per_use: s.pay_per_use,
+            cost_mode: store::cost_mode_str(s.cost_mode),
+            state: s.state,
+            node: s.node,
+        }
+    }
+}
+
+pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz::<S>))
+        .route("/v1/owners", axum::routing::post(create_owner::<S>))
+        .route("/v1/servers", get(list_servers::<S>).post(create_server::<S>))
+        .route("/v1/servers/{id}", get(show_server::<S>))
+        .fallback(|| async { ApiError::not_found("route") })
+        .with_state(api)
+}
+
+async fn readyz<S: Store>(State(api): State<Arc<Api<S>>>) -> Result<&'static str, ApiError> {
+    api.store.owners().await?;
+    Ok("ready")
+}
+
+/// Creates an owner and its first token (returned once, stored hashed).
+async fn create_owner<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Body(req): Body<CreateOwner>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("creating owners"));
+    }
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 64 {
+        return Err(ApiError::invalid("name: 1 to 64 characters"));
+    }
+    let now = (api.config.now)();
+    let owner = api.store.create_owner(name, now).await?;
+    let token = new_token();
+    api.store.add_token(owner.id, store::token_hash(&token), now).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": owner.id, "name": owner.name, "token": token }))))
+}
+
+fn new_token() -> String {
+    use rand::TryRngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes).expect("the OS random source works");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("cdt_{hex}")
+}
+
+async fn list_servers<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Vec<ServerView>>, ApiError> {
+    let owner = match caller(&api, &headers).await? {
+        Caller::Admin => None,
+        Caller::Owner(o) => Some(o),
+    };
+    Ok(Json(api.store.servers(owner).await?.into_iter().map(ServerView::from).collect()))
+}
+
+async fn create_server<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Body(req): Body<CreateServer>,
+) -> Result<(StatusCode, Json<ServerView>), ApiError> {
+    let owner = match (caller(&api, &headers).await?, req.owner) {
+        (Caller::Owner(o), None) => o,
+        (Caller::Owner(o), Some(x)) if x == o => o,
+        (Caller::Owner(_), Some(_)) => return Err(ApiError::forbidden("creating a server for another owner")),
+        (Caller::Admin, Some(x)) => x,
+        (Caller::Admin, None) => return Err(ApiError::invalid("owner: the admin must name the owner")),
+    };
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(ApiError::invalid("name: 1 to 64 letters, digits, '-' or '_'"));
+    }
+    if req.ram_mib == 0 || req.ram_mib % 512 != 0 {
+        return Err(ApiError::invalid("ram_mib: a positive multiple of 512"));
+    }
+    if req.ram_mib > api.config.max_plan_mib {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "impossible_plan",
+            format!("ram_mib {}: no node can hold more than {} MiB", req.ram_mib, api.config.max_plan_mib),
+        ));
+    }
+    let cost_mode = match req.cost_mode.as_deref() {
+        None => CostMode::Off,
+        Some(m) => store::parse_cost_mode(m).map_err(|_| ApiError::invalid("cost_mode: off, suggest or auto"))?,
+    };
+    let s = NewServer {
+        owner,
+        name: name.into(),
+        ram_mib: req.ram_mib,
+        disk_mb: req.disk_mb,
+        pay_per_use: req.pay_per_use,
+        cost_mode,
+    };
+    let server = api.store.create_server(s, (api.config.now)()).await?;
+    Ok((StatusCode::CREATED, Json(server.into())))
+}
+
+async fn show_server<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ServerView>, ApiError> {
+    let who = caller(&api, &headers).await?;
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found("server"))?;
+    let server = api.store.server(id).await?;
+    if server.state == ServerState::Deleted || matches!(who, Caller::Owner(o) if o != server.owner) {
+        return Err(ApiError::not_found("server"));
+    }
+    Ok(Json(server.into()))
+}

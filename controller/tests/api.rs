@@ -1,0 +1,181 @@
+//! The HTTP API against the in-memory store, request by request (tower `oneshot`): owners
+//! see only their own servers, bad input gets a clear 4xx with a stable code and changes
+//! nothing.
+
+use axum::body::Body as HttpBody;
+use axum::http::{Request, StatusCode};
+use conductor_controller::api::{router, Api, ApiConfig};
+use conductor_controller::store::{token_hash, Store};
+use conductor_controller::MemoryStore;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-secret";
+
+fn api() -> (axum::Router, Arc<Api<MemoryStore>>) {
+    let api = Arc::new(Api {
+        store: MemoryStore::new(),
+        config: ApiConfig {
+            admin_token_sha256: token_hash(ADMIN),
+            max_plan_mib: 60 * 1024,
+            now: Box::new(|| 1_760_000_000_000),
+        },
+    });
+    (router(api.clone()), api)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req.header("content-type", "application/json").body(HttpBody::from(b.to_owned())),
+        None => req.body(HttpBody::empty()),
+    }
+    .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}
+
+async fn owner(app: &axum::Router, name: &str) -> (i64, String) {
+    let (s, v) = call(app, "POST", "/v1/owners", Some(ADMIN), Some(&json!({ "name": name }).to_string())).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    (v["id"].as_i64().unwrap(), v["token"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn owners_see_and_act_on_their_own_servers_only() {
+    let (app, _) = api();
+    let (alice, ta) = owner(&app, "alice").await;
+    let (_bob, tb) = owner(&app, "bob").await;
+    assert!(ta.starts_with("cdt_") && ta != tb);
+    let (s, v) =
+        call(&app, "POST", "/v1/servers", Some(&ta), Some(r#"{"name":"survival","ram_mib":4096,"disk_mb":5000}"#))
+            .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!((v["owner"].as_i64(), v["state"].as_str()), (Some(alice), Some("new")));
+    let id = v["id"].as_i64().unwrap();
+    // Alice sees it; Bob neither lists nor reads it (404, not 403: ids leak nothing).
+    assert_eq!(call(&app, "GET", "/v1/servers", Some(&ta), None).await.1.as_array().unwrap().len(), 1);
+    assert_eq!(call(&app, "GET", "/v1/servers", Some(&tb), None).await.1, json!([]));
+    let (s, v) = call(&app, "GET", &format!("/v1/servers/{id}"), Some(&tb), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    assert_eq!(call(&app, "GET", &format!("/v1/servers/{id}"), Some(&ta), None).await.0, StatusCode::OK);
+    // Bob cannot create a server in Alice's name; the admin sees everything.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/servers",
+        Some(&tb),
+        Some(&format!(r#"{{"name":"x","ram_mib":1024,"owner":{alice}}}"#)),
+    )
+    .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    assert_eq!(call(&app, "GET", "/v1/servers", Some(ADMIN), None).await.1.as_array().unwrap().len(), 1);
+    // Owners cannot create owners.
+    assert_eq!(call(&app, "POST", "/v1/owners", Some(&ta), Some(r#"{"name":"eve"}"#)).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let (app, api) = api();
+    let (_, ta) = owner(&app, "alice").await;
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, StatusCode, &'a str);
+    let cases: [Case; 11] = [
+        (
+            "POST",
+            "/v1/servers",
+            Some(&ta),
+            Some(r#"{"name":"a","ram_mib":4096"#),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            "/v1/servers",
+            Some(&ta),
+            Some(r#"{"name":"a","ram_mib":4096,"colour":"red"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/servers",
+            Some(&ta),
+            Some(r#"{"name":"a","ram_mib":"lots"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/servers",
+            Some(&ta),
+            Some(r#"{"name":"a","ram_mib":1048576}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "impossible_plan",
+        ),
+        (
+            "POST",
+            "/v1/servers",
+            Some(&ta),
+            Some(r#"{"name":"a","ram_mib":1000}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/servers",
+            Some(&ta),
+            Some(r#"{"name":"a b/c","ram_mib":1024}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/servers",
+            Some(&ta),
+            Some(r#"{"name":"a","ram_mib":1024,"cost_mode":"always"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        ),
+        ("POST", "/v1/servers", None, Some(r#"{"name":"a","ram_mib":1024}"#), StatusCode::UNAUTHORIZED, "unauthorized"),
+        (
+            "POST",
+            "/v1/servers",
+            Some("wrong-token"),
+            Some(r#"{"name":"a","ram_mib":1024}"#),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        ("GET", "/v1/servers/999", Some(&ta), None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/v1/nothing-here", Some(&ta), None, StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (method, path, token, body, status, code) in cases {
+        let (s, v) = call(&app, method, path, token, body).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (status, Some(code)), "{method} {path} {body:?}: {v}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert!(api.store.servers(None).await.unwrap().is_empty(), "no bad request created anything");
+    // A duplicate name is a conflict, and the first server is unchanged.
+    let ok = r#"{"name":"a","ram_mib":1024}"#;
+    assert_eq!(call(&app, "POST", "/v1/servers", Some(&ta), Some(ok)).await.0, StatusCode::CREATED);
+    let (s, v) = call(&app, "POST", "/v1/servers", Some(&ta), Some(r#"{"name":"a","ram_mib":2048}"#)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
+    assert_eq!(api.store.servers(None).await.unwrap()[0].ram_mib, 1024);
+    // Health needs no token.
+    assert_eq!(call(&app, "GET", "/healthz", None, None).await.0, StatusCode::OK);
+    assert_eq!(call(&app, "GET", "/readyz", None, None).await.0, StatusCode::OK);
+}
