@@ -3,6 +3,8 @@
 //! in-memory implementations, numbered migrations run at connect).
 
 pub mod api;
+pub mod docker;
+pub mod mcping;
 pub mod memory;
 pub mod pg;
 pub mod store;

@@ -1,0 +1,250 @@
+//! The Docker driver (bollard): one Docker API endpoint per node. Containers are named
+//! `conductor-s<server id>` and labelled, so that after a restart the controller finds what
+//! really runs (`list_managed`) and a retried create finds the container it made before.
+//! A server's world lives in the named volume `conductor-data-s<id>` mounted at `/data`.
+//! Readiness and player counts come from the Minecraft status ping, not from health checks.
+
+use crate::mcping;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub const LABEL_MANAGED: &str = "conductor.managed";
+pub const LABEL_SERVER: &str = "conductor.server";
+/// The game port inside the container.
+pub const GAME_PORT: u16 = 25565;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("Docker endpoint {endpoint:?}: {message}")]
+    Endpoint { endpoint: String, message: String },
+    #[error("Docker API: {0}")]
+    Api(#[from] bollard::errors::Error),
+    #[error("server {server}: not ready after {waited:?}: {last}")]
+    NotReady { server: i64, waited: Duration, last: String },
+    #[error("server {0}: no container")]
+    NoContainer(i64),
+}
+
+/// What the controller wants a server's container to be.
+#[derive(Clone, Debug)]
+pub struct ContainerSpec {
+    pub server: i64,
+    pub image: String,
+    /// The container's command (images imported from a tarball have none).
+    pub cmd: Option<Vec<String>>,
+    pub memory_mib: u32,
+    pub env: Vec<String>,
+    /// Host port for the game port; `None` lets the engine pick a free one.
+    pub host_port: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub server: i64,
+    pub running: bool,
+    pub host_port: Option<u16>,
+}
+
+pub fn container_name(server: i64) -> String {
+    format!("conductor-s{server}")
+}
+
+pub fn volume_name(server: i64) -> String {
+    format!("conductor-data-s{server}")
+}
+
+/// One node's Docker API.
+pub struct DockerNode {
+    docker: Docker,
+    /// Where this node's published ports are reached from the controller.
+    pub host: String,
+}
+
+impl DockerNode {
+    /// `unix:///path/to/docker.sock` or `tcp://host:port` (plain HTTP). TLS and SSH
+    /// endpoints are not supported yet.
+    pub fn connect(endpoint: &str, host: &str) -> Result<DockerNode, DockerError> {
+        let fail = |message: String| DockerError::Endpoint { endpoint: endpoint.into(), message };
+        let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+            Docker::connect_with_socket(path, 120, bollard::API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))?
+        } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+            let url = endpoint.replacen("tcp://", "http://", 1);
+            Docker::connect_with_http(&url, 120, bollard::API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))?
+        } else {
+            return Err(fail("expected unix:///path or tcp://host:port".into()));
+        };
+        Ok(DockerNode { docker, host: host.into() })
+    }
+
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.docker.ping().await?;
+        Ok(())
+    }
+
+    /// Creates the server's container unless it exists (a retry finds the first one).
+    pub async fn ensure_container(&self, spec: &ContainerSpec) -> Result<ContainerInfo, DockerError> {
+        if let Some(info) = self.inspect(spec.server).await? {
+            return Ok(info);
+        }
+        let port = format!("{GAME_PORT}/tcp");
+        let mut bindings = HashMap::new();
+        bindings.insert(
+            port.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(spec.host_port.map(|p| p.to_string()).unwrap_or_default()),
+            }]),
+        );
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_SERVER.to_string(), spec.server.to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(labels),
+            exposed_ports: Some(HashMap::from([(port, HashMap::new())])),
+            host_config: Some(HostConfig {
+                memory: Some(i64::from(spec.memory_mib) * 1024 * 1024),
+                port_bindings: Some(bindings),
+                binds: Some(vec![format!("{}:/data", volume_name(spec.server))]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions { name: Some(container_name(spec.server)), ..Default::default() };
+        match self.docker.create_container(Some(options), body).await {
+            Ok(_) => {}
+            // Lost a race with another create of the same name: that one is ours too.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.inspect(spec.server).await?.ok_or(DockerError::NoContainer(spec.server))
+    }
+
+    /// Starts the server's container (already running is fine).
+    pub async fn start(&self, server: i64) -> Result<(), DockerError> {
+        match self.docker.start_container(&container_name(server), None::<StartContainerOptions>).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Graceful stop: SIGTERM (the server saves its world), SIGKILL after `timeout`.
+    pub async fn stop(&self, server: i64, timeout: Duration) -> Result<(), DockerError> {
+        let options = StopContainerOptions { t: Some(timeout.as_secs() as i32), ..Default::default() };
+        match self.docker.stop_container(&container_name(server), Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304 | 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the container and, with `volume`, the world on this node.
+    pub async fn remove(&self, server: i64, volume: bool) -> Result<(), DockerError> {
+        let options = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.docker.remove_container(&container_name(server), Some(options)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if volume {
+            match self.docker.remove_volume(&volume_name(server), None::<RemoveVolumeOptions>).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn inspect(&self, server: i64) -> Result<Option<ContainerInfo>, DockerError> {
+        let c = match self.docker.inspect_container(&container_name(server), None::<InspectContainerOptions>).await {
+            Ok(c) => c,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let host_port = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.as_ref())
+            .and_then(|p| p.get(&format!("{GAME_PORT}/tcp")).cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port.and_then(|p| p.parse().ok())));
+        Ok(Some(ContainerInfo {
+            id: c.id.unwrap_or_default(),
+            name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
+            server,
+            running: c.state.and_then(|s| s.running).unwrap_or(false),
+            host_port,
+        }))
+    }
+
+    /// Every container this controller manages on the node (by label), running or not.
+    pub async fn list_managed(&self) -> Result<Vec<ContainerInfo>, DockerError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let mut out = Vec::new();
+        for c in self.docker.list_containers(Some(options)).await? {
+            let server = c.labels.as_ref().and_then(|l| l.get(LABEL_SERVER)).and_then(|s| s.parse().ok());
+            if let Some(server) = server {
+                if let Some(info) = self.inspect(server).await? {
+                    out.push(info);
+                }
+            }
+        }
+        out.sort_by_key(|c| c.server);
+        Ok(out)
+    }
+
+    /// Status ping of the server's game port.
+    pub async fn probe(&self, server: i64) -> Result<mcping::Status, String> {
+        let info = self.inspect(server).await.map_err(|e| e.to_string())?.ok_or("no container")?;
+        if !info.running {
+            return Err("container not running".into());
+        }
+        let port = info.host_port.ok_or("no published game port")?;
+        mcping::status(&self.host, port, Duration::from_secs(2)).await.map_err(|e| e.to_string())
+    }
+
+    /// Waits until the server answers a status ping.
+    pub async fn wait_ready(&self, server: i64, timeout: Duration) -> Result<mcping::Status, DockerError> {
+        let started = Instant::now();
+        let mut last = String::from("not probed");
+        while started.elapsed() < timeout {
+            match self.probe(server).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(DockerError::NotReady { server, waited: started.elapsed(), last })
+    }
+
+    /// A tar stream of the server's `/data` (its world), read through the Docker API so that
+    /// it works for remote nodes too; the container may be stopped.
+    pub async fn download_data(&self, server: i64) -> Result<Vec<u8>, DockerError> {
+        let options = DownloadFromContainerOptions { path: "/data".into() };
+        let mut stream = self.docker.download_from_container(&container_name(server), Some(options));
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    /// Writes a tar stream into the server's container at `/` (a restore of `/data`).
+    pub async fn upload_data(&self, server: i64, tar: Vec<u8>) -> Result<(), DockerError> {
+        let options = bollard::query_parameters::UploadToContainerOptions { path: "/".into(), ..Default::default() };
+        self.docker.upload_to_container(&container_name(server), Some(options), bollard::body_full(tar.into())).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! A stand-in game server for the controller's tests (vanilla server jars cannot be fetched
+//! here). It speaks enough of the Minecraft protocol for a status ping: handshake, status
+//! request → JSON status (players online and max), ping → pong. It takes `READY_AFTER_MS`
+//! before it listens, keeps a "world" in `$DATA/world.txt` (loaded at start, saved on SIGTERM
+//! with a save counter), and reads the player count from `$DATA/players` when that file
+//! exists (so a test can change it), else from `PLAYERS`.
+//!
+//! Environment: `PORT` (25565), `PLAYERS` (0), `MAX_PLAYERS` (20), `READY_AFTER_MS` (0),
+//! `DATA` (/data), `MOTD`. Static build for an image:
+//! `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p conductor-standin --target x86_64-unknown-linux-gnu`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+struct World {
+    path: PathBuf,
+    created: String,
+    saves: u64,
+}
+
+impl World {
+    fn load(dir: &str) -> World {
+        let path = PathBuf::from(dir).join("world.txt");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(str::to_owned);
+        World {
+            created: field("created=").unwrap_or_else(|| format!("{}", unix_secs())),
+            saves: field("saves=").and_then(|s| s.parse().ok()).unwrap_or(0),
+            path,
+        }
+    }
+
+    /// Writes a new file and renames it over the old one: a crash never leaves half a world.
+    fn save(&mut self) -> std::io::Result<()> {
+        self.saves += 1;
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, format!("created={}\nsaves={}\nsaved_at={}\n", self.created, self.saves, unix_secs()))?;
+        std::fs::rename(tmp, &self.path)
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn read_varint(r: &mut impl Read) -> std::io::Result<i32> {
+    let mut value: i32 = 0;
+    for i in 0..5 {
+        let mut b = [0u8; 1];
+        r.read_exact(&mut b)?;
+        value |= i32::from(b[0] & 0x7f) << (7 * i);
+        if b[0] & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "varint too long"))
+}
+
+fn write_varint(out: &mut Vec<u8>, mut v: i32) {
+    loop {
+        let mut b = (v & 0x7f) as u8;
+        v = ((v as u32) >> 7) as i32;
+        if v != 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if v == 0 {
+            break;
+        }
+    }
+}
+
+fn read_packet(r: &mut impl Read) -> std::io::Result<(i32, Vec<u8>)> {
+    let len = read_varint(r)?;
+    if !(1..=32 * 1024).contains(&len) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad packet length"));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    let mut cur = std::io::Cursor::new(body);
+    let id = read_varint(&mut cur)?;
+    let pos = cur.position() as usize;
+    Ok((id, cur.into_inner()[pos..].to_vec()))
+}
+
+fn send_packet(w: &mut impl Write, id: i32, payload: &[u8]) -> std::io::Result<()> {
+    let mut body = Vec::new();
+    write_varint(&mut body, id);
+    body.extend_from_slice(payload);
+    let mut frame = Vec::new();
+    write_varint(&mut frame, body.len() as i32);
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)
+}
+
+fn players(data: &str) -> u32 {
+    std::fs::read_to_string(PathBuf::from(data).join("players"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| env("PLAYERS", "0").parse().unwrap_or(0))
+}
+
+fn serve(mut s: TcpStream, data: &str, world: &World) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let (id, _handshake) = read_packet(&mut s)?;
+    if id != 0 {
+        return Ok(());
+    }
+    loop {
+        let (id, payload) = match read_packet(&mut s) {
+            Ok(p) => p,
+            Err(_) => return Ok(()),
+        };
+        match id {
+            0 => {
+                let status = format!(
+                    r#"{{"version":{{"name":"standin","protocol":767}},"players":{{"max":{},"online":{}}},"description":{{"text":"{}"}},"world":{{"created":"{}","saves":{}}}}}"#,
+                    env("MAX_PLAYERS", "20"),
+                    players(data),
+                    env("MOTD", "conductor stand-in").replace('"', "'"),
+                    world.created,
+                    world.saves
+                );
+                let mut p = Vec::new();
+                write_varint(&mut p, status.len() as i32);
+                p.extend_from_slice(status.as_bytes());
+                send_packet(&mut s, 0, &p)?;
+            }
+            1 => return send_packet(&mut s, 1, &payload),
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn main() {
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    let data = env("DATA", "/data");
+    let _ = std::fs::create_dir_all(&data);
+    let mut world = World::load(&data);
+    let ready_after: u64 = env("READY_AFTER_MS", "0").parse().unwrap_or(0);
+    let mut waited = 0;
+    while waited < ready_after && !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+        waited += 20;
+    }
+    let port = env("PORT", "25565");
+    let listener = TcpListener::bind(format!("0.0.0.0:{port}")).expect("bind the game port");
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    println!("standin: listening on {port}, world saves={}", world.saves);
+    while !STOP.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((s, _)) => {
+                let _ = s.set_nonblocking(false);
+                let _ = serve(s, &data, &world);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    match world.save() {
+        Ok(()) => println!("standin: saved the world (saves={})", world.saves),
+        Err(e) => {
+            eprintln!("standin: saving failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
