@@ -45,6 +45,13 @@ pub struct ContainerSpec {
     pub host_port: Option<u16>,
 }
 
+/// An image and command for volume helper containers (they idle until SIGTERM).
+#[derive(Clone, Debug)]
+pub struct Helper {
+    pub image: String,
+    pub cmd: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerInfo {
     pub id: String,
@@ -241,10 +248,53 @@ impl DockerNode {
         Ok(out)
     }
 
-    /// Writes a tar stream into the server's container at `/` (a restore of `/data`).
+    /// Writes a tar stream of `/data` (as [`Self::download_data`] gives it) into the running
+    /// server container.
     pub async fn upload_data(&self, server: i64, tar: Vec<u8>) -> Result<(), DockerError> {
-        let options = bollard::query_parameters::UploadToContainerOptions { path: "/".into(), ..Default::default() };
-        self.docker.upload_to_container(&container_name(server), Some(options), bollard::body_full(tar.into())).await?;
+        self.upload(&container_name(server), tar).await
+    }
+
+    async fn upload(&self, container: &str, tar: Vec<u8>) -> Result<(), DockerError> {
+        // Docker names a download of /data `data/…`, Podman `/…` (rooted at the directory):
+        // extract either where it came from.
+        let first = tar.get(..100).map(|n| String::from_utf8_lossy(n).trim_end_matches('\0').to_owned());
+        let path = if first.as_deref().is_some_and(|n| n == "data" || n.starts_with("data/")) { "/" } else { "/data" };
+        let options = bollard::query_parameters::UploadToContainerOptions { path: path.into(), ..Default::default() };
+        self.docker.upload_to_container(container, Some(options), bollard::body_full(tar.into())).await?;
         Ok(())
+    }
+
+    /// Writes a tar stream of `/data` into the server's volume while its container
+    /// does not run: through a short-lived helper container that mounts the volume (Podman
+    /// mounts volumes of a never-started container only when it starts). `helper` is an
+    /// image and a command that idles until SIGTERM without writing anything.
+    pub async fn write_volume(&self, server: i64, tar: Vec<u8>, helper: &Helper) -> Result<(), DockerError> {
+        let name = format!("conductor-helper-s{server}");
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), "helper".to_string()),
+            (LABEL_SERVER.to_string(), server.to_string()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(helper.image.clone()),
+            cmd: Some(helper.cmd.clone()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{}:/data", volume_name(server))]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
+        // A helper left over from a crash goes first.
+        let _ = self.docker.remove_container(&name, Some(remove.clone())).await;
+        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        self.docker.create_container(Some(options), body).await?;
+        let result = async {
+            self.docker.start_container(&name, None::<StartContainerOptions>).await?;
+            self.upload(&name, tar).await
+        }
+        .await;
+        let _ = self.docker.remove_container(&name, Some(remove)).await;
+        result
     }
 }

@@ -3,6 +3,7 @@
 //! in-memory implementations, numbered migrations run at connect).
 
 pub mod api;
+pub mod archive;
 pub mod docker;
 pub mod mcping;
 pub mod memory;

@@ -18,6 +18,10 @@ fn node() -> Option<DockerNode> {
     Some(DockerNode::connect(&endpoint, "127.0.0.1").expect("a Docker endpoint"))
 }
 
+fn helper() -> conductor_controller::docker::Helper {
+    conductor_controller::docker::Helper { image: IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] }
+}
+
 /// Server ids unique to this test process, so parallel runs do not collide.
 fn server_id(k: i64) -> i64 {
     i64::from(std::process::id()) * 100 + k
@@ -117,4 +121,71 @@ fn append_file(tar: &mut Vec<u8>, name: &str, data: &[u8]) {
     tar.extend_from_slice(&h);
     tar.extend_from_slice(data);
     tar.extend(std::iter::repeat_n(0u8, (512 - data.len() % 512) % 512));
+}
+
+/// Flips a byte of everything it stores: an archive that does not read back as written.
+struct Corrupting(conductor_controller::archive::DirArchive);
+
+impl conductor_controller::archive::ArchiveStore for Corrupting {
+    fn put(
+        &self,
+        key: &str,
+        data: &[u8],
+    ) -> Result<conductor_controller::archive::ArchiveRef, conductor_controller::archive::ArchiveError> {
+        let r = self.0.put(key, data)?;
+        let mut bad = data.to_vec();
+        bad[data.len() / 2] ^= 0xff;
+        self.0.put(key, &bad)?;
+        Ok(r)
+    }
+    fn read(&self, key: &str) -> Result<Vec<u8>, conductor_controller::archive::ArchiveError> {
+        self.0.read(key)
+    }
+    fn delete(&self, key: &str) -> Result<(), conductor_controller::archive::ArchiveError> {
+        self.0.delete(key)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_world_is_archived_verified_and_restored_with_matching_checksums() {
+    use conductor_controller::archive::{archive_server, restore_server, ArchiveStore, DirArchive};
+    let Some(n) = node() else { return };
+    let id = server_id(3);
+    let dir = std::env::temp_dir().join(format!("conductor-archive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = DirArchive { root: dir.clone() };
+    n.remove(id, true).await.unwrap();
+    n.ensure_container(&spec(id, &[])).await.unwrap();
+    n.start(id).await.unwrap();
+    n.wait_ready(id, Duration::from_secs(20)).await.unwrap();
+    n.stop(id, Duration::from_secs(10)).await.unwrap();
+
+    // A store that does not keep what it was given: the archive fails verification and the
+    // node copy is kept.
+    let bad = Corrupting(DirArchive { root: dir.clone() });
+    let err = archive_server(&n, &bad, id, "bad").await.unwrap_err().to_string();
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert!(n.inspect(id).await.unwrap().is_some(), "node copy kept after a failed verification");
+
+    let r = archive_server(&n, &store, id, &format!("s{id}-1")).await.unwrap();
+    assert_eq!(r.sha256.len(), 64);
+    assert!(n.inspect(id).await.unwrap().is_none(), "node copy removed after a verified archive");
+    assert_eq!(conductor_controller::archive::sha256_hex(&store.read(&r.key).unwrap()), r.sha256);
+
+    restore_server(&n, &store, &spec(id, &[]), &r, &helper()).await.unwrap();
+    n.start(id).await.unwrap();
+    let status = n.wait_ready(id, Duration::from_secs(20)).await.unwrap();
+    assert!(status.raw.contains("\"saves\":1"), "the archived world came back: {}", status.raw);
+    n.stop(id, Duration::from_secs(10)).await.unwrap();
+
+    // A damaged archive is refused before anything is restored.
+    let path = dir.join(format!("{}.tar.gz", r.key));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    n.remove(id, true).await.unwrap();
+    let err = restore_server(&n, &store, &spec(id, &[]), &r, &helper()).await.unwrap_err().to_string();
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert!(n.inspect(id).await.unwrap().is_none(), "nothing created from a bad archive");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,7 @@
 //! exists (so a test can change it), else from `PLAYERS`.
 //!
 //! Environment: `PORT` (25565), `PLAYERS` (0), `MAX_PLAYERS` (20), `READY_AFTER_MS` (0),
-//! `DATA` (/data), `MOTD`. Static build for an image:
+//! `DATA` (/data), `MOTD`. `standin hold` only waits for SIGTERM (a volume helper). Static build for an image:
 //! `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p conductor-standin --target x86_64-unknown-linux-gnu`.
 
 use std::io::{Read, Write};
@@ -150,6 +150,14 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    // `standin hold`: a volume helper — keeps the container up (so the engine mounts its
+    // volumes for archive copies) and exits on SIGTERM without touching anything.
+    if std::env::args().nth(1).as_deref() == Some("hold") {
+        while !STOP.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
     }
     let data = env("DATA", "/data");
     let _ = std::fs::create_dir_all(&data);
