@@ -4,7 +4,9 @@
 
 pub mod api;
 pub mod archive;
+pub mod cloud;
 pub mod docker;
+pub mod fake_hetzner;
 pub mod mcping;
 pub mod memory;
 pub mod pg;

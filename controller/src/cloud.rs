@@ -1,0 +1,266 @@
+//! The cloud driver: Hetzner Cloud through the `hcloud` crate. VMs get deterministic names
+//! (the intent's key), so a retried create cannot make a duplicate: a `uniqueness_error`
+//! means the VM exists, and it is looked up by name. Labels mark what the controller owns,
+//! so after a restart it lists its VMs by label selector. Requests pass a client-side rate
+//! budget (the crate drops response headers, so the server's remaining quota is unknown)
+//! and are retried with exponential backoff on 429 and 5xx.
+
+use hcloud::apis::configuration::Configuration;
+use hcloud::apis::{actions_api, servers_api, Error as HError};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+pub const LABEL_MANAGED: &str = "conductor-managed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error("Hetzner API {status}: {code}: {message}")]
+    Api { status: u16, code: String, message: String },
+    #[error("Hetzner API: {0}")]
+    Transport(String),
+    #[error("gave up after {attempts} attempts: {last}")]
+    Exhausted { attempts: u32, last: String },
+    #[error("action {id} failed: {message}")]
+    ActionFailed { id: i64, message: String },
+    #[error("action {id} not finished after {waited:?}")]
+    ActionTimeout { id: i64, waited: Duration },
+}
+
+impl CloudError {
+    fn retryable(&self) -> bool {
+        match self {
+            CloudError::Api { status, .. } => *status == 429 || *status >= 500,
+            CloudError::Transport(_) => true,
+            _ => false,
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            CloudError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+fn api_error<T>(e: HError<T>) -> CloudError {
+    match e {
+        HError::ResponseError(r) => {
+            let v: serde_json::Value = serde_json::from_str(&r.content).unwrap_or_default();
+            CloudError::Api {
+                status: r.status.as_u16(),
+                code: v["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+                message: v["error"]["message"].as_str().unwrap_or(&r.content).to_owned(),
+            }
+        }
+        other => CloudError::Transport(other.to_string()),
+    }
+}
+
+/// A VM as the controller sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vm {
+    pub id: i64,
+    pub name: String,
+    pub type_name: String,
+    pub running: bool,
+    pub labels: HashMap<String, String>,
+}
+
+fn vm(s: &hcloud::models::Server) -> Vm {
+    Vm {
+        id: s.id,
+        name: s.name.clone(),
+        type_name: s.server_type.name.clone(),
+        running: s.status == hcloud::models::server::Status::Running,
+        labels: s.labels.clone(),
+    }
+}
+
+/// Knobs of the client: rate budget and retries.
+#[derive(Clone, Debug)]
+pub struct CloudConfig {
+    /// Requests allowed per second, on average (a token bucket of `burst`).
+    pub requests_per_s: f64,
+    pub burst: f64,
+    pub max_attempts: u32,
+    pub backoff: Duration,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        // Hetzner allows 3600 requests per hour per project: 1 per second on average.
+        CloudConfig { requests_per_s: 1.0, burst: 10.0, max_attempts: 6, backoff: Duration::from_millis(500) }
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+pub struct HetznerCloud {
+    config: Configuration,
+    knobs: CloudConfig,
+    bucket: Mutex<Bucket>,
+}
+
+/// A VM to create.
+#[derive(Clone, Debug)]
+pub struct NewVm {
+    /// Deterministic: the same intent always asks for the same name.
+    pub name: String,
+    pub type_name: String,
+    /// An image name or a snapshot id.
+    pub image: String,
+    pub location: Option<String>,
+    pub user_data: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+impl HetznerCloud {
+    /// `base_url`: `None` for the real API, or e.g. `http://127.0.0.1:PORT/v1` (the fake).
+    pub fn new(token: &str, base_url: Option<&str>, knobs: CloudConfig) -> HetznerCloud {
+        let mut config = Configuration::new();
+        config.bearer_access_token = Some(token.to_owned());
+        if let Some(url) = base_url {
+            config.base_path_mapping.insert("https://api.hetzner.cloud/v1".into(), url.trim_end_matches('/').into());
+        }
+        let bucket = Mutex::new(Bucket { tokens: knobs.burst, at: Instant::now() });
+        HetznerCloud { config, knobs, bucket }
+    }
+
+    /// Waits for a token of the rate budget.
+    async fn take(&self) {
+        loop {
+            let wait = {
+                let mut b = self.bucket.lock().await;
+                let now = Instant::now();
+                b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.knobs.requests_per_s)
+                    .min(self.knobs.burst);
+                b.at = now;
+                if b.tokens >= 1.0 {
+                    b.tokens -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - b.tokens) / self.knobs.requests_per_s)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Runs `call` within the budget, retrying retryable failures with backoff.
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CloudError>>,
+    {
+        let mut delay = self.knobs.backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.knobs.max_attempts {
+            self.take().await;
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retryable() && attempt < self.knobs.max_attempts => {
+                    last = e.to_string();
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+                Err(e) if e.retryable() => {
+                    return Err(CloudError::Exhausted { attempts: attempt, last: e.to_string() });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(CloudError::Exhausted { attempts: self.knobs.max_attempts, last })
+    }
+
+    /// VMs matching a label selector (e.g. `conductor-managed=prod`).
+    pub async fn list(&self, selector: &str) -> Result<Vec<Vm>, CloudError> {
+        self.call(|| async {
+            let params =
+                servers_api::ListServersParams { label_selector: Some(selector.to_owned()), ..Default::default() };
+            let r = servers_api::list_servers(&self.config, params).await.map_err(api_error)?;
+            Ok(r.servers.iter().map(vm).collect())
+        })
+        .await
+    }
+
+    pub async fn by_name(&self, name: &str) -> Result<Option<Vm>, CloudError> {
+        self.call(|| async {
+            let params = servers_api::ListServersParams { name: Some(name.to_owned()), ..Default::default() };
+            let r = servers_api::list_servers(&self.config, params).await.map_err(api_error)?;
+            Ok(r.servers.first().map(vm))
+        })
+        .await
+    }
+
+    /// Creates the VM, or finds it if a VM of that name exists (a retry after a crash or a
+    /// lost answer). Returns the VM and the create action to wait for (if this call made it).
+    pub async fn create(&self, new: &NewVm) -> Result<(Vm, Option<i64>), CloudError> {
+        let made = self
+            .call(|| async {
+                let mut req = hcloud::models::CreateServerRequest::new(
+                    new.image.clone(),
+                    new.name.clone(),
+                    new.type_name.clone(),
+                );
+                req.labels = Some(new.labels.clone());
+                req.location = new.location.clone();
+                req.user_data = new.user_data.clone();
+                req.start_after_create = Some(true);
+                let params = servers_api::CreateServerParams { create_server_request: req };
+                servers_api::create_server(&self.config, params).await.map_err(api_error)
+            })
+            .await;
+        match made {
+            Ok(r) => Ok((vm(&r.server), Some(r.action.id))),
+            Err(e) if e.code() == Some("uniqueness_error") => match self.by_name(&new.name).await? {
+                Some(existing) => Ok((existing, None)),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Polls an action until it succeeds, fails, or `timeout` passes.
+    pub async fn wait_action(&self, id: i64, timeout: Duration) -> Result<(), CloudError> {
+        let started = Instant::now();
+        loop {
+            let a = self
+                .call(|| async {
+                    let params = actions_api::GetActionParams { id };
+                    actions_api::get_action(&self.config, params).await.map_err(api_error)
+                })
+                .await?;
+            match a.action.status {
+                hcloud::models::action::Status::Success => return Ok(()),
+                hcloud::models::action::Status::Error => {
+                    let message = a.action.error.map(|e| e.message).unwrap_or_else(|| "unknown".into());
+                    return Err(CloudError::ActionFailed { id, message });
+                }
+                hcloud::models::action::Status::Running => {}
+            }
+            if started.elapsed() >= timeout {
+                return Err(CloudError::ActionTimeout { id, waited: started.elapsed() });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes a VM; one that is already gone is fine.
+    pub async fn delete(&self, id: i64) -> Result<(), CloudError> {
+        let r = self
+            .call(|| async {
+                let params = servers_api::DeleteServerParams { id };
+                servers_api::delete_server(&self.config, params).await.map_err(api_error)
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("not_found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
