@@ -441,6 +441,78 @@ impl Scheduler {
         &self.config
     }
 
+    /// A server created after start-up (the live controller's API); `new`.
+    pub fn add_server(&mut self, spec: ServerSpec) -> ServerId {
+        let id = ServerId(self.servers.len() as u32);
+        self.servers.push(Server {
+            spec,
+            residence: Residence::New,
+            request: None,
+            placement: PlacementId(0),
+            stops: 0,
+            players: 0,
+            consent: Consent::None,
+            asked: false,
+            last_migrated: None,
+            migrating_from: None,
+            pending_ram: None,
+        });
+        id
+    }
+
+    /// Start-up of a live controller: a cloud VM that already exists (found by label),
+    /// ready or still provisioning. Returns its node.
+    pub fn adopt_vm(&mut self, ready: bool, created_at: Millis) -> Option<NodeId> {
+        let vm = self.config.vm_type.as_ref()?;
+        let node = NodeId(self.nodes.len() as u32);
+        let state = if ready { NodeState::Ready } else { NodeState::Provisioning };
+        self.nodes.push(Node::new(NodeKind::Cloud, &vm.name, vm.ram_mib, vm.usable_mib(), state, created_at));
+        self.cloud_vms += 1;
+        if ready {
+            self.usable_ready_mib += u64::from(vm.usable_mib());
+            let at = self.ready.partition_point(|&id| id < node);
+            self.ready.insert(at, node);
+        } else {
+            self.provisioning += 1;
+            self.usable_provisioning_mib += u64::from(vm.usable_mib());
+        }
+        Some(node)
+    }
+
+    /// Start-up of a live controller: a server found running (or starting) on `node`.
+    /// Returns the placement its boot completion must carry.
+    pub fn adopt_running(&mut self, server: ServerId, node: NodeId, booted: bool) -> PlacementId {
+        let ram = u64::from(self.servers[server.0 as usize].spec.ram_mib);
+        self.next_placement += 1;
+        let placement = PlacementId(self.next_placement);
+        let s = &mut self.servers[server.0 as usize];
+        s.placement = placement;
+        s.residence = if booted { Residence::Running { node } } else { Residence::Starting { node } };
+        let n = &mut self.nodes[node.0 as usize];
+        n.reserved_mib += ram;
+        n.active += 1;
+        n.servers.push(server);
+        self.reserved_mib += ram;
+        placement
+    }
+
+    /// Start-up of a live controller: a server whose world sleeps on `node` since
+    /// `stopped_at` (its archive timer is asked for), or lies in the archive.
+    pub fn adopt_stopped(&mut self, server: ServerId, node: Option<NodeId>, stopped_at: Millis, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        match node {
+            Some(node) => {
+                s.residence = Residence::Sleeping { node };
+                s.stops += 1;
+                let epoch = s.stops;
+                self.nodes[node.0 as usize].sleepers.push(server);
+                let at = stopped_at + self.config.sleep_window;
+                out.commands.push(Command::Wake { at, timer: Timer::Archive { server, epoch } });
+            }
+            None => s.residence = Residence::Archived,
+        }
+    }
+
     /// Starts the scaling clock at `now` (the window start): the first tick is one
     /// interval later.
     pub fn start(&mut self, now: Millis, out: &mut Outbox) {
@@ -1388,6 +1460,68 @@ mod tests {
 
     fn spec(ram_mib: u32) -> ServerSpec {
         ServerSpec { ram_mib, disk_mb: 1000, pay_per_use: true, cost_mode: CostMode::Off }
+    }
+
+    /// A live controller rebuilds its scheduler from what exists (adoption); the result
+    /// must decide exactly as a scheduler that saw the events did.
+    #[test]
+    fn adopting_what_exists_equals_having_seen_it_happen() {
+        let nodes = [node(16384)];
+        let config = SchedulerConfig::reference(vm(), 4);
+        let mut out = Outbox::default();
+        // By events: server 0 runs on node 0, server 1 sleeps there since t = 100, one VM is ready.
+        let mut seen = Scheduler::new(config.clone(), &nodes, vec![spec(4096), spec(2048), spec(8192)]);
+        seen.request_start(0, ServerId(0), &mut out);
+        seen.request_start(0, ServerId(1), &mut out);
+        let placements: Vec<PlacementId> = out
+            .commands
+            .iter()
+            .filter_map(|c| if let Command::Place { placement, .. } = c { Some(*placement) } else { None })
+            .collect();
+        seen.boot_complete(20, ServerId(0), placements[0], &mut out);
+        seen.boot_complete(20, ServerId(1), placements[1], &mut out);
+        seen.wanted_end(100, ServerId(1), &mut out);
+        let vm_node = seen.create_vm(100, &mut out).unwrap();
+        seen.node_ready(200, vm_node, &mut out);
+        // By adoption, with servers added one by one.
+        let mut adopted = Scheduler::new(config, &nodes, Vec::new());
+        let ids: Vec<ServerId> = [4096, 2048, 8192].iter().map(|&r| adopted.add_server(spec(r))).collect();
+        assert_eq!(ids, vec![ServerId(0), ServerId(1), ServerId(2)]);
+        adopted.adopt_running(ids[0], NodeId(0), true);
+        let mut wakes = Outbox::default();
+        adopted.adopt_stopped(ids[1], Some(NodeId(0)), 100, &mut wakes);
+        assert!(
+            matches!(wakes.commands[..], [Command::Wake { at, timer: Timer::Archive { .. } }] if at == 100 + adopted.config.sleep_window)
+        );
+        assert_eq!(adopted.adopt_vm(true, 100), Some(vm_node));
+        for sch in [&seen, &adopted] {
+            assert_eq!(sch.residence(ServerId(0)), Residence::Running { node: NodeId(0) });
+            assert_eq!(sch.residence(ServerId(1)), Residence::Sleeping { node: NodeId(0) });
+        }
+        assert_eq!(seen.utilisation(true), adopted.utilisation(true));
+        assert_eq!(seen.cloud_vms(), adopted.cloud_vms());
+        assert_eq!(seen.node(NodeId(0)).free_mib(), adopted.node(NodeId(0)).free_mib());
+        // Both place the next request the same way (server 2, 8 GiB: first fit, node 0).
+        let (mut a, mut b) = (Outbox::default(), Outbox::default());
+        seen.request_start(300, ServerId(2), &mut a);
+        adopted.request_start(300, ServerId(2), &mut b);
+        let place = |o: &Outbox| {
+            o.commands.iter().find_map(|c| {
+                if let Command::Place { node, restore, .. } = c {
+                    Some((*node, *restore))
+                } else {
+                    None
+                }
+            })
+        };
+        assert_eq!(place(&a), Some((NodeId(0), Restore::None)));
+        assert_eq!(place(&a), place(&b));
+        // And the sleeping server wakes where it sleeps, in both.
+        let (mut a, mut b) = (Outbox::default(), Outbox::default());
+        seen.request_start(400, ServerId(1), &mut a);
+        adopted.request_start(400, ServerId(1), &mut b);
+        assert_eq!(place(&a), Some((NodeId(0), Restore::None)));
+        assert_eq!(place(&a), place(&b));
     }
 
     /// The fast queue scan makes exactly the decisions of the literal one-pass scan, for
