@@ -1,7 +1,7 @@
 //! The Docker driver (bollard): one Docker API endpoint per node. Containers are named
 //! `conductor-s<server id>` and labelled, so that after a restart the controller finds what
 //! really runs (`list_managed`) and a retried create finds the container it made before.
-//! A server's world lives in the named volume `conductor-data-s<id>` mounted at `/data`.
+//! A server's world lives in the named volume `conductor-data-s<id>-world` mounted at `/data`.
 //! Readiness and player counts come from the Minecraft status ping, not from health checks.
 
 use crate::mcping;
@@ -65,8 +65,10 @@ pub fn container_name(server: i64) -> String {
     format!("conductor-s{server}")
 }
 
+/// The suffix keeps every name from being the prefix of another: Podman resolves a volume
+/// name that does not exist by prefix, so removing `…-s2` could remove `…-s29`'s world.
 pub fn volume_name(server: i64) -> String {
-    format!("conductor-data-s{server}")
+    format!("conductor-data-s{server}-world")
 }
 
 /// One node's Docker API.

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod cloud;
 pub mod docker;
 pub mod fake_hetzner;
+pub mod live;
 pub mod mcping;
 pub mod memory;
 pub mod pg;

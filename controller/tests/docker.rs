@@ -189,3 +189,22 @@ async fn a_world_is_archived_verified_and_restored_with_matching_checksums() {
     assert!(n.inspect(id).await.unwrap().is_none(), "nothing created from a bad archive");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn removing_one_servers_world_never_touches_another_with_a_longer_id() {
+    let Some(n) = node() else { return };
+    // Server 7 and server 7x (an id that starts with the same digits).
+    let (short, long) = (server_id(7) / 10, server_id(7));
+    for id in [short, long] {
+        n.remove(id, true).await.unwrap();
+    }
+    n.ensure_container(&spec(long, &[])).await.unwrap();
+    n.start(long).await.unwrap();
+    n.wait_ready(long, Duration::from_secs(20)).await.unwrap();
+    n.stop(long, Duration::from_secs(10)).await.unwrap();
+    n.remove(long, false).await.unwrap(); // the world of `long` stays, unused by any container
+    n.remove(short, true).await.unwrap(); // must not resolve to `long`'s volume by prefix
+    n.ensure_container(&spec(long, &[])).await.unwrap();
+    assert_eq!(saves(&n.download_data(long).await.unwrap()), Some(1), "the longer id's world survived");
+    n.remove(long, true).await.unwrap();
+}

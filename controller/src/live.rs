@@ -1,0 +1,659 @@
+//! The live engine: the decision core (`conductor_core::Scheduler`, exactly as the twin
+//! runs it) fed with what really happens, its commands carried out by the drivers.
+//!
+//! - Start-up rebuilds the scheduler from the store (adoption) and compares it with what
+//!   exists: containers by label on every node, VMs by label in the cloud. Pending intents
+//!   (external actions that may or may not have happened before a crash) are completed
+//!   idempotently: VM names and container names are deterministic.
+//! - Every tick (level-triggered): due timers fire, starting servers are probed (status
+//!   ping → `boot_complete`), running ones report players (`set_players`; pay-per-use
+//!   servers idle for `idle_timeout` → `wanted_end`), provisioning VMs are polled
+//!   (`node_ready`).
+//! - `observe` records every decision as an event and carries out nothing; `enforce`
+//!   writes an intent, calls the driver, and records the outcome.
+
+use crate::archive::{self, ArchiveRef, ArchiveStore};
+use crate::cloud::{HetznerCloud, NewVm, LABEL_MANAGED};
+use crate::docker::{ContainerSpec, DockerNode, Helper};
+use crate::store::{NewEvent, NewNode, NodeState, ServerState, Store, StoreError};
+use conductor_core::scheduler::{Outbox, ScaleAction};
+use conductor_core::{
+    Command, DedicatedType, Millis, NodeId, NodeKind, Note, PlacementId, Restore, Scheduler, ServerId, Timer,
+};
+use conductor_core::{SchedulerConfig, ServerSpec};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Decide and record, carry out nothing.
+    Observe,
+    Enforce,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Driver(String),
+}
+
+/// A dedicated node: its type (capacity) and how to reach its Docker API.
+pub struct DedicatedNode {
+    pub name: String,
+    pub kind: DedicatedType,
+    pub docker: Arc<DockerNode>,
+}
+
+/// The Docker API of a VM, by its name.
+pub type DockerForVm = Box<dyn Fn(&str) -> Arc<DockerNode> + Send + Sync>;
+
+/// How VMs are made and reached.
+pub struct CloudSetup {
+    pub client: Arc<HetznerCloud>,
+    /// The value of the `conductor-managed` label: this controller's VMs.
+    pub cluster: String,
+    pub image: String,
+    pub location: Option<String>,
+    pub user_data: Option<String>,
+    /// The Docker API of a new VM (tests and local runs: one engine for all).
+    pub docker_for_vm: DockerForVm,
+}
+
+pub struct LiveConfig {
+    pub scheduler: SchedulerConfig,
+    pub dedicated: Vec<DedicatedNode>,
+    pub cloud: Option<CloudSetup>,
+    pub idle_timeout: Millis,
+    pub stop_timeout: Duration,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub helper: Helper,
+    pub archive: Arc<dyn ArchiveStore>,
+    pub mode: Mode,
+}
+
+pub struct Live<S: Store> {
+    store: Arc<S>,
+    cfg: LiveConfig,
+    core: Scheduler,
+    out: Outbox,
+    /// Store id of each core server, and back.
+    server_ids: Vec<i64>,
+    by_store_id: HashMap<i64, ServerId>,
+    /// Store node id, Docker API and cloud id of each core node.
+    node_ids: Vec<Option<i64>>,
+    docker: Vec<Option<Arc<DockerNode>>>,
+    vm_ids: HashMap<NodeId, i64>,
+    timers: BTreeMap<(Millis, u64), Timer>,
+    timer_seq: u64,
+    /// Servers placed and not yet answering: their placement.
+    starting: HashMap<ServerId, PlacementId>,
+    idle_since: HashMap<ServerId, Millis>,
+    /// Latest archive of each server.
+    archives: HashMap<ServerId, ArchiveRef>,
+}
+
+fn spec(s: &crate::store::Server) -> ServerSpec {
+    ServerSpec { ram_mib: s.ram_mib, disk_mb: s.disk_mb, pay_per_use: s.pay_per_use, cost_mode: s.cost_mode }
+}
+
+impl<S: Store> Live<S> {
+    /// Rebuilds the scheduler from the store and reconciles it with what exists.
+    pub async fn start(store: Arc<S>, cfg: LiveConfig, now: Millis) -> Result<Live<S>, LiveError> {
+        let types: Vec<DedicatedType> = cfg.dedicated.iter().map(|d| d.kind.clone()).collect();
+        let core = Scheduler::new(cfg.scheduler.clone(), &types, Vec::new());
+        let mut live = Live {
+            store,
+            core,
+            out: Outbox::default(),
+            server_ids: Vec::new(),
+            by_store_id: HashMap::new(),
+            node_ids: Vec::new(),
+            docker: Vec::new(),
+            vm_ids: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            starting: HashMap::new(),
+            idle_since: HashMap::new(),
+            archives: HashMap::new(),
+            cfg,
+        };
+        // Dedicated nodes: core nodes 0..k, in config order.
+        for d in &live.cfg.dedicated {
+            let n = live
+                .store
+                .upsert_node(
+                    NewNode {
+                        name: d.name.clone(),
+                        kind: NodeKind::Dedicated,
+                        type_name: d.kind.name.clone(),
+                        provider_id: None,
+                        state: NodeState::Ready,
+                        ram_mib: d.kind.ram_mib,
+                        usable_mib: d.kind.usable_mib(),
+                    },
+                    now,
+                )
+                .await?;
+            live.node_ids.push(Some(n.id));
+            live.docker.push(Some(d.docker.clone()));
+        }
+        // Cloud VMs the store knows, reconciled with the cloud's list.
+        let mut existing = HashMap::new();
+        if let (Some(c), Mode::Enforce) = (&live.cfg.cloud, live.cfg.mode) {
+            for vm in c
+                .client
+                .list(&format!("{LABEL_MANAGED}={}", c.cluster))
+                .await
+                .map_err(|e| LiveError::Driver(e.to_string()))?
+            {
+                existing.insert(vm.name.clone(), vm);
+            }
+        }
+        let mut store_node_to_core = HashMap::new();
+        for (i, id) in live.node_ids.iter().enumerate() {
+            store_node_to_core.insert(id.expect("dedicated nodes are stored"), NodeId(i as u32));
+        }
+        for n in live.store.nodes().await? {
+            if n.kind != NodeKind::Cloud || matches!(n.state, NodeState::Deleted | NodeState::Dead) {
+                continue;
+            }
+            let found = existing.remove(&n.name);
+            if live.cfg.mode == Mode::Enforce && found.is_none() && n.state != NodeState::Provisioning {
+                // Gone from the cloud (deleted by hand, or a delete whose record was lost).
+                live.store.set_node_state(n.id, NodeState::Deleted, None, now).await?;
+                live.event(
+                    now,
+                    "node.deleted",
+                    None,
+                    Some(n.id),
+                    json!({ "reason": "not found in the cloud at start-up" }),
+                )
+                .await?;
+                continue;
+            }
+            let ready = n.state == NodeState::Ready || found.as_ref().is_some_and(|v| v.running);
+            let Some(core_node) = live.core.adopt_vm(ready, n.created_at) else { continue };
+            store_node_to_core.insert(n.id, core_node);
+            live.push_node(core_node, n.id, &n.name);
+            if let Some(vm) = found {
+                live.vm_ids.insert(core_node, vm.id);
+            }
+        }
+        // VMs carrying our label that the store does not know: a create whose record was
+        // lost. Nothing runs on them yet: delete.
+        if let (Some(c), Mode::Enforce) = (&live.cfg.cloud, live.cfg.mode) {
+            for (name, vm) in existing {
+                c.client.delete(vm.id).await.map_err(|e| LiveError::Driver(e.to_string()))?;
+                live.event(now, "node.cleaned-up", None, None, json!({ "vm": name, "reason": "unknown to the store" }))
+                    .await?;
+            }
+        }
+        // Servers.
+        let mut requeue = Vec::new();
+        for s in live.store.servers(None).await? {
+            let id = live.core.add_server(spec(&s));
+            live.server_ids.push(s.id);
+            live.by_store_id.insert(s.id, id);
+            let node = s.node.and_then(|n| store_node_to_core.get(&n).copied());
+            match (s.state, node) {
+                (ServerState::Running | ServerState::Starting, Some(node)) => {
+                    let placement = live.core.adopt_running(id, node, s.state == ServerState::Running);
+                    if s.state == ServerState::Starting {
+                        live.starting.insert(id, placement);
+                    }
+                }
+                (ServerState::Sleeping, Some(node)) => {
+                    let mut out = Outbox::default();
+                    live.core.adopt_stopped(id, Some(node), s.updated_at, &mut out);
+                    live.out.commands.extend(out.commands);
+                }
+                (ServerState::Archived, _) | (ServerState::Sleeping, None) => {
+                    live.core.adopt_stopped(id, None, s.updated_at, &mut Outbox::default());
+                }
+                (ServerState::Queued, _) => requeue.push(id),
+                _ => {}
+            }
+        }
+        // Containers that exist but should not (their server is gone): removed.
+        if live.cfg.mode == Mode::Enforce {
+            let mut seen = Vec::new();
+            for d in live.docker.iter().flatten() {
+                if seen.iter().any(|x: &Arc<DockerNode>| Arc::ptr_eq(x, d)) {
+                    continue;
+                }
+                seen.push(d.clone());
+                for c in d.list_managed().await.map_err(|e| LiveError::Driver(e.to_string()))? {
+                    if !live.by_store_id.contains_key(&c.server) {
+                        d.remove(c.server, false).await.map_err(|e| LiveError::Driver(e.to_string()))?;
+                        live.event(now, "container.cleaned-up", Some(c.server), None, json!({ "name": c.name }))
+                            .await?;
+                    }
+                }
+            }
+        }
+        live.core.start(now, &mut live.out);
+        for id in requeue {
+            live.core.request_start(now, id, &mut live.out);
+        }
+        live.apply(now).await?;
+        // Pending intents: finish what a crash interrupted (the calls are idempotent).
+        for i in live.store.pending_intents().await? {
+            live.event(now, "intent.resumed", None, None, json!({ "key": i.key, "action": i.action })).await?;
+            live.store.finish_intent(i.id, false, json!({ "superseded": "restart; state re-derived" }), now).await?;
+        }
+        Ok(live)
+    }
+
+    fn push_node(&mut self, core: NodeId, store_id: i64, name: &str) {
+        let i = core.0 as usize;
+        if self.node_ids.len() <= i {
+            self.node_ids.resize(i + 1, None);
+            self.docker.resize(i + 1, None);
+        }
+        self.node_ids[i] = Some(store_id);
+        if let Some(c) = &self.cfg.cloud {
+            self.docker[i] = Some((c.docker_for_vm)(name));
+        }
+    }
+
+    pub fn core(&self) -> &Scheduler {
+        &self.core
+    }
+
+    /// A server created through the API after start-up.
+    pub fn add_server(&mut self, s: &crate::store::Server) {
+        if !self.by_store_id.contains_key(&s.id) {
+            let id = self.core.add_server(spec(s));
+            self.server_ids.push(s.id);
+            self.by_store_id.insert(s.id, id);
+        }
+    }
+
+    fn id_of(&self, store_id: i64) -> Result<ServerId, LiveError> {
+        self.by_store_id
+            .get(&store_id)
+            .copied()
+            .ok_or(LiveError::Store(StoreError::NotFound { what: "server", id: store_id.to_string() }))
+    }
+
+    /// A customer (or a player connecting through the gateway) asks `server` to start.
+    pub async fn request_start(&mut self, store_id: i64, now: Millis) -> Result<(), LiveError> {
+        let id = self.id_of(store_id)?;
+        self.event(now, "server.requested", Some(store_id), None, json!({})).await?;
+        self.core.request_start(now, id, &mut self.out);
+        self.apply(now).await
+    }
+
+    /// A customer stops `server` (or it went idle).
+    pub async fn request_stop(&mut self, store_id: i64, now: Millis) -> Result<(), LiveError> {
+        let id = self.id_of(store_id)?;
+        self.core.wanted_end(now, id, &mut self.out);
+        self.apply(now).await
+    }
+
+    /// One reconcile step at `now`.
+    pub async fn tick(&mut self, now: Millis) -> Result<(), LiveError> {
+        while let Some((&(at, seq), _)) = self.timers.first_key_value() {
+            if at > now {
+                break;
+            }
+            let timer = self.timers.remove(&(at, seq)).expect("present");
+            self.core.timer(at, timer, &mut self.out);
+            self.apply(now).await?;
+        }
+        if self.cfg.mode == Mode::Observe {
+            return Ok(());
+        }
+        // Provisioning VMs: ready when the cloud says running.
+        let provisioning: Vec<NodeId> = (0..self.core.nodes().len() as u32)
+            .map(NodeId)
+            .filter(|n| self.core.node(*n).state == conductor_core::scheduler::NodeState::Provisioning)
+            .collect();
+        for node in provisioning {
+            let (Some(c), Some(&vm)) = (&self.cfg.cloud, self.vm_ids.get(&node)) else { continue };
+            let name = self.node_name(node).await?;
+            let running = c
+                .client
+                .by_name(&name)
+                .await
+                .map_err(|e| LiveError::Driver(e.to_string()))?
+                .is_some_and(|v| v.running && v.id == vm);
+            if running {
+                if let Some(store_id) = self.node_ids[node.0 as usize] {
+                    self.store.set_node_state(store_id, NodeState::Ready, None, now).await?;
+                    self.event(now, "node.ready", None, Some(store_id), json!({})).await?;
+                }
+                self.core.node_ready(now, node, &mut self.out);
+                self.apply(now).await?;
+            }
+        }
+        // Starting servers: running once they answer a status ping.
+        let starting: Vec<(ServerId, PlacementId)> = self.starting.iter().map(|(s, p)| (*s, *p)).collect();
+        for (server, placement) in starting {
+            let Some(d) = self.docker_of(server) else { continue };
+            if let Ok(status) = d.probe(self.server_ids[server.0 as usize]).await {
+                self.starting.remove(&server);
+                self.core.boot_complete(now, server, placement, &mut self.out);
+                self.core.set_players(server, status.online);
+                self.apply(now).await?;
+            }
+        }
+        // Running servers: players, and idle pay-per-use servers stop.
+        for i in 0..self.server_ids.len() {
+            let server = ServerId(i as u32);
+            if !matches!(self.core.residence(server), conductor_core::Residence::Running { .. }) {
+                self.idle_since.remove(&server);
+                continue;
+            }
+            let Some(d) = self.docker_of(server) else { continue };
+            let Ok(status) = d.probe(self.server_ids[i]).await else { continue };
+            self.core.set_players(server, status.online);
+            let pay_per_use = self.store.server(self.server_ids[i]).await?.pay_per_use;
+            if status.online > 0 || !pay_per_use {
+                self.idle_since.remove(&server);
+                continue;
+            }
+            let since = *self.idle_since.entry(server).or_insert(now);
+            if now - since >= self.cfg.idle_timeout {
+                self.idle_since.remove(&server);
+                self.event(now, "server.idle", Some(self.server_ids[i]), None, json!({ "idle_ms": now - since }))
+                    .await?;
+                self.core.wanted_end(now, server, &mut self.out);
+                self.apply(now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn docker_of(&self, server: ServerId) -> Option<Arc<DockerNode>> {
+        let node = match self.core.residence(server) {
+            conductor_core::Residence::Starting { node }
+            | conductor_core::Residence::Running { node }
+            | conductor_core::Residence::Sleeping { node } => node,
+            _ => return None,
+        };
+        self.docker.get(node.0 as usize).cloned().flatten()
+    }
+
+    async fn node_name(&self, node: NodeId) -> Result<String, LiveError> {
+        let id = self.node_ids.get(node.0 as usize).copied().flatten();
+        let nodes = self.store.nodes().await?;
+        Ok(nodes.into_iter().find(|n| Some(n.id) == id).map(|n| n.name).unwrap_or_default())
+    }
+
+    async fn event(
+        &self,
+        at: Millis,
+        kind: &str,
+        server: Option<i64>,
+        node: Option<i64>,
+        data: serde_json::Value,
+    ) -> Result<(), LiveError> {
+        self.store.append_event(NewEvent { at, kind: kind.into(), server, node, data }).await?;
+        Ok(())
+    }
+
+    fn container(&self, server: ServerId) -> ContainerSpec {
+        ContainerSpec {
+            server: self.server_ids[server.0 as usize],
+            image: self.cfg.image.clone(),
+            cmd: self.cfg.cmd.clone(),
+            memory_mib: self.core.plan_ram(server),
+            env: Vec::new(),
+            host_port: None,
+        }
+    }
+
+    /// Records the notes and carries out the commands of the last core step(s).
+    async fn apply(&mut self, now: Millis) -> Result<(), LiveError> {
+        loop {
+            let mut out = std::mem::take(&mut self.out);
+            if out.commands.is_empty() && out.notes.is_empty() {
+                return Ok(());
+            }
+            for note in out.notes.drain(..) {
+                self.note(now, note).await?;
+            }
+            for command in out.commands.drain(..) {
+                self.command(now, command).await?;
+            }
+        }
+    }
+
+    async fn note(&mut self, now: Millis, note: Note) -> Result<(), LiveError> {
+        let sid = |s: ServerId| self.server_ids.get(s.0 as usize).copied();
+        match note {
+            Note::Queued { server } => {
+                if let Some(id) = sid(server) {
+                    self.store.set_server_state(id, ServerState::Queued, None, now).await?;
+                    self.event(now, "server.queued", Some(id), None, json!({})).await?;
+                }
+            }
+            Note::Running { server, requested_at } => {
+                if let (Some(id), conductor_core::Residence::Running { node }) =
+                    (sid(server), self.core.residence(server))
+                {
+                    let store_node = self.node_ids[node.0 as usize];
+                    self.store.set_server_state(id, ServerState::Running, store_node, now).await?;
+                    self.event(now, "server.started", Some(id), store_node, json!({ "wait_ms": now - requested_at }))
+                        .await?;
+                }
+            }
+            Note::Abandoned { server, reason, .. } => {
+                if let Some(id) = sid(server) {
+                    let state = match self.core.residence(server) {
+                        conductor_core::Residence::Archived => ServerState::Archived,
+                        conductor_core::Residence::Sleeping { .. } => ServerState::Sleeping,
+                        _ => ServerState::New,
+                    };
+                    let node = match self.core.residence(server) {
+                        conductor_core::Residence::Sleeping { node } => self.node_ids[node.0 as usize],
+                        _ => None,
+                    };
+                    self.store.set_server_state(id, state, node, now).await?;
+                    self.event(now, "server.abandoned", Some(id), None, json!({ "reason": format!("{reason:?}") }))
+                        .await?;
+                }
+            }
+            Note::Scaled { action, policy, reason, .. } => {
+                let (name, node) = match action {
+                    ScaleAction::Create { node } => ("create", node),
+                    ScaleAction::Delete { node } => ("delete", node),
+                    ScaleAction::Cordon { node } => ("cordon", node),
+                    ScaleAction::Uncordon { node } => ("uncordon", node),
+                };
+                let data = json!({ "action": name, "policy": policy, "reason": reason, "core_node": node.0 });
+                self.event(now, "scaling.decision", None, None, data).await?;
+            }
+            Note::Shadow { policy, add, reason } => {
+                self.event(
+                    now,
+                    "scaling.shadow",
+                    None,
+                    None,
+                    json!({ "policy": policy, "would_add": add, "reason": reason }),
+                )
+                .await?;
+            }
+            other => {
+                self.event(now, "core.note", None, None, json!({ "note": format!("{other:?}") })).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn command(&mut self, now: Millis, command: Command) -> Result<(), LiveError> {
+        if let Command::Wake { at, timer } = command {
+            self.timer_seq += 1;
+            self.timers.insert((at, self.timer_seq), timer);
+            return Ok(());
+        }
+        if self.cfg.mode == Mode::Observe {
+            return self
+                .event(now, "decision.observed", None, None, json!({ "command": format!("{command:?}") }))
+                .await;
+        }
+        let drv = |e: &dyn std::fmt::Display| LiveError::Driver(e.to_string());
+        match command {
+            Command::Place { server, node, restore, placement } => {
+                let id = self.server_ids[server.0 as usize];
+                let store_node = self.node_ids[node.0 as usize];
+                let intent = self
+                    .store
+                    .begin_intent(
+                        &format!("place:{id}:{}", placement.0),
+                        "place",
+                        json!({ "node": store_node, "restore": format!("{restore:?}") }),
+                        now,
+                    )
+                    .await?;
+                self.store.set_server_state(id, ServerState::Starting, store_node, now).await?;
+                let d = self.docker[node.0 as usize]
+                    .clone()
+                    .ok_or_else(|| LiveError::Driver("node without a Docker API".into()))?;
+                let spec = self.container(server);
+                match restore {
+                    Restore::None => {
+                        d.ensure_container(&spec).await.map_err(|e| drv(&e))?;
+                    }
+                    Restore::FromArchive => {
+                        let r = self
+                            .archives
+                            .get(&server)
+                            .cloned()
+                            .ok_or_else(|| LiveError::Driver(format!("server {id}: no archive known")))?;
+                        archive::restore_server(&d, self.cfg.archive.as_ref(), &spec, &r, &self.cfg.helper)
+                            .await
+                            .map_err(|e| drv(&e))?;
+                        self.event(
+                            now,
+                            "server.restored",
+                            Some(id),
+                            store_node,
+                            json!({ "archive": r.key, "sha256": r.sha256 }),
+                        )
+                        .await?;
+                    }
+                    Restore::FromNode(from) => {
+                        let src = self.docker[from.0 as usize]
+                            .clone()
+                            .ok_or_else(|| LiveError::Driver("node without a Docker API".into()))?;
+                        let tar = src.download_data(id).await.map_err(|e| drv(&e))?;
+                        d.write_volume(id, tar, &self.cfg.helper).await.map_err(|e| drv(&e))?;
+                        d.ensure_container(&spec).await.map_err(|e| drv(&e))?;
+                        if !Arc::ptr_eq(&src, &d) {
+                            src.remove(id, true).await.map_err(|e| drv(&e))?;
+                        }
+                    }
+                }
+                d.start(id).await.map_err(|e| drv(&e))?;
+                self.starting.insert(server, placement);
+                self.store.finish_intent(intent.id, true, json!({}), now).await?;
+            }
+            Command::Stop { server, node } => {
+                let id = self.server_ids[server.0 as usize];
+                let store_node = self.node_ids[node.0 as usize];
+                if let Some(d) = self.docker[node.0 as usize].clone() {
+                    d.stop(id, self.cfg.stop_timeout).await.map_err(|e| drv(&e))?;
+                }
+                self.starting.remove(&server);
+                self.store.set_server_state(id, ServerState::Sleeping, store_node, now).await?;
+                self.event(now, "server.slept", Some(id), store_node, json!({})).await?;
+            }
+            Command::Archive { server, node } => {
+                let id = self.server_ids[server.0 as usize];
+                let d = self.docker[node.0 as usize]
+                    .clone()
+                    .ok_or_else(|| LiveError::Driver("node without a Docker API".into()))?;
+                let key = format!("s{id}-{now}");
+                let intent =
+                    self.store.begin_intent(&format!("archive:{key}"), "archive", json!({ "server": id }), now).await?;
+                let r = archive::archive_server(&d, self.cfg.archive.as_ref(), id, &key).await.map_err(|e| drv(&e))?;
+                self.store.set_server_state(id, ServerState::Archived, None, now).await?;
+                self.store.finish_intent(intent.id, true, json!({ "archive": r.key, "sha256": r.sha256 }), now).await?;
+                self.event(
+                    now,
+                    "server.archived",
+                    Some(id),
+                    None,
+                    json!({ "archive": r.key, "sha256": r.sha256, "bytes": r.bytes }),
+                )
+                .await?;
+                self.archives.insert(server, r);
+            }
+            Command::CreateVm { node, vm_type } => {
+                let c = self.cfg.cloud.as_ref().ok_or_else(|| LiveError::Driver("no cloud configured".into()))?;
+                let (cluster, image, location, user_data) =
+                    (c.cluster.clone(), c.image.clone(), c.location.clone(), c.user_data.clone());
+                let client = c.client.clone();
+                // The node row first: its id makes the VM's name, the key of the intent.
+                let seq = self
+                    .store
+                    .append_event(NewEvent {
+                        at: now,
+                        kind: "node.create-requested".into(),
+                        server: None,
+                        node: None,
+                        data: json!({ "type": vm_type }),
+                    })
+                    .await?;
+                let name = format!("cdt-{cluster}-{seq}");
+                let vm_ram = self.core.node(node).ram_mib;
+                let usable = self.core.node(node).usable_mib;
+                let n = self
+                    .store
+                    .upsert_node(
+                        NewNode {
+                            name: name.clone(),
+                            kind: NodeKind::Cloud,
+                            type_name: vm_type.clone(),
+                            provider_id: None,
+                            state: NodeState::Provisioning,
+                            ram_mib: vm_ram,
+                            usable_mib: usable,
+                        },
+                        now,
+                    )
+                    .await?;
+                self.push_node(node, n.id, &name);
+                let intent = self
+                    .store
+                    .begin_intent(
+                        &format!("create-vm:{name}"),
+                        "create_vm",
+                        json!({ "name": name, "type": vm_type }),
+                        now,
+                    )
+                    .await?;
+                let labels = HashMap::from([(LABEL_MANAGED.to_string(), cluster)]);
+                let new = NewVm { name: name.clone(), type_name: vm_type, image, location, user_data, labels };
+                let (vm, _) = client.create(&new).await.map_err(|e| drv(&e))?;
+                self.vm_ids.insert(node, vm.id);
+                self.store.set_node_state(n.id, NodeState::Provisioning, Some(vm.id.to_string()), now).await?;
+                self.store.finish_intent(intent.id, true, json!({ "provider_id": vm.id }), now).await?;
+                self.event(now, "node.created", None, Some(n.id), json!({ "provider_id": vm.id, "name": name }))
+                    .await?;
+            }
+            Command::DeleteVm { node } => {
+                let c = self.cfg.cloud.as_ref().ok_or_else(|| LiveError::Driver("no cloud configured".into()))?;
+                if let Some(vm) = self.vm_ids.remove(&node) {
+                    c.client.delete(vm).await.map_err(|e| drv(&e))?;
+                }
+                if let Some(store_id) = self.node_ids[node.0 as usize] {
+                    self.store.set_node_state(store_id, NodeState::Deleted, None, now).await?;
+                    self.event(now, "node.deleted", None, Some(store_id), json!({})).await?;
+                }
+            }
+            other => {
+                self.event(now, "command.unsupported", None, None, json!({ "command": format!("{other:?}") })).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! The live engine end to end: PostgreSQL, Podman (the stand-in game server) and the fake
+//! Hetzner API. Servers are created and started, the dedicated node fills, the policy
+//! creates a VM in the fake cloud, servers stop (worlds saved), are archived after the
+//! sleep window and restored with matching checksums; the controller is killed while a VM
+//! provisions and restarted: no duplicate VM, no lost server, no orphan container.
+//! Time is passed in: the test jumps `now` forward for timers (scaling ticks, the sleep
+//! window) and waits for real only on containers and the fake cloud's actions.
+
+mod common;
+
+use conductor_controller::archive::DirArchive;
+use conductor_controller::cloud::{CloudConfig, HetznerCloud};
+use conductor_controller::docker::{DockerNode, Helper};
+use conductor_controller::fake_hetzner::{Behaviour, FakeHetzner};
+use conductor_controller::live::{CloudSetup, DedicatedNode, Live, LiveConfig, Mode};
+use conductor_controller::store::{NewServer, ServerState, Store};
+use conductor_core::catalogue::Reserve;
+use conductor_core::model::CostMode;
+use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use rust_decimal::Decimal;
+use std::sync::Arc;
+use std::time::Duration;
+
+const T0: Millis = 1_760_000_000_000;
+const S: Millis = 1000;
+
+fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path::Path, mode: Mode) -> LiveConfig {
+    // A tiny dedicated node (1024 MiB usable) and 2 GiB VMs: two small servers fill it.
+    let vm = CloudType {
+        name: "cx23".into(),
+        ram_mib: 2048,
+        cores: 2,
+        disk_gb: 40,
+        hourly_eur: Decimal::new(6, 3),
+        monthly_cap_eur: Decimal::new(399, 2),
+        reserve: Reserve::Mib(0),
+    };
+    let dedicated = DedicatedType {
+        name: "tiny".into(),
+        ram_mib: 1024,
+        cores: 2,
+        disk_gb: 40,
+        monthly_eur: Decimal::from(10),
+        reserve: Reserve::Mib(0),
+    };
+    let for_vm = docker.clone();
+    LiveConfig {
+        scheduler: SchedulerConfig::reference(vm, 3),
+        dedicated: vec![DedicatedNode { name: "ded-1".into(), kind: dedicated, docker }],
+        cloud: Some(CloudSetup {
+            client: cloud,
+            cluster: format!("test{}", std::process::id()),
+            image: "ubuntu-24.04".into(),
+            location: None,
+            user_data: Some("#cloud-config\n".into()),
+            docker_for_vm: Box::new(move |_| for_vm.clone()),
+        }),
+        idle_timeout: 300 * S,
+        stop_timeout: Duration::from_secs(10),
+        image: common::IMAGE.into(),
+        cmd: None,
+        helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
+        archive: Arc::new(DirArchive { root: archive.to_path_buf() }),
+        mode,
+    }
+}
+
+/// Ticks (at `now`) until `done` holds, waiting for real in between; at most 30 s.
+async fn until<St: Store>(live: &mut Live<St>, now: Millis, what: &str, mut done: impl FnMut(&Live<St>) -> bool) {
+    for _ in 0..150 {
+        live.tick(now).await.unwrap();
+        if done(live) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn state<St: Store>(store: &St, id: i64) -> ServerState {
+    store.server(id).await.unwrap().state
+}
+
+fn server(owner: i64, name: &str, ram_mib: u32) -> NewServer {
+    NewServer { owner, name: name.into(), ram_mib, disk_mb: 100, pay_per_use: false, cost_mode: CostMode::Off }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn servers_run_scale_sleep_archive_restore_and_survive_a_crash() {
+    let (Some(store), Some(docker)) = (common::fresh_pg("live").await, common::docker()) else { return };
+    let store = Arc::new(store);
+    let docker = Arc::new(docker);
+    let fake = FakeHetzner::new(Behaviour { action_ms: 800, ..Behaviour::default() });
+    let url = fake.serve(0).await.unwrap();
+    let quick = CloudConfig { requests_per_s: 100.0, burst: 20.0, max_attempts: 4, backoff: Duration::from_millis(50) };
+    let cloud = Arc::new(HetznerCloud::new("token", Some(&url), quick));
+    let archive_dir = std::env::temp_dir().join(format!("conductor-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&archive_dir);
+
+    let owner = store.create_owner("alice", T0).await.unwrap();
+    let a = store.create_server(server(owner.id, "a", 512), T0).await.unwrap();
+    let b = store.create_server(server(owner.id, "b", 512), T0).await.unwrap();
+    let c = store.create_server(server(owner.id, "c", 768), T0).await.unwrap();
+    for id in [a.id, b.id, c.id] {
+        docker.remove(id, true).await.unwrap();
+    }
+
+    let mut live = Live::start(store.clone(), config(docker.clone(), cloud.clone(), &archive_dir, Mode::Enforce), T0)
+        .await
+        .unwrap();
+    // a and b fill the dedicated node; their containers really start and answer pings.
+    live.request_start(a.id, T0).await.unwrap();
+    live.request_start(b.id, T0).await.unwrap();
+    let (sa, sb) = (store.clone(), store.clone());
+    until(&mut live, T0 + S, "a and b running", |_| true).await;
+    for _ in 0..100 {
+        if state(&*sa, a.id).await == ServerState::Running && state(&*sb, b.id).await == ServerState::Running {
+            break;
+        }
+        live.tick(T0 + S).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state(&*store, a.id).await, ServerState::Running);
+    assert_eq!(state(&*store, b.id).await, ServerState::Running);
+    assert!(docker.probe(a.id).await.is_ok(), "a's container answers a status ping");
+
+    // c does not fit: queued; the scaling tick (2 min later) creates a VM in the fake cloud.
+    live.request_start(c.id, T0 + 2 * S).await.unwrap();
+    assert_eq!(state(&*store, c.id).await, ServerState::Queued);
+    live.tick(T0 + 121 * S).await.unwrap();
+    assert_eq!(fake.server_names().len(), 1, "one VM created");
+    let events = store.events(0, 1000).await.unwrap();
+    let decision = events.iter().find(|e| e.kind == "scaling.decision").expect("a scaling decision was recorded");
+    assert_eq!(decision.data["action"], "create");
+    assert!(
+        decision.data["reason"].as_str().unwrap().contains('%')
+            || !decision.data["reason"].as_str().unwrap().is_empty()
+    );
+
+    // Crash while the VM provisions: drop the controller, start a new one on the same store.
+    drop(live);
+    let mut live =
+        Live::start(store.clone(), config(docker.clone(), cloud.clone(), &archive_dir, Mode::Enforce), T0 + 122 * S)
+            .await
+            .unwrap();
+    assert_eq!(fake.server_names().len(), 1, "no duplicate VM after the restart");
+    // The VM becomes ready; c (still queued, re-requested at start-up) is placed on it.
+    for _ in 0..100 {
+        live.tick(T0 + 123 * S).await.unwrap();
+        if state(&*store, c.id).await == ServerState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state(&*store, c.id).await, ServerState::Running, "c runs on the new VM");
+    let c_node = store.server(c.id).await.unwrap().node.unwrap();
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(nodes.iter().find(|n| n.id == c_node).unwrap().kind, conductor_core::NodeKind::Cloud);
+    assert_eq!(store.servers(None).await.unwrap().len(), 3, "no server lost");
+
+    // a stops: its world is saved and it sleeps on its node.
+    live.request_stop(a.id, T0 + 200 * S).await.unwrap();
+    assert_eq!(state(&*store, a.id).await, ServerState::Sleeping);
+    let tar = docker.download_data(a.id).await.unwrap();
+    assert!(String::from_utf8_lossy(&tar).contains("saves=1"), "a's world saved on stop");
+
+    // 48 h later it is archived (verified), and its node copy is gone.
+    let later = T0 + 200 * S + 48 * 3600 * S;
+    live.tick(later).await.unwrap();
+    assert_eq!(state(&*store, a.id).await, ServerState::Archived);
+    assert!(docker.inspect(a.id).await.unwrap().is_none(), "node copy removed after the archive");
+    let archived = store.events(0, 1000).await.unwrap().into_iter().find(|e| e.kind == "server.archived").unwrap();
+    let sha = archived.data["sha256"].as_str().unwrap().to_owned();
+
+    // Started again: restored from the archive with a matching checksum, world intact.
+    live.request_start(a.id, later + S).await.unwrap();
+    for _ in 0..100 {
+        live.tick(later + 2 * S).await.unwrap();
+        if state(&*store, a.id).await == ServerState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state(&*store, a.id).await, ServerState::Running);
+    let restored = store.events(0, 1000).await.unwrap().into_iter().find(|e| e.kind == "server.restored").unwrap();
+    assert_eq!(restored.data["sha256"].as_str().unwrap(), sha);
+    assert!(docker.probe(a.id).await.unwrap().raw.contains("\"saves\":1"), "the archived world came back");
+
+    // Every server has exactly its one container: no orphans.
+    let containers = docker.list_managed().await.unwrap();
+    for id in [a.id, b.id, c.id] {
+        assert_eq!(containers.iter().filter(|x| x.server == id).count(), 1, "server {id}");
+    }
+    for id in [a.id, b.id, c.id] {
+        docker.remove(id, true).await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&archive_dir);
+}
