@@ -33,6 +33,17 @@ enum Command {
     Dataset(DatasetCommand),
     /// Forecast 48 h of demand per tier (the nightly job), or backtest models.
     Forecast(Box<forecast_cmd::ForecastArgs>),
+    /// Run the live controller: PostgreSQL, Docker nodes, Hetzner Cloud, the HTTP API.
+    Serve {
+        /// The controller's configuration (see controller.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Serve a local fake of the Hetzner Cloud API (for local runs and tests).
+    FakeHetzner {
+        #[arg(long, default_value_t = 8081)]
+        port: u16,
+    },
 }
 
 #[derive(Args)]
@@ -110,6 +121,8 @@ fn main() {
         Command::Dataset(DatasetCommand::Generate(args)) => dataset_generate(args),
         Command::Dataset(DatasetCommand::Check { dir }) => dataset_check(&dir),
         Command::Forecast(args) => forecast_cmd::run(*args),
+        Command::Serve { config } => serve(&config),
+        Command::FakeHetzner { port } => fake_hetzner(port),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -256,6 +269,33 @@ fn compare(a: &Path, b: &Path, out: Option<&Path>) -> Result<()> {
         println!("wrote     {}", out.join("compare.html").display());
     }
     Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+fn serve(config: &Path) -> Result<()> {
+    let cfg = conductor_controller::config::ControllerConfig::load(config)?;
+    runtime()?.block_on(async {
+        tokio::select! {
+            r = conductor_controller::serve::serve(cfg) => r.map_err(|e| anyhow::anyhow!("{e}")),
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("conductor: stopping (interrupted)");
+                Ok(())
+            }
+        }
+    })
+}
+
+fn fake_hetzner(port: u16) -> Result<()> {
+    runtime()?.block_on(async {
+        let fake = conductor_controller::fake_hetzner::FakeHetzner::default();
+        let url = fake.serve(port).await?;
+        println!("fake Hetzner Cloud API on {url} (any token)");
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    })
 }
 
 fn dataset_generate(args: GenerateArgs) -> Result<()> {

@@ -28,9 +28,12 @@ pub struct ApiConfig {
     pub now: Box<dyn Fn() -> Millis + Send + Sync>,
 }
 
-pub struct Api<S> {
-    pub store: S,
+pub struct Api<S: Store> {
+    pub store: Arc<S>,
     pub config: ApiConfig,
+    /// The live engine, when the API runs inside `conductor serve` (starts and stops go
+    /// through the decision core); `None` for a store-only API.
+    pub live: Option<Arc<tokio::sync::Mutex<crate::live::Live<S>>>>,
 }
 
 #[derive(Debug)]
@@ -197,6 +200,11 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/owners", axum::routing::post(create_owner::<S>))
         .route("/v1/servers", get(list_servers::<S>).post(create_server::<S>))
         .route("/v1/servers/{id}", get(show_server::<S>))
+        .route("/v1/servers/{id}/start", axum::routing::post(start_server::<S>))
+        .route("/v1/servers/{id}/stop", axum::routing::post(stop_server::<S>))
+        .route("/v1/fleet", get(fleet::<S>))
+        .route("/v1/events", get(events::<S>))
+        .route("/metrics", get(metrics::<S>))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(api)
 }
@@ -284,7 +292,21 @@ async fn create_server<S: Store>(
         cost_mode,
     };
     let server = api.store.create_server(s, (api.config.now)()).await?;
+    if let Some(live) = &api.live {
+        live.lock().await.add_server(&server);
+    }
     Ok((StatusCode::CREATED, Json(server.into())))
+}
+
+/// The server `id` if the caller may see it (others' servers are "not found").
+async fn visible<S: Store>(api: &Api<S>, headers: &axum::http::HeaderMap, id: &str) -> Result<Server, ApiError> {
+    let who = caller(api, headers).await?;
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found("server"))?;
+    let server = api.store.server(id).await?;
+    if server.state == ServerState::Deleted || matches!(who, Caller::Owner(o) if o != server.owner) {
+        return Err(ApiError::not_found("server"));
+    }
+    Ok(server)
 }
 
 async fn show_server<S: Store>(
@@ -292,11 +314,122 @@ async fn show_server<S: Store>(
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ServerView>, ApiError> {
-    let who = caller(&api, &headers).await?;
-    let id: i64 = id.parse().map_err(|_| ApiError::not_found("server"))?;
-    let server = api.store.server(id).await?;
-    if server.state == ServerState::Deleted || matches!(who, Caller::Owner(o) if o != server.owner) {
-        return Err(ApiError::not_found("server"));
+    Ok(Json(visible(&api, &headers, &id).await?.into()))
+}
+
+fn no_engine() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no controller engine is running")
+}
+
+/// Asks the decision core to start the server (placed at once, or queued).
+async fn start_server<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ServerView>), ApiError> {
+    let server = visible(&api, &headers, &id).await?;
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    live.lock().await.request_start(server.id, (api.config.now)()).await.map_err(live_error)?;
+    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+}
+
+/// Stops the server gracefully (world saved); it sleeps on its node.
+async fn stop_server<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ServerView>), ApiError> {
+    let server = visible(&api, &headers, &id).await?;
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    live.lock().await.request_stop(server.id, (api.config.now)()).await.map_err(live_error)?;
+    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+}
+
+fn live_error(e: crate::live::LiveError) -> ApiError {
+    match e {
+        crate::live::LiveError::Store(s) => s.into(),
+        crate::live::LiveError::Driver(m) => {
+            eprintln!("driver error: {m}");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "driver_failed",
+                "a node or the cloud did not do what was asked; retry later",
+            )
+        }
     }
-    Ok(Json(server.into()))
+}
+
+/// Nodes with their RAM (admin only).
+async fn fleet<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("the fleet view"));
+    }
+    let servers = api.store.servers(None).await?;
+    let nodes: Vec<serde_json::Value> = api
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.state != store::NodeState::Deleted)
+        .map(|n| {
+            let reserved: u64 = servers
+                .iter()
+                .filter(|s| s.node == Some(n.id) && matches!(s.state, ServerState::Starting | ServerState::Running))
+                .map(|s| u64::from(s.ram_mib))
+                .sum();
+            json!({
+                "id": n.id, "name": n.name, "kind": store::node_kind_str(n.kind), "type": n.type_name,
+                "state": n.state, "ram_mib": n.ram_mib, "usable_mib": n.usable_mib, "reserved_mib": reserved,
+            })
+        })
+        .collect();
+    let provisioning = nodes.iter().filter(|n| n["state"] == "provisioning").count();
+    Ok(Json(json!({ "nodes": nodes, "vms_provisioning": provisioning })))
+}
+
+#[derive(Deserialize)]
+struct EventQuery {
+    #[serde(default)]
+    after: i64,
+    limit: Option<u32>,
+}
+
+/// The event log, oldest first, paged by sequence (admin only).
+async fn events<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<EventQuery>,
+) -> Result<Json<Vec<store::Event>>, ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("the event log"));
+    }
+    Ok(Json(api.store.events(q.after, q.limit.unwrap_or(1000).min(10_000)).await?))
+}
+
+/// Prometheus text format: servers by state, nodes by kind and state.
+async fn metrics<S: Store>(State(api): State<Arc<Api<S>>>) -> Result<Response, ApiError> {
+    use std::fmt::Write as _;
+    let mut out = String::from("# HELP conductor_servers Servers by state.\n# TYPE conductor_servers gauge\n");
+    let servers = api.store.servers(None).await?;
+    for state in ServerState::ALL.iter().filter(|s| **s != ServerState::Deleted) {
+        let n = servers.iter().filter(|s| s.state == *state).count();
+        let _ = writeln!(out, "conductor_servers{{state=\"{}\"}} {n}", state.as_str());
+    }
+    out.push_str("# HELP conductor_nodes Nodes by kind and state.\n# TYPE conductor_nodes gauge\n");
+    let nodes = api.store.nodes().await?;
+    for kind in [conductor_core::NodeKind::Dedicated, conductor_core::NodeKind::Cloud] {
+        for state in store::NodeState::ALL {
+            let n = nodes.iter().filter(|x| x.kind == kind && x.state == state).count();
+            let _ = writeln!(
+                out,
+                "conductor_nodes{{kind=\"{}\",state=\"{}\"}} {n}",
+                store::node_kind_str(kind),
+                state.as_str()
+            );
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

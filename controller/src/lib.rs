@@ -1,16 +1,19 @@
-//! The live controller (issue 6, in progress): the same decision core as the twin, against
-//! PostgreSQL, Docker and Hetzner Cloud. So far: the store (`Store` with PostgreSQL and
-//! in-memory implementations, numbered migrations run at connect).
+//! The live controller: the same decision core as the twin, against PostgreSQL (`store`,
+//! `pg`, `memory`), Docker/Podman nodes (`docker`, `mcping`, `archive`) and Hetzner Cloud
+//! (`cloud`; `fake_hetzner` for tests and local runs). `live` is the engine, `api` the HTTP
+//! API, `config` and `serve` the daemon (`conductor serve`).
 
 pub mod api;
 pub mod archive;
 pub mod cloud;
+pub mod config;
 pub mod docker;
 pub mod fake_hetzner;
 pub mod live;
 pub mod mcping;
 pub mod memory;
 pub mod pg;
+pub mod serve;
 pub mod store;
 
 pub use memory::MemoryStore;

@@ -49,6 +49,29 @@ impl PgStore {
         &self.pool
     }
 
+    /// Tries to become the acting instance: a session-level advisory lock on a connection of
+    /// its own, held as long as the returned connection lives (a crash releases it).
+    pub async fn try_lead(&self, key: i64) -> Result<Option<sqlx::PgConnection>> {
+        let mut conn = self.pool.acquire().await.map_err(db)?.detach();
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut conn).await.map_err(db)?;
+        Ok(got.then_some(conn))
+    }
+
+    /// Waits (as a standby) until this instance may act; `waiting` is told once.
+    pub async fn lead(&self, key: i64, waiting: impl FnOnce()) -> Result<sqlx::PgConnection> {
+        let mut waiting = Some(waiting);
+        loop {
+            if let Some(conn) = self.try_lead(key).await? {
+                return Ok(conn);
+            }
+            if let Some(w) = waiting.take() {
+                w();
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    }
+
     fn owner_row(r: &PgRow) -> Result<Owner> {
         Ok(Owner { id: r.get("id"), name: r.get("name"), created_at: ms(r.get("created_at")) })
     }

@@ -16,7 +16,8 @@ const ADMIN: &str = "admin-secret";
 
 fn api() -> (axum::Router, Arc<Api<MemoryStore>>) {
     let api = Arc::new(Api {
-        store: MemoryStore::new(),
+        store: Arc::new(MemoryStore::new()),
+        live: None,
         config: ApiConfig {
             admin_token_sha256: token_hash(ADMIN),
             max_plan_mib: 60 * 1024,

@@ -198,3 +198,26 @@ async fn the_postgres_event_log_is_append_only_and_migrations_rerun_cleanly() {
     sqlx::migrate!("./migrations").run(s.pool()).await.unwrap();
     assert_eq!(s.events(0, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn only_one_instance_leads_and_a_standby_takes_over() {
+    let Some(first) = fresh_pg("lead").await else { return };
+    let url = {
+        let admin = std::env::var("CONDUCTOR_TEST_PG").unwrap();
+        let i = admin.rfind('/').unwrap();
+        format!("{}/conductor_test_{}_lead", &admin[..i], std::process::id())
+    };
+    let second = PgStore::connect(&url).await.unwrap();
+    let lock = first.try_lead(42).await.unwrap().expect("the first instance leads");
+    assert!(second.try_lead(42).await.unwrap().is_none(), "the second waits as a standby");
+    drop(lock); // the leader dies: its session ends
+    let mut took_over = None;
+    for _ in 0..50 {
+        took_over = second.try_lead(42).await.unwrap();
+        if took_over.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(took_over.is_some(), "the standby takes over");
+}

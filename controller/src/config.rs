@@ -1,0 +1,150 @@
+//! `controller.toml`: a `[controller]` section (database, listen address, tokens, nodes,
+//! cloud, mode) plus the very sections a twin scenario has (`[fleet]`, `[lifecycle]`,
+//! `[policy]`, `[prices]`, `catalogue`), parsed by the twin's own scenario parser — so the
+//! controller runs the policies and parameters an analyst tested.
+
+use conductor_sim::scenario::Scenario;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    Scenario(#[from] conductor_sim::scenario::ScenarioError),
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    /// Docker API: `unix:///run/podman/podman.sock` or `tcp://host:2375`.
+    pub docker: String,
+    /// Where the node's published game ports are reached.
+    #[serde(default = "localhost")]
+    pub host: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfigFile {
+    /// The API token, or the name of an environment variable holding it (`token_env`).
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    /// `http://127.0.0.1:8081/v1` for the local fake; absent for the real API.
+    pub base_url: Option<String>,
+    /// The value of the `conductor-managed` label on this controller's VMs.
+    pub cluster: String,
+    pub image: String,
+    pub location: Option<String>,
+    pub user_data: Option<String>,
+    /// The Docker API of every VM (local runs: one engine for all).
+    pub vm_docker: String,
+    #[serde(default = "localhost")]
+    pub vm_host: String,
+    #[serde(default = "one")]
+    pub requests_per_s: f64,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSection {
+    pub database: String,
+    #[serde(default = "listen")]
+    pub listen: String,
+    pub admin_token: Option<String>,
+    pub admin_token_env: Option<String>,
+    #[serde(default = "enforce")]
+    pub mode: crate::live::Mode,
+    #[serde(default = "five")]
+    pub tick_s: u64,
+    pub archive_dir: PathBuf,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub helper_image: Option<String>,
+    pub helper_cmd: Option<Vec<String>>,
+    #[serde(default = "thirty")]
+    pub stop_timeout_s: u64,
+    /// One per `[[fleet.dedicated]]` node, in the same order.
+    #[serde(default)]
+    pub node: Vec<NodeConfig>,
+    pub cloud: Option<CloudConfigFile>,
+}
+
+fn localhost() -> String {
+    "127.0.0.1".into()
+}
+fn listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn enforce() -> crate::live::Mode {
+    crate::live::Mode::Enforce
+}
+fn five() -> u64 {
+    5
+}
+fn thirty() -> u64 {
+    30
+}
+fn one() -> f64 {
+    1.0
+}
+
+pub struct ControllerConfig {
+    pub file: PathBuf,
+    pub controller: ControllerSection,
+    pub scenario: Scenario,
+    pub admin_token: String,
+    pub cloud_token: Option<String>,
+}
+
+fn secret(path: &Path, key: &str, value: &Option<String>, env: &Option<String>) -> Result<Option<String>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
+    match (value, env) {
+        (Some(_), Some(_)) => Err(invalid(format!("{key}: give the token or token_env, not both"))),
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(var)) => std::env::var(var)
+            .map(Some)
+            .map_err(|_| invalid(format!("{key}_env: environment variable {var} is not set"))),
+        (None, None) => Ok(None),
+    }
+}
+
+impl ControllerConfig {
+    pub fn load(path: &Path) -> Result<ControllerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+        let section = table.remove("controller").ok_or_else(|| invalid("a [controller] section is required".into()))?;
+        let controller: ControllerSection = serde_path_to_error::deserialize(section)
+            .map_err(|e| invalid(format!("controller.{}: {}", e.path(), e.inner().message())))?;
+        // The rest is a scenario without a dataset: the controller's demand is live.
+        table.entry("name").or_insert_with(|| toml::Value::String("controller".into()));
+        table.entry("dataset").or_insert_with(|| toml::Value::String("-".into()));
+        let scenario = Scenario::parse(path, &toml::to_string(&table).expect("a TOML table serializes"))?;
+        if scenario.dedicated.len() != controller.node.len() {
+            return Err(invalid(format!(
+                "controller.node: {} node(s) for {} dedicated node(s) in [[fleet.dedicated]]; give one per node, in order",
+                controller.node.len(),
+                scenario.dedicated.len()
+            )));
+        }
+        if scenario.cloud.is_some() != controller.cloud.is_some() {
+            return Err(invalid("controller.cloud: needed exactly when [fleet.cloud] is set".into()));
+        }
+        let admin_token = secret(path, "controller.admin_token", &controller.admin_token, &controller.admin_token_env)?
+            .filter(|t| t.len() >= 16)
+            .ok_or_else(|| invalid("controller.admin_token: required, at least 16 characters".into()))?;
+        let cloud_token = match &controller.cloud {
+            Some(c) => Some(
+                secret(path, "controller.cloud.token", &c.token, &c.token_env)?
+                    .ok_or_else(|| invalid("controller.cloud.token: required".into()))?,
+            ),
+            None => None,
+        };
+        Ok(ControllerConfig { file: path.into(), controller, scenario, admin_token, cloud_token })
+    }
+}

@@ -1,0 +1,104 @@
+//! `conductor serve`: connect to PostgreSQL (migrations run), wait to be the acting instance
+//! (advisory lock; a second instance is a standby), build the drivers, start the live engine,
+//! serve the HTTP API and run the reconcile loop every `tick_s`.
+
+use crate::api::{router, Api, ApiConfig};
+use crate::archive::DirArchive;
+use crate::cloud::{CloudConfig, HetznerCloud};
+use crate::config::ControllerConfig;
+use crate::docker::{DockerNode, Helper};
+use crate::live::{CloudSetup, DedicatedNode, Live, LiveConfig};
+use crate::store::token_hash;
+use crate::PgStore;
+use conductor_core::Millis;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The advisory lock key of the acting controller.
+pub const LEADER_KEY: i64 = 0x636f6e64; // "cond"
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn now() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
+    let c = &cfg.controller;
+    let store = Arc::new(PgStore::connect(&c.database).await?);
+    eprintln!("conductor: store ready (migrations applied)");
+    let _leader =
+        store.lead(LEADER_KEY, || eprintln!("conductor: another instance acts; waiting as a standby")).await?;
+    eprintln!("conductor: acting instance");
+
+    let mut dedicated = Vec::new();
+    for (node, kind) in c.node.iter().zip(&cfg.scenario.dedicated) {
+        let docker = Arc::new(DockerNode::connect(&node.docker, &node.host)?);
+        docker.ping().await.map_err(|e| format!("node {}: {e}", node.name))?;
+        dedicated.push(DedicatedNode { name: node.name.clone(), kind: kind.clone(), docker });
+    }
+    let cloud = match (&c.cloud, &cfg.cloud_token) {
+        (Some(cc), Some(token)) => {
+            let knobs = CloudConfig { requests_per_s: cc.requests_per_s, ..CloudConfig::default() };
+            let vm_docker = Arc::new(DockerNode::connect(&cc.vm_docker, &cc.vm_host)?);
+            Some(CloudSetup {
+                client: Arc::new(HetznerCloud::new(token, cc.base_url.as_deref(), knobs)),
+                cluster: cc.cluster.clone(),
+                image: cc.image.clone(),
+                location: cc.location.clone(),
+                user_data: cc.user_data.clone(),
+                docker_for_vm: Box::new(move |_| vm_docker.clone()),
+            })
+        }
+        _ => None,
+    };
+    let helper = Helper {
+        image: c.helper_image.clone().unwrap_or_else(|| c.image.clone()),
+        cmd: c.helper_cmd.clone().unwrap_or_else(|| vec!["/standin".into(), "hold".into()]),
+    };
+    let live_cfg = LiveConfig {
+        scheduler: cfg.scenario.scheduler.clone(),
+        dedicated,
+        cloud,
+        idle_timeout: cfg.scenario.lifecycle.idle_timeout,
+        stop_timeout: Duration::from_secs(c.stop_timeout_s),
+        image: c.image.clone(),
+        cmd: c.cmd.clone(),
+        helper,
+        archive: Arc::new(DirArchive { root: c.archive_dir.clone() }),
+        mode: c.mode,
+    };
+    let live = Arc::new(tokio::sync::Mutex::new(Live::start(store.clone(), live_cfg, now()).await?));
+    eprintln!("conductor: state adopted; mode {:?}", c.mode);
+
+    let max_plan_mib = cfg
+        .scenario
+        .dedicated
+        .iter()
+        .map(|d| d.usable_mib())
+        .chain(cfg.scenario.cloud.as_ref().map(|v| v.usable_mib()))
+        .max()
+        .unwrap_or(0);
+    let api = Arc::new(Api {
+        store: store.clone(),
+        config: ApiConfig { admin_token_sha256: token_hash(&cfg.admin_token), max_plan_mib, now: Box::new(now) },
+        live: Some(live.clone()),
+    });
+    let listener =
+        tokio::net::TcpListener::bind(&c.listen).await.map_err(|e| format!("listening on {}: {e}", c.listen))?;
+    eprintln!("conductor: API on http://{}/v1 (health: /healthz)", listener.local_addr()?);
+
+    let tick = Duration::from_secs(c.tick_s.max(1));
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            interval.tick().await;
+            if let Err(e) = live.lock().await.tick(now()).await {
+                // A failed step is retried at the next tick: the loop is level-triggered.
+                eprintln!("conductor: reconcile step failed: {e}");
+            }
+        }
+    });
+    axum::serve(listener, router(api)).await?;
+    Ok(())
+}
