@@ -202,6 +202,13 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/servers/{id}", get(show_server::<S>))
         .route("/v1/servers/{id}/start", axum::routing::post(start_server::<S>))
         .route("/v1/servers/{id}/stop", axum::routing::post(stop_server::<S>))
+        .route("/v1/servers/{id}/restart", axum::routing::post(restart_server::<S>))
+        .route("/v1/servers/{id}", axum::routing::delete(delete_server::<S>))
+        .route("/v1/wake/{id}", axum::routing::post(wake::<S>))
+        .route("/v1/scaling", get(scaling::<S>))
+        .route("/v1/scaling/mode", axum::routing::put(set_mode::<S>))
+        .route("/v1/forecast", get(read_forecast::<S>).put(upload_forecast::<S>))
+        .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/fleet", get(fleet::<S>))
         .route("/v1/events", get(events::<S>))
         .route("/metrics", get(metrics::<S>))
@@ -343,6 +350,138 @@ async fn stop_server<S: Store + 'static>(
     let live = api.live.as_ref().ok_or_else(no_engine)?;
     live.lock().await.request_stop(server.id, (api.config.now)()).await.map_err(live_error)?;
     Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+}
+
+/// Stop, then start again (a world save in between).
+async fn restart_server<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ServerView>), ApiError> {
+    let server = visible(&api, &headers, &id).await?;
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    let mut live = live.lock().await;
+    let now = (api.config.now)();
+    live.request_stop(server.id, now).await.map_err(live_error)?;
+    live.request_start(server.id, now).await.map_err(live_error)?;
+    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+}
+
+/// Deletes a server that does not run (its world on the node goes too).
+async fn delete_server<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let server = visible(&api, &headers, &id).await?;
+    let now = (api.config.now)();
+    match &api.live {
+        Some(live) => live.lock().await.delete_server(server.id, now).await.map_err(live_error)?,
+        None => {
+            if matches!(server.state, ServerState::Starting | ServerState::Running | ServerState::Queued) {
+                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the server runs: stop it first"));
+            }
+            api.store.set_server_state(server.id, ServerState::Deleted, None, now).await?;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A connection gateway (admin token) wakes a server when a player connects.
+async fn wake<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ServerView>), ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("waking servers"));
+    }
+    let server = visible(&api, &headers, &id).await?;
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    live.lock().await.request_start(server.id, (api.config.now)()).await.map_err(live_error)?;
+    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+}
+
+/// Mode, policies and the latest scaling decisions with their reasons (admin only).
+async fn scaling<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("the scaling view"));
+    }
+    let (mode, policies) = match &api.live {
+        Some(live) => {
+            let live = live.lock().await;
+            (json!(live.mode()), json!(format!("{:?}", live.core().config().scaling)))
+        }
+        None => (json!(null), json!(null)),
+    };
+    // The latest decisions: scan the log backwards in pages.
+    let mut decisions = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = api.store.events(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        decisions.extend(page.into_iter().filter(|e| e.kind.starts_with("scaling.") || e.kind == "decision.observed"));
+        if decisions.len() > 200 {
+            decisions.drain(..decisions.len() - 200);
+        }
+    }
+    decisions.reverse();
+    decisions.truncate(50);
+    Ok(Json(json!({ "mode": mode, "policies": policies, "decisions": decisions })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeRequest {
+    mode: crate::live::Mode,
+}
+
+/// Switches between observe and enforce (admin only).
+async fn set_mode<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Body(req): Body<ModeRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("switching the mode"));
+    }
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    live.lock().await.set_mode(req.mode, (api.config.now)()).await.map_err(live_error)?;
+    Ok(Json(json!({ "mode": req.mode })))
+}
+
+/// Uploads the nightly forecast (a `conductor.forecast/1` document; admin only).
+async fn upload_forecast<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("uploading forecasts"));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::invalid("the body is not UTF-8"))?;
+    conductor_sim::forecast_document(text).map_err(ApiError::invalid)?;
+    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let id = api.store.save_forecast(doc, (api.config.now)()).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+/// The latest forecast document (admin only).
+async fn read_forecast<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("reading forecasts"));
+    }
+    match api.store.latest_forecast().await? {
+        Some((_, doc)) => Ok(Json(doc)),
+        None => Err(ApiError::not_found("forecast")),
+    }
 }
 
 fn live_error(e: crate::live::LiveError) -> ApiError {

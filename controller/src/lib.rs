@@ -12,6 +12,7 @@ pub mod fake_hetzner;
 pub mod live;
 pub mod mcping;
 pub mod memory;
+pub mod openapi;
 pub mod pg;
 pub mod serve;
 pub mod store;

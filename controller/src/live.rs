@@ -266,6 +266,38 @@ impl<S: Store> Live<S> {
         &self.core
     }
 
+    pub fn mode(&self) -> Mode {
+        self.cfg.mode
+    }
+
+    /// Switches between observing and enforcing (recorded as an event).
+    pub async fn set_mode(&mut self, mode: Mode, now: Millis) -> Result<(), LiveError> {
+        let from = self.cfg.mode;
+        self.cfg.mode = mode;
+        self.event(now, "controller.mode", None, None, json!({ "from": from, "to": mode })).await
+    }
+
+    /// Deletes a server that does not run: its container and world go from its node.
+    pub async fn delete_server(&mut self, store_id: i64, now: Millis) -> Result<(), LiveError> {
+        let id = self.id_of(store_id)?;
+        match self.core.residence(id) {
+            conductor_core::Residence::Starting { .. } | conductor_core::Residence::Running { .. } => {
+                return Err(LiveError::Store(StoreError::Conflict("the server runs: stop it first".into())));
+            }
+            _ if self.core.is_queued(id) => {
+                return Err(LiveError::Store(StoreError::Conflict("the server waits to start: stop it first".into())));
+            }
+            _ => {}
+        }
+        if self.cfg.mode == Mode::Enforce {
+            if let Some(d) = self.docker_of(id) {
+                d.remove(store_id, true).await.map_err(|e| LiveError::Driver(e.to_string()))?;
+            }
+        }
+        self.store.set_server_state(store_id, ServerState::Deleted, None, now).await?;
+        self.event(now, "server.deleted", Some(store_id), None, json!({})).await
+    }
+
     /// A server created through the API after start-up.
     pub fn add_server(&mut self, s: &crate::store::Server) {
         if !self.by_store_id.contains_key(&s.id) {

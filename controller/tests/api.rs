@@ -180,3 +180,59 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     assert_eq!(call(&app, "GET", "/healthz", None, None).await.0, StatusCode::OK);
     assert_eq!(call(&app, "GET", "/readyz", None, None).await.0, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn deletes_forecasts_admin_views_and_the_openapi_document() {
+    let (app, api) = api();
+    let (_, ta) = owner(&app, "alice").await;
+    let (_, tb) = owner(&app, "bob").await;
+    let (_, v) = call(&app, "POST", "/v1/servers", Some(&ta), Some(r#"{"name":"x","ram_mib":1024}"#)).await;
+    let id = v["id"].as_i64().unwrap();
+    // Bob cannot delete Alice's server; Alice can; then it is gone.
+    assert_eq!(call(&app, "DELETE", &format!("/v1/servers/{id}"), Some(&tb), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, "DELETE", &format!("/v1/servers/{id}"), Some(&ta), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&app, "GET", &format!("/v1/servers/{id}"), Some(&ta), None).await.0, StatusCode::NOT_FOUND);
+    // Without an engine, starting says so (and changes nothing).
+    let (_, v) = call(&app, "POST", "/v1/servers", Some(&ta), Some(r#"{"name":"y","ram_mib":1024}"#)).await;
+    let (s, v2) = call(&app, "POST", &format!("/v1/servers/{}/start", v["id"]), Some(&ta), None).await;
+    assert_eq!((s, v2["error"]["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+    // Forecasts: only well-formed documents, only by the admin.
+    let (s, v) = call(&app, "PUT", "/v1/forecast", Some(ADMIN), Some(r#"{"schema":"other/9"}"#)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request")));
+    assert_eq!(call(&app, "PUT", "/v1/forecast", Some(&ta), Some("{}")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&app, "GET", "/v1/forecast", Some(ADMIN), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api.store.latest_forecast().await.unwrap(), None, "nothing stored from bad uploads");
+    // Admin views are admin-only.
+    for path in ["/v1/fleet", "/v1/scaling", "/v1/events"] {
+        assert_eq!(call(&app, "GET", path, Some(&ta), None).await.0, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(call(&app, "GET", path, Some(ADMIN), None).await.0, StatusCode::OK, "{path}");
+    }
+    let (s, metrics) = call(&app, "GET", "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(metrics.as_str().unwrap().contains("conductor_servers{state=\"new\"} 1"), "{metrics}");
+    // The OpenAPI document names every route the router serves.
+    let (_, doc) = call(&app, "GET", "/v1/openapi.json", None, None).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/owners",
+        "/v1/servers",
+        "/v1/servers/{id}",
+        "/v1/servers/{id}/start",
+        "/v1/servers/{id}/stop",
+        "/v1/servers/{id}/restart",
+        "/v1/wake/{id}",
+        "/v1/fleet",
+        "/v1/scaling",
+        "/v1/scaling/mode",
+        "/v1/forecast",
+        "/v1/events",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(paths.contains_key(p), "openapi lacks {p}");
+        let concrete = p.replace("{id}", "1");
+        let (s, _) = call(&app, "OPTIONS", &concrete, Some(ADMIN), None).await;
+        assert_ne!(s, StatusCode::NOT_FOUND, "{p} is not routed");
+    }
+}

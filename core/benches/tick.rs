@@ -49,13 +49,8 @@ fn main() {
     let mut out = Outbox::default();
     let mut now = 1_000_000;
     // 6,400 requests: placed ones boot at once, the others queue.
-    let mut running = 0;
-    for &s in &servers {
-        if running >= 6_400 {
-            break;
-        }
+    for &s in &servers[..6_400] {
         sch.request_start(now, s, &mut out);
-        running += 1;
     }
     let placed: Vec<conductor_core::Command> = out.commands.drain(..).collect();
     for c in placed {
@@ -72,15 +67,14 @@ fn main() {
         sch.queue_len()
     );
     let mut samples = Vec::new();
-    let mut next = 6_400usize;
-    for i in 0..2_000 {
+    for i in 0..2_000usize {
+        let next = 6_400 + i;
         now += 1_000;
         let started = Instant::now();
         sch.timer(now, Timer::Tick, &mut out);
         sch.request_start(now, servers[next % servers.len()], &mut out);
         sch.wanted_end(now, servers[i % 6_000], &mut out);
         samples.push(started.elapsed());
-        next += 1;
         out.clear();
     }
     samples.sort();

@@ -37,3 +37,8 @@ pub fn simulate(
     let (transformed, effects) = transform::apply(dataset, &scenario.transforms, seed);
     (engine::run_with(scenario, &transformed, seed, series_step, progress), effects)
 }
+
+/// Checks a forecast document (schema `conductor.forecast/1`); for the controller's upload.
+pub fn forecast_document(text: &str) -> Result<(), String> {
+    conductor_forecast::ForecastDocument::from_json(text).map(|_| ())
+}

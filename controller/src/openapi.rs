@@ -1,0 +1,66 @@
+//! The OpenAPI document the API serves at `/v1/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn op(summary: &str, auth: &str, ok: &str) -> Value {
+    json!({
+        "summary": summary,
+        "description": format!("Authorization: {auth}."),
+        "security": [{ "bearer": [] }],
+        "responses": {
+            ok: { "description": "success" },
+            "4XX": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+        }
+    })
+}
+
+fn with_id(mut v: Value) -> Value {
+    v["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }]);
+    v
+}
+
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": "Conductor controller API", "version": "1" },
+        "paths": {
+            "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "ok" } } } },
+            "/readyz": { "get": { "summary": "Readiness (the store answers)", "responses": { "200": { "description": "ready" } } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text format" } } } },
+            "/v1/owners": { "post": op("Create an owner; returns its token once", "admin", "201") },
+            "/v1/servers": {
+                "get": op("List servers (an owner sees its own)", "admin or owner", "200"),
+                "post": op("Create a server: name, ram_mib (multiple of 512), disk_mb, pay_per_use, cost_mode", "owner (admin: with owner)", "201")
+            },
+            "/v1/servers/{id}": {
+                "get": with_id(op("Show a server", "admin or its owner", "200")),
+                "delete": with_id(op("Delete a server that does not run", "admin or its owner", "204"))
+            },
+            "/v1/servers/{id}/start": { "post": with_id(op("Start (placed or queued)", "admin or its owner", "202")) },
+            "/v1/servers/{id}/stop": { "post": with_id(op("Stop gracefully (world saved)", "admin or its owner", "202")) },
+            "/v1/servers/{id}/restart": { "post": with_id(op("Stop, then start", "admin or its owner", "202")) },
+            "/v1/wake/{id}": { "post": with_id(op("Wake a server for a connecting player (gateway)", "admin", "202")) },
+            "/v1/fleet": { "get": op("Nodes, RAM reserved and usable, VMs provisioning", "admin", "200") },
+            "/v1/scaling": { "get": op("Mode, policies, latest decisions with reasons", "admin", "200") },
+            "/v1/scaling/mode": { "put": op("Switch mode: {\"mode\": \"observe\" | \"enforce\"}", "admin", "200") },
+            "/v1/forecast": {
+                "get": op("The latest forecast document", "admin", "200"),
+                "put": op("Upload a conductor.forecast/1 document", "admin", "201")
+            },
+            "/v1/events": { "get": op("The event log, oldest first: ?after=SEQ&limit=N", "admin", "200") },
+            "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": { "error": { "type": "object", "properties": {
+                        "code": { "type": "string", "description": "stable: unauthorized, forbidden, not_found, malformed_json, invalid_request, impossible_plan, conflict, unsupported_media_type, unavailable, driver_failed" },
+                        "message": { "type": "string" }
+                    } } }
+                }
+            }
+        }
+    })
+}
