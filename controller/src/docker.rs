@@ -177,7 +177,16 @@ impl DockerNode {
     }
 
     pub async fn inspect(&self, server: i64) -> Result<Option<ContainerInfo>, DockerError> {
-        let c = match self.docker.inspect_container(&container_name(server), None::<InspectContainerOptions>).await {
+        let mut got = self.docker.inspect_container(&container_name(server), None::<InspectContainerOptions>).await;
+        for _ in 0..10 {
+            if !matches!(got, Err(bollard::errors::Error::JsonDataError { .. })) {
+                break;
+            }
+            // Mid-stop on Podman ("stopping"): ask again shortly.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            got = self.docker.inspect_container(&container_name(server), None::<InspectContainerOptions>).await;
+        }
+        let c = match got {
             Ok(c) => c,
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -199,10 +208,28 @@ impl DockerNode {
 
     /// Every container this controller manages on the node (by label), running or not.
     pub async fn list_managed(&self) -> Result<Vec<ContainerInfo>, DockerError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        // Podman reports a container being stopped as "stopping", a state bollard's model
+        // does not know (the whole list would fail to parse): list the steady states both
+        // engines accept as filters (Podman rejects `dead` and `restarting`), and retry
+        // briefly; a container skipped mid-transition is seen at the next tick.
+        let states = ["created", "running", "paused", "exited"];
+        let filters = HashMap::from([
+            ("label".to_string(), vec![format!("{LABEL_MANAGED}=true")]),
+            ("status".to_string(), states.iter().map(|s| s.to_string()).collect()),
+        ]);
         let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let mut listed = self.docker.list_containers(Some(options.clone())).await;
+        for _ in 0..10 {
+            match &listed {
+                Err(bollard::errors::Error::JsonDataError { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    listed = self.docker.list_containers(Some(options.clone())).await;
+                }
+                _ => break,
+            }
+        }
         let mut out = Vec::new();
-        for c in self.docker.list_containers(Some(options)).await? {
+        for c in listed? {
             let server = c.labels.as_ref().and_then(|l| l.get(LABEL_SERVER)).and_then(|s| s.parse().ok());
             if let Some(server) = server {
                 if let Some(info) = self.inspect(server).await? {

@@ -220,6 +220,24 @@ impl<S: Store> Live<S> {
                 _ => {}
             }
         }
+        // Where archived worlds are: the latest `server.archived` event of each server.
+        let mut after = 0;
+        loop {
+            let page = live.store.events(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in page.iter().filter(|e| e.kind == "server.archived") {
+                let (Some(store_id), Some(key), Some(sha)) =
+                    (e.server, e.data["archive"].as_str(), e.data["sha256"].as_str())
+                else {
+                    continue;
+                };
+                if let Some(&id) = live.by_store_id.get(&store_id) {
+                    let bytes = e.data["bytes"].as_u64().unwrap_or(0);
+                    live.archives.insert(id, ArchiveRef { key: key.into(), sha256: sha.into(), bytes });
+                }
+            }
+        }
         // Containers that exist but should not (their server is gone): removed.
         if live.cfg.mode == Mode::Enforce {
             let mut seen = Vec::new();

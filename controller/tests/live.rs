@@ -172,7 +172,13 @@ async fn servers_run_scale_sleep_archive_restore_and_survive_a_crash() {
     let archived = store.events(0, 1000).await.unwrap().into_iter().find(|e| e.kind == "server.archived").unwrap();
     let sha = archived.data["sha256"].as_str().unwrap().to_owned();
 
-    // Started again: restored from the archive with a matching checksum, world intact.
+    // The controller restarts (the archive's whereabouts must survive that), then a is
+    // started again: restored from the archive with a matching checksum, world intact.
+    drop(live);
+    let mut live =
+        Live::start(store.clone(), config(docker.clone(), cloud.clone(), &archive_dir, Mode::Enforce), later)
+            .await
+            .unwrap();
     live.request_start(a.id, later + S).await.unwrap();
     for _ in 0..100 {
         live.tick(later + 2 * S).await.unwrap();
