@@ -319,6 +319,25 @@ struct Server {
     pending_ram: Option<u32>,
 }
 
+impl Server {
+    /// A server that never ran.
+    fn new(spec: ServerSpec) -> Server {
+        Server {
+            spec,
+            residence: Residence::New,
+            request: None,
+            placement: PlacementId(0),
+            stops: 0,
+            players: 0,
+            consent: Consent::None,
+            asked: false,
+            last_migrated: None,
+            migrating_from: None,
+            pending_ram: None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum JobState {
     Queued,
@@ -399,22 +418,7 @@ impl Scheduler {
             ready: (0..nodes.len() as u32).map(NodeId).collect(),
             draining: Vec::new(),
             nodes,
-            servers: servers
-                .into_iter()
-                .map(|spec| Server {
-                    spec,
-                    residence: Residence::New,
-                    request: None,
-                    placement: PlacementId(0),
-                    stops: 0,
-                    players: 0,
-                    consent: Consent::None,
-                    asked: false,
-                    last_migrated: None,
-                    migrating_from: None,
-                    pending_ram: None,
-                })
-                .collect(),
+            servers: servers.into_iter().map(Server::new).collect(),
             queue: BTreeMap::new(),
             queue_len: 0,
             next_seq: 0,
@@ -444,37 +448,23 @@ impl Scheduler {
     /// A server created after start-up (the live controller's API); `new`.
     pub fn add_server(&mut self, spec: ServerSpec) -> ServerId {
         let id = ServerId(self.servers.len() as u32);
-        self.servers.push(Server {
-            spec,
-            residence: Residence::New,
-            request: None,
-            placement: PlacementId(0),
-            stops: 0,
-            players: 0,
-            consent: Consent::None,
-            asked: false,
-            last_migrated: None,
-            migrating_from: None,
-            pending_ram: None,
-        });
+        self.servers.push(Server::new(spec));
         id
     }
 
     /// Start-up of a live controller: a cloud VM that already exists (found by label),
     /// ready or still provisioning. Returns its node.
     pub fn adopt_vm(&mut self, ready: bool, created_at: Millis) -> Option<NodeId> {
-        let vm = self.config.vm_type.as_ref()?;
-        let node = NodeId(self.nodes.len() as u32);
-        let state = if ready { NodeState::Ready } else { NodeState::Provisioning };
-        self.nodes.push(Node::new(NodeKind::Cloud, &vm.name, vm.ram_mib, vm.usable_mib(), state, created_at));
-        self.cloud_vms += 1;
+        let node = self.new_vm(created_at)?;
         if ready {
-            self.usable_ready_mib += u64::from(vm.usable_mib());
+            // As `node_ready` does, without scanning the queue: adoption is not an event.
+            let n = &mut self.nodes[node.0 as usize];
+            n.state = NodeState::Ready;
+            self.provisioning -= 1;
+            self.usable_provisioning_mib -= u64::from(n.usable_mib);
+            self.usable_ready_mib += u64::from(n.usable_mib);
             let at = self.ready.partition_point(|&id| id < node);
             self.ready.insert(at, node);
-        } else {
-            self.provisioning += 1;
-            self.usable_provisioning_mib += u64::from(vm.usable_mib());
         }
         Some(node)
     }
@@ -482,18 +472,8 @@ impl Scheduler {
     /// Start-up of a live controller: a server found running (or starting) on `node`.
     /// Returns the placement its boot completion must carry.
     pub fn adopt_running(&mut self, server: ServerId, node: NodeId, booted: bool) -> PlacementId {
-        let ram = u64::from(self.servers[server.0 as usize].spec.ram_mib);
-        self.next_placement += 1;
-        let placement = PlacementId(self.next_placement);
-        let s = &mut self.servers[server.0 as usize];
-        s.placement = placement;
-        s.residence = if booted { Residence::Running { node } } else { Residence::Starting { node } };
-        let n = &mut self.nodes[node.0 as usize];
-        n.reserved_mib += ram;
-        n.active += 1;
-        n.servers.push(server);
-        self.reserved_mib += ram;
-        placement
+        let residence = if booted { Residence::Running { node } } else { Residence::Starting { node } };
+        self.reserve(server, node, residence)
     }
 
     /// Start-up of a live controller: a server whose world sleeps on `node` since
@@ -991,19 +971,25 @@ impl Scheduler {
     }
 
     fn place(&mut self, server: ServerId, node: NodeId, restore: Restore, out: &mut Outbox) {
+        let placement = self.reserve(server, node, Residence::Starting { node });
+        self.last_placed = Some(node);
+        out.commands.push(Command::Place { server, node, restore, placement });
+    }
+
+    /// Reserves `server`'s RAM on `node` under a new placement and moves it to `residence`.
+    fn reserve(&mut self, server: ServerId, node: NodeId, residence: Residence) -> PlacementId {
         let s = &mut self.servers[server.0 as usize];
         let ram = u64::from(s.spec.ram_mib);
         self.next_placement += 1;
         let placement = PlacementId(self.next_placement);
         s.placement = placement;
-        s.residence = Residence::Starting { node };
+        s.residence = residence;
         let n = &mut self.nodes[node.0 as usize];
         n.reserved_mib += ram;
         n.active += 1;
         n.servers.push(server);
         self.reserved_mib += ram;
-        self.last_placed = Some(node);
-        out.commands.push(Command::Place { server, node, restore, placement });
+        placement
     }
 
     fn stop(&mut self, now: Millis, server: ServerId, node: NodeId, out: &mut Outbox) {
@@ -1340,6 +1326,14 @@ impl Scheduler {
     }
 
     fn create_vm(&mut self, now: Millis, out: &mut Outbox) -> Option<NodeId> {
+        let node = self.new_vm(now)?;
+        let vm_type = self.nodes[node.0 as usize].type_name.clone();
+        out.commands.push(Command::CreateVm { node, vm_type });
+        Some(node)
+    }
+
+    /// A provisioning VM node of the configured type.
+    fn new_vm(&mut self, now: Millis) -> Option<NodeId> {
         let vm = self.config.vm_type.as_ref()?;
         let node = NodeId(self.nodes.len() as u32);
         self.nodes.push(Node::new(
@@ -1353,7 +1347,6 @@ impl Scheduler {
         self.provisioning += 1;
         self.usable_provisioning_mib += u64::from(vm.usable_mib());
         self.cloud_vms += 1;
-        out.commands.push(Command::CreateVm { node, vm_type: vm.name.clone() });
         Some(node)
     }
 
