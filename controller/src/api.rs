@@ -328,16 +328,40 @@ fn no_engine() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no controller engine is running")
 }
 
+#[derive(Clone, Copy)]
+enum Act {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// Start, stop or restart through the decision core; answers with the server afterwards.
+async fn act<S: Store + 'static>(
+    api: &Api<S>,
+    headers: &axum::http::HeaderMap,
+    id: &str,
+    act: Act,
+) -> Result<(StatusCode, Json<ServerView>), ApiError> {
+    let server = visible(api, headers, id).await?;
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    let mut live = live.lock().await;
+    let now = (api.config.now)();
+    if matches!(act, Act::Stop | Act::Restart) {
+        live.request_stop(server.id, now).await.map_err(live_error)?;
+    }
+    if matches!(act, Act::Start | Act::Restart) {
+        live.request_start(server.id, now).await.map_err(live_error)?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+}
+
 /// Asks the decision core to start the server (placed at once, or queued).
 async fn start_server<S: Store + 'static>(
     State(api): State<Arc<Api<S>>>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    let server = visible(&api, &headers, &id).await?;
-    let live = api.live.as_ref().ok_or_else(no_engine)?;
-    live.lock().await.request_start(server.id, (api.config.now)()).await.map_err(live_error)?;
-    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+    act(&api, &headers, &id, Act::Start).await
 }
 
 /// Stops the server gracefully (world saved); it sleeps on its node.
@@ -346,10 +370,7 @@ async fn stop_server<S: Store + 'static>(
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    let server = visible(&api, &headers, &id).await?;
-    let live = api.live.as_ref().ok_or_else(no_engine)?;
-    live.lock().await.request_stop(server.id, (api.config.now)()).await.map_err(live_error)?;
-    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+    act(&api, &headers, &id, Act::Stop).await
 }
 
 /// Stop, then start again (a world save in between).
@@ -358,13 +379,7 @@ async fn restart_server<S: Store + 'static>(
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    let server = visible(&api, &headers, &id).await?;
-    let live = api.live.as_ref().ok_or_else(no_engine)?;
-    let mut live = live.lock().await;
-    let now = (api.config.now)();
-    live.request_stop(server.id, now).await.map_err(live_error)?;
-    live.request_start(server.id, now).await.map_err(live_error)?;
-    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+    act(&api, &headers, &id, Act::Restart).await
 }
 
 /// Deletes a server that does not run (its world on the node goes too).
@@ -396,10 +411,7 @@ async fn wake<S: Store + 'static>(
     if caller(&api, &headers).await? != Caller::Admin {
         return Err(ApiError::forbidden("waking servers"));
     }
-    let server = visible(&api, &headers, &id).await?;
-    let live = api.live.as_ref().ok_or_else(no_engine)?;
-    live.lock().await.request_start(server.id, (api.config.now)()).await.map_err(live_error)?;
-    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
+    act(&api, &headers, &id, Act::Start).await
 }
 
 /// Mode, policies and the latest scaling decisions with their reasons (admin only).

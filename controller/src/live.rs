@@ -89,6 +89,8 @@ pub struct Live<S: Store> {
     node_ids: Vec<Option<i64>>,
     docker: Vec<Option<Arc<DockerNode>>>,
     vm_ids: HashMap<NodeId, i64>,
+    /// Each VM's (deterministic) name, for polling the cloud.
+    vm_names: HashMap<NodeId, String>,
     timers: BTreeMap<(Millis, u64), Timer>,
     timer_seq: u64,
     /// Servers placed and not yet answering: their placement.
@@ -116,6 +118,7 @@ impl<S: Store> Live<S> {
             node_ids: Vec::new(),
             docker: Vec::new(),
             vm_ids: HashMap::new(),
+            vm_names: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             starting: HashMap::new(),
@@ -275,6 +278,7 @@ impl<S: Store> Live<S> {
             self.docker.resize(i + 1, None);
         }
         self.node_ids[i] = Some(store_id);
+        self.vm_names.insert(core, name.to_owned());
         if let Some(c) = &self.cfg.cloud {
             self.docker[i] = Some((c.docker_for_vm)(name));
         }
@@ -367,7 +371,7 @@ impl<S: Store> Live<S> {
             .collect();
         for node in provisioning {
             let (Some(c), Some(&vm)) = (&self.cfg.cloud, self.vm_ids.get(&node)) else { continue };
-            let name = self.node_name(node).await?;
+            let name = self.vm_names.get(&node).cloned().unwrap_or_default();
             let running = c
                 .client
                 .by_name(&name)
@@ -404,8 +408,7 @@ impl<S: Store> Live<S> {
             let Some(d) = self.docker_of(server) else { continue };
             let Ok(status) = d.probe(self.server_ids[i]).await else { continue };
             self.core.set_players(server, status.online);
-            let pay_per_use = self.store.server(self.server_ids[i]).await?.pay_per_use;
-            if status.online > 0 || !pay_per_use {
+            if status.online > 0 || !self.core.spec(server).pay_per_use {
                 self.idle_since.remove(&server);
                 continue;
             }
@@ -429,12 +432,6 @@ impl<S: Store> Live<S> {
             _ => return None,
         };
         self.docker.get(node.0 as usize).cloned().flatten()
-    }
-
-    async fn node_name(&self, node: NodeId) -> Result<String, LiveError> {
-        let id = self.node_ids.get(node.0 as usize).copied().flatten();
-        let nodes = self.store.nodes().await?;
-        Ok(nodes.into_iter().find(|n| Some(n.id) == id).map(|n| n.name).unwrap_or_default())
     }
 
     async fn event(

@@ -884,6 +884,10 @@ impl Scheduler {
     }
 
     /// The plan RAM `server` runs (or will start) with.
+    pub fn spec(&self, server: ServerId) -> &ServerSpec {
+        &self.servers[server.0 as usize].spec
+    }
+
     pub fn plan_ram(&self, server: ServerId) -> u32 {
         self.servers[server.0 as usize].spec.ram_mib
     }
