@@ -3,6 +3,7 @@
 //! so PNGs render the same on any machine.
 
 use conductor_sim::series::Series;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -97,6 +98,33 @@ fn max_of(values: impl IntoIterator<Item = f64>) -> f64 {
     values.into_iter().filter(|v| v.is_finite()).fold(0.0, f64::max)
 }
 
+/// The series legend, the same on every chart.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> DrawResult<DB> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, font_size))
+        .draw()
+}
+
+/// A labelled line of `(x, y)` points.
+fn line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    width: u32,
+    label: &str,
+) -> DrawResult<DB> {
+    chart.draw_series(LineSeries::new(points, color.stroke_width(width)))?.label(label).legend(legend_line(color));
+    Ok(())
+}
+
 fn legend_line(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
 }
@@ -155,18 +183,9 @@ impl Chart for Capacity<'_> {
         top.draw_series(AreaSeries::new(bucketed(&days, ded), 0.0, light_blue.filled()))?
             .label("usable RAM, dedicated")
             .legend(legend_box(light_blue.to_rgba()));
-        top.draw_series(LineSeries::new(bucketed(&days, &reserved), COLORS[2].stroke_width(1)))?
-            .label("reserved (placed servers and jobs)")
-            .legend(legend_line(COLORS[2]));
-        top.draw_series(LineSeries::new(bucketed(&days, demand), BLACK.stroke_width(2)))?
-            .label("demand (running, starting, queued)")
-            .legend(legend_line(BLACK));
-        top.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        line(&mut top, bucketed(&days, &reserved), COLORS[2], 1, "reserved (placed servers and jobs)")?;
+        line(&mut top, bucketed(&days, demand), BLACK, 2, "demand (running, starting, queued)")?;
+        legend(&mut top, SeriesLabelPosition::UpperLeft, 15)?;
 
         let vms = col("vms_existing");
         let prov = col("vms_provisioning");
@@ -185,25 +204,10 @@ impl Chart for Capacity<'_> {
             .y_label_formatter(&tick(y2))
             .label_style((FONT, 15))
             .draw()?;
-        bottom
-            .draw_series(LineSeries::new(bucketed(&days, vms), COLORS[0].stroke_width(2)))?
-            .label("cloud VMs existing")
-            .legend(legend_line(COLORS[0]));
-        bottom
-            .draw_series(LineSeries::new(bucketed(&days, prov), COLORS[1].stroke_width(1)))?
-            .label("VMs provisioning")
-            .legend(legend_line(COLORS[1]));
-        bottom
-            .draw_series(LineSeries::new(bucketed(&days, queue), COLORS[3].stroke_width(1)))?
-            .label("start queue length")
-            .legend(legend_line(COLORS[3]));
-        bottom
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        line(&mut bottom, bucketed(&days, vms), COLORS[0], 2, "cloud VMs existing")?;
+        line(&mut bottom, bucketed(&days, prov), COLORS[1], 1, "VMs provisioning")?;
+        line(&mut bottom, bucketed(&days, queue), COLORS[3], 1, "start queue length")?;
+        legend(&mut bottom, SeriesLabelPosition::UpperLeft, 15)?;
         Ok(())
     }
 }
@@ -246,25 +250,10 @@ impl Chart for ForecastVsActual<'_> {
             .y_label_formatter(&tick(ymax))
             .label_style((FONT, 15))
             .draw()?;
-        chart
-            .draw_series(LineSeries::new(bucketed(&days, actual), BLACK.stroke_width(2)))?
-            .label("actual")
-            .legend(legend_line(BLACK));
-        chart
-            .draw_series(LineSeries::new(bucketed(&days, mean), COLORS[0].stroke_width(2)))?
-            .label("forecast mean (nightly, 03:00)")
-            .legend(legend_line(COLORS[0]));
-        chart
-            .draw_series(LineSeries::new(bucketed(&days, p90), COLORS[1].stroke_width(1)))?
-            .label("forecast 90 % quantile")
-            .legend(legend_line(COLORS[1]));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 15))
-            .draw()?;
+        line(&mut chart, bucketed(&days, actual), BLACK, 2, "actual")?;
+        line(&mut chart, bucketed(&days, mean), COLORS[0], 2, "forecast mean (nightly, 03:00)")?;
+        line(&mut chart, bucketed(&days, p90), COLORS[1], 1, "forecast 90 % quantile")?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 15)?;
         Ok(())
     }
 }
@@ -354,13 +343,7 @@ impl Chart for Costs {
             .legend(|(x, y)| {
                 Polygon::new(vec![(x + 9, y - 6), (x + 15, y), (x + 9, y + 6), (x + 3, y)], BLACK.filled())
             });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
         Ok(())
     }
 }
@@ -400,15 +383,9 @@ impl Chart for WaitCdf {
                 pts.push((w.min(xmax), prev));
                 pts.push((w.min(xmax), p as f64 / 100.0));
             }
-            chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))?.label(clip(name, 40)).legend(legend_line(c));
+            line(&mut chart, pts, c, 2, &clip(name, 40))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
         Ok(())
     }
 }
@@ -488,23 +465,14 @@ impl Chart for Pareto {
             .legend(|(x, y)| Circle::new((x + 9, y), 5, COLORS[2].filled()));
         let mut front: Vec<(f64, f64)> = finite.iter().filter(|p| p.frontier).map(|p| (p.x, p.y)).collect();
         front.sort_by(|a, b| a.0.total_cmp(&b.0));
-        chart
-            .draw_series(LineSeries::new(front.clone(), COLORS[0].stroke_width(2)))?
-            .label("Pareto frontier")
-            .legend(legend_line(COLORS[0]));
+        line(&mut chart, front.clone(), COLORS[0], 2, "Pareto frontier")?;
         chart.draw_series(front.iter().map(|&(x, y)| Circle::new((x, y), 7, COLORS[0].stroke_width(2))))?;
         // Mark the three best-ranked designs by rank (names are in the ranking table).
         chart.draw_series(finite.iter().filter(|p| p.rank <= 3).map(|p| {
             let dy = -8 - 14 * (p.rank as i32 - 1);
             EmptyElement::at((p.x, p.y)) + Text::new(format!("#{}", p.rank), (8, dy), (FONT, 15))
         }))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         Ok(())
     }
 }
