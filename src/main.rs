@@ -39,6 +39,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Write a controller's event log as a demand dataset (SPEC §4) for the twin.
+    Export(ExportArgs),
     /// Serve a local fake of the Hetzner Cloud API (for local runs and tests).
     FakeHetzner {
         #[arg(long, default_value_t = 8081)]
@@ -77,6 +79,34 @@ struct SimArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The controller's API, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    from: String,
+    /// Start of the window: RFC 3339, or a duration before --until (e.g. 7d).
+    #[arg(long)]
+    since: String,
+    /// End of the window: RFC 3339 [default: now].
+    #[arg(long)]
+    until: Option<String>,
+    /// Dataset directory to write (created).
+    #[arg(long)]
+    out: PathBuf,
+    /// Admin token [default: the CONDUCTOR_TOKEN environment variable].
+    #[arg(long, env = "CONDUCTOR_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The dataset's IANA time zone (the twin's nightly forecast runs at 03:00 in it).
+    #[arg(long, default_value = "Europe/Berlin")]
+    timezone: String,
+    /// The dataset's name [default: the output directory's name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Replace a dataset already in --out.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +152,7 @@ fn main() {
         Command::Dataset(DatasetCommand::Check { dir }) => dataset_check(&dir),
         Command::Forecast(args) => forecast_cmd::run(*args),
         Command::Serve { config } => serve(&config),
+        Command::Export(args) => export(args),
         Command::FakeHetzner { port } => fake_hetzner(port),
     };
     if let Err(e) = result {
@@ -286,6 +317,58 @@ fn serve(config: &Path) -> Result<()> {
             }
         }
     })
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    use conductor_sim::timefmt::{format_rfc3339, parse_rfc3339};
+    let until = match &args.until {
+        Some(t) => parse_rfc3339(t).map_err(|e| anyhow::anyhow!("--until {t:?}: {e}"))?,
+        None => chrono::Utc::now().timestamp_millis(),
+    };
+    let since = match parse_rfc3339(&args.since) {
+        Ok(t) => t,
+        Err(_) => {
+            let back = conductor_sim::duration::parse_duration(&args.since).map_err(|e| {
+                anyhow::anyhow!("--since {:?}: expected RFC 3339 or a duration such as 7d ({e})", args.since)
+            })?;
+            until - back
+        }
+    };
+    if args.timezone.parse::<chrono_tz::Tz>().is_err() {
+        bail!("--timezone {:?}: unknown IANA time zone", args.timezone);
+    }
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| args.out.file_name().map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned()));
+    let (servers, events) = runtime()?
+        .block_on(conductor_controller::export::fetch(&args.from, &args.token))
+        .context("reading the controller's API")?;
+    let meta = conductor_controller::export::MetaInfo {
+        name,
+        timezone: args.timezone.clone(),
+        source: format!(
+            "conductor export --from {} (event log up to seq {})",
+            args.from,
+            events.last().map_or(0, |e| e.seq)
+        ),
+    };
+    let export = conductor_controller::export::build(&servers, &events, since, until, &meta)?;
+    export.write(&args.out, args.force)?;
+    // What was written must read back as a valid dataset: nothing lost on the way.
+    let dataset =
+        Dataset::load(&args.out).map_err(|e| anyhow::anyhow!("{e}")).context("checking the written dataset")?;
+    println!(
+        "{}: {} servers, {} sessions, {} → {} ({} sessions still open at the end, {} lengthened to 1 s)",
+        args.out.display(),
+        dataset.servers.len(),
+        dataset.sessions.len(),
+        format_rfc3339(since),
+        format_rfc3339(until),
+        export.still_open,
+        export.lengthened
+    );
+    Ok(())
 }
 
 fn fake_hetzner(port: u16) -> Result<()> {

@@ -175,6 +175,8 @@ pub struct ServerView {
     pub cost_mode: &'static str,
     pub state: ServerState,
     pub node: Option<i64>,
+    /// RFC 3339 (UTC).
+    pub created_at: String,
 }
 
 impl From<Server> for ServerView {
@@ -189,6 +191,7 @@ impl From<Server> for ServerView {
             cost_mode: store::cost_mode_str(s.cost_mode),
             state: s.state,
             node: s.node,
+            created_at: conductor_sim::timefmt::format_rfc3339(s.created_at),
         }
     }
 }
@@ -298,7 +301,25 @@ async fn create_server<S: Store>(
         pay_per_use: req.pay_per_use,
         cost_mode,
     };
-    let server = api.store.create_server(s, (api.config.now)()).await?;
+    let now = (api.config.now)();
+    let server = api.store.create_server(s, now).await?;
+    // The plan as it was at creation: what `conductor export` writes as the server's row.
+    let plan = json!({
+        "owner": server.owner,
+        "ram_mib": server.ram_mib,
+        "disk_mb": server.disk_mb,
+        "pay_per_use": server.pay_per_use,
+        "cost_mode": store::cost_mode_str(server.cost_mode),
+    });
+    api.store
+        .append_event(store::NewEvent {
+            at: now,
+            kind: "server.created".into(),
+            server: Some(server.id),
+            node: None,
+            data: plan,
+        })
+        .await?;
     if let Some(live) = &api.live {
         live.lock().await.add_server(&server);
     }

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod cloud;
 pub mod config;
 pub mod docker;
+pub mod export;
 pub mod fake_hetzner;
 pub mod live;
 pub mod mcping;

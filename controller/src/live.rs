@@ -96,6 +96,9 @@ pub struct Live<S: Store> {
     /// Servers placed and not yet answering: their placement.
     starting: HashMap<ServerId, PlacementId>,
     idle_since: HashMap<ServerId, Millis>,
+    /// Most players seen since each running server started (the session's `players` when
+    /// the event log is exported as a dataset).
+    peak_players: HashMap<ServerId, u32>,
     /// Latest archive of each server.
     archives: HashMap<ServerId, ArchiveRef>,
 }
@@ -123,6 +126,7 @@ impl<S: Store> Live<S> {
             timer_seq: 0,
             starting: HashMap::new(),
             idle_since: HashMap::new(),
+            peak_players: HashMap::new(),
             archives: HashMap::new(),
             cfg,
         };
@@ -347,6 +351,8 @@ impl<S: Store> Live<S> {
     /// A customer stops `server` (or it went idle).
     pub async fn request_stop(&mut self, store_id: i64, now: Millis) -> Result<(), LiveError> {
         let id = self.id_of(store_id)?;
+        let peak = self.peak_players.get(&id).copied().unwrap_or(0);
+        self.event(now, "server.stop-requested", Some(store_id), None, json!({ "peak_players": peak })).await?;
         self.core.wanted_end(now, id, &mut self.out);
         self.apply(now).await
     }
@@ -394,7 +400,7 @@ impl<S: Store> Live<S> {
             if let Ok(status) = d.probe(self.server_ids[server.0 as usize]).await {
                 self.starting.remove(&server);
                 self.core.boot_complete(now, server, placement, &mut self.out);
-                self.core.set_players(server, status.online);
+                self.see_players(server, status.online);
                 self.apply(now).await?;
             }
         }
@@ -407,7 +413,7 @@ impl<S: Store> Live<S> {
             }
             let Some(d) = self.docker_of(server) else { continue };
             let Ok(status) = d.probe(self.server_ids[i]).await else { continue };
-            self.core.set_players(server, status.online);
+            self.see_players(server, status.online);
             if status.online > 0 || !self.core.spec(server).pay_per_use {
                 self.idle_since.remove(&server);
                 continue;
@@ -415,13 +421,26 @@ impl<S: Store> Live<S> {
             let since = *self.idle_since.entry(server).or_insert(now);
             if now - since >= self.cfg.idle_timeout {
                 self.idle_since.remove(&server);
-                self.event(now, "server.idle", Some(self.server_ids[i]), None, json!({ "idle_ms": now - since }))
-                    .await?;
+                let peak = self.peak_players.get(&server).copied().unwrap_or(0);
+                self.event(
+                    now,
+                    "server.idle",
+                    Some(self.server_ids[i]),
+                    None,
+                    json!({ "idle_ms": now - since, "peak_players": peak }),
+                )
+                .await?;
                 self.core.wanted_end(now, server, &mut self.out);
                 self.apply(now).await?;
             }
         }
         Ok(())
+    }
+
+    fn see_players(&mut self, server: ServerId, online: u32) {
+        self.core.set_players(server, online);
+        let peak = self.peak_players.entry(server).or_insert(0);
+        *peak = (*peak).max(online);
     }
 
     fn docker_of(&self, server: ServerId) -> Option<Arc<DockerNode>> {
@@ -611,7 +630,8 @@ impl<S: Store> Live<S> {
                 }
                 self.starting.remove(&server);
                 self.store.set_server_state(id, ServerState::Sleeping, store_node, now).await?;
-                self.event(now, "server.slept", Some(id), store_node, json!({})).await?;
+                let peak = self.peak_players.remove(&server).unwrap_or(0);
+                self.event(now, "server.slept", Some(id), store_node, json!({ "peak_players": peak })).await?;
             }
             Command::Archive { server, node } => {
                 let id = self.server_ids[server.0 as usize];

@@ -209,7 +209,7 @@ pub struct NewEvent {
     pub data: serde_json::Value,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: i64,
     pub at: Millis,

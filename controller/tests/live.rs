@@ -11,6 +11,7 @@ mod common;
 use conductor_controller::archive::DirArchive;
 use conductor_controller::cloud::{CloudConfig, HetznerCloud};
 use conductor_controller::docker::{DockerNode, Helper};
+use conductor_controller::export::{MetaInfo, ServerRow};
 use conductor_controller::fake_hetzner::{Behaviour, FakeHetzner};
 use conductor_controller::live::{CloudSetup, DedicatedNode, Live, LiveConfig, Mode};
 use conductor_controller::store::{NewServer, ServerState, Store};
@@ -197,6 +198,21 @@ async fn servers_run_scale_sleep_archive_restore_and_survive_a_crash() {
     for id in [a.id, b.id, c.id] {
         assert_eq!(containers.iter().filter(|x| x.server == id).count(), 1, "server {id}");
     }
+    // The event log of this run, exported as a dataset: a played once and runs again,
+    // b and c still run at the end.
+    let rows: Vec<ServerRow> = store.servers(None).await.unwrap().iter().map(ServerRow::from).collect();
+    let events = store.events(0, 10_000).await.unwrap();
+    let until = later + 10 * S;
+    let meta = MetaInfo { name: "live".into(), timezone: "UTC".into(), source: "test".into() };
+    let x = conductor_controller::export::build(&rows, &events, T0, until, &meta).unwrap();
+    let of = |id| x.sessions.iter().filter(|s| s.server == id).map(|s| (s.start, s.end)).collect::<Vec<_>>();
+    assert_eq!(of(a.id), [(T0, T0 + 200 * S), (later + S, until)]);
+    assert_eq!(of(b.id), [(T0, until)]);
+    assert_eq!(of(c.id), [(T0 + 2 * S, until)]);
+    let dir = archive_dir.join("export");
+    x.write(&dir, false).unwrap();
+    assert_eq!(conductor_sim::dataset::Dataset::load(&dir).unwrap().sessions.len(), 4);
+
     for id in [a.id, b.id, c.id] {
         docker.remove(id, true).await.unwrap();
     }
