@@ -18,7 +18,8 @@ use crate::docker::{ContainerSpec, DockerNode, Helper};
 use crate::store::{NewEvent, NewNode, NodeState, ServerState, Store, StoreError};
 use conductor_core::scheduler::{Outbox, ScaleAction};
 use conductor_core::{
-    Command, DedicatedType, Millis, NodeId, NodeKind, Note, PlacementId, Restore, Scheduler, ServerId, Timer,
+    Command, DedicatedType, Millis, NodeId, NodeKind, Note, PlacementId, Restore, ScalingMemory, Scheduler, ServerId,
+    Timer,
 };
 use conductor_core::{SchedulerConfig, ServerSpec};
 use serde_json::json;
@@ -101,6 +102,8 @@ pub struct Live<S: Store> {
     peak_players: HashMap<ServerId, u32>,
     /// Latest archive of each server.
     archives: HashMap<ServerId, ArchiveRef>,
+    /// The scaling memory last recorded in the event log.
+    memory: ScalingMemory,
 }
 
 fn spec(s: &crate::store::Server) -> ServerSpec {
@@ -128,6 +131,7 @@ impl<S: Store> Live<S> {
             idle_since: HashMap::new(),
             peak_players: HashMap::new(),
             archives: HashMap::new(),
+            memory: ScalingMemory::default(),
             cfg,
         };
         // Dedicated nodes: core nodes 0..k, in config order.
@@ -201,6 +205,33 @@ impl<S: Store> Live<S> {
                     .await?;
             }
         }
+        // From the event log: where archived worlds are (the latest `server.archived` event
+        // of each server) and what the scaling decisions remembered (the latest
+        // `scaling.memory`), so that a restart decides as the running controller would have.
+        let mut archived: HashMap<i64, ArchiveRef> = HashMap::new();
+        let mut memory = None;
+        let mut after = 0;
+        loop {
+            let page = live.store.events(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                match (e.kind.as_str(), e.server) {
+                    ("server.archived", Some(store_id)) => {
+                        if let (Some(key), Some(sha)) = (e.data["archive"].as_str(), e.data["sha256"].as_str()) {
+                            let bytes = e.data["bytes"].as_u64().unwrap_or(0);
+                            archived.insert(store_id, ArchiveRef { key: key.into(), sha256: sha.into(), bytes });
+                        }
+                    }
+                    ("scaling.memory", _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(m) = memory {
+            live.core.adopt_scaling_memory(&m);
+            live.memory = m;
+        }
         // Servers.
         let mut requeue = Vec::new();
         for s in live.store.servers(None).await? {
@@ -208,6 +239,9 @@ impl<S: Store> Live<S> {
             live.server_ids.push(s.id);
             live.by_store_id.insert(s.id, id);
             let node = s.node.and_then(|n| store_node_to_core.get(&n).copied());
+            if let Some(r) = archived.remove(&s.id) {
+                live.archives.insert(id, r);
+            }
             match (s.state, node) {
                 (ServerState::Running | ServerState::Starting, Some(node)) => {
                     let placement = live.core.adopt_running(id, node, s.state == ServerState::Running);
@@ -223,26 +257,17 @@ impl<S: Store> Live<S> {
                 (ServerState::Archived, _) | (ServerState::Sleeping, None) => {
                     live.core.adopt_stopped(id, None, s.updated_at, &mut Outbox::default());
                 }
-                (ServerState::Queued, _) => requeue.push(id),
-                _ => {}
-            }
-        }
-        // Where archived worlds are: the latest `server.archived` event of each server.
-        let mut after = 0;
-        loop {
-            let page = live.store.events(after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for e in page.iter().filter(|e| e.kind == "server.archived") {
-                let (Some(store_id), Some(key), Some(sha)) =
-                    (e.server, e.data["archive"].as_str(), e.data["sha256"].as_str())
-                else {
-                    continue;
-                };
-                if let Some(&id) = live.by_store_id.get(&store_id) {
-                    let bytes = e.data["bytes"].as_u64().unwrap_or(0);
-                    live.archives.insert(id, ArchiveRef { key: key.into(), sha256: sha.into(), bytes });
+                (ServerState::Queued, node) => {
+                    // Waiting to start: its world sleeps on `node`, lies in the archive, or
+                    // it never ran. Requeued in the order the requests came.
+                    if node.is_some() || live.archives.contains_key(&id) {
+                        let mut out = Outbox::default();
+                        live.core.adopt_stopped(id, node, s.updated_at, &mut out);
+                        live.out.commands.extend(out.commands);
+                    }
+                    requeue.push((s.updated_at, id));
                 }
+                _ => {}
             }
         }
         // Containers that exist but should not (their server is gone): removed.
@@ -263,7 +288,8 @@ impl<S: Store> Live<S> {
             }
         }
         live.core.start(now, &mut live.out);
-        for id in requeue {
+        requeue.sort_unstable();
+        for (_, id) in requeue {
             live.core.request_start(now, id, &mut live.out);
         }
         live.apply(now).await?;
@@ -366,6 +392,12 @@ impl<S: Store> Live<S> {
             let timer = self.timers.remove(&(at, seq)).expect("present");
             self.core.timer(at, timer, &mut self.out);
             self.apply(now).await?;
+        }
+        let memory = self.core.scaling_memory();
+        if memory != self.memory {
+            let data = serde_json::to_value(&memory).expect("plain data");
+            self.event(now, "scaling.memory", None, None, data).await?;
+            self.memory = memory;
         }
         if self.cfg.mode == Mode::Observe {
             return Ok(());
@@ -497,7 +529,12 @@ impl<S: Store> Live<S> {
         match note {
             Note::Queued { server } => {
                 if let Some(id) = sid(server) {
-                    self.store.set_server_state(id, ServerState::Queued, None, now).await?;
+                    // A sleeping world stays where it is while its server waits.
+                    let node = match self.core.residence(server) {
+                        conductor_core::Residence::Sleeping { node } => self.node_ids[node.0 as usize],
+                        _ => None,
+                    };
+                    self.store.set_server_state(id, ServerState::Queued, node, now).await?;
                     self.event(now, "server.queued", Some(id), None, json!({})).await?;
                 }
             }
@@ -535,7 +572,8 @@ impl<S: Store> Live<S> {
                     ScaleAction::Uncordon { node } => ("uncordon", node),
                 };
                 let data = json!({ "action": name, "policy": policy, "reason": reason, "core_node": node.0 });
-                self.event(now, "scaling.decision", None, None, data).await?;
+                let store_node = self.node_ids.get(node.0 as usize).copied().flatten();
+                self.event(now, "scaling.decision", None, store_node, data).await?;
             }
             Note::Shadow { policy, add, reason } => {
                 self.event(

@@ -23,18 +23,13 @@ fn now() -> Millis {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }
 
-pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
+/// The live engine's configuration from `controller.toml`: the drivers (not contacted yet)
+/// and the scheduler the twin would build from the same scenario sections.
+pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
     let c = &cfg.controller;
-    let store = Arc::new(PgStore::connect(&c.database).await?);
-    eprintln!("conductor: store ready (migrations applied)");
-    let _leader =
-        store.lead(LEADER_KEY, || eprintln!("conductor: another instance acts; waiting as a standby")).await?;
-    eprintln!("conductor: acting instance");
-
     let mut dedicated = Vec::new();
     for (node, kind) in c.node.iter().zip(&cfg.scenario.dedicated) {
         let docker = Arc::new(DockerNode::connect(&node.docker, &node.host)?);
-        docker.ping().await.map_err(|e| format!("node {}: {e}", node.name))?;
         dedicated.push(DedicatedNode { name: node.name.clone(), kind: kind.clone(), docker });
     }
     let cloud = match (&c.cloud, &cfg.cloud_token) {
@@ -56,7 +51,7 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
         image: c.helper_image.clone().unwrap_or_else(|| c.image.clone()),
         cmd: c.helper_cmd.clone().unwrap_or_else(|| vec!["/standin".into(), "hold".into()]),
     };
-    let live_cfg = LiveConfig {
+    Ok(LiveConfig {
         scheduler: cfg.scenario.scheduler.clone(),
         dedicated,
         cloud,
@@ -67,7 +62,21 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
         helper,
         archive: Arc::new(DirArchive { root: c.archive_dir.clone() }),
         mode: c.mode,
-    };
+    })
+}
+
+pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
+    let c = &cfg.controller;
+    let store = Arc::new(PgStore::connect(&c.database).await?);
+    eprintln!("conductor: store ready (migrations applied)");
+    let _leader =
+        store.lead(LEADER_KEY, || eprintln!("conductor: another instance acts; waiting as a standby")).await?;
+    eprintln!("conductor: acting instance");
+
+    let live_cfg = live_config(&cfg)?;
+    for (node, d) in c.node.iter().zip(&live_cfg.dedicated) {
+        d.docker.ping().await.map_err(|e| format!("node {}: {e}", node.name))?;
+    }
     let live = Arc::new(tokio::sync::Mutex::new(Live::start(store.clone(), live_cfg, now()).await?));
     eprintln!("conductor: state adopted; mode {:?}", c.mode);
 

@@ -26,6 +26,7 @@ pub use model::{NodeId, NodeKind, ServerId, ServerSpec, Tier};
 pub use placement::Strategy;
 pub use policy::{DemandForecast, Policy, ReactiveParams, ScaleIn, ScalingPolicy};
 pub use scheduler::{
-    AbandonReason, Command, Note, PlacementId, Residence, Restore, ScaleAction, Scheduler, SchedulerConfig, Timer,
+    AbandonReason, Command, Note, PlacementId, Residence, Restore, ScaleAction, ScalingMemory, Scheduler,
+    SchedulerConfig, Timer,
 };
 pub use time::Millis;

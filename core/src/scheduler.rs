@@ -306,6 +306,8 @@ struct Server {
     placement: PlacementId,
     /// Incremented at every stop; an archive timer of an older stop is stale.
     stops: u32,
+    /// When it last stopped (a sleeping server's archive is due `sleep_window` later).
+    stopped_at: Millis,
     /// Players online (reported by the driver); consolidation moves only empty servers
     /// unless the owner consented.
     players: u32,
@@ -328,6 +330,7 @@ impl Server {
             request: None,
             placement: PlacementId(0),
             stops: 0,
+            stopped_at: Millis::MIN,
             players: 0,
             consent: Consent::None,
             asked: false,
@@ -357,6 +360,17 @@ enum Consent {
     None,
     Announced { at: Millis },
     Accepted,
+}
+
+/// What the scaling decisions remember between ticks (cooldown, low spells, the last
+/// consolidation). A live controller records it and adopts it after a restart, so that a
+/// restart does not change what it decides.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScalingMemory {
+    pub last_action: Option<Millis>,
+    /// Per policy, in configuration order.
+    pub low_since: Vec<Option<Millis>>,
+    pub last_consolidation: Option<Millis>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -484,6 +498,7 @@ impl Scheduler {
             Some(node) => {
                 s.residence = Residence::Sleeping { node };
                 s.stops += 1;
+                s.stopped_at = stopped_at;
                 let epoch = s.stops;
                 self.nodes[node.0 as usize].sleepers.push(server);
                 let at = stopped_at + self.config.sleep_window;
@@ -896,6 +911,34 @@ impl Scheduler {
         self.servers[server.0 as usize].residence
     }
 
+    /// When the pending start request of `server` was made, if it has one.
+    pub fn requested_at(&self, server: ServerId) -> Option<Millis> {
+        self.servers[server.0 as usize].request.map(|r| r.at)
+    }
+
+    /// When `server` last stopped (`Millis::MIN` if it never did).
+    pub fn stopped_at(&self, server: ServerId) -> Millis {
+        self.servers[server.0 as usize].stopped_at
+    }
+
+    pub fn scaling_memory(&self) -> ScalingMemory {
+        ScalingMemory {
+            last_action: self.scaling.last_action,
+            low_since: self.scaling.policies.iter().map(|p| p.low_since).collect(),
+            last_consolidation: self.last_consolidation,
+        }
+    }
+
+    /// Start-up of a live controller: what the scaling decisions remembered before. Entries
+    /// beyond the configured policies are ignored (the configuration changed).
+    pub fn adopt_scaling_memory(&mut self, m: &ScalingMemory) {
+        self.scaling.last_action = m.last_action;
+        for (state, low) in self.scaling.policies.iter_mut().zip(&m.low_since) {
+            state.low_since = *low;
+        }
+        self.last_consolidation = m.last_consolidation;
+    }
+
     pub fn is_queued(&self, server: ServerId) -> bool {
         self.servers[server.0 as usize].request.is_some_and(|r| r.queued)
     }
@@ -1001,6 +1044,7 @@ impl Scheduler {
         let ram = u64::from(s.spec.ram_mib);
         s.residence = Residence::Sleeping { node };
         s.stops += 1;
+        s.stopped_at = now;
         if let Some(from) = s.migrating_from.take() {
             self.nodes[from.0 as usize].outgoing -= 1;
         }

@@ -240,9 +240,30 @@ pub fn run_with(
     series_step: Option<Millis>,
     progress: Progress<'_>,
 ) -> Outcome {
+    run_full(scenario, dataset, seed, series_step, None, progress)
+}
+
+/// Sees every scaling tick: its time, the scheduler just before and just after it, and the
+/// notes it made (what the parity test of the live controller compares against).
+pub type TickObserver<'a> = &'a mut dyn FnMut(Millis, &Scheduler, &Scheduler, &[Note]);
+
+/// [`run`], showing every scaling tick to `observer`.
+pub fn run_observed(scenario: &Scenario, dataset: &Dataset, seed: u64, observer: TickObserver<'_>) -> Outcome {
+    run_full(scenario, dataset, seed, None, Some(observer), &mut |_| {})
+}
+
+fn run_full<'a>(
+    scenario: &'a Scenario,
+    dataset: &'a Dataset,
+    seed: u64,
+    series_step: Option<Millis>,
+    observer: Option<TickObserver<'a>>,
+    progress: Progress<'_>,
+) -> Outcome {
     let window = scenario.window.unwrap_or((dataset.meta.start, dataset.meta.end));
     let intervals = wanted_intervals(dataset, scenario.lifecycle.idle_timeout);
     let mut engine = Engine::new(scenario, dataset, seed, window);
+    engine.tick_observer = observer;
     if let Some(step) = series_step.filter(|&s| s > 0) {
         engine.series = Some(Series::new(step));
         engine.next_sample = window.0;
@@ -285,6 +306,7 @@ pub fn run_with(
 
 struct Engine<'a> {
     scenario: &'a Scenario,
+    tick_observer: Option<TickObserver<'a>>,
     dataset: &'a Dataset,
     window: (Millis, Millis),
     core: Scheduler,
@@ -329,6 +351,7 @@ impl<'a> Engine<'a> {
         let n = dataset.servers.len();
         Engine {
             scenario,
+            tick_observer: None,
             dataset,
             window,
             core,
@@ -526,6 +549,13 @@ impl<'a> Engine<'a> {
                         }
                     }
                     Kind::NodeReady(node) => self.core.node_ready(now, node, &mut self.out),
+                    Kind::Timer(Timer::Tick) if self.tick_observer.is_some() => {
+                        let before = self.core.clone();
+                        let mark = self.out.notes.len();
+                        self.core.timer(now, Timer::Tick, &mut self.out);
+                        let observe = self.tick_observer.as_mut().expect("checked");
+                        observe(now, &before, &self.core, &self.out.notes[mark..]);
+                    }
                     Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
                     Kind::Forecast => self.refresh_forecast(now),
                     Kind::Fail(target) => self.fail(now, target),
