@@ -21,11 +21,15 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub name: String,
-    /// Docker API: `unix:///run/podman/podman.sock` or `tcp://host:2375`.
+    /// Docker API: `unix:///run/podman/podman.sock`, `tcp://host:2375` or
+    /// `ssh://user@host[:port][/var/run/docker.sock]` (through the system's OpenSSH client).
     pub docker: String,
     /// Where the node's published game ports are reached.
     #[serde(default = "localhost")]
     pub host: String,
+    /// ssh:// endpoints: the private key, and the known_hosts file with the node's host key.
+    pub ssh_identity: Option<PathBuf>,
+    pub ssh_known_hosts: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Clone)]

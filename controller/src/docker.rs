@@ -76,22 +76,123 @@ pub struct DockerNode {
     docker: Docker,
     /// Where this node's published ports are reached from the controller.
     pub host: String,
+    /// The SSH process forwarding a local socket to the node's (ssh:// endpoints).
+    _tunnel: Option<SshTunnel>,
+}
+
+/// How to reach endpoints that need credentials.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// ssh://: the private key to log in with (else ssh's own defaults and agent).
+    pub ssh_identity: Option<std::path::PathBuf>,
+    /// ssh://: the known_hosts file holding the node's host key; the key is always checked.
+    pub ssh_known_hosts: Option<std::path::PathBuf>,
+}
+
+/// `ssh -L local.sock:remote.sock`: the system's OpenSSH client (its configuration, agent
+/// and host-key checks apply) forwarding a local Unix socket to the node's Docker socket.
+/// Killed when the node is dropped.
+struct SshTunnel {
+    child: std::process::Child,
+    local: std::path::PathBuf,
+}
+
+impl Drop for SshTunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.local);
+    }
+}
+
+impl SshTunnel {
+    /// `target` is `[user@]host[:port][/remote/socket]` (default socket /var/run/docker.sock).
+    fn open(target: &str, access: &Access) -> Result<SshTunnel, String> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let (authority, remote) = match target.find('/') {
+            Some(i) => (&target[..i], &target[i..]),
+            None => (target, "/var/run/docker.sock"),
+        };
+        let (login, port) = match authority.rsplit_once(':') {
+            Some((l, p)) => (l, Some(p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number"))?)),
+            None => (authority, None),
+        };
+        if login.is_empty() || login.ends_with('@') {
+            return Err("expected ssh://[user@]host[:port][/remote/socket]".into());
+        }
+        let local = std::env::temp_dir().join(format!(
+            "conductor-ssh-{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&local);
+        let mut cmd = std::process::Command::new("ssh");
+        cmd.args(["-nNT", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=15"]);
+        cmd.args(["-o", "StrictHostKeyChecking=yes"]);
+        if let Some(k) = &access.ssh_known_hosts {
+            cmd.arg("-o").arg(format!("UserKnownHostsFile={}", k.display()));
+        }
+        if let Some(i) = &access.ssh_identity {
+            cmd.arg("-o").arg("IdentitiesOnly=yes").arg("-i").arg(i);
+        }
+        if let Some(p) = port {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        cmd.arg("-L").arg(format!("{}:{remote}", local.display())).arg(login);
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| format!("starting ssh: {e}"))?;
+        // Connected once the forwarded socket exists; ssh exits at once on a refused login
+        // or an unknown host key (BatchMode, ExitOnForwardFailure).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if local.exists() {
+                return Ok(SshTunnel { child, local });
+            }
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(format!("ssh exited ({status}): {}", err.trim()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("ssh: no forwarded socket after 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl DockerNode {
-    /// `unix:///path/to/docker.sock` or `tcp://host:port` (plain HTTP). TLS and SSH
-    /// endpoints are not supported yet.
+    /// `unix:///path/to/docker.sock` or `tcp://host:port` (plain HTTP).
     pub fn connect(endpoint: &str, host: &str) -> Result<DockerNode, DockerError> {
+        Self::connect_with(endpoint, host, &Access::default())
+    }
+
+    /// Also `ssh://[user@]host[:port][/remote/socket]`: through an SSH tunnel (see [`Access`]).
+    pub fn connect_with(endpoint: &str, host: &str, access: &Access) -> Result<DockerNode, DockerError> {
         let fail = |message: String| DockerError::Endpoint { endpoint: endpoint.into(), message };
-        let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
-            Docker::connect_with_socket(path, 120, bollard::API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))?
+        let socket = |path: &str| {
+            Docker::connect_with_socket(path, 120, bollard::API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))
+        };
+        let (docker, tunnel) = if let Some(path) = endpoint.strip_prefix("unix://") {
+            (socket(path)?, None)
         } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
             let url = endpoint.replacen("tcp://", "http://", 1);
-            Docker::connect_with_http(&url, 120, bollard::API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))?
+            let d =
+                Docker::connect_with_http(&url, 120, bollard::API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))?;
+            (d, None)
+        } else if let Some(target) = endpoint.strip_prefix("ssh://") {
+            let tunnel = SshTunnel::open(target, access).map_err(fail)?;
+            (socket(&tunnel.local.to_string_lossy())?, Some(tunnel))
         } else {
-            return Err(fail("expected unix:///path or tcp://host:port".into()));
+            return Err(fail("expected unix:///path, tcp://host:port or ssh://[user@]host[:port][/socket]".into()));
         };
-        Ok(DockerNode { docker, host: host.into() })
+        Ok(DockerNode { docker, host: host.into(), _tunnel: tunnel })
     }
 
     pub async fn ping(&self) -> Result<(), DockerError> {

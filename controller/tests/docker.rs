@@ -2,7 +2,7 @@
 //! game server image (`.ci/podman.sh` starts both and sets `CONDUCTOR_TEST_DOCKER`;
 //! `CONDUCTOR_REQUIRE_SERVICES=1` turns a missing engine into a failure, as in CI).
 
-use conductor_controller::docker::{container_name, ContainerSpec, DockerNode};
+use conductor_controller::docker::{container_name, Access, ContainerSpec, DockerNode};
 use std::time::Duration;
 
 const IMAGE: &str = "localhost/conductor-standin:test";
@@ -207,4 +207,49 @@ async fn removing_one_servers_world_never_touches_another_with_a_longer_id() {
     n.ensure_container(&spec(long, &[])).await.unwrap();
     assert_eq!(saves(&n.download_data(long).await.unwrap()), Some(1), "the longer id's world survived");
     n.remove(long, true).await.unwrap();
+}
+
+/// The node's engine reached through SSH (`.ci/sshd.sh` runs an OpenSSH server on
+/// 127.0.0.1:2222 forwarding to the Podman socket and prints `CONDUCTOR_TEST_SSH`).
+fn ssh_endpoint() -> Option<(String, Access)> {
+    let Ok(endpoint) = std::env::var("CONDUCTOR_TEST_SSH") else {
+        if std::env::var("CONDUCTOR_REQUIRE_SERVICES").is_ok() {
+            panic!("CONDUCTOR_TEST_SSH is not set but services are required");
+        }
+        eprintln!("skipping: set CONDUCTOR_TEST_SSH (bash .ci/sshd.sh prints it) to run the SSH test");
+        return None;
+    };
+    let dir = std::path::Path::new("/tmp/conductor-sshd");
+    let access =
+        Access { ssh_identity: Some(dir.join("client_ed25519")), ssh_known_hosts: Some(dir.join("known_hosts")) };
+    Some((endpoint, access))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_node_is_driven_over_ssh_and_an_unknown_host_key_is_refused() {
+    let Some((endpoint, access)) = ssh_endpoint() else { return };
+    let n = DockerNode::connect_with(&endpoint, "127.0.0.1", &access).unwrap();
+    n.ping().await.unwrap();
+    let id = server_id(7);
+    n.remove(id, true).await.unwrap();
+    n.ensure_container(&spec(id, &["PLAYERS=2"])).await.unwrap();
+    n.start(id).await.unwrap();
+    let status = n.wait_ready(id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(status.online, 2, "the container started over SSH answers the status ping");
+    n.remove(id, true).await.unwrap();
+    drop(n);
+
+    // The host key is always checked: an empty known_hosts file refuses the node.
+    let empty = std::env::temp_dir().join(format!("conductor-known-hosts-{}", std::process::id()));
+    std::fs::write(&empty, "").unwrap();
+    let strict = Access { ssh_known_hosts: Some(empty.clone()), ..access.clone() };
+    let e = DockerNode::connect_with(&endpoint, "127.0.0.1", &strict).err().expect("refused").to_string();
+    assert!(e.contains("Host key verification failed") && e.contains(&endpoint), "{e}");
+    // A wrong key is refused as well.
+    let wrong = Access { ssh_identity: Some(empty.clone()), ..access };
+    let e = DockerNode::connect_with(&endpoint, "127.0.0.1", &wrong).err().expect("refused").to_string();
+    assert!(e.contains("ssh exited"), "{e}");
+    std::fs::remove_file(&empty).unwrap();
+    let e = DockerNode::connect("ftp://x", "h").err().unwrap().to_string();
+    assert!(e.contains("ssh://"), "{e}");
 }
