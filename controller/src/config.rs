@@ -21,7 +21,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub name: String,
-    /// Docker API: `unix:///run/podman/podman.sock`, `tcp://host:2375` or
+    /// Docker API: `unix:///run/podman/podman.sock`, `tcp://host:2375`, `tls://host:2376` or
     /// `ssh://user@host[:port][/var/run/docker.sock]` (through the system's OpenSSH client).
     pub docker: String,
     /// Where the node's published game ports are reached.
@@ -30,6 +30,22 @@ pub struct NodeConfig {
     /// ssh:// endpoints: the private key, and the known_hosts file with the node's host key.
     pub ssh_identity: Option<PathBuf>,
     pub ssh_known_hosts: Option<PathBuf>,
+    /// tls:// endpoints (mutual TLS, as `dockerd --tlsverify`): CA, client certificate, key.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    pub fn access(&self) -> crate::docker::Access {
+        crate::docker::Access {
+            ssh_identity: self.ssh_identity.clone(),
+            ssh_known_hosts: self.ssh_known_hosts.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]

@@ -88,6 +88,52 @@ pub struct Access {
     pub ssh_identity: Option<std::path::PathBuf>,
     /// ssh://: the known_hosts file holding the node's host key; the key is always checked.
     pub ssh_known_hosts: Option<std::path::PathBuf>,
+    /// tls://: the CA that signed the engine's certificate, and this client's certificate
+    /// and key (Docker's `--tlsverify` scheme: ca.pem, cert.pem, key.pem).
+    pub tls_ca: Option<std::path::PathBuf>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// A Docker API over TLS with a client certificate (mutual TLS, as `dockerd --tlsverify`).
+fn tls_docker(address: &str, access: &Access) -> Result<Docker, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(ca), Some(cert), Some(key)) = (&access.tls_ca, &access.tls_cert, &access.tls_key) else {
+        return Err("tls:// needs tls_ca, tls_cert and tls_key".into());
+    };
+    let pem = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| format!("{what} {}: {e}", path.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| pem("tls_ca", ca, &e))? {
+        roots.add(c.map_err(|e| pem("tls_ca", ca, &e))?).map_err(|e| pem("tls_ca", ca, &e))?;
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem("tls_cert", cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem("tls_cert", cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem("tls_key", key, &e))?;
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("tls_cert/tls_key: {e}"))?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only().enable_http1().build();
+    let client = std::sync::Arc::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https),
+    );
+    let transport = move |req: bollard::BollardRequest| {
+        let client = client.clone();
+        async move { client.request(req).await.map_err(bollard::errors::Error::from) }
+    };
+    Docker::connect_with_custom_transport(
+        transport,
+        Some(format!("https://{address}")),
+        120,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// `ssh -L local.sock:remote.sock`: the system's OpenSSH client (its configuration, agent
@@ -173,7 +219,8 @@ impl DockerNode {
         Self::connect_with(endpoint, host, &Access::default())
     }
 
-    /// Also `ssh://[user@]host[:port][/remote/socket]`: through an SSH tunnel (see [`Access`]).
+    /// Also `tls://host:port` (mutual TLS) and `ssh://[user@]host[:port][/remote/socket]`
+    /// (through an SSH tunnel); credentials in [`Access`].
     pub fn connect_with(endpoint: &str, host: &str, access: &Access) -> Result<DockerNode, DockerError> {
         let fail = |message: String| DockerError::Endpoint { endpoint: endpoint.into(), message };
         let socket = |path: &str| {
@@ -186,11 +233,15 @@ impl DockerNode {
             let d =
                 Docker::connect_with_http(&url, 120, bollard::API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))?;
             (d, None)
+        } else if let Some(address) = endpoint.strip_prefix("tls://") {
+            (tls_docker(address, access).map_err(fail)?, None)
         } else if let Some(target) = endpoint.strip_prefix("ssh://") {
             let tunnel = SshTunnel::open(target, access).map_err(fail)?;
             (socket(&tunnel.local.to_string_lossy())?, Some(tunnel))
         } else {
-            return Err(fail("expected unix:///path, tcp://host:port or ssh://[user@]host[:port][/socket]".into()));
+            return Err(fail(
+                "expected unix:///path, tcp://host:port, tls://host:port or ssh://[user@]host[:port][/socket]".into(),
+            ));
         };
         Ok(DockerNode { docker, host: host.into(), _tunnel: tunnel })
     }

@@ -6,7 +6,7 @@ use crate::api::{router, Api, ApiConfig};
 use crate::archive::DirArchive;
 use crate::cloud::{CloudConfig, HetznerCloud};
 use crate::config::ControllerConfig;
-use crate::docker::{Access, DockerNode, Helper};
+use crate::docker::{DockerNode, Helper};
 use crate::live::{CloudSetup, DedicatedNode, Live, LiveConfig};
 use crate::store::token_hash;
 use crate::PgStore;
@@ -29,8 +29,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
     let c = &cfg.controller;
     let mut dedicated = Vec::new();
     for (node, kind) in c.node.iter().zip(&cfg.scenario.dedicated) {
-        let access = Access { ssh_identity: node.ssh_identity.clone(), ssh_known_hosts: node.ssh_known_hosts.clone() };
-        let docker = Arc::new(DockerNode::connect_with(&node.docker, &node.host, &access)?);
+        let docker = Arc::new(DockerNode::connect_with(&node.docker, &node.host, &node.access())?);
         dedicated.push(DedicatedNode { name: node.name.clone(), kind: kind.clone(), docker });
     }
     let cloud = match (&c.cloud, &cfg.cloud_token) {

@@ -220,8 +220,11 @@ fn ssh_endpoint() -> Option<(String, Access)> {
         return None;
     };
     let dir = std::path::Path::new("/tmp/conductor-sshd");
-    let access =
-        Access { ssh_identity: Some(dir.join("client_ed25519")), ssh_known_hosts: Some(dir.join("known_hosts")) };
+    let access = Access {
+        ssh_identity: Some(dir.join("client_ed25519")),
+        ssh_known_hosts: Some(dir.join("known_hosts")),
+        ..Access::default()
+    };
     Some((endpoint, access))
 }
 
@@ -252,4 +255,105 @@ async fn a_node_is_driven_over_ssh_and_an_unknown_host_key_is_refused() {
     std::fs::remove_file(&empty).unwrap();
     let e = DockerNode::connect("ftp://x", "h").err().unwrap().to_string();
     assert!(e.contains("ssh://"), "{e}");
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with the openssl
+/// command line (as one would for `dockerd --tlsverify`).
+fn make_certs(dir: &std::path::Path, ca_name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = format!(
+        r#"set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+openssl req -x509 $ec -keyout ca-key.pem -out ca.pem -days 2 -subj /CN={ca_name} \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+for who in server client; do
+  openssl req $ec -keyout $who-key.pem -out $who.csr -subj /CN=$who
+  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+    -extfile $who.ext -out $who.pem
+done"#
+    );
+    let out = std::process::Command::new("bash").arg("-c").arg(script).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A TLS endpoint in front of the engine's Unix socket that requires a client certificate
+/// signed by the CA in `dir` (what `dockerd --tlsverify` does). Returns its port.
+async fn tls_front(dir: &std::path::Path, socket: String) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone()).build().unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_file(dir.join("server.pem")).unwrap()],
+            PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, socket) = (acceptor.clone(), socket.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut engine = tokio::net::UnixStream::connect(socket).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_node_is_driven_over_mutual_tls_and_a_foreign_certificate_is_refused() {
+    let Some(_) = node() else { return };
+    let endpoint = std::env::var("CONDUCTOR_TEST_DOCKER").unwrap();
+    let socket = endpoint.strip_prefix("unix://").expect("the test engine is a Unix socket").to_owned();
+    let base = std::env::temp_dir().join(format!("conductor-tls-{}", std::process::id()));
+    let (good, foreign) = (base.join("good"), base.join("foreign"));
+    make_certs(&good, "conductor-test-ca");
+    make_certs(&foreign, "someone-else");
+    let port = tls_front(&good, socket).await;
+    let access = |dir: &std::path::Path| Access {
+        tls_ca: Some(dir.join("ca.pem")),
+        tls_cert: Some(dir.join("client.pem")),
+        tls_key: Some(dir.join("client-key.pem")),
+        ..Access::default()
+    };
+    let url = format!("tls://127.0.0.1:{port}");
+
+    let n = DockerNode::connect_with(&url, "127.0.0.1", &access(&good)).unwrap();
+    n.ping().await.unwrap();
+    let id = server_id(8);
+    n.remove(id, true).await.unwrap();
+    n.ensure_container(&spec(id, &["PLAYERS=4"])).await.unwrap();
+    n.start(id).await.unwrap();
+    assert_eq!(n.wait_ready(id, Duration::from_secs(20)).await.unwrap().online, 4);
+    n.remove(id, true).await.unwrap();
+
+    // A client certificate from another CA is refused by the engine; an engine certificate
+    // from another CA is refused by the client.
+    let mixed = Access { tls_ca: Some(good.join("ca.pem")), ..access(&foreign) };
+    let n = DockerNode::connect_with(&url, "127.0.0.1", &mixed).unwrap();
+    assert!(n.ping().await.is_err(), "a foreign client certificate must not reach the engine");
+    let n = DockerNode::connect_with(&url, "127.0.0.1", &access(&foreign)).unwrap();
+    let e = n.ping().await.err().expect("an unknown engine certificate is refused").to_string();
+    assert!(!e.is_empty());
+    // Missing pieces are named.
+    let e = DockerNode::connect_with(&url, "h", &Access::default()).err().unwrap().to_string();
+    assert!(e.contains("tls_ca, tls_cert and tls_key"), "{e}");
+    let bad = Access { tls_ca: Some(base.join("nope.pem")), ..access(&good) };
+    let e = DockerNode::connect_with(&url, "h", &bad).err().unwrap().to_string();
+    assert!(e.contains("tls_ca") && e.contains("nope.pem"), "{e}");
+    std::fs::remove_dir_all(&base).unwrap();
 }
