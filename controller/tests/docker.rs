@@ -347,7 +347,7 @@ async fn a_node_is_driven_over_mutual_tls_and_a_foreign_certificate_is_refused()
     let n = DockerNode::connect_with(&url, "127.0.0.1", &mixed).unwrap();
     assert!(n.ping().await.is_err(), "a foreign client certificate must not reach the engine");
     let n = DockerNode::connect_with(&url, "127.0.0.1", &access(&foreign)).unwrap();
-    let e = n.ping().await.err().expect("an unknown engine certificate is refused").to_string();
+    let e = n.ping().await.expect_err("an unknown engine certificate is refused").to_string();
     assert!(!e.is_empty());
     // Missing pieces are named.
     let e = DockerNode::connect_with(&url, "h", &Access::default()).err().unwrap().to_string();
