@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod billing;
 pub mod cloud;
 pub mod config;
 pub mod docker;

@@ -15,6 +15,8 @@ struct State {
     events: Vec<Event>,
     intents: Vec<Intent>,
     forecasts: Vec<(Millis, serde_json::Value)>,
+    ledger: Vec<Entry>,
+    balances: std::collections::HashMap<i64, Money>,
 }
 
 #[derive(Default)]
@@ -256,6 +258,64 @@ impl Store for MemoryStore {
 
     async fn pending_intents(&self) -> Result<Vec<Intent>> {
         self.with(|s| Ok(s.intents.iter().filter(|i| i.state == IntentState::Pending).cloned().collect()))
+    }
+
+    async fn post(&self, e: NewEntry) -> Result<Posted> {
+        e.check()?;
+        self.with(|s| {
+            if let Some(old) = s.ledger.iter().find(|x| x.key == e.key) {
+                if !e.same_as(old) {
+                    return Err(StoreError::Conflict(format!("key {:?} belongs to another entry", e.key)));
+                }
+                let balance = s.balances.get(&old.owner).copied().unwrap_or_default();
+                return Ok(Posted { entry: old.clone(), new: false, balance });
+            }
+            if !s.owners.iter().any(|o| o.id == e.owner) {
+                return Err(not_found("owner", e.owner));
+            }
+            if let Some(server) = e.server {
+                if !s.servers.iter().any(|x| x.id == server) {
+                    return Err(not_found("server", server));
+                }
+            }
+            // As NUMERIC(20, 6) gives it back.
+            let mut amount = e.amount;
+            amount.rescale(conductor_core::billing::RATING_DP);
+            let entry = Entry {
+                id: s.ledger.len() as i64 + 1,
+                owner: e.owner,
+                kind: e.kind,
+                amount,
+                key: e.key,
+                at: e.at,
+                server: e.server,
+                window_start: e.window_start,
+                data: e.data,
+            };
+            let balance = s.balances.entry(e.owner).or_default();
+            *balance += entry.amount;
+            let balance = *balance;
+            s.ledger.push(entry.clone());
+            Ok(Posted { entry, new: true, balance })
+        })
+    }
+
+    async fn balance(&self, owner: i64) -> Result<Money> {
+        self.with(|s| {
+            if !s.owners.iter().any(|o| o.id == owner) {
+                return Err(not_found("owner", owner));
+            }
+            Ok(s.balances.get(&owner).copied().unwrap_or_default())
+        })
+    }
+
+    async fn ledger(&self, owner: i64, after: i64, limit: u32) -> Result<Vec<Entry>> {
+        self.with(|s| {
+            if !s.owners.iter().any(|o| o.id == owner) {
+                return Err(not_found("owner", owner));
+            }
+            Ok(s.ledger.iter().filter(|e| e.owner == owner && e.id > after).take(limit as usize).cloned().collect())
+        })
     }
 
     async fn save_forecast(&self, document: serde_json::Value, now: Millis) -> Result<i64> {

@@ -11,6 +11,8 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+const LEDGER_COLUMNS: &str = "id, owner_id, kind, amount, key, at, server_id, window_start, data";
+
 fn ts(ms: Millis) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
@@ -74,6 +76,20 @@ impl PgStore {
 
     fn owner_row(r: &PgRow) -> Result<Owner> {
         Ok(Owner { id: r.get("id"), name: r.get("name"), created_at: ms(r.get("created_at")) })
+    }
+
+    fn entry_row(r: &PgRow) -> Result<Entry> {
+        Ok(Entry {
+            id: r.get("id"),
+            owner: r.get("owner_id"),
+            kind: EntryKind::parse(r.get("kind"))?,
+            amount: r.get("amount"),
+            key: r.get("key"),
+            at: ms(r.get("at")),
+            server: r.get("server_id"),
+            window_start: r.get::<Option<DateTime<Utc>>, _>("window_start").map(ms),
+            data: r.get("data"),
+        })
     }
 
     fn server_row(r: &PgRow) -> Result<Server> {
@@ -449,6 +465,81 @@ impl Store for PgStore {
             .await
             .map_err(db)?;
         rows.iter().map(Self::intent_row).collect()
+    }
+
+    async fn post(&self, e: NewEntry) -> Result<Posted> {
+        e.check()?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Insert-if-absent: a concurrent posting of the same key waits for this transaction
+        // and then inserts nothing.
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO ledger (owner_id, kind, amount, key, at, server_id, window_start, data) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING RETURNING {LEDGER_COLUMNS}"
+        ))
+        .bind(e.owner)
+        .bind(e.kind.as_str())
+        .bind(e.amount)
+        .bind(&e.key)
+        .bind(ts(e.at))
+        .bind(e.server)
+        .bind(e.window_start.map(ts))
+        .bind(&e.data)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|x| match db(x) {
+            StoreError::NotFound { .. } => StoreError::NotFound { what: "owner or server", id: e.owner.to_string() },
+            other => other,
+        })?;
+        if let Some(row) = inserted {
+            let entry = Self::entry_row(&row)?;
+            let r = sqlx::query(
+                "INSERT INTO balances (owner_id, balance) VALUES ($1, $2) \
+                 ON CONFLICT (owner_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance RETURNING balance",
+            )
+            .bind(e.owner)
+            .bind(e.amount)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return Ok(Posted { entry, new: true, balance: r.get("balance") });
+        }
+        tx.rollback().await.map_err(db)?;
+        let row = sqlx::query(&format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE key = $1"))
+            .bind(&e.key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let old = Self::entry_row(&row)?;
+        if !e.same_as(&old) {
+            return Err(StoreError::Conflict(format!("key {:?} belongs to another entry", e.key)));
+        }
+        let balance = self.balance(old.owner).await?;
+        Ok(Posted { entry: old, new: false, balance })
+    }
+
+    async fn balance(&self, owner: i64) -> Result<Money> {
+        self.owner(owner).await?;
+        let r = sqlx::query("SELECT balance FROM balances WHERE owner_id = $1")
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.map_or(Money::ZERO, |r| r.get("balance")))
+    }
+
+    async fn ledger(&self, owner: i64, after: i64, limit: u32) -> Result<Vec<Entry>> {
+        self.owner(owner).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(owner)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(Self::entry_row).collect()
     }
 
     async fn save_forecast(&self, document: serde_json::Value, now: Millis) -> Result<i64> {

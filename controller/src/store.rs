@@ -258,6 +258,104 @@ pub struct Intent {
     pub outcome: Option<serde_json::Value>,
 }
 
+/// What a ledger entry is. Credits (grant, top-up, refund) are positive, charges negative,
+/// adjustments either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Grant,
+    Topup,
+    Charge,
+    Refund,
+    Adjustment,
+}
+
+impl EntryKind {
+    pub const ALL: [EntryKind; 5] =
+        [EntryKind::Grant, EntryKind::Topup, EntryKind::Charge, EntryKind::Refund, EntryKind::Adjustment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Grant => "grant",
+            EntryKind::Topup => "topup",
+            EntryKind::Charge => "charge",
+            EntryKind::Refund => "refund",
+            EntryKind::Adjustment => "adjustment",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<EntryKind> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| StoreError::Invalid(format!("entry kind {s:?}")))
+    }
+}
+
+/// A ledger entry to post. `key` makes posting idempotent: a charge's key names its server
+/// and metering window, a top-up's the payment it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEntry {
+    pub owner: i64,
+    pub kind: EntryKind,
+    pub amount: Money,
+    pub key: String,
+    pub at: Millis,
+    pub server: Option<i64>,
+    pub window_start: Option<Millis>,
+    pub data: serde_json::Value,
+}
+
+impl NewEntry {
+    /// The rules both stores enforce (PostgreSQL also by CHECK constraints).
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(StoreError::Invalid(m));
+        if self.key.is_empty() || self.key.len() > 200 {
+            return bad("an entry needs a key of 1 to 200 characters".into());
+        }
+        if self.amount.scale() > conductor_core::billing::RATING_DP {
+            return bad(format!("amount {}: at most 6 decimals", self.amount));
+        }
+        match self.kind {
+            EntryKind::Charge if self.amount > Money::ZERO => {
+                bad(format!("a charge is not positive, got {}", self.amount))
+            }
+            EntryKind::Grant | EntryKind::Topup | EntryKind::Refund if self.amount < Money::ZERO => {
+                bad(format!("a {} is not negative, got {}", self.kind.as_str(), self.amount))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `e` is this entry posted before (a replay), rather than another entry that
+    /// reuses its key.
+    pub fn same_as(&self, e: &Entry) -> bool {
+        self.owner == e.owner && self.kind == e.kind && self.amount == e.amount && self.server == e.server
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub owner: i64,
+    pub kind: EntryKind,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Money,
+    pub key: String,
+    pub at: Millis,
+    pub server: Option<i64>,
+    pub window_start: Option<Millis>,
+    pub data: serde_json::Value,
+}
+
+/// The outcome of posting: the entry (new, or the one posted before with that key) and the
+/// owner's balance after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Posted {
+    pub entry: Entry,
+    pub new: bool,
+    pub balance: Money,
+}
+
+pub type Money = conductor_core::Money;
+
 /// SHA-256 of an API token: what the store keeps instead of the token.
 pub fn token_hash(token: &str) -> [u8; 32] {
     use sha2::Digest;
@@ -322,6 +420,15 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> impl Future<Output = Result<Intent>> + Send;
     fn pending_intents(&self) -> impl Future<Output = Result<Vec<Intent>>> + Send;
+
+    /// Appends `e` to its owner's ledger and updates the balance, in one transaction, unless
+    /// an entry with its key exists: then nothing changes and that entry is returned
+    /// (`new: false`). A key reused for a different entry is a conflict.
+    fn post(&self, e: NewEntry) -> impl Future<Output = Result<Posted>> + Send;
+    /// The sum of the owner's ledger (zero before any entry).
+    fn balance(&self, owner: i64) -> impl Future<Output = Result<Money>> + Send;
+    /// The owner's entries with `id > after`, oldest first, at most `limit`.
+    fn ledger(&self, owner: i64, after: i64, limit: u32) -> impl Future<Output = Result<Vec<Entry>>> + Send;
 
     fn save_forecast(&self, document: serde_json::Value, now: Millis) -> impl Future<Output = Result<i64>> + Send;
     fn latest_forecast(&self) -> impl Future<Output = Result<Option<(Millis, serde_json::Value)>>> + Send;

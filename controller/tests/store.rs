@@ -136,6 +136,51 @@ async fn suite(s: &impl Store) {
     assert!(matches!(s.finish_intent(31337, true, json!({}), T).await, Err(StoreError::NotFound { .. })));
     assert_eq!(s.pending_intents().await.unwrap().len(), 1);
 
+    // The ledger: idempotent by key, balance = sum of entries, signs checked.
+    let eur = |x: &str| x.parse::<Money>().unwrap();
+    let entry = |kind, amount: &str, key: &str| NewEntry {
+        owner: bob.id,
+        kind,
+        amount: eur(amount),
+        key: key.into(),
+        at: T,
+        server: None,
+        window_start: None,
+        data: json!({}),
+    };
+    assert_eq!(s.balance(bob.id).await.unwrap(), Money::ZERO);
+    let g = s.post(entry(EntryKind::Grant, "5", "grant:bob")).await.unwrap();
+    assert!(g.new);
+    assert_eq!((g.balance, g.entry.amount.to_string()), (eur("5"), "5.000000".to_string()));
+    let again = s.post(entry(EntryKind::Grant, "5", "grant:bob")).await.unwrap();
+    assert!(!again.new, "a replayed key books nothing");
+    assert_eq!((again.entry.id, again.balance), (g.entry.id, eur("5")));
+    let c = s
+        .post(NewEntry { window_start: Some(T), ..entry(EntryKind::Charge, "-0.000333", "charge:1:0") })
+        .await
+        .unwrap();
+    assert_eq!((c.balance, c.entry.window_start), (eur("4.999667"), Some(T)));
+    for bad in [
+        entry(EntryKind::Charge, "0.5", "bad-1"),
+        entry(EntryKind::Topup, "-1", "bad-2"),
+        entry(EntryKind::Grant, "0.0000001", "bad-3"),
+        entry(EntryKind::Topup, "1", ""),
+    ] {
+        assert!(matches!(s.post(bad).await, Err(StoreError::Invalid(_))));
+    }
+    let reused = s.post(entry(EntryKind::Topup, "10", "grant:bob")).await;
+    assert!(matches!(reused, Err(StoreError::Conflict(_))), "{reused:?}");
+    assert!(matches!(
+        s.post(NewEntry { owner: 9999, ..entry(EntryKind::Topup, "1", "t-x") }).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(s.balance(9999).await, Err(StoreError::NotFound { .. })));
+    let l = s.ledger(bob.id, 0, 10).await.unwrap();
+    assert_eq!(l.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["grant:bob", "charge:1:0"]);
+    assert_eq!(s.ledger(bob.id, l[0].id, 10).await.unwrap().len(), 1);
+    assert_eq!(s.balance(bob.id).await.unwrap(), eur("4.999667"));
+    assert_eq!(s.balance(alice.id).await.unwrap(), Money::ZERO);
+
     // Forecasts: the latest one wins.
     assert_eq!(s.latest_forecast().await.unwrap(), None);
     s.save_forecast(json!({ "n": 1 }), T).await.unwrap();

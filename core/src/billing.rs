@@ -68,6 +68,14 @@ fn div_round_half_even(n: u128, d: u128) -> u128 {
     }
 }
 
+/// One metering window's charge under cumulative rating (SPEC §3): the rated usage up to
+/// the window's end minus the rated usage up to its start. The charges of consecutive
+/// windows sum to the rating of the total (they telescope), so rounding each window at
+/// 6 decimals never drifts, and a window's charge depends on nothing but the usage.
+pub fn window_charge(before: u128, during: u128, price: Money, unit: u128) -> Money {
+    rate(before + during, price, unit) - rate(before, price, unit)
+}
+
 /// Cumulative rating of one usage stream: usage is added as integers; each charge is the
 /// difference between the rated total and what was already billed (SPEC §3).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -159,6 +167,27 @@ mod tests {
         // 24 GiB-h × 0.02 = 0.48 exactly
         assert_eq!(sum, d("0.48"));
         assert_eq!(meter.billed(), d("0.48"));
+    }
+
+    #[test]
+    fn window_charges_telescope_to_the_rating_of_the_total() {
+        // 1 GiB for a minute rates to 0.000333…: windows alternate between 0.000333 and
+        // 0.000334 so that three of them make exactly 0.001.
+        let minute = 1024 * 60_000u128;
+        let p = d("0.02");
+        let charges: Vec<Money> = (0..3).map(|k| window_charge(k * minute, minute, p, MIB_MS_PER_GIB_HOUR)).collect();
+        assert_eq!(charges, [d("0.000333"), d("0.000334"), d("0.000333")]);
+        assert_eq!(charges.iter().sum::<Money>(), rate(3 * minute, p, MIB_MS_PER_GIB_HOUR));
+        // Uneven windows sum to the same exact total.
+        let q = [7_000_000u128, 0, 123_456_789, 1, 61_440_000];
+        let mut before = 0;
+        let mut sum = Money::ZERO;
+        for &x in q.iter().rev() {
+            sum += window_charge(before, x, p, MIB_MS_PER_GIB_HOUR);
+            before += x;
+        }
+        assert_eq!(sum, rate(q.iter().sum(), p, MIB_MS_PER_GIB_HOUR));
+        assert_eq!(window_charge(before, 0, p, MIB_MS_PER_GIB_HOUR), Money::ZERO);
     }
 
     #[test]
