@@ -41,6 +41,9 @@ enum Command {
     },
     /// Write a controller's event log as a demand dataset (SPEC §4) for the twin.
     Export(ExportArgs),
+    /// The price calculator: what a plan costs per minute and per month of play, and the
+    /// saving against a fixed monthly price.
+    Price(PriceArgs),
     /// Serve a local fake of the Hetzner Cloud API (for local runs and tests).
     FakeHetzner {
         #[arg(long, default_value_t = 8081)]
@@ -109,6 +112,28 @@ struct ExportArgs {
     force: bool,
 }
 
+#[derive(Args)]
+struct PriceArgs {
+    /// Plan RAM in MiB.
+    #[arg(long)]
+    ram_mib: u32,
+    /// World and mods on disk, GB.
+    #[arg(long, default_value_t = 0.0)]
+    disk_gb: f64,
+    /// Play time per week, hours (0–168).
+    #[arg(long)]
+    hours_per_week: f64,
+    /// A competitor's monthly price for the same plan, EUR.
+    #[arg(long)]
+    competitor_eur: Option<String>,
+    /// Take the prices from this scenario's [prices] [default: SPEC §8 prices].
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Print the JSON the API's /v1/price returns.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum DatasetCommand {
     /// Generate a synthetic dataset with realistic demand (seeded, reproducible).
@@ -153,6 +178,7 @@ fn main() {
         Command::Forecast(args) => forecast_cmd::run(*args),
         Command::Serve { config } => serve(&config),
         Command::Export(args) => export(args),
+        Command::Price(args) => price(args),
         Command::FakeHetzner { port } => fake_hetzner(port),
     };
     if let Err(e) = result {
@@ -368,6 +394,55 @@ fn export(args: ExportArgs) -> Result<()> {
         export.still_open,
         export.lengthened
     );
+    Ok(())
+}
+
+fn price(args: PriceArgs) -> Result<()> {
+    let prices = match &args.scenario {
+        Some(path) => conductor_sim::scenario::Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))?.prices,
+        None => conductor_core::Prices::default(),
+    };
+    let competitor = match &args.competitor_eur {
+        Some(c) => Some(
+            c.parse::<conductor_core::Money>()
+                .ok()
+                .filter(|m| !m.is_sign_negative())
+                .ok_or_else(|| anyhow::anyhow!("--competitor-eur {c:?}: expected an amount such as 12.99"))?,
+        ),
+        None => None,
+    };
+    let q = conductor_controller::billing::quote_checked(
+        args.ram_mib,
+        args.disk_gb,
+        args.hours_per_week,
+        competitor,
+        &prices,
+    )
+    .map_err(|e| anyhow::anyhow!("--{}", e.replace('_', "-")))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&q)?);
+        return Ok(());
+    }
+    let f = |k: &str| q[k].as_str().unwrap_or("-").to_owned();
+    println!(
+        "{} MiB, {} GB, {} h of play a week (prices: active {} EUR/GiB-h, sleeping {} EUR/GB-month)",
+        args.ram_mib, args.disk_gb, args.hours_per_week, prices.active_per_gib_hour, prices.sleeping_per_gb_month
+    );
+    println!("  per minute of play    {:>12} EUR", f("per_minute_active"));
+    println!("  per hour of play      {:>12} EUR", f("per_hour_active"));
+    println!("  per day asleep        {:>12} EUR", f("per_day_sleeping"));
+    println!("  a month: playing      {:>12} EUR", f("month_active"));
+    println!("           asleep       {:>12} EUR", f("month_sleeping"));
+    println!("           total        {:>12} EUR  (invoice: {} EUR)", f("month_total"), f("month_total_cents"));
+    println!("  always on, a month    {:>12} EUR", f("month_always_on"));
+    if competitor.is_some() {
+        println!(
+            "  saving vs {} EUR/month {:>9} EUR  ({} %)",
+            f("competitor_month"),
+            f("saving_month"),
+            f("saving_percent")
+        );
+    }
     Ok(())
 }
 

@@ -218,3 +218,30 @@ fn a_bad_sweep_fails_before_any_run_and_writes_nothing() {
     assert!(err.contains("sweep.param[0].to") && err.contains("inverted"), "{err}");
     assert!(!out.exists(), "nothing written for a study that cannot run");
 }
+
+#[test]
+fn the_price_calculator_prints_the_quote_and_names_bad_input() {
+    let out = conductor(&[
+        "price",
+        "--ram-mib",
+        "4096",
+        "--disk-gb",
+        "10",
+        "--hours-per-week",
+        "10",
+        "--competitor-eur",
+        "12.99",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["month_total"], "4.369047");
+    assert_eq!(v["saving_percent"], "66.4");
+    // The readable table.
+    let text = ok(&conductor(&["price", "--ram-mib", "4096", "--hours-per-week", "10"]));
+    assert!(text.contains("0.001333 EUR") && text.contains("57.6 EUR"), "{text}");
+    let out = conductor(&["price", "--ram-mib", "4096", "--hours-per-week", "1", "--competitor-eur=-3"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--competitor-eur"));
+    let out = conductor(&["price", "--ram-mib", "0", "--hours-per-week", "1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ram-mib: 1 to 1048576"), "{out:?}");
+}

@@ -24,6 +24,8 @@ pub struct ApiConfig {
     pub admin_token_sha256: [u8; 32],
     /// The largest plan a node can hold (usable RAM of the biggest node type), MiB.
     pub max_plan_mib: u32,
+    /// The customer price list (the scenario's `[prices]`): the calculator and billing.
+    pub prices: conductor_core::Prices,
     /// The clock, passed in so tests control time.
     pub now: Box<dyn Fn() -> Millis + Send + Sync>,
 }
@@ -211,6 +213,7 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/scaling", get(scaling::<S>))
         .route("/v1/scaling/mode", axum::routing::put(set_mode::<S>))
         .route("/v1/forecast", get(read_forecast::<S>).put(upload_forecast::<S>))
+        .route("/v1/price", get(price::<S>))
         .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/fleet", get(fleet::<S>))
         .route("/v1/events", get(events::<S>))
@@ -433,6 +436,37 @@ async fn wake<S: Store + 'static>(
         return Err(ApiError::forbidden("waking servers"));
     }
     act(&api, &headers, &id, Act::Start).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceQuery {
+    ram_mib: u32,
+    #[serde(default)]
+    disk_gb: f64,
+    hours_per_week: f64,
+    competitor_eur: Option<String>,
+}
+
+/// The price calculator (public: it feeds the sales page): what a plan costs per minute, per
+/// month at the given play time, and the saving against a competitor's monthly price.
+async fn price<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    query: Result<axum::extract::Query<PriceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::invalid(&e.body_text()))?;
+    let competitor = match q.competitor_eur.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.parse::<conductor_core::Money>()
+                .ok()
+                .filter(|m| *m >= conductor_core::Money::ZERO)
+                .ok_or_else(|| ApiError::invalid("competitor_eur: a non-negative amount such as 12.99"))?,
+        ),
+    };
+    let quote = crate::billing::quote_checked(q.ram_mib, q.disk_gb, q.hours_per_week, competitor, &api.config.prices)
+        .map_err(|e| ApiError::invalid(&e))?;
+    Ok(Json(quote))
 }
 
 /// Mode, policies and the latest scaling decisions with their reasons (admin only).

@@ -86,3 +86,48 @@ pub async fn post_charges<S: Store>(
     }
     Ok(posted)
 }
+
+/// The price calculator with its input checked (the API and `conductor price` share it):
+/// plan RAM in MiB, disk in GB, play time in hours per week, a competitor's monthly price.
+/// Amounts are exact decimals as strings (EUR, 6 places; `month_total_cents` rounded as an
+/// invoice would be).
+pub fn quote_checked(
+    ram_mib: u32,
+    disk_gb: f64,
+    hours_per_week: f64,
+    competitor: Option<Money>,
+    prices: &Prices,
+) -> Result<serde_json::Value, String> {
+    if ram_mib == 0 || ram_mib > 1024 * 1024 {
+        return Err(format!("ram_mib: 1 to 1048576 MiB, got {ram_mib}"));
+    }
+    if !(disk_gb.is_finite() && (0.0..=100_000.0).contains(&disk_gb)) {
+        return Err(format!("disk_gb: 0 to 100000 GB, got {disk_gb}"));
+    }
+    if !(hours_per_week.is_finite() && (0.0..=168.0).contains(&hours_per_week)) {
+        return Err(format!("hours_per_week: 0 to 168, got {hours_per_week}"));
+    }
+    // Disk in whole MB, play time in whole seconds: the calculator's inputs are rough.
+    let disk_mb = (disk_gb * 1000.0).round() as u64;
+    let played = (hours_per_week * 3600.0).round() as Millis * 1000;
+    let q = conductor_core::billing::quote(ram_mib, disk_mb, played, competitor, prices);
+    let s = |m: Money| m.normalize().to_string();
+    Ok(json!({
+        "ram_mib": ram_mib,
+        "disk_gb": disk_gb,
+        "hours_per_week": hours_per_week,
+        "per_minute_active": s(q.per_minute_active),
+        "per_hour_active": s(q.per_hour_active),
+        "per_day_sleeping": s(q.per_day_sleeping),
+        "month_active": s(q.month_active),
+        "month_sleeping": s(q.month_sleeping),
+        "month_total": s(q.month_total),
+        "month_total_cents": s(q.month_total.round_dp(2)),
+        "month_always_on": s(q.month_always_on),
+        "competitor_month": competitor.map(s),
+        "saving_month": q.saving.map(|(m, _)| s(m)),
+        "saving_percent": q.saving.map(|(_, p)| s(p)),
+        "assumptions": "a month is 720 h; play time is spread over the week and the rest of the month is \
+                        charged asleep (an upper bound: worlds asleep past the sleep window are archived, free)",
+    }))
+}

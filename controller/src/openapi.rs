@@ -48,6 +48,10 @@ pub fn document() -> Value {
                 "put": op("Upload a conductor.forecast/1 document", "admin", "201")
             },
             "/v1/events": { "get": op("The event log, oldest first: ?after=SEQ&limit=N", "admin", "200") },
+            "/v1/price": { "get": {
+                "summary": "Price calculator: ?ram_mib=&disk_gb=&hours_per_week=&competitor_eur= → per minute, per month, saving",
+                "responses": { "200": { "description": "exact amounts as decimal strings" }, "4XX": { "description": "invalid input" } }
+            } },
             "/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3" } } } }
         },
         "components": {

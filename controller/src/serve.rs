@@ -90,7 +90,12 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
         .unwrap_or(0);
     let api = Arc::new(Api {
         store: store.clone(),
-        config: ApiConfig { admin_token_sha256: token_hash(&cfg.admin_token), max_plan_mib, now: Box::new(now) },
+        config: ApiConfig {
+            admin_token_sha256: token_hash(&cfg.admin_token),
+            max_plan_mib,
+            now: Box::new(now),
+            prices: cfg.scenario.prices.clone(),
+        },
         live: Some(live.clone()),
     });
     let listener =

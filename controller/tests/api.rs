@@ -22,6 +22,7 @@ fn api() -> (axum::Router, Arc<Api<MemoryStore>>) {
             admin_token_sha256: token_hash(ADMIN),
             max_plan_mib: 60 * 1024,
             now: Box::new(|| 1_760_000_000_000),
+            prices: Default::default(),
         },
     });
     (router(api.clone()), api)
@@ -234,5 +235,32 @@ async fn deletes_forecasts_admin_views_and_the_openapi_document() {
         let concrete = p.replace("{id}", "1");
         let (s, _) = call(&app, "OPTIONS", &concrete, Some(ADMIN), None).await;
         assert_ne!(s, StatusCode::NOT_FOUND, "{p} is not routed");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_price_calculator_quotes_exactly_and_rejects_bad_input() {
+    let (app, _) = api();
+    // Public: no token. 4 GiB, 10 GB, 10 h a week, against 12.99 EUR a month.
+    let (s, v) =
+        call(&app, "GET", "/v1/price?ram_mib=4096&disk_gb=10&hours_per_week=10&competitor_eur=12.99", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["per_minute_active"], "0.001333");
+    assert_eq!(v["per_day_sleeping"], "0.033333");
+    assert_eq!(v["month_total"], "4.369047");
+    assert_eq!(v["month_total_cents"], "4.37");
+    assert_eq!(v["saving_month"], "8.620953");
+    assert_eq!(v["saving_percent"], "66.4");
+    for bad in [
+        "/v1/price?ram_mib=0&hours_per_week=1",
+        "/v1/price?ram_mib=4096&hours_per_week=200",
+        "/v1/price?ram_mib=4096&hours_per_week=1&disk_gb=-1",
+        "/v1/price?ram_mib=4096&hours_per_week=1&competitor_eur=cheap",
+        "/v1/price?ram_mib=4096",
+        "/v1/price?ram_mib=4096&hours_per_week=1&colour=red",
+    ] {
+        let (s, v) = call(&app, "GET", bad, None, None).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_request", "{bad}");
     }
 }

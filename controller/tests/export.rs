@@ -113,7 +113,12 @@ async fn an_export_over_http_is_a_dataset_the_twin_replays() {
     let api = Arc::new(Api {
         store: store.clone(),
         live: None,
-        config: ApiConfig { admin_token_sha256: token_hash("admin"), max_plan_mib: 60 * 1024, now: Box::new(|| T0) },
+        config: ApiConfig {
+            admin_token_sha256: token_hash("admin"),
+            max_plan_mib: 60 * 1024,
+            now: Box::new(|| T0),
+            prices: Default::default(),
+        },
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -76,6 +76,60 @@ pub fn window_charge(before: u128, during: u128, price: Money, unit: u128) -> Mo
     rate(before + during, price, unit) - rate(before, price, unit)
 }
 
+/// What a plan costs the customer (the price calculator): exact amounts at 6 decimals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quote {
+    pub per_minute_active: Money,
+    pub per_hour_active: Money,
+    pub per_day_sleeping: Money,
+    /// A month (720 h) of play at the given hours per week: the active hours…
+    pub month_active: Money,
+    /// …and the rest of the month asleep (an upper bound: a world asleep longer than the
+    /// sleep window is archived, which is free).
+    pub month_sleeping: Money,
+    pub month_total: Money,
+    /// A month running around the clock, as a fixed-price host would.
+    pub month_always_on: Money,
+    /// The competitor's monthly price minus `month_total`, and that as a percentage of it.
+    pub saving: Option<(Money, Money)>,
+}
+
+/// The price calculator (SPEC §8): plan RAM, disk, play time per week, and optionally what a
+/// competitor charges per month. `hours_per_week_ms` is the play time per week in ms
+/// (at most a week).
+pub fn quote(
+    ram_mib: u32,
+    disk_mb: u64,
+    hours_per_week_ms: Millis,
+    competitor: Option<Money>,
+    prices: &Prices,
+) -> Quote {
+    const WEEK: Millis = 7 * crate::time::DAY;
+    assert!((0..=WEEK).contains(&hours_per_week_ms), "play time per week lies within a week");
+    let (ram, disk) = (u128::from(ram_mib), u128::from(disk_mb));
+    let active = |ms: u128| rate(ram * ms, prices.active_per_gib_hour, MIB_MS_PER_GIB_HOUR);
+    // A month is 30 days = 30/7 weeks: quantities × 30 over units × 7 keep it exact.
+    let played = hours_per_week_ms as u128 * 30;
+    let asleep = MONTH as u128 * 7 - played;
+    let month_active = rate(ram * played, prices.active_per_gib_hour, MIB_MS_PER_GIB_HOUR * 7);
+    let month_sleeping = rate(disk * asleep, prices.sleeping_per_gb_month, MB_MS_PER_GB_MONTH * 7);
+    let month_total = month_active + month_sleeping;
+    let saving = competitor.filter(|c| *c > Decimal::ZERO).map(|c| {
+        let saved = c - month_total;
+        (saved, (saved * Decimal::from(100) / c).round_dp(1))
+    });
+    Quote {
+        per_minute_active: active(crate::time::MINUTE as u128),
+        per_hour_active: active(HOUR as u128),
+        per_day_sleeping: rate(disk * crate::time::DAY as u128, prices.sleeping_per_gb_month, MB_MS_PER_GB_MONTH),
+        month_active,
+        month_sleeping,
+        month_total,
+        month_always_on: active(MONTH as u128),
+        saving,
+    }
+}
+
 /// Cumulative rating of one usage stream: usage is added as integers; each charge is the
 /// difference between the rated total and what was already billed (SPEC §3).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -188,6 +242,25 @@ mod tests {
         }
         assert_eq!(sum, rate(q.iter().sum(), p, MIB_MS_PER_GIB_HOUR));
         assert_eq!(window_charge(before, 0, p, MIB_MS_PER_GIB_HOUR), Money::ZERO);
+    }
+
+    #[test]
+    fn a_quote_for_a_4_gib_server_played_10_hours_a_week() {
+        let q = quote(4096, 10_000, 10 * HOUR, Some(d("12.99")), &Prices::default());
+        // 4 GiB × 0.02 = 0.08 EUR/h; per minute 0.001333…
+        assert_eq!((q.per_hour_active, q.per_minute_active), (d("0.08"), d("0.001333")));
+        // 10 GB asleep: 0.10 × 10 / 30 = 0.033333 per day.
+        assert_eq!(q.per_day_sleeping, d("0.033333"));
+        // 10 h/week × 30/7 weeks = 42.857142… h × 0.08 = 3.428571…
+        assert_eq!(q.month_active, d("3.428571"));
+        // The rest of 720 h asleep: (720 − 42.857142…)/720 × 10 GB × 0.10 = 0.940476…
+        assert_eq!(q.month_sleeping, d("0.940476"));
+        assert_eq!(q.month_total, d("4.369047"));
+        assert_eq!(q.month_always_on, d("57.6"));
+        assert_eq!(q.saving, Some((d("8.620953"), d("66.4"))));
+        // Around the clock it is the always-on price and nothing asleep.
+        let always = quote(4096, 10_000, 7 * crate::time::DAY, None, &Prices::default());
+        assert_eq!((always.month_total, always.month_sleeping, always.saving), (d("57.6"), d("0"), None));
     }
 
     #[test]
