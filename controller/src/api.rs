@@ -454,7 +454,7 @@ async fn price<S: Store>(
     State(api): State<Arc<Api<S>>>,
     query: Result<axum::extract::Query<PriceQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let axum::extract::Query(q) = query.map_err(|e| ApiError::invalid(&e.body_text()))?;
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let competitor = match q.competitor_eur.as_deref() {
         None => None,
         Some(c) => Some(
@@ -465,7 +465,7 @@ async fn price<S: Store>(
         ),
     };
     let quote = crate::billing::quote_checked(q.ram_mib, q.disk_gb, q.hours_per_week, competitor, &api.config.prices)
-        .map_err(|e| ApiError::invalid(&e))?;
+        .map_err(ApiError::invalid)?;
     Ok(Json(quote))
 }
 
