@@ -203,6 +203,8 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz::<S>))
         .route("/v1/owners", axum::routing::post(create_owner::<S>))
+        .route("/v1/owners/{id}/topups", axum::routing::post(top_up::<S>))
+        .route("/v1/owners/{id}/account", get(account::<S>))
         .route("/v1/servers", get(list_servers::<S>).post(create_server::<S>))
         .route("/v1/servers/{id}", get(show_server::<S>))
         .route("/v1/servers/{id}/start", axum::routing::post(start_server::<S>))
@@ -244,7 +246,92 @@ async fn create_owner<S: Store>(
     let owner = api.store.create_owner(name, now).await?;
     let token = new_token();
     api.store.add_token(owner.id, store::token_hash(&token), now).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": owner.id, "name": owner.name, "token": token }))))
+    // The sign-up credit (SPEC §8: a promotion), once per owner by its key.
+    let credit = api.config.prices.promo_credit;
+    let mut balance = store::Money::ZERO;
+    if credit > store::Money::ZERO {
+        let grant = store::NewEntry {
+            owner: owner.id,
+            kind: store::EntryKind::Grant,
+            amount: credit,
+            key: format!("grant:signup:{}", owner.id),
+            at: now,
+            server: None,
+            window_start: None,
+            data: json!({ "reason": "sign-up credit" }),
+        };
+        balance = api.store.post(grant).await?.balance;
+    }
+    let body = json!({ "id": owner.id, "name": owner.name, "token": token, "balance": balance.to_string() });
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopUp {
+    /// EUR, as a string or a JSON number (exact either way).
+    amount: serde_json::Value,
+    /// The payment's reference: a top-up is booked once per reference.
+    reference: String,
+}
+
+/// Credits an owner (admin: a bank transfer, a voucher). Replaying a reference books nothing.
+async fn top_up<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Body(req): Body<TopUp>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if caller(&api, &headers).await? != Caller::Admin {
+        return Err(ApiError::forbidden("top-ups"));
+    }
+    let owner: i64 = id.parse().map_err(|_| ApiError::not_found("owner"))?;
+    let amount = match &req.amount {
+        serde_json::Value::String(s) => s.parse::<store::Money>().ok(),
+        serde_json::Value::Number(n) => n.to_string().parse::<store::Money>().ok(),
+        _ => None,
+    }
+    .filter(|a| *a > store::Money::ZERO && a.scale() <= 6)
+    .ok_or_else(|| ApiError::invalid("amount: a positive amount in EUR with at most 6 decimals, such as \"10.00\""))?;
+    let reference = req.reference.trim();
+    if reference.is_empty() || reference.len() > 100 {
+        return Err(ApiError::invalid("reference: 1 to 100 characters"));
+    }
+    api.store.owner(owner).await?;
+    let posted = api
+        .store
+        .post(store::NewEntry {
+            owner,
+            kind: store::EntryKind::Topup,
+            amount,
+            key: format!("topup:{reference}"),
+            at: (api.config.now)(),
+            server: None,
+            window_start: None,
+            data: json!({ "reference": reference }),
+        })
+        .await?;
+    let status = if posted.new { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "entry": posted.entry, "replayed": !posted.new, "balance": posted.balance.to_string() }))))
+}
+
+/// An owner's balance and ledger (admin, or the owner itself).
+async fn account<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<EventQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let owner: i64 = id.parse().map_err(|_| ApiError::not_found("owner"))?;
+    match caller(&api, &headers).await? {
+        Caller::Admin => {}
+        Caller::Owner(o) if o == owner => {}
+        // Another owner's account does not exist for the caller.
+        Caller::Owner(_) => return Err(ApiError::not_found("owner")),
+    }
+    let balance = api.store.balance(owner).await?;
+    let entries = api.store.ledger(owner, q.after, q.limit.unwrap_or(1000).min(10_000)).await?;
+    Ok(Json(json!({ "owner": owner, "balance": balance.to_string(), "entries": entries })))
 }
 
 fn new_token() -> String {

@@ -27,7 +27,9 @@ pub fn document() -> Value {
             "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "ok" } } } },
             "/readyz": { "get": { "summary": "Readiness (the store answers)", "responses": { "200": { "description": "ready" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text format" } } } },
-            "/v1/owners": { "post": op("Create an owner; returns its token once", "admin", "201") },
+            "/v1/owners": { "post": op("Create an owner (with the sign-up credit); returns its token once", "admin", "201") },
+            "/v1/owners/{id}/topups": { "post": with_id(op("Credit an owner: {\"amount\": \"10.00\", \"reference\": \"payment id\"}; a replayed reference books nothing (200)", "admin", "201")) },
+            "/v1/owners/{id}/account": { "get": with_id(op("Balance and ledger entries: ?after=ID&limit=N", "admin or the owner", "200")) },
             "/v1/servers": {
                 "get": op("List servers (an owner sees its own)", "admin or owner", "200"),
                 "post": op("Create a server: name, ram_mib (multiple of 512), disk_mb, pay_per_use, cost_mode", "owner (admin: with owner)", "201")

@@ -264,3 +264,56 @@ async fn the_price_calculator_quotes_exactly_and_rejects_bad_input() {
         assert_eq!(v["error"]["code"], "invalid_request", "{bad}");
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn sign_up_credit_top_ups_and_accounts() {
+    let (app, api) = api();
+    let (alice, alice_token) = owner(&app, "alice").await;
+    let (bob, bob_token) = owner(&app, "bob").await;
+    let account = |id: i64, token: String| {
+        let app = app.clone();
+        async move { call(&app, "GET", &format!("/v1/owners/{id}/account"), Some(&token), None).await }
+    };
+    let (s, v) = account(alice, alice_token.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["balance"], "5.000000", "the sign-up credit");
+    assert_eq!(v["entries"][0]["kind"], "grant");
+
+    let topup = |id: i64, body: &str, token: &str| {
+        let (app, body, token) = (app.clone(), body.to_owned(), token.to_owned());
+        async move { call(&app, "POST", &format!("/v1/owners/{id}/topups"), Some(&token), Some(&body)).await }
+    };
+    let (s, v) = topup(alice, r#"{"amount": "10.50", "reference": "pay-1"}"#, ADMIN).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["balance"], "15.500000");
+    // A replayed payment: 200, nothing booked.
+    let (s, v) = topup(alice, r#"{"amount": "10.50", "reference": "pay-1"}"#, ADMIN).await;
+    assert_eq!((s, v["replayed"].clone(), v["balance"].clone()), (StatusCode::OK, json!(true), json!("15.500000")));
+    // An exact JSON number works too.
+    let (s, v) = topup(alice, r#"{"amount": 0.1, "reference": "pay-2"}"#, ADMIN).await;
+    assert_eq!((s, v["balance"].clone()), (StatusCode::CREATED, json!("15.600000")));
+
+    // Bad top-ups change nothing.
+    for (body, id, token, status) in [
+        (r#"{"amount": "-5", "reference": "x1"}"#, alice, ADMIN, StatusCode::UNPROCESSABLE_ENTITY),
+        (r#"{"amount": "0", "reference": "x2"}"#, alice, ADMIN, StatusCode::UNPROCESSABLE_ENTITY),
+        (r#"{"amount": "1.0000001", "reference": "x3"}"#, alice, ADMIN, StatusCode::UNPROCESSABLE_ENTITY),
+        (r#"{"amount": true, "reference": "x4"}"#, alice, ADMIN, StatusCode::UNPROCESSABLE_ENTITY),
+        (r#"{"amount": "5", "reference": ""}"#, alice, ADMIN, StatusCode::UNPROCESSABLE_ENTITY),
+        (r#"{"amount": "5", "reference": "x5", "currency": "USD"}"#, alice, ADMIN, StatusCode::UNPROCESSABLE_ENTITY),
+        (r#"{"amount": "5", "reference": "x6"}"#, 9999, ADMIN, StatusCode::NOT_FOUND),
+        (r#"{"amount": "5", "reference": "x7"}"#, alice, alice_token.as_str(), StatusCode::FORBIDDEN),
+        (r#"{"amount": "20", "reference": "pay-1"}"#, alice, ADMIN, StatusCode::CONFLICT),
+    ] {
+        let (s, v) = topup(id, body, token).await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
+    assert_eq!(api.store.balance(alice).await.unwrap().to_string(), "15.600000");
+    assert_eq!(api.store.ledger(alice, 0, 100).await.unwrap().len(), 3);
+    // Owners see their own account only; others' do not exist for them.
+    let (s, _) = account(alice, bob_token.clone()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = account(bob, bob_token).await;
+    assert_eq!((s, v["balance"].clone()), (StatusCode::OK, json!("5.000000")));
+}
