@@ -131,3 +131,120 @@ pub fn quote_checked(
                         charged asleep (an upper bound: worlds asleep past the sleep window are archived, free)",
     }))
 }
+
+/// One server's billable phases, followed from the events the live engine records:
+/// running from `server.started` to `server.slept`, asleep from `server.slept` to the next
+/// placement (`server.placed`), the archive (`server.archived`) or the deletion. Spans
+/// metered already are folded into per-phase totals, so metering stays O(recent spans).
+#[derive(Clone, Debug)]
+pub struct Usage {
+    pub owner: i64,
+    pub server: i64,
+    ram_mib: u32,
+    disk_mb: u64,
+    open: Option<(Phase, Millis)>,
+    /// Closed spans that may still overlap unmetered windows.
+    spans: Vec<(Phase, Millis, Millis)>,
+    /// Usage per phase (active, sleeping) before `folded`.
+    base: [u128; 2],
+    folded: Millis,
+}
+
+fn index(p: Phase) -> usize {
+    match p {
+        Phase::Active => 0,
+        Phase::Sleeping => 1,
+    }
+}
+
+impl Usage {
+    pub fn new(owner: i64, server: i64, ram_mib: u32, disk_mb: u64) -> Usage {
+        Usage { owner, server, ram_mib, disk_mb, open: None, spans: Vec::new(), base: [0; 2], folded: Millis::MIN }
+    }
+
+    /// An event of this server's log (other kinds change nothing).
+    pub fn on(&mut self, kind: &str, at: Millis) {
+        match kind {
+            "server.started" => {
+                self.close(at);
+                self.open = Some((Phase::Active, at));
+            }
+            "server.slept" => {
+                self.close(at);
+                self.open = Some((Phase::Sleeping, at));
+            }
+            "server.placed" | "server.archived" | "server.deleted" => self.close(at),
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, at: Millis) {
+        if let Some((p, since)) = self.open.take() {
+            if at > since {
+                self.spans.push((p, since, at));
+            }
+        }
+    }
+
+    /// The phase it is billed for now, if any.
+    pub fn phase(&self) -> Option<(Phase, Millis)> {
+        self.open
+    }
+
+    fn rate_of(&self, p: Phase) -> u128 {
+        match p {
+            Phase::Active => u128::from(self.ram_mib),
+            Phase::Sleeping => u128::from(self.disk_mb),
+        }
+    }
+
+    /// Quantity of phase `p` in `[from, to)` (spans and the open phase clipped to it).
+    pub fn quantity(&self, p: Phase, from: Millis, to: Millis) -> u128 {
+        let clip = |a: Millis, b: Millis| (b.min(to) - a.max(from)).max(0) as u128;
+        let closed: u128 = self.spans.iter().filter(|s| s.0 == p).map(|s| clip(s.1, s.2)).sum();
+        let open = match self.open {
+            Some((q, since)) if q == p => clip(since, to),
+            _ => 0,
+        };
+        (closed + open) * self.rate_of(p)
+    }
+
+    /// The usage of each window `[w, w + window)` for `w` from `from` up to `to` (windows
+    /// with none are left out). `from` is where metering stopped last ([`Usage::fold`]).
+    pub fn windows(&self, from: Millis, to: Millis, window: Millis) -> Vec<WindowUsage> {
+        assert!(window > 0 && from >= self.folded, "metering goes forward from where it stopped");
+        let mut out = Vec::new();
+        for p in [Phase::Active, Phase::Sleeping] {
+            let mut before = self.base[index(p)] + self.quantity(p, self.folded, from);
+            let mut w = from;
+            while w + window <= to {
+                let during = self.quantity(p, w, w + window);
+                if during > 0 {
+                    out.push(WindowUsage {
+                        owner: self.owner,
+                        server: self.server,
+                        phase: p,
+                        window_start: w,
+                        before,
+                        during,
+                    });
+                }
+                before += during;
+                w += window;
+            }
+        }
+        out
+    }
+
+    /// Everything before `to` is metered: fold it into the totals.
+    pub fn fold(&mut self, to: Millis) {
+        if to <= self.folded {
+            return;
+        }
+        for p in [Phase::Active, Phase::Sleeping] {
+            self.base[index(p)] += self.quantity(p, self.folded, to);
+        }
+        self.folded = to;
+        self.spans.retain(|s| s.2 > to);
+    }
+}

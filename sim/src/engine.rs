@@ -194,6 +194,19 @@ pub struct Outcome {
     pub job_revenue: Money,
     /// The fleet's state over time, when asked for ([`run_with`]).
     pub series: Option<Series>,
+    /// Every billable span, when asked for ([`run_logging_usage`]).
+    pub usage: Option<Vec<UsageSpan>>,
+}
+
+/// One span a server spent running (billed per MiB of plan RAM) or asleep (per MB of disk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageSpan {
+    pub server: ServerId,
+    pub running: bool,
+    /// Plan RAM (running) or disk (asleep) during the span.
+    pub size: u64,
+    pub from: Millis,
+    pub to: Millis,
 }
 
 /// How many scale decisions the report lists one by one.
@@ -240,7 +253,7 @@ pub fn run_with(
     series_step: Option<Millis>,
     progress: Progress<'_>,
 ) -> Outcome {
-    run_full(scenario, dataset, seed, series_step, None, progress)
+    run_full(scenario, dataset, seed, series_step, None, false, progress)
 }
 
 /// Sees every scaling tick: its time, the scheduler just before and just after it, and the
@@ -249,7 +262,13 @@ pub type TickObserver<'a> = &'a mut dyn FnMut(Millis, &Scheduler, &Scheduler, &[
 
 /// [`run`], showing every scaling tick to `observer`.
 pub fn run_observed(scenario: &Scenario, dataset: &Dataset, seed: u64, observer: TickObserver<'_>) -> Outcome {
-    run_full(scenario, dataset, seed, None, Some(observer), &mut |_| {})
+    run_full(scenario, dataset, seed, None, Some(observer), false, &mut |_| {})
+}
+
+/// [`run`], also listing every billable span in [`Outcome::usage`] (what the controller's
+/// metering is compared with).
+pub fn run_logging_usage(scenario: &Scenario, dataset: &Dataset, seed: u64) -> Outcome {
+    run_full(scenario, dataset, seed, None, None, true, &mut |_| {})
 }
 
 fn run_full<'a>(
@@ -258,12 +277,16 @@ fn run_full<'a>(
     seed: u64,
     series_step: Option<Millis>,
     observer: Option<TickObserver<'a>>,
+    log_usage: bool,
     progress: Progress<'_>,
 ) -> Outcome {
     let window = scenario.window.unwrap_or((dataset.meta.start, dataset.meta.end));
     let intervals = wanted_intervals(dataset, scenario.lifecycle.idle_timeout);
     let mut engine = Engine::new(scenario, dataset, seed, window);
     engine.tick_observer = observer;
+    if log_usage {
+        engine.o.usage = Some(Vec::new());
+    }
     if let Some(step) = series_step.filter(|&s| s > 0) {
         engine.series = Some(Series::new(step));
         engine.next_sample = window.0;
@@ -892,17 +915,27 @@ impl<'a> Engine<'a> {
         }
     }
 
+    fn log_usage(&mut self, i: usize, running: bool, size: u64, from: Millis, to: Millis) {
+        if let (Some(log), true) = (self.o.usage.as_mut(), to > from) {
+            log.push(UsageSpan { server: ServerId(i as u32), running, size, from, to });
+        }
+    }
+
     /// Meters the phase server `i` is leaving at `now`.
     fn close_phase(&mut self, i: usize, now: Millis) {
         let s = &self.dataset.servers[i];
         match self.phases[i] {
             Phase::Running(since) => {
                 self.active_mib_ms[i] += u128::from(self.phase_ram[i]) * (now - since) as u128;
+                let size = u64::from(self.phase_ram[i]);
+                self.log_usage(i, true, size, since, now);
                 self.running.0 -= 1;
                 self.running.1 -= u64::from(self.phase_ram[i]);
             }
             Phase::Sleeping(since) => {
                 self.sleeping_mb_ms[i] += u128::from(s.disk_mb) * (now - since) as u128;
+                let size = s.disk_mb;
+                self.log_usage(i, false, size, since, now);
                 self.sleeping.0 -= 1;
                 self.sleeping.1 -= s.disk_mb;
             }
