@@ -641,6 +641,9 @@ async fn read_forecast<S: Store + 'static>(
 fn live_error(e: crate::live::LiveError) -> ApiError {
     match e {
         crate::live::LiveError::Store(s) => s.into(),
+        e @ crate::live::LiveError::BalanceExhausted { .. } => {
+            ApiError::new(StatusCode::PAYMENT_REQUIRED, "balance_exhausted", e.to_string())
+        }
         crate::live::LiveError::Driver(m) => {
             eprintln!("driver error: {m}");
             ApiError::new(

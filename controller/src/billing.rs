@@ -162,6 +162,11 @@ impl Usage {
         Usage { owner, server, ram_mib, disk_mb, open: None, spans: Vec::new(), base: [0; 2], folded: Millis::MIN }
     }
 
+    /// Whether events of this kind change billable phases.
+    pub fn follows(kind: &str) -> bool {
+        matches!(kind, "server.started" | "server.slept" | "server.placed" | "server.archived" | "server.deleted")
+    }
+
     /// An event of this server's log (other kinds change nothing).
     pub fn on(&mut self, kind: &str, at: Millis) {
         match kind {
@@ -191,7 +196,8 @@ impl Usage {
         self.open
     }
 
-    fn rate_of(&self, p: Phase) -> u128 {
+    /// Quantity per ms in phase `p`: plan RAM (MiB) running, disk (MB) asleep.
+    pub fn rate_of(&self, p: Phase) -> u128 {
         match p {
             Phase::Active => u128::from(self.ram_mib),
             Phase::Sleeping => u128::from(self.disk_mb),
@@ -212,7 +218,9 @@ impl Usage {
     /// The usage of each window `[w, w + window)` for `w` from `from` up to `to` (windows
     /// with none are left out). `from` is where metering stopped last ([`Usage::fold`]).
     pub fn windows(&self, from: Millis, to: Millis, window: Millis) -> Vec<WindowUsage> {
-        assert!(window > 0 && from >= self.folded, "metering goes forward from where it stopped");
+        assert!(window > 0, "a metering window is positive");
+        // Windows this server metered already (a step that failed half-way) are skipped.
+        let from = from.max(self.folded);
         let mut out = Vec::new();
         for p in [Phase::Active, Phase::Sleeping] {
             let mut before = self.base[index(p)] + self.quantity(p, self.folded, from);
@@ -246,5 +254,40 @@ impl Usage {
         }
         self.folded = to;
         self.spans.retain(|s| s.2 > to);
+    }
+}
+
+/// How the controller bills: the price list (the scenario's `[prices]`), the metering window
+/// and when owners are warned.
+#[derive(Clone, Debug)]
+pub struct BillingSetup {
+    pub prices: Prices,
+    /// Metering window (SPEC §8: per minute).
+    pub window: Millis,
+    /// Warn an owner when the balance lasts less than this at the current burn.
+    pub warn_before: Millis,
+    /// Optional webhook (e.g. Discord) told of warnings and stops: `{"content": "…"}`.
+    pub webhook: Option<String>,
+}
+
+impl Default for BillingSetup {
+    fn default() -> Self {
+        BillingSetup {
+            prices: Prices::default(),
+            window: conductor_core::time::MINUTE,
+            warn_before: 24 * conductor_core::time::HOUR,
+            webhook: None,
+        }
+    }
+}
+
+/// What `usage` costs per hour in its current phase (zero when archived or new).
+pub fn burn_per_hour(usage: &Usage, prices: &Prices) -> Money {
+    match usage.phase() {
+        Some((p, _)) => {
+            let (price, unit) = p.price(prices);
+            conductor_core::billing::rate(usage.rate_of(p) * conductor_core::time::HOUR as u128, price, unit)
+        }
+        None => Money::ZERO,
     }
 }

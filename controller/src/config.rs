@@ -88,6 +88,14 @@ pub struct ControllerSection {
     pub helper_cmd: Option<Vec<String>>,
     #[serde(default = "thirty")]
     pub stop_timeout_s: u64,
+    /// Metering window in seconds (charges are posted per server and window).
+    #[serde(default = "sixty")]
+    pub billing_window_s: u64,
+    /// Owners are warned when their balance lasts less than this many hours.
+    #[serde(default = "twenty_four")]
+    pub warn_hours: f64,
+    /// Optional webhook told of low balances and stops at zero (Discord-style `content`).
+    pub warn_webhook: Option<String>,
     /// One per `[[fleet.dedicated]]` node, in the same order.
     #[serde(default)]
     pub node: Vec<NodeConfig>,
@@ -105,6 +113,12 @@ fn enforce() -> crate::live::Mode {
 }
 fn five() -> u64 {
     5
+}
+fn sixty() -> u64 {
+    60
+}
+fn twenty_four() -> f64 {
+    24.0
 }
 fn thirty() -> u64 {
     30
@@ -151,6 +165,9 @@ impl ControllerConfig {
                 controller.node.len(),
                 scenario.dedicated.len()
             )));
+        }
+        if controller.billing_window_s == 0 || !(controller.warn_hours.is_finite() && controller.warn_hours >= 0.0) {
+            return Err(invalid("controller.billing_window_s must be positive and warn_hours not negative".into()));
         }
         if scenario.cloud.is_some() != controller.cloud.is_some() {
             return Err(invalid("controller.cloud: needed exactly when [fleet.cloud] is set".into()));

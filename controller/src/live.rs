@@ -13,6 +13,7 @@
 //!   writes an intent, calls the driver, and records the outcome.
 
 use crate::archive::{self, ArchiveRef, ArchiveStore};
+use crate::billing::{burn_per_hour, post_charges, BillingSetup, Usage};
 use crate::cloud::{HetznerCloud, NewVm, LABEL_MANAGED};
 use crate::docker::{ContainerSpec, DockerNode, Helper};
 use crate::store::{NewEvent, NewNode, NodeState, ServerState, Store, StoreError};
@@ -41,6 +42,9 @@ pub enum LiveError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Driver(String),
+    /// The owner's balance is used up: nothing starts until a top-up.
+    #[error("the balance is used up ({balance} EUR): top up to start servers")]
+    BalanceExhausted { balance: crate::store::Money },
 }
 
 /// A dedicated node: its type (capacity) and how to reach its Docker API.
@@ -76,6 +80,7 @@ pub struct LiveConfig {
     pub helper: Helper,
     pub archive: Arc<dyn ArchiveStore>,
     pub mode: Mode,
+    pub billing: BillingSetup,
 }
 
 pub struct Live<S: Store> {
@@ -104,6 +109,13 @@ pub struct Live<S: Store> {
     archives: HashMap<ServerId, ArchiveRef>,
     /// The scaling memory last recorded in the event log.
     memory: ScalingMemory,
+    /// Each server's billable phases (index = core server id), and where metering stands.
+    usage: Vec<Usage>,
+    metered_until: Millis,
+    /// Owners warned of a low balance, and owners whose servers were stopped at zero (each
+    /// told once until their balance recovers).
+    warned: std::collections::HashSet<i64>,
+    exhausted: std::collections::HashSet<i64>,
 }
 
 fn spec(s: &crate::store::Server) -> ServerSpec {
@@ -132,6 +144,10 @@ impl<S: Store> Live<S> {
             peak_players: HashMap::new(),
             archives: HashMap::new(),
             memory: ScalingMemory::default(),
+            usage: Vec::new(),
+            metered_until: Millis::MIN,
+            warned: Default::default(),
+            exhausted: Default::default(),
             cfg,
         };
         // Dedicated nodes: core nodes 0..k, in config order.
@@ -198,9 +214,9 @@ impl<S: Store> Live<S> {
         }
         // VMs carrying our label that the store does not know: a create whose record was
         // lost. Nothing runs on them yet: delete.
-        if let (Some(c), Mode::Enforce) = (&live.cfg.cloud, live.cfg.mode) {
+        if let (Some(client), Mode::Enforce) = (live.cfg.cloud.as_ref().map(|c| c.client.clone()), live.cfg.mode) {
             for (name, vm) in existing {
-                c.client.delete(vm.id).await.map_err(|e| LiveError::Driver(e.to_string()))?;
+                client.delete(vm.id).await.map_err(|e| LiveError::Driver(e.to_string()))?;
                 live.event(now, "node.cleaned-up", None, None, json!({ "vm": name, "reason": "unknown to the store" }))
                     .await?;
             }
@@ -210,6 +226,10 @@ impl<S: Store> Live<S> {
         // `scaling.memory`), so that a restart decides as the running controller would have.
         let mut archived: HashMap<i64, ArchiveRef> = HashMap::new();
         let mut memory = None;
+        // Billable phases (replayed into each server's usage below) and the last metering
+        // checkpoint (windows after it are metered again: posting is idempotent).
+        let mut billable: Vec<(i64, String, Millis)> = Vec::new();
+        let mut checkpoint = None;
         let mut after = 0;
         loop {
             let page = live.store.events(after, 1000).await?;
@@ -224,6 +244,8 @@ impl<S: Store> Live<S> {
                         }
                     }
                     ("scaling.memory", _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
+                    ("billing.metered", _) => checkpoint = e.data["until"].as_i64(),
+                    (kind, Some(store_id)) if Usage::follows(kind) => billable.push((store_id, kind.into(), e.at)),
                     _ => {}
                 }
             }
@@ -238,6 +260,7 @@ impl<S: Store> Live<S> {
             let id = live.core.add_server(spec(&s));
             live.server_ids.push(s.id);
             live.by_store_id.insert(s.id, id);
+            live.usage.push(Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb));
             let node = s.node.and_then(|n| store_node_to_core.get(&n).copied());
             if let Some(r) = archived.remove(&s.id) {
                 live.archives.insert(id, r);
@@ -272,9 +295,10 @@ impl<S: Store> Live<S> {
         }
         // Containers that exist but should not (their server is gone): removed.
         if live.cfg.mode == Mode::Enforce {
-            let mut seen = Vec::new();
-            for d in live.docker.iter().flatten() {
-                if seen.iter().any(|x: &Arc<DockerNode>| Arc::ptr_eq(x, d)) {
+            let mut seen: Vec<Arc<DockerNode>> = Vec::new();
+            let nodes: Vec<Arc<DockerNode>> = live.docker.iter().flatten().cloned().collect();
+            for d in &nodes {
+                if seen.iter().any(|x| Arc::ptr_eq(x, d)) {
                     continue;
                 }
                 seen.push(d.clone());
@@ -288,6 +312,15 @@ impl<S: Store> Live<S> {
             }
         }
         live.core.start(now, &mut live.out);
+        let first = billable.first().map(|b| b.2);
+        for (store_id, kind, at) in billable {
+            if let Some(&id) = live.by_store_id.get(&store_id) {
+                live.usage[id.0 as usize].on(&kind, at);
+            }
+        }
+        let window = live.cfg.billing.window;
+        let floor = |t: Millis| t - t.rem_euclid(window);
+        live.metered_until = checkpoint.or(first.map(floor)).unwrap_or_else(|| floor(now));
         requeue.sort_unstable();
         for (_, id) in requeue {
             live.core.request_start(now, id, &mut live.out);
@@ -356,6 +389,7 @@ impl<S: Store> Live<S> {
             let id = self.core.add_server(spec(s));
             self.server_ids.push(s.id);
             self.by_store_id.insert(s.id, id);
+            self.usage.push(Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb));
         }
     }
 
@@ -369,6 +403,10 @@ impl<S: Store> Live<S> {
     /// A customer (or a player connecting through the gateway) asks `server` to start.
     pub async fn request_start(&mut self, store_id: i64, now: Millis) -> Result<(), LiveError> {
         let id = self.id_of(store_id)?;
+        let balance = self.store.balance(self.usage[id.0 as usize].owner).await?;
+        if balance <= crate::store::Money::ZERO {
+            return Err(LiveError::BalanceExhausted { balance });
+        }
         self.event(now, "server.requested", Some(store_id), None, json!({})).await?;
         self.core.request_start(now, id, &mut self.out);
         self.apply(now).await
@@ -399,6 +437,7 @@ impl<S: Store> Live<S> {
             self.event(now, "scaling.memory", None, None, data).await?;
             self.memory = memory;
         }
+        self.meter(now).await?;
         if self.cfg.mode == Mode::Observe {
             return Ok(());
         }
@@ -486,7 +525,7 @@ impl<S: Store> Live<S> {
     }
 
     async fn event(
-        &self,
+        &mut self,
         at: Millis,
         kind: &str,
         server: Option<i64>,
@@ -494,7 +533,130 @@ impl<S: Store> Live<S> {
         data: serde_json::Value,
     ) -> Result<(), LiveError> {
         self.store.append_event(NewEvent { at, kind: kind.into(), server, node, data }).await?;
+        // Billing follows what is recorded, so a restart that replays the log agrees.
+        if let Some(id) = server.and_then(|s| self.by_store_id.get(&s).copied()) {
+            self.usage[id.0 as usize].on(kind, at);
+        }
         Ok(())
+    }
+
+    /// Meters every window that ended by `now` into the ledger, then settles the owners
+    /// that pay: warned when the balance runs low, servers stopped (gracefully) at zero.
+    async fn meter(&mut self, now: Millis) -> Result<(), LiveError> {
+        let window = self.cfg.billing.window;
+        let to = now - now.rem_euclid(window);
+        if to <= self.metered_until {
+            return Ok(());
+        }
+        let prices = self.cfg.billing.prices.clone();
+        let mut balances: HashMap<i64, crate::store::Money> = HashMap::new();
+        for u in &mut self.usage {
+            let windows = u.windows(self.metered_until, to, window);
+            for p in post_charges(&*self.store, &windows, &prices, now).await? {
+                balances.insert(p.entry.owner, p.balance);
+            }
+            u.fold(to);
+        }
+        let from = std::mem::replace(&mut self.metered_until, to);
+        if from.div_euclid(conductor_core::time::HOUR) != to.div_euclid(conductor_core::time::HOUR) {
+            // A checkpoint an hour: a restart meters again from here (idempotently).
+            self.event(now, "billing.metered", None, None, json!({ "until": to })).await?;
+        }
+        // Owners who pay now, with what their servers cost per hour.
+        let mut burn: BTreeMap<i64, crate::store::Money> = BTreeMap::new();
+        for u in &self.usage {
+            let b = burn_per_hour(u, &prices);
+            if b > crate::store::Money::ZERO {
+                *burn.entry(u.owner).or_default() += b;
+            }
+        }
+        for owner in balances.keys() {
+            burn.entry(*owner).or_default();
+        }
+        for (owner, burn) in burn {
+            let balance = match balances.get(&owner) {
+                Some(b) => *b,
+                None => self.store.balance(owner).await?,
+            };
+            self.settle(owner, balance, burn, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle(
+        &mut self,
+        owner: i64,
+        balance: crate::store::Money,
+        burn: crate::store::Money,
+        now: Millis,
+    ) -> Result<(), LiveError> {
+        use conductor_core::billing::{account_action, AccountAction};
+        let data = json!({ "owner": owner, "balance": balance.to_string(), "burn_per_hour": burn.to_string() });
+        match account_action(balance, burn, self.cfg.billing.warn_before) {
+            AccountAction::Fine => {
+                self.warned.remove(&owner);
+                self.exhausted.remove(&owner);
+            }
+            AccountAction::Warn { covers } => {
+                self.exhausted.remove(&owner);
+                if self.warned.insert(owner) {
+                    let mut data = data;
+                    data["covers_ms"] = json!(covers);
+                    let text = format!(
+                        "Owner {owner}: the balance of {balance} EUR lasts about {} min at {burn} EUR/h.",
+                        covers / conductor_core::time::MINUTE
+                    );
+                    self.event(now, "account.low-balance", None, None, data).await?;
+                    self.notify(now, text).await?;
+                }
+            }
+            AccountAction::Stop => {
+                // Every server of the owner that runs, starts or waits stops (world saved).
+                let running: Vec<i64> = (0..self.server_ids.len())
+                    .filter(|&i| self.usage[i].owner == owner)
+                    .filter(|&i| {
+                        let s = ServerId(i as u32);
+                        self.core.is_queued(s)
+                            || matches!(
+                                self.core.residence(s),
+                                conductor_core::Residence::Running { .. } | conductor_core::Residence::Starting { .. }
+                            )
+                    })
+                    .map(|i| self.server_ids[i])
+                    .collect();
+                if self.exhausted.insert(owner) || !running.is_empty() {
+                    let mut data = data;
+                    data["stopped"] = json!(running);
+                    self.event(now, "account.exhausted", None, None, data).await?;
+                    let text =
+                        format!("Owner {owner}: the balance is used up ({balance} EUR); servers {running:?} stop.");
+                    self.notify(now, text).await?;
+                }
+                for id in running {
+                    self.request_stop(id, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the webhook (if any); a failure is recorded, never fatal.
+    async fn notify(&mut self, now: Millis, text: String) -> Result<(), LiveError> {
+        let Some(url) = self.cfg.billing.webhook.clone() else { return Ok(()) };
+        let body = json!({ "content": text }).to_string();
+        let sent = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => r.status().to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.event(now, "webhook.failed", None, None, json!({ "url": url, "error": failure })).await
     }
 
     fn container(&self, server: ServerId) -> ContainerSpec {
@@ -618,6 +780,9 @@ impl<S: Store> Live<S> {
                     )
                     .await?;
                 self.store.set_server_state(id, ServerState::Starting, store_node, now).await?;
+                // Ends a sleeping phase for billing (and tells where it went).
+                self.event(now, "server.placed", Some(id), store_node, json!({ "restore": format!("{restore:?}") }))
+                    .await?;
                 let d = self.docker[node.0 as usize]
                     .clone()
                     .ok_or_else(|| LiveError::Driver("node without a Docker API".into()))?;

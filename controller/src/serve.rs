@@ -4,6 +4,7 @@
 
 use crate::api::{router, Api, ApiConfig};
 use crate::archive::DirArchive;
+use crate::billing::BillingSetup;
 use crate::cloud::{CloudConfig, HetznerCloud};
 use crate::config::ControllerConfig;
 use crate::docker::{DockerNode, Helper};
@@ -62,6 +63,12 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         helper,
         archive: Arc::new(DirArchive { root: c.archive_dir.clone() }),
         mode: c.mode,
+        billing: BillingSetup {
+            prices: cfg.scenario.prices.clone(),
+            window: c.billing_window_s as Millis * 1000,
+            warn_before: (c.warn_hours * 3_600_000.0).round() as Millis,
+            webhook: c.warn_webhook.clone(),
+        },
     })
 }
 

@@ -9,12 +9,13 @@
 mod common;
 
 use conductor_controller::archive::DirArchive;
+use conductor_controller::billing::BillingSetup;
 use conductor_controller::cloud::{CloudConfig, HetznerCloud};
 use conductor_controller::docker::{DockerNode, Helper};
 use conductor_controller::export::{MetaInfo, ServerRow};
 use conductor_controller::fake_hetzner::{Behaviour, FakeHetzner};
 use conductor_controller::live::{CloudSetup, DedicatedNode, Live, LiveConfig, Mode};
-use conductor_controller::store::{NewServer, ServerState, Store};
+use conductor_controller::store::{EntryKind, NewEntry, NewServer, ServerState, Store};
 use conductor_core::catalogue::Reserve;
 use conductor_core::model::CostMode;
 use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
@@ -23,6 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const T0: Millis = 1_760_000_000_000;
+
+/// The tests share one engine, and a controller starting up removes containers its store
+/// does not know: one test at a time.
+static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const S: Millis = 1000;
 
 fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path::Path, mode: Mode) -> LiveConfig {
@@ -63,7 +68,23 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
         helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
         archive: Arc::new(DirArchive { root: archive.to_path_buf() }),
         mode,
+        billing: BillingSetup::default(),
     }
+}
+
+/// Credits `owner` (servers only start with a positive balance).
+async fn credit<St: Store>(store: &St, owner: i64, eur: i64, key: &str) -> Decimal {
+    let entry = NewEntry {
+        owner,
+        kind: EntryKind::Topup,
+        amount: Decimal::from(eur),
+        key: key.into(),
+        at: T0,
+        server: None,
+        window_start: None,
+        data: serde_json::json!({}),
+    };
+    store.post(entry).await.unwrap().balance
 }
 
 /// Ticks (at `now`) until `done` holds, waiting for real in between; at most 30 s.
@@ -88,6 +109,7 @@ fn server(owner: i64, name: &str, ram_mib: u32) -> NewServer {
 
 #[tokio::test(flavor = "current_thread")]
 async fn servers_run_scale_sleep_archive_restore_and_survive_a_crash() {
+    let _engine = ENGINE.lock().await;
     let (Some(store), Some(docker)) = (common::fresh_pg("live").await, common::docker()) else { return };
     let store = Arc::new(store);
     let docker = Arc::new(docker);
@@ -99,6 +121,7 @@ async fn servers_run_scale_sleep_archive_restore_and_survive_a_crash() {
     let _ = std::fs::remove_dir_all(&archive_dir);
 
     let owner = store.create_owner("alice", T0).await.unwrap();
+    credit(&*store, owner.id, 5, "grant:alice").await;
     let a = store.create_server(server(owner.id, "a", 512), T0).await.unwrap();
     let b = store.create_server(server(owner.id, "b", 512), T0).await.unwrap();
     let c = store.create_server(server(owner.id, "c", 768), T0).await.unwrap();
@@ -216,5 +239,91 @@ async fn servers_run_scale_sleep_archive_restore_and_survive_a_crash() {
     for id in [a.id, b.id, c.id] {
         docker.remove(id, true).await.unwrap();
     }
+    let _ = std::fs::remove_dir_all(&archive_dir);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_server_stops_when_the_credit_is_used_up_and_starts_again_after_a_top_up() {
+    let _engine = ENGINE.lock().await;
+    let (Some(store), Some(docker)) = (common::fresh_pg("zero").await, common::docker()) else { return };
+    let store = Arc::new(store);
+    let docker = Arc::new(docker);
+    let fake = FakeHetzner::new(Behaviour::default());
+    let url = fake.serve(0).await.unwrap();
+    let cloud = Arc::new(HetznerCloud::new("token", Some(&url), CloudConfig::default()));
+    let archive_dir = std::env::temp_dir().join(format!("conductor-zero-{}", std::process::id()));
+    // Container names follow server ids: keep clear of the other test's servers 1, 2, 3.
+    sqlx::query("ALTER SEQUENCE servers_id_seq RESTART WITH 500").execute(store.pool()).await.unwrap();
+    let owner = store.create_owner("payer", T0).await.unwrap().id;
+    credit(&*store, owner, 5, "grant:payer").await;
+    let id = store.create_server(server(owner, "burner", 512), T0).await.unwrap().id;
+    docker.remove(id, true).await.unwrap();
+
+    // Expensive on purpose: 512 MiB at 1800 EUR/GiB-h = 0.25 EUR a second, so 5 EUR last
+    // 20 s of (simulated) play; metered every second, warned 10 s ahead.
+    let mut cfg = config(docker.clone(), cloud, &archive_dir, Mode::Enforce);
+    cfg.billing.prices.active_per_gib_hour = Decimal::from(1800);
+    cfg.billing.window = S;
+    cfg.billing.warn_before = 10 * S;
+    let mut live = Live::start(store.clone(), cfg, T0).await.unwrap();
+    live.request_start(id, T0).await.unwrap();
+    let mut t = T0;
+    for _ in 0..150 {
+        t += S;
+        live.tick(t).await.unwrap();
+        if state(&*store, id).await == ServerState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state(&*store, id).await, ServerState::Running);
+    let running_at = t;
+    let kinds =
+        |events: &[conductor_controller::store::Event]| events.iter().map(|e| e.kind.clone()).collect::<Vec<_>>();
+
+    // 12 s of play: 3 EUR charged, 2 EUR left lasts 8 s < 10 s: warned, still running.
+    live.tick(running_at + 12 * S).await.unwrap();
+    assert_eq!(store.balance(owner).await.unwrap(), Decimal::from(2));
+    let events = store.events(0, 100_000).await.unwrap();
+    let warned: Vec<_> = events.iter().filter(|e| e.kind == "account.low-balance").collect();
+    assert_eq!(warned.len(), 1, "{:?}", kinds(&events));
+    assert_eq!(warned[0].data["covers_ms"], 8000);
+    assert_eq!(state(&*store, id).await, ServerState::Running);
+    live.tick(running_at + 13 * S).await.unwrap();
+    let again = store.events(0, 100_000).await.unwrap();
+    assert_eq!(again.iter().filter(|e| e.kind == "account.low-balance").count(), 1, "warned once");
+
+    // 20 s: nothing left. The server stops gracefully (world saved), nothing is deleted.
+    live.tick(running_at + 20 * S).await.unwrap();
+    assert_eq!(store.balance(owner).await.unwrap(), Decimal::ZERO);
+    assert_eq!(state(&*store, id).await, ServerState::Sleeping);
+    let events = store.events(0, 100_000).await.unwrap();
+    let exhausted = events.iter().find(|e| e.kind == "account.exhausted").expect("stopped at zero");
+    assert_eq!(exhausted.data["stopped"], serde_json::json!([id]));
+    let tar = docker.download_data(id).await.unwrap();
+    assert!(String::from_utf8_lossy(&tar).contains("saves=1"), "the world was saved on the stop");
+    assert!(docker.inspect(id).await.unwrap().is_some(), "the container stays (never deleted)");
+    // No charge is booked twice, whatever ran: one entry per window key.
+    let ledger = store.ledger(owner, 0, 100_000).await.unwrap();
+    let keys: std::collections::BTreeSet<_> = ledger.iter().map(|e| e.key.clone()).collect();
+    assert_eq!(keys.len(), ledger.len());
+
+    // Starting again is refused until a top-up; then it runs.
+    let refused = live.request_start(id, running_at + 21 * S).await;
+    assert!(matches!(refused, Err(conductor_controller::live::LiveError::BalanceExhausted { .. })), "{refused:?}");
+    assert!(credit(&*store, owner, 5, "topup:payer-1").await > Decimal::ZERO);
+    live.request_start(id, running_at + 22 * S).await.unwrap();
+    let mut t = running_at + 22 * S;
+    for _ in 0..150 {
+        live.tick(t).await.unwrap();
+        if state(&*store, id).await == ServerState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        t += 100;
+    }
+    assert_eq!(state(&*store, id).await, ServerState::Running, "a top-up lets it start again");
+    assert!(docker.probe(id).await.unwrap().raw.contains("\"saves\":1"), "with its saved world");
+    docker.remove(id, true).await.unwrap();
     let _ = std::fs::remove_dir_all(&archive_dir);
 }

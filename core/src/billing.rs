@@ -76,6 +76,35 @@ pub fn window_charge(before: u128, during: u128, price: Money, unit: u128) -> Mo
     rate(before + during, price, unit) - rate(before, price, unit)
 }
 
+/// What an owner's prepaid balance calls for (SPEC §8: servers stop at zero, with warnings
+/// before).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountAction {
+    Fine,
+    /// The balance lasts less than the warning time at the current burn: how long it lasts.
+    Warn {
+        covers: Millis,
+    },
+    /// Nothing left: stop the owner's servers (gracefully; they are never deleted).
+    Stop,
+}
+
+/// The decision for a balance that `burn_per_hour` (what the owner's servers cost per hour
+/// now) eats into; warn when it lasts less than `warn_before`.
+pub fn account_action(balance: Money, burn_per_hour: Money, warn_before: Millis) -> AccountAction {
+    if balance <= Decimal::ZERO {
+        return AccountAction::Stop;
+    }
+    if burn_per_hour <= Decimal::ZERO {
+        return AccountAction::Fine;
+    }
+    let covers = (balance * Decimal::from(HOUR) / burn_per_hour).floor();
+    match i64::try_from(covers) {
+        Ok(covers) if covers < warn_before => AccountAction::Warn { covers },
+        _ => AccountAction::Fine,
+    }
+}
+
 /// What a plan costs the customer (the price calculator): exact amounts at 6 decimals.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quote {
@@ -261,6 +290,18 @@ mod tests {
         // Around the clock it is the always-on price and nothing asleep.
         let always = quote(4096, 10_000, 7 * crate::time::DAY, None, &Prices::default());
         assert_eq!((always.month_total, always.month_sleeping, always.saving), (d("57.6"), d("0"), None));
+    }
+
+    #[test]
+    fn balances_are_fine_then_warned_then_stopped() {
+        let warn = 24 * HOUR;
+        // 0.08 EUR/h: 5 EUR lasts 62.5 h, 1 EUR 12.5 h.
+        assert_eq!(account_action(d("5"), d("0.08"), warn), AccountAction::Fine);
+        assert_eq!(account_action(d("1"), d("0.08"), warn), AccountAction::Warn { covers: 12 * HOUR + 30 * 60_000 });
+        assert_eq!(account_action(d("0"), d("0.08"), warn), AccountAction::Stop);
+        assert_eq!(account_action(d("-0.000001"), d("0"), warn), AccountAction::Stop);
+        // Nothing running: a small balance lasts forever.
+        assert_eq!(account_action(d("0.01"), d("0"), warn), AccountAction::Fine);
     }
 
     #[test]
