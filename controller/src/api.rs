@@ -205,6 +205,7 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/owners", axum::routing::post(create_owner::<S>))
         .route("/v1/owners/{id}/topups", axum::routing::post(top_up::<S>))
         .route("/v1/owners/{id}/account", get(account::<S>))
+        .route("/v1/owners/{id}/statement", get(statement::<S>))
         .route("/v1/servers", get(list_servers::<S>).post(create_server::<S>))
         .route("/v1/servers/{id}", get(show_server::<S>))
         .route("/v1/servers/{id}/start", axum::routing::post(start_server::<S>))
@@ -315,6 +316,60 @@ async fn top_up<S: Store>(
     Ok((status, Json(json!({ "entry": posted.entry, "replayed": !posted.new, "balance": posted.balance.to_string() }))))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatementQuery {
+    /// YYYY-MM (UTC calendar month) [default: this month].
+    month: Option<String>,
+    /// json (default), md or html.
+    format: Option<String>,
+}
+
+/// A monthly statement: opening balance, credits, usage by server and phase, closing balance.
+async fn statement<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<StatementQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use chrono::{Datelike, TimeZone};
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let owner = own_account(&api, &headers, &id).await?;
+    let month = match &q.month {
+        Some(m) => m.clone(),
+        None => {
+            let now = chrono::Utc.timestamp_millis_opt((api.config.now)()).single().unwrap_or_default();
+            format!("{:04}-{:02}", now.year(), now.month())
+        }
+    };
+    let bad = || ApiError::invalid(format!("month: YYYY-MM, got {month:?}"));
+    let (y, m) = month.split_once('-').ok_or_else(bad)?;
+    let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    let start = |y: i32, m: u32| chrono::Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().map(|t| t.timestamp_millis());
+    let from = start(y, m).filter(|_| (1..=12).contains(&m) && (1970..=9999).contains(&y)).ok_or_else(bad)?;
+    let to = if m == 12 { start(y + 1, 1) } else { start(y, m + 1) }.ok_or_else(bad)?;
+    let entries = api.store.ledger(owner, 0, u32::MAX).await?;
+    let names = api.store.servers(Some(owner)).await?.into_iter().map(|s| (s.id, s.name)).collect();
+    let st = crate::billing::statement(owner, &month, from, to, &entries, &names);
+    Ok(match q.format.as_deref().unwrap_or("json") {
+        "json" => Json(st).into_response(),
+        "md" => ([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], st.markdown()).into_response(),
+        "html" => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], st.html()).into_response(),
+        other => return Err(ApiError::invalid(format!("format: json, md or html, got {other:?}"))),
+    })
+}
+
+/// The owner `id` if the caller may see its account (admin, or the owner itself; another
+/// owner's account does not exist for the caller).
+async fn own_account<S: Store>(api: &Api<S>, headers: &axum::http::HeaderMap, id: &str) -> Result<i64, ApiError> {
+    let owner: i64 = id.parse().map_err(|_| ApiError::not_found("owner"))?;
+    match caller(api, headers).await? {
+        Caller::Admin => Ok(owner),
+        Caller::Owner(o) if o == owner => Ok(owner),
+        Caller::Owner(_) => Err(ApiError::not_found("owner")),
+    }
+}
+
 /// An owner's balance and ledger (admin, or the owner itself).
 async fn account<S: Store>(
     State(api): State<Arc<Api<S>>>,
@@ -322,13 +377,7 @@ async fn account<S: Store>(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<EventQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let owner: i64 = id.parse().map_err(|_| ApiError::not_found("owner"))?;
-    match caller(&api, &headers).await? {
-        Caller::Admin => {}
-        Caller::Owner(o) if o == owner => {}
-        // Another owner's account does not exist for the caller.
-        Caller::Owner(_) => return Err(ApiError::not_found("owner")),
-    }
+    let owner = own_account(&api, &headers, &id).await?;
     let balance = api.store.balance(owner).await?;
     let entries = api.store.ledger(owner, q.after, q.limit.unwrap_or(1000).min(10_000)).await?;
     Ok(Json(json!({ "owner": owner, "balance": balance.to_string(), "entries": entries })))
@@ -427,12 +476,42 @@ async fn visible<S: Store>(api: &Api<S>, headers: &axum::http::HeaderMap, id: &s
     Ok(server)
 }
 
-async fn show_server<S: Store>(
+/// A server, with what it costs now: the rate per minute of its state and, while it runs
+/// or sleeps, the cost of the current phase so far.
+async fn show_server<S: Store + 'static>(
     State(api): State<Arc<Api<S>>>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<ServerView>, ApiError> {
-    Ok(Json(visible(&api, &headers, &id).await?.into()))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use conductor_core::billing::{rate, MB_MS_PER_GB_MONTH, MIB_MS_PER_GIB_HOUR};
+    use conductor_core::time::MINUTE;
+    let server = visible(&api, &headers, &id).await?;
+    let p = &api.config.prices;
+    let per_minute = match server.state {
+        ServerState::Running | ServerState::Starting => {
+            rate(u128::from(server.ram_mib) * MINUTE as u128, p.active_per_gib_hour, MIB_MS_PER_GIB_HOUR)
+        }
+        ServerState::Sleeping => {
+            rate(u128::from(server.disk_mb) * MINUTE as u128, p.sleeping_per_gb_month, MB_MS_PER_GB_MONTH)
+        }
+        _ => store::Money::ZERO,
+    };
+    let current = match &api.live {
+        Some(live) => live.lock().await.current_phase(server.id, (api.config.now)()),
+        None => None,
+    };
+    let id = server.id;
+    let mut view = serde_json::to_value(ServerView::from(server)).expect("plain data");
+    view["billing"] = json!({
+        "rate_per_minute": per_minute.to_string(),
+        "current": current.map(|(phase, since, cost)| json!({
+            "phase": phase,
+            "since": conductor_sim::timefmt::format_rfc3339(since),
+            "cost": cost.to_string(),
+        })),
+    });
+    debug_assert_eq!(view["id"], id);
+    Ok(Json(view))
 }
 
 fn no_engine() -> ApiError {

@@ -291,3 +291,175 @@ pub fn burn_per_hour(usage: &Usage, prices: &Prices) -> Money {
         None => Money::ZERO,
     }
 }
+
+/// One line of a statement's usage: a server's charges in one phase over the month.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct UsageLine {
+    pub server: i64,
+    pub name: String,
+    pub phase: Phase,
+    /// GiB-hours (active) or GB-months (sleeping), 6 decimals.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub quantity: Money,
+    pub unit: &'static str,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Money,
+}
+
+/// A monthly statement (calendar month, UTC): opening balance, credits one by one, charges
+/// by server and phase, closing balance. Archived worlds are free, so they have no line.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Statement {
+    pub owner: i64,
+    pub month: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub opening: Money,
+    pub credits: Vec<crate::store::Entry>,
+    pub usage: Vec<UsageLine>,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub charged: Money,
+    /// What an invoice shows: the charges rounded to cents.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub charged_cents: Money,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub closing: Money,
+}
+
+/// The statement of `[from, to)` (`month` names it) from the owner's ledger, oldest first.
+pub fn statement(
+    owner: i64,
+    month: &str,
+    from: Millis,
+    to: Millis,
+    entries: &[crate::store::Entry],
+    names: &std::collections::HashMap<i64, String>,
+) -> Statement {
+    let opening: Money = entries.iter().filter(|e| e.at < from).map(|e| e.amount).sum();
+    let inside: Vec<&crate::store::Entry> = entries.iter().filter(|e| e.at >= from && e.at < to).collect();
+    let credits: Vec<crate::store::Entry> =
+        inside.iter().filter(|e| e.kind != EntryKind::Charge).map(|e| (*e).clone()).collect();
+    let mut lines: std::collections::BTreeMap<(i64, u8), (Money, u128)> = Default::default();
+    for e in inside.iter().filter(|e| e.kind == EntryKind::Charge) {
+        let phase = u8::from(e.data["phase"] == "sleeping");
+        let quantity: u128 = e.data["quantity"].as_str().and_then(|q| q.parse().ok()).unwrap_or(0);
+        let line = lines.entry((e.server.unwrap_or(0), phase)).or_default();
+        line.0 -= e.amount;
+        line.1 += quantity;
+    }
+    let usage: Vec<UsageLine> = lines
+        .into_iter()
+        .map(|((server, phase), (amount, quantity))| {
+            let (phase, unit, per) = if phase == 0 {
+                (Phase::Active, "GiB-h", MIB_MS_PER_GIB_HOUR)
+            } else {
+                (Phase::Sleeping, "GB-month", MB_MS_PER_GB_MONTH)
+            };
+            UsageLine {
+                server,
+                name: names.get(&server).cloned().unwrap_or_else(|| format!("server {server}")),
+                phase,
+                quantity: conductor_core::billing::rate(quantity, Money::ONE, per),
+                unit,
+                amount,
+            }
+        })
+        .collect();
+    let charged: Money = usage.iter().map(|u| u.amount).sum();
+    let closing = opening + inside.iter().map(|e| e.amount).sum::<Money>();
+    Statement {
+        owner,
+        month: month.to_owned(),
+        opening,
+        credits,
+        usage,
+        charged,
+        charged_cents: charged.round_dp(2),
+        closing,
+    }
+}
+
+impl Statement {
+    /// A readable page (Markdown; HTML wraps the same lines).
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!(
+            "# Statement {} — owner {}\n\nOpening balance: **{} EUR**\n\n",
+            self.month,
+            self.owner,
+            self.opening.round_dp(2)
+        );
+        if !self.credits.is_empty() {
+            out.push_str("## Credits\n\n| date | kind | amount (EUR) | reference |\n|---|---|---:|---|\n");
+            for c in &self.credits {
+                let reference = c.data["reference"].as_str().or(c.data["reason"].as_str()).unwrap_or(&c.key);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    &conductor_sim::timefmt::format_rfc3339(c.at)[..10],
+                    c.kind.as_str(),
+                    c.amount.round_dp(2),
+                    reference
+                );
+            }
+            out.push('\n');
+        }
+        out.push_str("## Usage\n\n| server | phase | quantity | amount (EUR) |\n|---|---|---:|---:|\n");
+        for u in &self.usage {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} {} | {} |",
+                u.name,
+                u.phase.as_str(),
+                u.quantity.normalize(),
+                u.unit,
+                u.amount
+            );
+        }
+        let _ = write!(
+            out,
+            "\nArchived worlds are free.\n\nCharged: **{} EUR** ({} exact)\n\nClosing balance: **{} EUR**\n",
+            self.charged_cents,
+            self.charged,
+            self.closing.round_dp(2)
+        );
+        out
+    }
+
+    /// A self-contained HTML page with the same content.
+    pub fn html(&self) -> String {
+        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let mut body = String::new();
+        let mut in_table = false;
+        for line in self.markdown().lines() {
+            if let Some(h) = line.strip_prefix("# ") {
+                body.push_str(&format!("<h1>{}</h1>\n", esc(h)));
+            } else if let Some(h) = line.strip_prefix("## ") {
+                body.push_str(&format!("<h2>{}</h2>\n", esc(h)));
+            } else if line.starts_with("|---") {
+                continue;
+            } else if let Some(row) = line.strip_prefix('|') {
+                if !in_table {
+                    body.push_str("<table>\n");
+                    in_table = true;
+                }
+                let cells: Vec<String> =
+                    row.trim_end_matches('|').split('|').map(|c| format!("<td>{}</td>", esc(c.trim()))).collect();
+                body.push_str(&format!("<tr>{}</tr>\n", cells.concat()));
+            } else {
+                if in_table {
+                    body.push_str("</table>\n");
+                    in_table = false;
+                }
+                if !line.is_empty() {
+                    body.push_str(&format!("<p>{}</p>\n", esc(&line.replace("**", ""))));
+                }
+            }
+        }
+        format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Statement {}</title>\
+             <style>body{{font-family:sans-serif;max-width:50em;margin:2em auto}}td{{padding:0.2em 0.8em;border-bottom:1px solid #ddd}}</style>\
+             </head><body>\n{body}</body></html>\n",
+            esc(&self.month)
+        )
+    }
+}

@@ -540,6 +540,19 @@ impl<S: Store> Live<S> {
         Ok(())
     }
 
+    /// What a server costs while it runs or sleeps: since when, and the cost of that phase so
+    /// far (what the customer sees as the current session).
+    pub fn current_phase(
+        &self,
+        store_id: i64,
+        now: Millis,
+    ) -> Option<(crate::billing::Phase, Millis, crate::store::Money)> {
+        let u = &self.usage[self.by_store_id.get(&store_id)?.0 as usize];
+        let (phase, since) = u.phase()?;
+        let (price, unit) = phase.price(&self.cfg.billing.prices);
+        Some((phase, since, conductor_core::billing::rate(u.quantity(phase, since, now), price, unit)))
+    }
+
     /// Meters every window that ended by `now` into the ledger, then settles the owners
     /// that pay: warned when the balance runs low, servers stopped (gracefully) at zero.
     async fn meter(&mut self, now: Millis) -> Result<(), LiveError> {

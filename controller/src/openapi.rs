@@ -29,6 +29,7 @@ pub fn document() -> Value {
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text format" } } } },
             "/v1/owners": { "post": op("Create an owner (with the sign-up credit); returns its token once", "admin", "201") },
             "/v1/owners/{id}/topups": { "post": with_id(op("Credit an owner: {\"amount\": \"10.00\", \"reference\": \"payment id\"}; a replayed reference books nothing (200)", "admin", "201")) },
+            "/v1/owners/{id}/statement": { "get": with_id(op("Monthly statement: ?month=YYYY-MM&format=json|md|html", "admin or the owner", "200")) },
             "/v1/owners/{id}/account": { "get": with_id(op("Balance and ledger entries: ?after=ID&limit=N", "admin or the owner", "200")) },
             "/v1/servers": {
                 "get": op("List servers (an owner sees its own)", "admin or owner", "200"),

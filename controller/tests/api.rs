@@ -317,3 +317,109 @@ async fn sign_up_credit_top_ups_and_accounts() {
     let (s, v) = account(bob, bob_token).await;
     assert_eq!((s, v["balance"].clone()), (StatusCode::OK, json!("5.000000")));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn monthly_statements_and_what_a_server_costs_now() {
+    use conductor_controller::billing::{post_charges, Phase, WindowUsage};
+    let (app, api) = api();
+    let (alice, token) = owner(&app, "alice").await; // 5 EUR sign-up credit on 2025-10-09
+    let (_, other) = owner(&app, "bob").await;
+    let (s, v) =
+        call(&app, "POST", "/v1/servers", Some(&token), Some(r#"{"name":"mc","ram_mib":2048,"disk_mb":5000}"#)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let server = v["id"].as_i64().unwrap();
+    let (_, v) = call(&app, "GET", &format!("/v1/servers/{server}"), Some(&token), None).await;
+    assert_eq!(v["billing"]["rate_per_minute"], "0", "a new server costs nothing");
+
+    // Two hours running (in 1 h windows), then a day asleep, all in October 2025.
+    let t = 1_760_000_000_000;
+    let hour = 3_600_000i64;
+    let window = |k: i64, phase, before: u128, during: u128| WindowUsage {
+        owner: alice,
+        server,
+        phase,
+        window_start: t + k * hour,
+        before,
+        during,
+    };
+    let active = 2048u128 * hour as u128;
+    let asleep = 5000u128 * 24 * hour as u128;
+    let usage = [
+        window(0, Phase::Active, 0, active),
+        window(1, Phase::Active, active, active),
+        window(2, Phase::Sleeping, 0, asleep),
+    ];
+    post_charges(&*api.store, &usage, &Default::default(), t + 30 * hour).await.unwrap();
+    call(
+        &app,
+        "POST",
+        &format!("/v1/owners/{alice}/topups"),
+        Some(ADMIN),
+        Some(r#"{"amount":"20","reference":"oct"}"#),
+    )
+    .await;
+
+    let (s, v) = call(&app, "GET", &format!("/v1/owners/{alice}/statement?month=2025-10"), Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["opening"], "0");
+    assert_eq!(v["credits"].as_array().unwrap().len(), 2);
+    // 4 GiB-h × 0.02 = 0.08; 5 GB for a day = 5/30 GB-month × 0.10 = 0.016667.
+    assert_eq!(v["usage"][0]["phase"], "active");
+    assert_eq!(
+        (v["usage"][0]["quantity"].clone(), v["usage"][0]["amount"].clone()),
+        (json!("4.000000"), json!("0.080000"))
+    );
+    assert_eq!(
+        (v["usage"][1]["quantity"].clone(), v["usage"][1]["amount"].clone()),
+        (json!("0.166667"), json!("0.016667"))
+    );
+    assert_eq!((v["charged"].clone(), v["charged_cents"].clone()), (json!("0.096667"), json!("0.10")));
+    assert_eq!(v["closing"], "24.903333");
+    assert_eq!(api.store.balance(alice).await.unwrap().to_string(), "24.903333");
+    // November opens where October closed, with no usage.
+    let (_, nov) = call(&app, "GET", &format!("/v1/owners/{alice}/statement?month=2025-11"), Some(ADMIN), None).await;
+    assert_eq!((nov["opening"].clone(), nov["usage"].clone()), (json!("24.903333"), json!([])));
+
+    // Readable pages.
+    let md =
+        call(&app, "GET", &format!("/v1/owners/{alice}/statement?month=2025-10&format=md"), Some(&token), None).await.1;
+    let md = md.as_str().unwrap();
+    assert!(
+        md.contains("| mc | active | 4 GiB-h | 0.080000 |") && md.contains("Closing balance: **24.90 EUR**"),
+        "{md}"
+    );
+    let html =
+        call(&app, "GET", &format!("/v1/owners/{alice}/statement?month=2025-10&format=html"), Some(&token), None)
+            .await
+            .1;
+    let html = html.as_str().unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains("<td>mc</td>") && html.contains("<h2>Usage</h2>"),
+        "{html}"
+    );
+    // Bad requests and other owners.
+    for bad in ["month=2025-13", "month=october", "format=pdf", "colour=red"] {
+        let (s, v) = call(&app, "GET", &format!("/v1/owners/{alice}/statement?{bad}"), Some(&token), None).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+    let (s, _) = call(&app, "GET", &format!("/v1/owners/{alice}/statement"), Some(&other), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Running, 2 GiB costs 0.02 × 2 / 60 = 0.000667 EUR a minute; asleep, 5 GB 0.000012.
+    use conductor_controller::store::{NewNode, NodeState, ServerState};
+    let node = NewNode {
+        name: "ded-1".into(),
+        kind: conductor_core::NodeKind::Dedicated,
+        type_name: "AX41".into(),
+        provider_id: None,
+        state: NodeState::Ready,
+        ram_mib: 65536,
+        usable_mib: 63236,
+    };
+    let node = api.store.upsert_node(node, t).await.unwrap().id;
+    for (state, rate) in [(ServerState::Running, "0.000667"), (ServerState::Sleeping, "0.000012")] {
+        api.store.set_server_state(server, state, Some(node), t).await.unwrap();
+        let (_, v) = call(&app, "GET", &format!("/v1/servers/{server}"), Some(&token), None).await;
+        assert_eq!(v["billing"]["rate_per_minute"], rate, "{state:?}");
+    }
+}

@@ -288,6 +288,9 @@ async fn a_server_stops_when_the_credit_is_used_up_and_starts_again_after_a_top_
     let warned: Vec<_> = events.iter().filter(|e| e.kind == "account.low-balance").collect();
     assert_eq!(warned.len(), 1, "{:?}", kinds(&events));
     assert_eq!(warned[0].data["covers_ms"], 8000);
+    // What the customer sees: the current session has cost 3 EUR so far.
+    let (phase, since, cost) = live.current_phase(id, running_at + 12 * S).unwrap();
+    assert_eq!((phase, since, cost), (conductor_controller::billing::Phase::Active, running_at, Decimal::from(3)));
     assert_eq!(state(&*store, id).await, ServerState::Running);
     live.tick(running_at + 13 * S).await.unwrap();
     let again = store.events(0, 100_000).await.unwrap();
