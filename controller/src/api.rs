@@ -26,6 +26,8 @@ pub struct ApiConfig {
     pub max_plan_mib: u32,
     /// The customer price list (the scenario's `[prices]`): the calculator and billing.
     pub prices: conductor_core::Prices,
+    /// The signing secret of the payment provider's webhook (`None`: no webhook).
+    pub stripe_secret: Option<String>,
     /// The clock, passed in so tests control time.
     pub now: Box<dyn Fn() -> Millis + Send + Sync>,
 }
@@ -217,6 +219,7 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/scaling/mode", axum::routing::put(set_mode::<S>))
         .route("/v1/forecast", get(read_forecast::<S>).put(upload_forecast::<S>))
         .route("/v1/price", get(price::<S>))
+        .route("/v1/webhooks/stripe", axum::routing::post(stripe_webhook::<S>))
         .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/fleet", get(fleet::<S>))
         .route("/v1/events", get(events::<S>))
@@ -314,6 +317,45 @@ async fn top_up<S: Store>(
         .await?;
     let status = if posted.new { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({ "entry": posted.entry, "replayed": !posted.new, "balance": posted.balance.to_string() }))))
+}
+
+/// A payment provider's notification (Stripe's signed `checkout.session.completed`): the
+/// paid amount is topped up once per checkout session; replays book nothing.
+async fn stripe_webhook<S: Store>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    use crate::billing::{stripe_payment, verify_stripe_signature, WebhookError};
+    let secret = api.config.stripe_secret.as_deref().ok_or_else(|| ApiError::not_found("webhook"))?;
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let now = (api.config.now)();
+    let refused = |e: WebhookError| match e {
+        WebhookError::Signature(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_signature", m),
+        WebhookError::Invalid(m) => ApiError::invalid(m),
+    };
+    verify_stripe_signature(secret, signature, &body, now, 300).map_err(refused)?;
+    let event: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    let Some(payment) = stripe_payment(&event).map_err(refused)? else {
+        return Ok((StatusCode::OK, Json(json!({ "ignored": event["type"] }))));
+    };
+    api.store.owner(payment.owner).await?;
+    let posted = api
+        .store
+        .post(store::NewEntry {
+            owner: payment.owner,
+            kind: store::EntryKind::Topup,
+            amount: payment.amount,
+            key: format!("stripe:{}", payment.session),
+            at: now,
+            server: None,
+            window_start: None,
+            data: json!({ "reference": payment.session, "event": event["id"] }),
+        })
+        .await?;
+    let status = if posted.new { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({ "replayed": !posted.new, "balance": posted.balance.to_string() }))))
 }
 
 #[derive(Deserialize)]

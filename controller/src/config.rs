@@ -96,6 +96,10 @@ pub struct ControllerSection {
     pub warn_hours: f64,
     /// Optional webhook told of low balances and stops at zero (Discord-style `content`).
     pub warn_webhook: Option<String>,
+    /// The signing secret of Stripe's webhook (or the environment variable holding it):
+    /// enables `POST /v1/webhooks/stripe`.
+    pub stripe_webhook_secret: Option<String>,
+    pub stripe_webhook_secret_env: Option<String>,
     /// One per `[[fleet.dedicated]]` node, in the same order.
     #[serde(default)]
     pub node: Vec<NodeConfig>,
@@ -133,6 +137,7 @@ pub struct ControllerConfig {
     pub scenario: Scenario,
     pub admin_token: String,
     pub cloud_token: Option<String>,
+    pub stripe_secret: Option<String>,
 }
 
 fn secret(path: &Path, key: &str, value: &Option<String>, env: &Option<String>) -> Result<Option<String>, ConfigError> {
@@ -182,6 +187,12 @@ impl ControllerConfig {
             ),
             None => None,
         };
-        Ok(ControllerConfig { file: path.into(), controller, scenario, admin_token, cloud_token })
+        let stripe_secret = secret(
+            path,
+            "controller.stripe_webhook_secret",
+            &controller.stripe_webhook_secret,
+            &controller.stripe_webhook_secret_env,
+        )?;
+        Ok(ControllerConfig { file: path.into(), controller, scenario, admin_token, cloud_token, stripe_secret })
     }
 }

@@ -51,6 +51,10 @@ pub fn document() -> Value {
                 "put": op("Upload a conductor.forecast/1 document", "admin", "201")
             },
             "/v1/events": { "get": op("The event log, oldest first: ?after=SEQ&limit=N", "admin", "200") },
+            "/v1/webhooks/stripe": { "post": {
+                "summary": "Stripe checkout.session.completed (Stripe-Signature verified; client_reference_id = owner id); a replayed session books nothing",
+                "responses": { "201": { "description": "topped up" }, "200": { "description": "replayed or ignored" }, "4XX": { "description": "bad signature or content" } }
+            } },
             "/v1/price": { "get": {
                 "summary": "Price calculator: ?ram_mib=&disk_gb=&hours_per_week=&competitor_eur= → per minute, per month, saving",
                 "responses": { "200": { "description": "exact amounts as decimal strings" }, "4XX": { "description": "invalid input" } }

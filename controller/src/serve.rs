@@ -102,6 +102,7 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
             max_plan_mib,
             now: Box::new(now),
             prices: cfg.scenario.prices.clone(),
+            stripe_secret: cfg.stripe_secret.clone(),
         },
         live: Some(live.clone()),
     });

@@ -23,6 +23,7 @@ fn api() -> (axum::Router, Arc<Api<MemoryStore>>) {
             max_plan_mib: 60 * 1024,
             now: Box::new(|| 1_760_000_000_000),
             prices: Default::default(),
+            stripe_secret: Some(STRIPE.into()),
         },
     });
     (router(api.clone()), api)
@@ -422,4 +423,79 @@ async fn monthly_statements_and_what_a_server_costs_now() {
         let (_, v) = call(&app, "GET", &format!("/v1/servers/{server}"), Some(&token), None).await;
         assert_eq!(v["billing"]["rate_per_minute"], rate, "{state:?}");
     }
+}
+
+const STRIPE: &str = "whsec_test_secret";
+
+/// A Stripe-style signed request: `t=<s>,v1=HMAC-SHA256(secret, "t.body")`.
+fn signed(secret: &str, t: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
+}
+
+async fn webhook(app: &axum::Router, signature: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/webhooks/stripe")
+        .header("stripe-signature", signature)
+        .header("content-type", "application/json")
+        .body(HttpBody::from(body.to_owned()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_signed_checkout_tops_up_once_and_forgeries_change_nothing() {
+    let (app, api) = api();
+    let (alice, _) = owner(&app, "alice").await;
+    let now_s = 1_760_000_000;
+    let paid = |session: &str, cents: i64, owner: i64| {
+        json!({
+            "id": format!("evt_{session}"),
+            "type": "checkout.session.completed",
+            "data": { "object": { "id": session, "amount_total": cents, "currency": "eur",
+                                  "payment_status": "paid", "client_reference_id": owner.to_string() } }
+        })
+        .to_string()
+    };
+    let body = paid("cs_1", 1250, alice);
+    let (s, v) = webhook(&app, &signed(STRIPE, now_s, &body), &body).await;
+    assert_eq!((s, v["balance"].clone()), (StatusCode::CREATED, json!("17.500000")), "{v}");
+    // Stripe retries: the same session again books nothing.
+    let (s, v) = webhook(&app, &signed(STRIPE, now_s + 60, &body), &body).await;
+    assert_eq!((s, v["replayed"].clone()), (StatusCode::OK, json!(true)));
+    // Other events are acknowledged and ignored.
+    let other = json!({ "id": "evt_x", "type": "invoice.created", "data": { "object": {} } }).to_string();
+    let (s, v) = webhook(&app, &signed(STRIPE, now_s, &other), &other).await;
+    assert_eq!((s, v["ignored"].clone()), (StatusCode::OK, json!("invoice.created")));
+
+    let forged = paid("cs_2", 100_000, alice);
+    let cases = [
+        (signed("not-the-secret", now_s, &forged), forged.clone(), StatusCode::BAD_REQUEST),
+        (signed(STRIPE, now_s, &body), forged.clone(), StatusCode::BAD_REQUEST), // signature of another body
+        (signed(STRIPE, now_s - 3600, &forged), forged.clone(), StatusCode::BAD_REQUEST), // too old: a replay
+        (String::new(), forged.clone(), StatusCode::BAD_REQUEST),
+        (signed(STRIPE, now_s, "{oops"), "{oops".to_owned(), StatusCode::BAD_REQUEST),
+        {
+            let usd = forged.replace("\"eur\"", "\"usd\"");
+            (signed(STRIPE, now_s, &usd), usd, StatusCode::UNPROCESSABLE_ENTITY)
+        },
+        {
+            let nobody = paid("cs_3", 500, 9999);
+            (signed(STRIPE, now_s, &nobody), nobody, StatusCode::NOT_FOUND)
+        },
+    ];
+    for (signature, body, status) in cases {
+        let (s, v) = webhook(&app, &signature, &body).await;
+        assert_eq!(s, status, "{signature} {body}: {v}");
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
+    assert_eq!(api.store.balance(alice).await.unwrap().to_string(), "17.500000", "nothing booked by forgeries");
+    assert_eq!(api.store.ledger(alice, 0, 100).await.unwrap().len(), 2);
 }

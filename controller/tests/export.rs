@@ -118,6 +118,7 @@ async fn an_export_over_http_is_a_dataset_the_twin_replays() {
             max_plan_mib: 60 * 1024,
             now: Box::new(|| T0),
             prices: Default::default(),
+            stripe_secret: None,
         },
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
