@@ -258,7 +258,7 @@ async fn create_owner<S: Store>(
             owner: owner.id,
             kind: store::EntryKind::Grant,
             amount: credit,
-            key: format!("grant:signup:{}", owner.id),
+            key: crate::billing::signup_key(owner.id),
             at: now,
             server: None,
             window_start: None,

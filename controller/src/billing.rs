@@ -268,6 +268,8 @@ pub struct BillingSetup {
     pub warn_before: Millis,
     /// Optional webhook (e.g. Discord) told of warnings and stops: `{"content": "…"}`.
     pub webhook: Option<String>,
+    /// The sign-up credit's unused part expires this long after sign-up (`None`: never).
+    pub promo_expiry: Option<Millis>,
 }
 
 impl Default for BillingSetup {
@@ -277,6 +279,7 @@ impl Default for BillingSetup {
             window: conductor_core::time::MINUTE,
             warn_before: 24 * conductor_core::time::HOUR,
             webhook: None,
+            promo_expiry: None,
         }
     }
 }
@@ -543,4 +546,18 @@ pub fn stripe_payment(event: &serde_json::Value) -> Result<Option<Payment>, Webh
         .and_then(|s| s.parse::<i64>().ok())
         .ok_or_else(|| invalid("data.object.client_reference_id: the owner id"))?;
     Ok(Some(Payment { session: session.to_owned(), owner, amount: Money::new(cents, 2) }))
+}
+
+/// The key of an owner's sign-up credit.
+pub fn signup_key(owner: i64) -> String {
+    format!("grant:signup:{owner}")
+}
+
+/// What expires of an owner's sign-up credit: the credit is spent first, so what is left of
+/// it is the grant minus the charges before `expiry` (never below zero).
+pub fn unused_promotion(entries: &[crate::store::Entry], owner: i64, expiry: Millis) -> Money {
+    let key = signup_key(owner);
+    let Some(grant) = entries.iter().find(|e| e.key == key) else { return Money::ZERO };
+    let spent: Money = entries.iter().filter(|e| e.kind == EntryKind::Charge && e.at < expiry).map(|e| -e.amount).sum();
+    (grant.amount - spent).max(Money::ZERO)
 }

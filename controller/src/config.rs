@@ -96,6 +96,8 @@ pub struct ControllerSection {
     pub warn_hours: f64,
     /// Optional webhook told of low balances and stops at zero (Discord-style `content`).
     pub warn_webhook: Option<String>,
+    /// The unused sign-up credit expires this many days after sign-up (absent: never).
+    pub promo_expiry_days: Option<u32>,
     /// The signing secret of Stripe's webhook (or the environment variable holding it):
     /// enables `POST /v1/webhooks/stripe`.
     pub stripe_webhook_secret: Option<String>,

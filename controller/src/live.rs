@@ -574,6 +574,7 @@ impl<S: Store> Live<S> {
         if from.div_euclid(conductor_core::time::HOUR) != to.div_euclid(conductor_core::time::HOUR) {
             // A checkpoint an hour: a restart meters again from here (idempotently).
             self.event(now, "billing.metered", None, None, json!({ "until": to })).await?;
+            self.expire_promotions(from, to).await?;
         }
         // Owners who pay now, with what their servers cost per hour.
         let mut burn: BTreeMap<i64, crate::store::Money> = BTreeMap::new();
@@ -592,6 +593,34 @@ impl<S: Store> Live<S> {
                 None => self.store.balance(owner).await?,
             };
             self.settle(owner, balance, burn, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The unused sign-up credit of owners whose promotion expired in `(from, to]` goes (an
+    /// adjustment, once per owner by its key).
+    async fn expire_promotions(&mut self, from: Millis, to: Millis) -> Result<(), LiveError> {
+        let Some(expiry) = self.cfg.billing.promo_expiry else { return Ok(()) };
+        for o in self.store.owners().await? {
+            let at = o.created_at + expiry;
+            if at <= from || at > to {
+                continue;
+            }
+            let entries = self.store.ledger(o.id, 0, u32::MAX).await?;
+            let unused = crate::billing::unused_promotion(&entries, o.id, at);
+            if unused > crate::store::Money::ZERO {
+                let entry = crate::store::NewEntry {
+                    owner: o.id,
+                    kind: crate::store::EntryKind::Adjustment,
+                    amount: -unused,
+                    key: format!("expire:{}", crate::billing::signup_key(o.id)),
+                    at,
+                    server: None,
+                    window_start: None,
+                    data: json!({ "reason": "unused sign-up credit expired" }),
+                };
+                self.store.post(entry).await?;
+            }
         }
         Ok(())
     }

@@ -68,6 +68,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
             window: c.billing_window_s as Millis * 1000,
             warn_before: (c.warn_hours * 3_600_000.0).round() as Millis,
             webhook: c.warn_webhook.clone(),
+            promo_expiry: c.promo_expiry_days.map(|d| Millis::from(d) * conductor_core::time::DAY),
         },
     })
 }
