@@ -26,6 +26,8 @@ pub struct ApiConfig {
     pub max_plan_mib: u32,
     /// The customer price list (the scenario's `[prices]`): the calculator and billing.
     pub prices: conductor_core::Prices,
+    /// Owners are warned when their balance lasts less than this (as the engine warns).
+    pub warn_before: Millis,
     /// The signing secret of the payment provider's webhook (`None`: no webhook).
     pub stripe_secret: Option<String>,
     /// The clock, passed in so tests control time.
@@ -419,10 +421,41 @@ async fn account<S: Store>(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<EventQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    use conductor_core::billing::{account_action, rate, AccountAction, MB_MS_PER_GB_MONTH, MIB_MS_PER_GIB_HOUR};
+    use conductor_core::time::HOUR;
     let owner = own_account(&api, &headers, &id).await?;
     let balance = api.store.balance(owner).await?;
     let entries = api.store.ledger(owner, q.after, q.limit.unwrap_or(1000).min(10_000)).await?;
-    Ok(Json(json!({ "owner": owner, "balance": balance.to_string(), "entries": entries })))
+    // What the owner's servers cost per hour now, and what that means for the balance (the
+    // core's rule, as the engine applies it).
+    let p = &api.config.prices;
+    let burn: store::Money = api
+        .store
+        .servers(Some(owner))
+        .await?
+        .iter()
+        .map(|s| match s.state {
+            ServerState::Running | ServerState::Starting => {
+                rate(u128::from(s.ram_mib) * HOUR as u128, p.active_per_gib_hour, MIB_MS_PER_GIB_HOUR)
+            }
+            ServerState::Sleeping => {
+                rate(u128::from(s.disk_mb) * HOUR as u128, p.sleeping_per_gb_month, MB_MS_PER_GB_MONTH)
+            }
+            _ => store::Money::ZERO,
+        })
+        .sum();
+    let status = match account_action(balance, burn, api.config.warn_before) {
+        AccountAction::Fine => json!({ "state": "fine" }),
+        AccountAction::Warn { covers } => json!({ "state": "low", "lasts_minutes": covers / 60_000 }),
+        AccountAction::Stop => json!({ "state": "exhausted" }),
+    };
+    Ok(Json(json!({
+        "owner": owner,
+        "balance": balance.to_string(),
+        "burn_per_hour": burn.to_string(),
+        "status": status,
+        "entries": entries,
+    })))
 }
 
 fn new_token() -> String {

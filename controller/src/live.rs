@@ -644,10 +644,13 @@ impl<S: Store> Live<S> {
                 if self.warned.insert(owner) {
                     let mut data = data;
                     data["covers_ms"] = json!(covers);
-                    let text = format!(
-                        "Owner {owner}: the balance of {balance} EUR lasts about {} min at {burn} EUR/h.",
-                        covers / conductor_core::time::MINUTE
-                    );
+                    let lasts = match covers / 1000 {
+                        s if s < 60 => format!("{s} s"),
+                        s if s < 3600 => format!("{} min", s / 60),
+                        s => format!("{} h {} min", s / 3600, s % 3600 / 60),
+                    };
+                    let text =
+                        format!("Owner {owner}: the balance of {balance} EUR lasts about {lasts} at {burn} EUR/h.");
                     self.event(now, "account.low-balance", None, None, data).await?;
                     self.notify(now, text).await?;
                 }

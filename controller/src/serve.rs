@@ -104,6 +104,7 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
             now: Box::new(now),
             prices: cfg.scenario.prices.clone(),
             stripe_secret: cfg.stripe_secret.clone(),
+            warn_before: (c.warn_hours * 3_600_000.0).round() as Millis,
         },
         live: Some(live.clone()),
     });

@@ -24,6 +24,7 @@ fn api() -> (axum::Router, Arc<Api<MemoryStore>>) {
             now: Box::new(|| 1_760_000_000_000),
             prices: Default::default(),
             stripe_secret: Some(STRIPE.into()),
+            warn_before: 86_400_000,
         },
     });
     (router(api.clone()), api)
@@ -423,6 +424,16 @@ async fn monthly_statements_and_what_a_server_costs_now() {
         let (_, v) = call(&app, "GET", &format!("/v1/servers/{server}"), Some(&token), None).await;
         assert_eq!(v["billing"]["rate_per_minute"], rate, "{state:?}");
     }
+    // The account's status: 24.90 EUR at 0.04 EUR/h lasts long; a costly plan does not.
+    api.store.set_server_state(server, ServerState::Running, Some(node), t).await.unwrap();
+    let (_, v) = call(&app, "GET", &format!("/v1/owners/{alice}/account"), Some(&token), None).await;
+    assert_eq!((v["burn_per_hour"].clone(), v["status"]["state"].clone()), (json!("0.040000"), json!("fine")));
+    let (_, v) = call(&app, "POST", "/v1/servers", Some(&token), Some(r#"{"name":"big","ram_mib":61440}"#)).await;
+    let big = v["id"].as_i64().unwrap();
+    api.store.set_server_state(big, ServerState::Running, Some(node), t).await.unwrap();
+    // 60 GiB + 2 GiB at 0.02 = 1.24 EUR/h: 24.903333 EUR last 1204.99… min < 24 h.
+    let (_, v) = call(&app, "GET", &format!("/v1/owners/{alice}/account"), Some(&token), None).await;
+    assert_eq!(v["status"], json!({ "state": "low", "lasts_minutes": 1204 }));
 }
 
 const STRIPE: &str = "whsec_test_secret";

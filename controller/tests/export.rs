@@ -119,6 +119,7 @@ async fn an_export_over_http_is_a_dataset_the_twin_replays() {
             now: Box::new(|| T0),
             prices: Default::default(),
             stripe_secret: None,
+            warn_before: 86_400_000,
         },
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -261,7 +261,21 @@ async fn a_server_stops_when_the_credit_is_used_up_and_starts_again_after_a_top_
 
     // Expensive on purpose: 512 MiB at 1800 EUR/GiB-h = 0.25 EUR a second, so 5 EUR last
     // 20 s of (simulated) play; metered every second, warned 10 s ahead.
+    // A chat webhook (Discord-style) that keeps what it is told.
+    let told = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let keep = told.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let keep = keep.clone();
+            async move { keep.lock().unwrap().push(body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
     let mut cfg = config(docker.clone(), cloud, &archive_dir, Mode::Enforce);
+    cfg.billing.webhook = Some(hook_url);
     cfg.billing.prices.active_per_gib_hour = Decimal::from(1800);
     cfg.billing.window = S;
     cfg.billing.warn_before = 10 * S;
@@ -306,6 +320,10 @@ async fn a_server_stops_when_the_credit_is_used_up_and_starts_again_after_a_top_
     let tar = docker.download_data(id).await.unwrap();
     assert!(String::from_utf8_lossy(&tar).contains("saves=1"), "the world was saved on the stop");
     assert!(docker.inspect(id).await.unwrap().is_some(), "the container stays (never deleted)");
+    // The chat was told twice: the warning, then the stop.
+    let told = told.lock().unwrap().clone();
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert!(told[0].contains("lasts about 8 s") && told[1].contains("used up"), "{told:?}");
     // No charge is booked twice, whatever ran: one entry per window key.
     let ledger = store.ledger(owner, 0, 100_000).await.unwrap();
     let keys: std::collections::BTreeSet<_> = ledger.iter().map(|e| e.key.clone()).collect();
