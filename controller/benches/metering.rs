@@ -5,6 +5,7 @@
 //! 2. Posting one window's charges to PostgreSQL (one transaction each, insert-if-absent and
 //!    the balance update), when `CONDUCTOR_TEST_PG` names a server (as in the tests): the
 //!    sustained rate, against the 16,000 charges a minute this fleet makes.
+//!
 //! `cargo bench -p conductor-controller --bench metering`.
 
 use conductor_controller::billing::{post_charges, Usage};
