@@ -225,6 +225,18 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.events.iter().filter(|e| e.seq > after).take(limit as usize).cloned().collect()))
     }
 
+    async fn latest_events(&self, kinds: &[&str], limit: u32) -> Result<Vec<Event>> {
+        self.with(|s| {
+            Ok(s.events
+                .iter()
+                .rev()
+                .filter(|e| kinds.contains(&e.kind.as_str()))
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        })
+    }
+
     async fn begin_intent(&self, key: &str, action: &str, data: serde_json::Value, now: Millis) -> Result<Intent> {
         self.with(|s| {
             if let Some(i) = s.intents.iter().find(|i| i.key == key) {

@@ -78,6 +78,17 @@ impl PgStore {
         Ok(Owner { id: r.get("id"), name: r.get("name"), created_at: ms(r.get("created_at")) })
     }
 
+    fn event_row(r: &PgRow) -> Event {
+        Event {
+            seq: r.get("seq"),
+            at: ms(r.get("at")),
+            kind: r.get("kind"),
+            server: r.get("server_id"),
+            node: r.get("node_id"),
+            data: r.get("data"),
+        }
+    }
+
     fn entry_row(r: &PgRow) -> Result<Entry> {
         Ok(Entry {
             id: r.get("id"),
@@ -403,17 +414,20 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| Event {
-                seq: r.get("seq"),
-                at: ms(r.get("at")),
-                kind: r.get("kind"),
-                server: r.get("server_id"),
-                node: r.get("node_id"),
-                data: r.get("data"),
-            })
-            .collect())
+        Ok(rows.iter().map(Self::event_row).collect())
+    }
+
+    async fn latest_events(&self, kinds: &[&str], limit: u32) -> Result<Vec<Event>> {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, server_id, node_id, data FROM events WHERE kind = ANY($1) ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(&kinds)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(Self::event_row).collect())
     }
 
     async fn begin_intent(&self, key: &str, action: &str, data: serde_json::Value, now: Millis) -> Result<Intent> {

@@ -403,6 +403,8 @@ pub trait Store: Send + Sync {
     fn append_event(&self, e: NewEvent) -> impl Future<Output = Result<i64>> + Send;
     /// Events with `seq > after`, oldest first, at most `limit`.
     fn events(&self, after: i64, limit: u32) -> impl Future<Output = Result<Vec<Event>>> + Send;
+    /// The latest `limit` events of the given kinds, newest first.
+    fn latest_events(&self, kinds: &[&str], limit: u32) -> impl Future<Output = Result<Vec<Event>>> + Send;
 
     /// Records an intent, or returns the existing one with the same key (a retry).
     fn begin_intent(

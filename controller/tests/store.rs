@@ -122,6 +122,16 @@ async fn suite(s: &impl Store) {
     assert_eq!(rest.len(), 2);
     assert_eq!(rest[1].data, json!({ "k": 4 }));
     assert_eq!(rest[1].at, T + 4);
+    // The latest events of some kinds, newest first.
+    for (k, kind) in ["scaling.decision", "server.slept", "scaling.shadow", "scaling.decision"].iter().enumerate() {
+        let e =
+            NewEvent { at: T + 10 + k as i64, kind: (*kind).into(), server: None, node: None, data: json!({ "n": k }) };
+        s.append_event(e).await.unwrap();
+    }
+    let latest = s.latest_events(&["scaling.decision", "scaling.shadow"], 2).await.unwrap();
+    assert_eq!(latest.iter().map(|e| e.data["n"].as_i64().unwrap()).collect::<Vec<_>>(), [3, 2]);
+    assert_eq!(s.latest_events(&["scaling.decision"], 10).await.unwrap().len(), 2);
+    assert!(s.latest_events(&["nothing"], 10).await.unwrap().is_empty());
 
     // Intents: a retry with the same key is the same intent; finishing twice is refused.
     let i = s.begin_intent("create-vm:vm-2", "create_vm", json!({ "type": "cx43" }), T).await.unwrap();
