@@ -11,45 +11,22 @@ use conductor_controller::MemoryStore;
 use conductor_core::model::CostMode;
 use conductor_core::time::{HOUR, MINUTE};
 use conductor_sim::dataset::Dataset;
-use conductor_sim::generate::{self, GenConfig};
+use conductor_sim::generate::GenConfig;
 use conductor_sim::scenario::Scenario;
 
-fn scenario(dir: &std::path::Path, data: &std::path::Path) -> Scenario {
-    let text = format!(
-        r#"name = "billing-parity"
-seed = 5
-dataset = "{}"
-catalogue = "{}/../scenarios/catalogue.toml"
-
-[[fleet.dedicated]]
-type = "AX41"
-count = 1
-
-[fleet.cloud]
-type = "cpx32"
-max_vms = 20
-
-[lifecycle]
-sleep_window_h = 6
-"#,
-        data.display(),
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let path = dir.join("scenario.toml");
-    std::fs::write(&path, &text).unwrap();
-    Scenario::load(&path).unwrap()
-}
+mod common;
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_controller_charges_what_the_twin_predicts() {
     let dir = std::env::temp_dir().join(format!("conductor-billing-parity-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let gen = GenConfig { servers: 300, days: 2, seed: 21, ..GenConfig::default() };
-    let data = dir.join("data");
-    generate::write(&data, &gen, &generate::generate(&gen), "billing parity test").unwrap();
-    let scenario = scenario(&dir, &data);
+    let (data, text) = common::twin_fixture(&dir, "billing-parity", &gen);
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, &text).unwrap();
+    let scenario = Scenario::load(&path).unwrap();
     let dataset = Dataset::load(&data).unwrap();
-    let twin = conductor_sim::engine::run_logging_usage(&scenario, &dataset, 5);
+    let twin = conductor_sim::engine::run_logging_usage(&scenario, &dataset, gen.seed);
     let spans = twin.usage.clone().unwrap();
     let (start, end) = twin.window;
     assert!(spans.iter().any(|s| !s.running), "the run must have sleeping servers");

@@ -17,12 +17,14 @@ use conductor_controller::MemoryStore;
 use conductor_core::scheduler::{NodeState as CoreNodeState, ScaleAction};
 use conductor_core::{Millis, NodeId, NodeKind, Note, Residence, Scheduler, ServerId};
 use conductor_sim::dataset::Dataset;
-use conductor_sim::generate::{self, GenConfig};
+use conductor_sim::generate::GenConfig;
 use conductor_sim::scenario::Scenario;
 use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod common;
 
 /// One scaling decision, comparable across the two: the node by its recorded name.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,32 +33,6 @@ struct Decision {
     node: Option<String>,
     policy: String,
     reason: String,
-}
-
-fn scenario_text(dataset: &Path) -> String {
-    let catalogue = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/catalogue.toml");
-    format!(
-        r#"name = "parity"
-seed = 3
-dataset = "{}"
-catalogue = "{catalogue}"
-
-[[fleet.dedicated]]
-type = "AX41"
-count = 1
-
-[fleet.cloud]
-type = "cpx32"
-max_vms = 20
-
-[lifecycle]
-sleep_window_h = 6
-
-[policy]
-kind = "reference"
-"#,
-        dataset.display()
-    )
 }
 
 const CONTROLLER: &str = r#"
@@ -233,9 +209,7 @@ async fn the_controller_decides_as_the_twin_on_the_same_state() {
     let dir = std::env::temp_dir().join(format!("conductor-parity-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let gen = GenConfig { servers: 500, days: 2, seed: 11, ..GenConfig::default() };
-    let data = dir.join("data");
-    generate::write(&data, &gen, &generate::generate(&gen), "parity test").unwrap();
-    let text = scenario_text(&data);
+    let (data, text) = common::twin_fixture(&dir, "parity", &gen);
     let scenario_file: PathBuf = dir.join("scenario.toml");
     std::fs::write(&scenario_file, &text).unwrap();
     let controller_file = dir.join("controller.toml");
@@ -257,7 +231,7 @@ async fn the_controller_decides_as_the_twin_on_the_same_state() {
     let mut observer = |t: Millis, before: &Scheduler, after: &Scheduler, notes: &[Note]| {
         ticks.push((t, before.clone(), twin_decisions(notes, &dedicated), after.scaling_memory()));
     };
-    let outcome = conductor_sim::engine::run_observed(&scenario, &dataset, 3, &mut observer);
+    let outcome = conductor_sim::engine::run_observed(&scenario, &dataset, gen.seed, &mut observer);
     let with_decision: Vec<usize> = (0..ticks.len()).filter(|&i| !ticks[i].2.is_empty()).collect();
     let creates = ticks.iter().flat_map(|t| &t.2).filter(|d| d.action == "create").count();
     let deletes = ticks.iter().flat_map(|t| &t.2).filter(|d| d.action == "delete").count();

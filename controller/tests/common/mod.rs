@@ -38,3 +38,41 @@ pub fn docker() -> Option<DockerNode> {
 }
 
 pub const IMAGE: &str = "localhost/conductor-standin:test";
+
+/// A generated dataset in `dir/data` and a twin scenario for it (as TOML text): one AX41,
+/// cpx32 VMs (at most 20), the reference policy and a 6 h sleep window, so that worlds are
+/// archived within a short run. The parity tests compare the controller with the twin on it.
+pub fn twin_fixture(
+    dir: &std::path::Path,
+    name: &str,
+    gen: &conductor_sim::generate::GenConfig,
+) -> (std::path::PathBuf, String) {
+    use conductor_sim::generate;
+    let data = dir.join("data");
+    generate::write(&data, gen, &generate::generate(gen), "controller test").unwrap();
+    let text = format!(
+        r#"name = "{name}"
+seed = {seed}
+dataset = "{data}"
+catalogue = "{root}/../scenarios/catalogue.toml"
+
+[[fleet.dedicated]]
+type = "AX41"
+count = 1
+
+[fleet.cloud]
+type = "cpx32"
+max_vms = 20
+
+[lifecycle]
+sleep_window_h = 6
+
+[policy]
+kind = "reference"
+"#,
+        seed = gen.seed,
+        data = data.display(),
+        root = env!("CARGO_MANIFEST_DIR")
+    );
+    (data, text)
+}
