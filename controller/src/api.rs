@@ -421,28 +421,18 @@ async fn account<S: Store>(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<EventQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    use conductor_core::billing::{account_action, rate, AccountAction, MB_MS_PER_GB_MONTH, MIB_MS_PER_GIB_HOUR};
-    use conductor_core::time::HOUR;
+    use crate::billing::{phase_cost, Phase};
+    use conductor_core::billing::{account_action, AccountAction};
     let owner = own_account(&api, &headers, &id).await?;
     let balance = api.store.balance(owner).await?;
     let entries = api.store.ledger(owner, q.after, q.limit.unwrap_or(1000).min(10_000)).await?;
     // What the owner's servers cost per hour now, and what that means for the balance (the
     // core's rule, as the engine applies it).
-    let p = &api.config.prices;
-    let burn: store::Money = api
-        .store
-        .servers(Some(owner))
-        .await?
+    let hour = conductor_core::time::HOUR;
+    let servers = api.store.servers(Some(owner)).await?;
+    let burn: store::Money = servers
         .iter()
-        .map(|s| match s.state {
-            ServerState::Running | ServerState::Starting => {
-                rate(u128::from(s.ram_mib) * HOUR as u128, p.active_per_gib_hour, MIB_MS_PER_GIB_HOUR)
-            }
-            ServerState::Sleeping => {
-                rate(u128::from(s.disk_mb) * HOUR as u128, p.sleeping_per_gb_month, MB_MS_PER_GB_MONTH)
-            }
-            _ => store::Money::ZERO,
-        })
+        .map(|s| phase_cost(Phase::of_state(s.state), s.ram_mib, s.disk_mb, hour, &api.config.prices))
         .sum();
     let status = match account_action(balance, burn, api.config.warn_before) {
         AccountAction::Fine => json!({ "state": "fine" }),
@@ -558,19 +548,15 @@ async fn show_server<S: Store + 'static>(
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    use conductor_core::billing::{rate, MB_MS_PER_GB_MONTH, MIB_MS_PER_GIB_HOUR};
-    use conductor_core::time::MINUTE;
+    use crate::billing::{phase_cost, Phase};
     let server = visible(&api, &headers, &id).await?;
-    let p = &api.config.prices;
-    let per_minute = match server.state {
-        ServerState::Running | ServerState::Starting => {
-            rate(u128::from(server.ram_mib) * MINUTE as u128, p.active_per_gib_hour, MIB_MS_PER_GIB_HOUR)
-        }
-        ServerState::Sleeping => {
-            rate(u128::from(server.disk_mb) * MINUTE as u128, p.sleeping_per_gb_month, MB_MS_PER_GB_MONTH)
-        }
-        _ => store::Money::ZERO,
-    };
+    let per_minute = phase_cost(
+        Phase::of_state(server.state),
+        server.ram_mib,
+        server.disk_mb,
+        conductor_core::time::MINUTE,
+        &api.config.prices,
+    );
     let current = match &api.live {
         Some(live) => live.lock().await.current_phase(server.id, (api.config.now)()),
         None => None,

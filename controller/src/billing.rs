@@ -197,7 +197,7 @@ impl Usage {
     }
 
     /// Quantity per ms in phase `p`: plan RAM (MiB) running, disk (MB) asleep.
-    pub fn rate_of(&self, p: Phase) -> u128 {
+    fn rate_of(&self, p: Phase) -> u128 {
         match p {
             Phase::Active => u128::from(self.ram_mib),
             Phase::Sleeping => u128::from(self.disk_mb),
@@ -284,15 +284,34 @@ impl Default for BillingSetup {
     }
 }
 
+/// What a server of `ram_mib` and `disk_mb` costs over `ms` in `phase` (nothing when
+/// archived or new: `None`).
+pub fn phase_cost(phase: Option<Phase>, ram_mib: u32, disk_mb: u64, ms: Millis, prices: &Prices) -> Money {
+    let Some(p) = phase else { return Money::ZERO };
+    let per_ms = match p {
+        Phase::Active => u128::from(ram_mib),
+        Phase::Sleeping => u128::from(disk_mb),
+    };
+    let (price, unit) = p.price(prices);
+    conductor_core::billing::rate(per_ms * ms.max(0) as u128, price, unit)
+}
+
+impl Phase {
+    /// The billable phase of a server in `state` (starting servers are shown at the running
+    /// rate they are about to pay).
+    pub fn of_state(state: crate::store::ServerState) -> Option<Phase> {
+        use crate::store::ServerState as S;
+        match state {
+            S::Running | S::Starting => Some(Phase::Active),
+            S::Sleeping => Some(Phase::Sleeping),
+            _ => None,
+        }
+    }
+}
+
 /// What `usage` costs per hour in its current phase (zero when archived or new).
 pub fn burn_per_hour(usage: &Usage, prices: &Prices) -> Money {
-    match usage.phase() {
-        Some((p, _)) => {
-            let (price, unit) = p.price(prices);
-            conductor_core::billing::rate(usage.rate_of(p) * conductor_core::time::HOUR as u128, price, unit)
-        }
-        None => Money::ZERO,
-    }
+    phase_cost(usage.phase().map(|p| p.0), usage.ram_mib, usage.disk_mb, conductor_core::time::HOUR, prices)
 }
 
 /// One line of a statement's usage: a server's charges in one phase over the month.
