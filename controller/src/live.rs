@@ -321,6 +321,9 @@ impl<S: Store> Live<S> {
         let window = live.cfg.billing.window;
         let floor = |t: Millis| t - t.rem_euclid(window);
         live.metered_until = checkpoint.or(first.map(floor)).unwrap_or_else(|| floor(now));
+        // What was metered before the checkpoint only counts as totals: keep no spans of it.
+        let metered = live.metered_until;
+        live.usage.iter_mut().for_each(|u| u.fold(metered));
         requeue.sort_unstable();
         for (_, id) in requeue {
             live.core.request_start(now, id, &mut live.out);
@@ -576,23 +579,35 @@ impl<S: Store> Live<S> {
             self.event(now, "billing.metered", None, None, json!({ "until": to })).await?;
             self.expire_promotions(from, to).await?;
         }
-        // Owners who pay now, with what their servers cost per hour.
-        let mut burn: BTreeMap<i64, crate::store::Money> = BTreeMap::new();
-        for u in &self.usage {
+        // Owners who pay now: what their servers cost per hour, and which of them run, start
+        // or wait (what a stop at zero stops) — one pass over the servers.
+        let mut owners: BTreeMap<i64, (crate::store::Money, Vec<i64>)> = BTreeMap::new();
+        for (i, u) in self.usage.iter().enumerate() {
             let b = burn_per_hour(u, &prices);
-            if b > crate::store::Money::ZERO {
-                *burn.entry(u.owner).or_default() += b;
+            let s = ServerId(i as u32);
+            let active = self.core.is_queued(s)
+                || matches!(
+                    self.core.residence(s),
+                    conductor_core::Residence::Running { .. } | conductor_core::Residence::Starting { .. }
+                );
+            if b > crate::store::Money::ZERO || active {
+                let o = owners.entry(u.owner).or_default();
+                o.0 += b;
+                if active {
+                    o.1.push(self.server_ids[i]);
+                }
             }
         }
         for owner in balances.keys() {
-            burn.entry(*owner).or_default();
+            owners.entry(*owner).or_default();
         }
-        for (owner, burn) in burn {
+        owners.retain(|owner, (burn, _)| *burn > crate::store::Money::ZERO || balances.contains_key(owner));
+        for (owner, (burn, running)) in owners {
             let balance = match balances.get(&owner) {
                 Some(b) => *b,
                 None => self.store.balance(owner).await?,
             };
-            self.settle(owner, balance, burn, now).await?;
+            self.settle(owner, balance, burn, running, now).await?;
         }
         Ok(())
     }
@@ -630,6 +645,7 @@ impl<S: Store> Live<S> {
         owner: i64,
         balance: crate::store::Money,
         burn: crate::store::Money,
+        running: Vec<i64>,
         now: Millis,
     ) -> Result<(), LiveError> {
         use conductor_core::billing::{account_action, AccountAction};
@@ -657,18 +673,6 @@ impl<S: Store> Live<S> {
             }
             AccountAction::Stop => {
                 // Every server of the owner that runs, starts or waits stops (world saved).
-                let running: Vec<i64> = (0..self.server_ids.len())
-                    .filter(|&i| self.usage[i].owner == owner)
-                    .filter(|&i| {
-                        let s = ServerId(i as u32);
-                        self.core.is_queued(s)
-                            || matches!(
-                                self.core.residence(s),
-                                conductor_core::Residence::Running { .. } | conductor_core::Residence::Starting { .. }
-                            )
-                    })
-                    .map(|i| self.server_ids[i])
-                    .collect();
                 if self.exhausted.insert(owner) || !running.is_empty() {
                     let mut data = data;
                     data["stopped"] = json!(running);
