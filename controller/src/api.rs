@@ -303,20 +303,32 @@ async fn top_up<S: Store>(
     if reference.is_empty() || reference.len() > 100 {
         return Err(ApiError::invalid("reference: 1 to 100 characters"));
     }
+    let key = format!("topup:{reference}");
+    book_topup(&api, owner, amount, key, (api.config.now)(), json!({ "reference": reference })).await
+}
+
+/// Books a top-up once per key: 201 with the entry, or 200 `replayed` when the key was
+/// booked before (a retried request or a provider's repeated notification).
+async fn book_topup<S: Store>(
+    api: &Api<S>,
+    owner: i64,
+    amount: store::Money,
+    key: String,
+    at: Millis,
+    data: serde_json::Value,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     api.store.owner(owner).await?;
-    let posted = api
-        .store
-        .post(store::NewEntry {
-            owner,
-            kind: store::EntryKind::Topup,
-            amount,
-            key: format!("topup:{reference}"),
-            at: (api.config.now)(),
-            server: None,
-            window_start: None,
-            data: json!({ "reference": reference }),
-        })
-        .await?;
+    let entry = store::NewEntry {
+        owner,
+        kind: store::EntryKind::Topup,
+        amount,
+        key,
+        at,
+        server: None,
+        window_start: None,
+        data,
+    };
+    let posted = api.store.post(entry).await?;
     let status = if posted.new { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({ "entry": posted.entry, "replayed": !posted.new, "balance": posted.balance.to_string() }))))
 }
@@ -342,22 +354,9 @@ async fn stripe_webhook<S: Store>(
     let Some(payment) = stripe_payment(&event).map_err(refused)? else {
         return Ok((StatusCode::OK, Json(json!({ "ignored": event["type"] }))));
     };
-    api.store.owner(payment.owner).await?;
-    let posted = api
-        .store
-        .post(store::NewEntry {
-            owner: payment.owner,
-            kind: store::EntryKind::Topup,
-            amount: payment.amount,
-            key: format!("stripe:{}", payment.session),
-            at: now,
-            server: None,
-            window_start: None,
-            data: json!({ "reference": payment.session, "event": event["id"] }),
-        })
-        .await?;
-    let status = if posted.new { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({ "replayed": !posted.new, "balance": posted.balance.to_string() }))))
+    let key = format!("stripe:{}", payment.session);
+    let data = json!({ "reference": payment.session, "event": event["id"] });
+    book_topup(&api, payment.owner, payment.amount, key, now, data).await
 }
 
 #[derive(Deserialize)]
