@@ -178,6 +178,11 @@ pub fn run_study(
                     .map_err(|e| Error::Write(format!("creating {}: {e}", path.display())))?;
                 write_run(&path, &report, &design.name, &design.overrides, outcome.series.as_ref(), study, formats)?;
             }
+            // A sweep's summary never reads the decision log and a sweep may hold thousands
+            // of runs: keeping every log made a 7,776-run study peak at 716 MB.
+            if !single {
+                report.decisions = Vec::new();
+            }
             let metrics = metrics::of_report(&report);
             done();
             Ok(RunResult { design: d, seed, report, metrics, dir })
