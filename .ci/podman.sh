@@ -27,7 +27,7 @@ if ! curl -s --unix-socket "$sock" http://d/_ping 2>/dev/null | grep -q OK; then
   # From /: the service and the conmon processes it spawns inherit its working directory,
   # and a checkout that is later deleted (a CI clone) made every container start fail with
   # "write child: broken pipe".
-  (cd / && setsid nohup podman system service --time=0 "unix://$sock" >/tmp/podman-service.log 2>&1 < /dev/null &)
+  (cd / && exec setsid nohup podman system service --time=0 "unix://$sock") >/tmp/podman-service.log 2>&1 < /dev/null &
   for _ in $(seq 1 50); do
     curl -s --unix-socket "$sock" http://d/_ping 2>/dev/null | grep -q OK && break
     sleep 0.2
