@@ -7,23 +7,16 @@ packing loss, provisioning lead or hour-boundary waste. Prints the bound per fle
 Used in BENCHMARKS.md ("Policies"). Usage: python3 bench/cost_bound.py [DATASET_DIR]
 (the window length H below is the demo's 336 h; change it for other datasets).
 """
-import csv, datetime as dt, math
+import datetime as dt, math, os
 import sys
+sys.path.insert(0, os.path.dirname(__file__))
+import wanted
 d=sys.argv[1] if len(sys.argv)>1 else 'datasets/demo'
-srv={r['server_id']:r for r in csv.DictReader(open(d+'/servers.csv'))}
 t0=dt.datetime.fromisoformat('2025-10-05T22:00:00+00:00'); H=336
-# per-minute demand MiB (wanted intervals, ppu +5min; ignore merging overlap double counting: merge per server)
-per={}
-for r in csv.DictReader(open(d+'/sessions.csv')):
-    s=dt.datetime.fromisoformat(r['start'].replace('Z','+00:00')); e=dt.datetime.fromisoformat(r['end'].replace('Z','+00:00'))
-    if srv[r['server_id']]['pay_per_use']=='true': e+=dt.timedelta(minutes=5)
-    per.setdefault(r['server_id'],[]).append((s,e))
+srv, per = wanted.load(d)
 dem=[0]*(H*60)
-for sid,iv in per.items():
-    iv.sort(); m=int(srv[sid]['ram_mib']); merged=[]
-    for s,e in iv:
-        if merged and s<=merged[-1][1]: merged[-1][1]=max(merged[-1][1],e)
-        else: merged.append([s,e])
+for sid,merged in per.items():
+    m=int(srv[sid]['ram_mib'])
     for s,e in merged:
         a=max(0,int((s-t0).total_seconds()//60)); b=min(H*60,int(math.ceil((e-t0).total_seconds()/60)))
         for i in range(a,b): dem[i]+=m

@@ -11,10 +11,14 @@ whether a p95 start wait ≤ `--wait` is reachable at all, even if the allowed a
   python3 bench/wait_floor.py [DATASET_DIR] [--sleep-window-h 48] [--wait 30] [--abandoned 185]
 """
 import argparse
-import csv
 import datetime as dt
 import math
+import os
+import sys
 import tomllib
+
+sys.path.insert(0, os.path.dirname(__file__))
+import wanted  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("dataset", nargs="?", default="datasets/demo")
@@ -28,22 +32,10 @@ a = ap.parse_args()
 
 meta = tomllib.load(open(f"{a.dataset}/meta.toml", "rb"))
 t0, t1 = dt.datetime.fromisoformat(meta["start"]), dt.datetime.fromisoformat(meta["end"])
-servers = {r["server_id"]: r for r in csv.DictReader(open(f"{a.dataset}/servers.csv"))}
-sessions = {}
-for r in csv.DictReader(open(f"{a.dataset}/sessions.csv")):
-    s, e = dt.datetime.fromisoformat(r["start"]), dt.datetime.fromisoformat(r["end"])
-    if servers[r["server_id"]]["pay_per_use"] == "true":
-        e += dt.timedelta(seconds=a.idle_timeout_s)
-    sessions.setdefault(r["server_id"], []).append((s, e))
+servers, wanted_by_server = wanted.load(a.dataset, a.idle_timeout_s)
 
 requests = archived = forced_slow = 0
-for sid, iv in sessions.items():
-    merged = []
-    for s, e in sorted(iv):
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
+for sid, merged in wanted_by_server.items():
     merged = [m for m in merged if m[1] > t0 and m[0] < t1]  # wholly outside: ignored
     slow = float(servers[sid]["disk_gb"]) * 1000 / a.restore_mb_s + a.boot_s > a.wait
     for i, (s, _) in enumerate(merged):
