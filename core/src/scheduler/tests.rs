@@ -1,0 +1,216 @@
+use super::*;
+use crate::catalogue::Reserve;
+use crate::model::CostMode;
+use crate::time::SECOND;
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+
+fn vm() -> CloudType {
+    CloudType {
+        name: "vm".into(),
+        ram_mib: 8192,
+        cores: 2,
+        disk_gb: 80,
+        hourly_eur: Decimal::new(1, 2),
+        monthly_cap_eur: Decimal::from(5),
+        reserve: Reserve::Mib(0),
+    }
+}
+
+fn node(ram_mib: u32) -> DedicatedType {
+    DedicatedType {
+        name: "d".into(),
+        ram_mib,
+        cores: 4,
+        disk_gb: 100,
+        monthly_eur: Decimal::from(50),
+        reserve: Reserve::Mib(0),
+    }
+}
+
+fn spec(ram_mib: u32) -> ServerSpec {
+    ServerSpec { ram_mib, disk_mb: 1000, pay_per_use: true, cost_mode: CostMode::Off }
+}
+
+/// A live controller rebuilds its scheduler from what exists (adoption); the result
+/// must decide exactly as a scheduler that saw the events did.
+#[test]
+fn adopting_what_exists_equals_having_seen_it_happen() {
+    let nodes = [node(16384)];
+    let config = SchedulerConfig::reference(vm(), 4);
+    let mut out = Outbox::default();
+    // By events: server 0 runs on node 0, server 1 sleeps there since t = 100, one VM is ready.
+    let mut seen = Scheduler::new(config.clone(), &nodes, vec![spec(4096), spec(2048), spec(8192)]);
+    seen.request_start(0, ServerId(0), &mut out);
+    seen.request_start(0, ServerId(1), &mut out);
+    let placements: Vec<PlacementId> = out
+        .commands
+        .iter()
+        .filter_map(|c| if let Command::Place { placement, .. } = c { Some(*placement) } else { None })
+        .collect();
+    seen.boot_complete(20, ServerId(0), placements[0], &mut out);
+    seen.boot_complete(20, ServerId(1), placements[1], &mut out);
+    seen.wanted_end(100, ServerId(1), &mut out);
+    let vm_node = seen.create_vm(100, &mut out).unwrap();
+    seen.node_ready(200, vm_node, &mut out);
+    // By adoption, with servers added one by one.
+    let mut adopted = Scheduler::new(config, &nodes, Vec::new());
+    let ids: Vec<ServerId> = [4096, 2048, 8192].iter().map(|&r| adopted.add_server(spec(r))).collect();
+    assert_eq!(ids, vec![ServerId(0), ServerId(1), ServerId(2)]);
+    adopted.adopt_running(ids[0], NodeId(0), true);
+    let mut wakes = Outbox::default();
+    adopted.adopt_stopped(ids[1], Some(NodeId(0)), 100, &mut wakes);
+    assert!(
+        matches!(wakes.commands[..], [Command::Wake { at, timer: Timer::Archive { .. } }] if at == 100 + adopted.config.sleep_window)
+    );
+    assert_eq!(adopted.adopt_vm(true, 100), Some(vm_node));
+    for sch in [&seen, &adopted] {
+        assert_eq!(sch.residence(ServerId(0)), Residence::Running { node: NodeId(0) });
+        assert_eq!(sch.residence(ServerId(1)), Residence::Sleeping { node: NodeId(0) });
+    }
+    assert_eq!(seen.utilisation(true), adopted.utilisation(true));
+    assert_eq!(seen.cloud_vms(), adopted.cloud_vms());
+    assert_eq!(seen.node(NodeId(0)).free_mib(), adopted.node(NodeId(0)).free_mib());
+    // Both place the next request the same way (server 2, 8 GiB: first fit, node 0).
+    let (mut a, mut b) = (Outbox::default(), Outbox::default());
+    seen.request_start(300, ServerId(2), &mut a);
+    adopted.request_start(300, ServerId(2), &mut b);
+    let place = |o: &Outbox| {
+        o.commands.iter().find_map(|c| {
+            if let Command::Place { node, restore, .. } = c {
+                Some((*node, *restore))
+            } else {
+                None
+            }
+        })
+    };
+    assert_eq!(place(&a), Some((NodeId(0), Restore::None)));
+    assert_eq!(place(&a), place(&b));
+    // And the sleeping server wakes where it sleeps, in both.
+    let (mut a, mut b) = (Outbox::default(), Outbox::default());
+    seen.request_start(400, ServerId(1), &mut a);
+    adopted.request_start(400, ServerId(1), &mut b);
+    assert_eq!(place(&a), Some((NodeId(0), Restore::None)));
+    assert_eq!(place(&a), place(&b));
+}
+
+/// The fast queue scan makes exactly the decisions of the literal one-pass scan, for
+/// random streams of requests, stops, boots, ticks, VMs and timers.
+#[test]
+fn fast_queue_scan_matches_the_literal_scan() {
+    for seed in 0..200u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let sizes = [1024, 2048, 3072, 4096, 6144, 8192];
+        let servers: Vec<ServerSpec> = (0..40).map(|_| spec(sizes[rng.random_range(0..sizes.len())])).collect();
+        let nodes = [node(16384), node(12288)];
+        let config = SchedulerConfig::reference(vm(), 4);
+        let mut fast = Scheduler::new(config.clone(), &nodes, servers.clone());
+        let mut slow = Scheduler::new(config, &nodes, servers);
+        slow.naive_scan = true;
+        let (mut a, mut b) = (Outbox::default(), Outbox::default());
+        let mut now = 0;
+        fast.start(now, &mut a);
+        slow.start(now, &mut b);
+        let mut pending: Vec<Command> = Vec::new();
+        let mut queued_at_some_point = false;
+        for _ in 0..400 {
+            assert_eq!(a.commands, b.commands, "seed {seed}");
+            assert_eq!(a.notes, b.notes, "seed {seed}");
+            for n in fast.nodes() {
+                assert_eq!(n.servers.len() as u32, n.active, "seed {seed}: a node's server list matches its count");
+            }
+            queued_at_some_point |= fast.queue_len() > 1;
+            pending.append(&mut a.commands);
+            a.clear();
+            b.clear();
+            now += rng.random_range(0..90) * SECOND;
+            let server = ServerId(rng.random_range(0..40));
+            match rng.random_range(0..6) {
+                0 | 1 => {
+                    fast.request_start(now, server, &mut a);
+                    slow.request_start(now, server, &mut b);
+                }
+                2 | 3 => {
+                    fast.wanted_end(now, server, &mut a);
+                    slow.wanted_end(now, server, &mut b);
+                }
+                _ if !pending.is_empty() => {
+                    // Deliver a random outstanding command's completion or timer.
+                    match pending.swap_remove(rng.random_range(0..pending.len())) {
+                        Command::Place { server, placement, .. } => {
+                            fast.boot_complete(now, server, placement, &mut a);
+                            slow.boot_complete(now, server, placement, &mut b);
+                        }
+                        Command::CreateVm { node, .. } => {
+                            fast.node_ready(now, node, &mut a);
+                            slow.node_ready(now, node, &mut b);
+                        }
+                        Command::Wake { timer, at } => {
+                            now = now.max(at);
+                            fast.timer(now, timer, &mut a);
+                            slow.timer(now, timer, &mut b);
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(queued_at_some_point, "seed {seed} never exercised the queue");
+        assert_eq!(fast.queue_len(), slow.queue_len());
+    }
+}
+
+#[test]
+fn preemptible_jobs_yield_to_paying_servers_after_their_notice() {
+    let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+    let mut s = Scheduler::new(config, &[node(8192)], vec![spec(4096)]);
+    let mut out = Outbox::default();
+    // A 6 GiB job takes the idle node.
+    let job0 = s.submit_job(0, 6144, &mut out);
+    assert_eq!(out.commands, vec![Command::StartJob { job: job0, node: NodeId(0) }]);
+    out.clear();
+    // A paying 4 GiB server cannot fit (2 GiB free): it queues and the job gets notice.
+    s.request_start(10 * SECOND, ServerId(0), &mut out);
+    assert!(s.is_queued(ServerId(0)));
+    assert!(out.commands.contains(&Command::NoticeJob { job: job0, node: NodeId(0), kill_at: 310 * SECOND }));
+    out.clear();
+    // A second job waits: a paying request is queued.
+    let job1 = s.submit_job(20 * SECOND, 1024, &mut out);
+    assert!(out.commands.is_empty());
+    // The notice runs out: the job is killed, the server placed, then the waiting job
+    // takes what is left (8192 − 4096 ≥ 1024).
+    s.timer(310 * SECOND, Timer::JobKill { job: job0 }, &mut out);
+    assert_eq!(out.commands[0], Command::KillJob { job: job0, node: NodeId(0) });
+    assert!(matches!(out.commands[1], Command::Place { server: ServerId(0), node: NodeId(0), .. }));
+    assert_eq!(out.commands[2], Command::StartJob { job: job1, node: NodeId(0) });
+    assert_eq!(s.node(NodeId(0)).job_mib, 1024);
+}
+
+#[test]
+fn the_scan_skips_what_does_not_fit_and_keeps_arrival_order() {
+    // One 12 GiB node. a (12 GiB) runs; b (8), c (2), d (4) queue in that order.
+    // a stops → 12 GiB free: b fits (4 left), c fits (2 left), d does not.
+    let mut s = Scheduler::new(
+        SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) },
+        &[node(12288)],
+        vec![spec(12288), spec(8192), spec(2048), spec(4096)],
+    );
+    let mut out = Outbox::default();
+    for i in 0..4 {
+        s.request_start(i * SECOND, ServerId(i as u32), &mut out);
+    }
+    assert_eq!(s.queue_len(), 3);
+    out.clear();
+    s.wanted_end(10 * SECOND, ServerId(0), &mut out);
+    let placed: Vec<u32> = out
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Place { server, .. } => Some(server.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(placed, vec![1, 2]);
+    assert!(s.is_queued(ServerId(3)));
+}
