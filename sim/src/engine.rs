@@ -643,6 +643,11 @@ impl<'a> Engine<'a> {
                         self.end_loss(server.0 as usize, now);
                         self.o.abandoned_gave_up += 1
                     }
+                    // The twin's placements never fail; counted as a give-up if one did.
+                    conductor_core::AbandonReason::StartFailed => {
+                        self.end_loss(server.0 as usize, now);
+                        self.o.abandoned_gave_up += 1
+                    }
                     conductor_core::AbandonReason::IntervalEnded => {
                         self.end_loss(server.0 as usize, now);
                         self.o.abandoned_interval_ended += 1
@@ -703,7 +708,9 @@ impl<'a> Engine<'a> {
                         self.core.accept_recommendation(server);
                     }
                 }
-                Note::Queued { .. } => {}
+                // Inputs of the live driver (failed VM creates and starts, crashes): the
+                // twin feeds none of them.
+                Note::Queued { .. } | Note::VmFailed { .. } | Note::StartFailed { .. } | Note::Crashed { .. } => {}
             }
         }
         for command in out.commands.drain(..) {
@@ -748,6 +755,7 @@ impl<'a> Engine<'a> {
                     self.push(done, class::NODE_READY, None, Kind::JobDone(job.0));
                 }
                 Command::NoticeJob { .. } => self.o.job_notices += 1,
+                Command::Discard { .. } => {}
                 Command::KillJob { job, .. } => {
                     self.end_job(job.0 as usize, now);
                     self.o.jobs_preempted += 1;

@@ -412,6 +412,10 @@ struct RawLifecycle {
     sleep_window_h: Option<Dec>,
     /// A node silent this long is declared dead.
     dead_after_s: Option<Dec>,
+    /// A server that crashes this many times within `crash_window_s` is stopped, not
+    /// restarted (a crash loop).
+    crash_limit: Option<u32>,
+    crash_window_s: Option<Dec>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -965,6 +969,12 @@ impl Scenario {
             events,
         };
         let dead_after = secs("lifecycle.dead_after_s", raw.lifecycle.dead_after_s, 300 * SECOND)?;
+        let crash_window = secs("lifecycle.crash_window_s", raw.lifecycle.crash_window_s, 600 * SECOND)?;
+        let crash_limit = match raw.lifecycle.crash_limit {
+            Some(0) => return Err(err("lifecycle.crash_limit", "expected at least 1 crash".into())),
+            Some(n) => n,
+            None => 3,
+        };
         let mut job_notice = 300 * SECOND;
         let jobs = match &raw.jobs {
             None => None,
@@ -1025,6 +1035,8 @@ impl Scenario {
                 vm_type: cloud,
                 dead_after,
                 job_notice,
+                crash_limit,
+                crash_window,
             },
             forecast_source,
             failures,

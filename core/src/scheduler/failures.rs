@@ -81,4 +81,100 @@ impl Scheduler {
             self.request_start(now, server, out);
         }
     }
+
+    /// A VM that will never be ready: its create failed for good, or it did not become
+    /// ready in time. The slot is free again (the policy may ask for another after its
+    /// cooldown); whatever the cloud made is deleted.
+    pub fn vm_failed(&mut self, _now: Millis, node: NodeId, out: &mut Outbox) {
+        let n = &mut self.nodes[node.0 as usize];
+        if n.kind != NodeKind::Cloud || n.state != NodeState::Provisioning {
+            return;
+        }
+        self.provisioning -= 1;
+        self.usable_provisioning_mib -= u64::from(n.usable_mib);
+        n.state = NodeState::Deleted;
+        self.cloud_vms -= 1;
+        out.notes.push(Note::VmFailed { node });
+        out.commands.push(Command::DeleteVm { node });
+    }
+
+    /// The placement `placement` of `server` could not start it (the driver gave up, or it
+    /// did not answer within the start timeout). Its RAM is freed, its world is where it was
+    /// before, what the placement left on the node is discarded, and its request is placed
+    /// again — elsewhere if another node fits — or waits in the queue until `give_up`.
+    pub fn start_failed(&mut self, now: Millis, server: ServerId, placement: PlacementId, out: &mut Outbox) {
+        let s = &self.servers[server.0 as usize];
+        let Residence::Starting { node } = s.residence else { return };
+        if s.placement != placement {
+            return;
+        }
+        self.release(server, node);
+        let s = &mut self.servers[server.0 as usize];
+        s.avoid = Some(node);
+        s.residence = match s.before {
+            Residence::Starting { .. } | Residence::Running { .. } => Residence::Archived,
+            before => before,
+        };
+        let keep_data = s.residence == (Residence::Sleeping { node });
+        if let Residence::Sleeping { node: at } = s.residence {
+            // Its archive timer fired (and was ignored) while it was starting: ask again.
+            let due = (s.stopped_at + self.config.sleep_window).max(now);
+            let epoch = s.stops;
+            self.nodes[at.0 as usize].sleepers.push(server);
+            out.commands.push(Command::Wake { at: due, timer: Timer::Archive { server, epoch } });
+        }
+        out.notes.push(Note::StartFailed { server, node });
+        out.commands.push(Command::Discard { server, node, keep_data });
+        let request = self.servers[server.0 as usize].request.take();
+        if let Some(r) = request {
+            self.retry(now, server, r, out);
+        }
+        self.scan_queue(now, out);
+    }
+
+    /// `server`, placed by `placement`, crashed (its container exited, or it stopped
+    /// answering): it sleeps on its node (billing of its run ended at the crash), and is
+    /// started again unless it crashed `crash_limit` times within `crash_window` — then it
+    /// stays stopped until its owner starts it (a crash loop).
+    pub fn crashed(&mut self, now: Millis, server: ServerId, placement: PlacementId, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        let node = match s.residence {
+            Residence::Starting { node } | Residence::Running { node } => node,
+            _ => return,
+        };
+        if s.placement != placement {
+            return;
+        }
+        let window = self.config.crash_window;
+        while s.crashes.front().is_some_and(|&t| now - t >= window) {
+            s.crashes.pop_front();
+        }
+        s.crashes.push_back(now);
+        let crashes = s.crashes.len() as u32;
+        let restarted = crashes < self.config.crash_limit;
+        let request = s.request.take();
+        self.stop(now, server, node, out);
+        out.notes.push(Note::Crashed { server, node, crashes, restarted });
+        match (restarted, request) {
+            (true, Some(r)) => self.retry(now, server, r, out),
+            (true, None) => self.request_start(now, server, out),
+            (false, Some(r)) => {
+                out.notes.push(Note::Abandoned { server, requested_at: r.at, reason: AbandonReason::StartFailed })
+            }
+            (false, None) => {}
+        }
+    }
+
+    /// A request whose placement failed: placed again at once if it fits (keeping its
+    /// arrival time and place in line), else queued until `give_up` after it was made.
+    fn retry(&mut self, now: Millis, server: ServerId, r: Request, out: &mut Outbox) {
+        if now - r.at >= self.config.give_up {
+            out.notes.push(Note::Abandoned { server, requested_at: r.at, reason: AbandonReason::StartFailed });
+            return;
+        }
+        self.servers[server.0 as usize].request = Some(Request { queued: false, ..r });
+        if !self.try_place(server, out) {
+            self.enqueue(now, server, out);
+        }
+    }
 }

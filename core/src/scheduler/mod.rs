@@ -28,6 +28,10 @@ pub struct SchedulerConfig {
     pub dead_after: Millis,
     /// Preemptible jobs get this much notice before they are killed for a paying server.
     pub job_notice: Millis,
+    /// A server that crashes `crash_limit` times within `crash_window` is stopped instead
+    /// of restarted (a crash loop); its owner is told.
+    pub crash_limit: u32,
+    pub crash_window: Millis,
 }
 
 impl SchedulerConfig {
@@ -41,6 +45,8 @@ impl SchedulerConfig {
             vm_type: Some(vm_type),
             dead_after: 5 * MINUTE,
             job_notice: 5 * MINUTE,
+            crash_limit: 3,
+            crash_window: 10 * MINUTE,
         }
     }
 }
@@ -104,6 +110,9 @@ pub enum Command {
     NoticeJob { job: JobId, node: NodeId, kill_at: Millis },
     /// Kill `job` now (its notice ran out).
     KillJob { job: JobId, node: NodeId },
+    /// A placement of `server` on `node` failed: remove what it left there (the container;
+    /// the world too unless `keep_data`, i.e. unless the world sleeps on that node).
+    Discard { server: ServerId, node: NodeId, keep_data: bool },
     /// Move running `server` from `from` to `to` (save, copy its disk, boot there); its RAM
     /// is already reserved on `to`. Report it running with `placement`.
     Migrate { server: ServerId, from: NodeId, to: NodeId, placement: PlacementId },
@@ -115,6 +124,8 @@ pub enum AbandonReason {
     GaveUp,
     /// The wanted interval ended before the server ran.
     IntervalEnded,
+    /// Its placement failed (the driver gave up on it) once `give_up` had passed.
+    StartFailed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +195,25 @@ pub enum Note {
     /// A migrated (or otherwise restarted without a request) server runs again.
     Resumed {
         server: ServerId,
+    },
+    /// A VM that will never be ready (its create failed for good, or it did not get ready
+    /// in time): the slot is free again, the policy may ask for another after its cooldown.
+    VmFailed {
+        node: NodeId,
+    },
+    /// The placement of `server` could not start it; its RAM is free again and its request
+    /// waits in the queue (or is abandoned past `give_up`).
+    StartFailed {
+        server: ServerId,
+        node: NodeId,
+    },
+    /// `server` crashed on `node`: it sleeps there and is started again (`restarted`), or —
+    /// after `crashes` crashes within the crash window — stays stopped (a crash loop).
+    Crashed {
+        server: ServerId,
+        node: NodeId,
+        crashes: u32,
+        restarted: bool,
     },
     /// An `auto` owner is told that `server` will move (not before `moves_at`).
     Announced {
@@ -319,6 +349,12 @@ struct Server {
     migrating_from: Option<NodeId>,
     /// A plan change that could not be applied yet (takes effect at the next chance).
     pending_ram: Option<u32>,
+    /// Where its data was before the current placement (where it returns if that fails).
+    before: Residence,
+    /// A node whose placement of it failed: avoided by its next placement.
+    avoid: Option<NodeId>,
+    /// Recent crash times (within the crash window).
+    crashes: std::collections::VecDeque<Millis>,
 }
 
 impl Server {
@@ -337,6 +373,9 @@ impl Server {
             last_migrated: None,
             migrating_from: None,
             pending_ram: None,
+            before: Residence::New,
+            avoid: None,
+            crashes: std::collections::VecDeque::new(),
         }
     }
 }
@@ -528,20 +567,26 @@ impl Scheduler {
         self.next_seq += 1;
         s.request = Some(Request { seq, at: now, queued: false });
         if !self.try_place(server, out) {
-            let s = &mut self.servers[server.0 as usize];
-            if let Some(r) = s.request.as_mut() {
-                r.queued = true;
-            }
-            let ram = s.spec.ram_mib;
-            self.queued_mib += u64::from(ram);
-            self.queue.entry(ram).or_default().insert(seq, server);
-            self.queue_len += 1;
-            out.notes.push(Note::Queued { server });
-            if !self.jobs.is_empty() {
-                self.reclaim_for(now, u64::from(ram), out);
-            }
-            out.commands.push(Command::Wake { at: now + self.config.give_up, timer: Timer::GiveUp { server, seq } });
+            self.enqueue(now, server, out);
         }
+    }
+
+    /// Puts the pending request of `server` (not placed) into the queue, in its arrival
+    /// order, with its give-up timer.
+    fn enqueue(&mut self, now: Millis, server: ServerId, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        let Some(r) = s.request.as_mut() else { return };
+        r.queued = true;
+        let (seq, at) = (r.seq, r.at);
+        let ram = s.spec.ram_mib;
+        self.queued_mib += u64::from(ram);
+        self.queue.entry(ram).or_default().insert(seq, server);
+        self.queue_len += 1;
+        out.notes.push(Note::Queued { server });
+        if !self.jobs.is_empty() {
+            self.reclaim_for(now, u64::from(ram), out);
+        }
+        out.commands.push(Command::Wake { at: at + self.config.give_up, timer: Timer::GiveUp { server, seq } });
     }
 
     /// The wanted run interval of `server` ended: a queued request is abandoned; a starting
@@ -583,6 +628,7 @@ impl Scheduler {
             return;
         }
         s.residence = Residence::Running { node };
+        s.avoid = None;
         if let Some(r) = s.request.take() {
             out.notes.push(Note::Running { server, requested_at: r.at });
         }
@@ -770,21 +816,34 @@ impl Scheduler {
         let s = &self.servers[server.0 as usize];
         let need = u64::from(s.spec.ram_mib);
         let residence = s.residence;
+        let avoid = s.avoid;
         if let Residence::Sleeping { node } = residence {
             let n = &self.nodes[node.0 as usize];
-            if n.state == NodeState::Ready && n.free_mib() >= need {
+            if n.state == NodeState::Ready && n.free_mib() >= need && avoid != Some(node) {
                 self.place(server, node, Restore::None, out);
                 return true;
             }
         }
-        self.candidates.clear();
-        self.candidates.extend(self.ready.iter().map(|&id| {
-            let n = &self.nodes[id.0 as usize];
-            Candidate { id, kind: n.kind, free_mib: n.free_mib() }
-        }));
-        let Some(node) = self.config.strategy.choose(&self.candidates, need, self.last_placed) else {
+        // A node whose last placement of this server failed is taken only if no other fits.
+        let mut chosen = None;
+        for skip in [avoid, None] {
+            self.candidates.clear();
+            self.candidates.extend(self.ready.iter().filter(|&&id| Some(id) != skip).map(|&id| {
+                let n = &self.nodes[id.0 as usize];
+                Candidate { id, kind: n.kind, free_mib: n.free_mib() }
+            }));
+            chosen = self.config.strategy.choose(&self.candidates, need, self.last_placed);
+            if chosen.is_some() || avoid.is_none() {
+                break;
+            }
+        }
+        let Some(node) = chosen else {
             return false;
         };
+        if residence == (Residence::Sleeping { node }) {
+            self.place(server, node, Restore::None, out);
+            return true;
+        }
         let restore = match residence {
             Residence::New => Restore::None,
             Residence::Sleeping { node: from } => Restore::FromNode(from),
@@ -796,6 +855,8 @@ impl Scheduler {
     }
 
     fn place(&mut self, server: ServerId, node: NodeId, restore: Restore, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        s.before = s.residence;
         let placement = self.reserve(server, node, Residence::Starting { node });
         self.last_placed = Some(node);
         out.commands.push(Command::Place { server, node, restore, placement });
@@ -817,26 +878,32 @@ impl Scheduler {
         placement
     }
 
-    fn stop(&mut self, now: Millis, server: ServerId, node: NodeId, out: &mut Outbox) {
+    /// Frees the RAM `server` holds on `node`: it no longer starts or runs there.
+    fn release(&mut self, server: ServerId, node: NodeId) {
         let s = &mut self.servers[server.0 as usize];
         let ram = u64::from(s.spec.ram_mib);
-        s.residence = Residence::Sleeping { node };
-        s.stops += 1;
-        s.stopped_at = now;
         if let Some(from) = s.migrating_from.take() {
             self.nodes[from.0 as usize].outgoing -= 1;
         }
-        let epoch = s.stops;
         let n = &mut self.nodes[node.0 as usize];
         n.reserved_mib -= ram;
         n.active -= 1;
         n.servers.retain(|&s| s != server);
-        n.sleepers.push(server);
         self.reserved_mib -= ram;
         let s = &mut self.servers[server.0 as usize];
         if let Some(ram) = s.pending_ram.take() {
             s.spec.ram_mib = ram;
         }
+    }
+
+    fn stop(&mut self, now: Millis, server: ServerId, node: NodeId, out: &mut Outbox) {
+        self.release(server, node);
+        let s = &mut self.servers[server.0 as usize];
+        s.residence = Residence::Sleeping { node };
+        s.stops += 1;
+        s.stopped_at = now;
+        let epoch = s.stops;
+        self.nodes[node.0 as usize].sleepers.push(server);
         let n = &self.nodes[node.0 as usize];
         out.commands.push(Command::Stop { server, node });
         if n.state == NodeState::Cordoned {

@@ -214,3 +214,174 @@ fn the_scan_skips_what_does_not_fit_and_keeps_arrival_order() {
     assert_eq!(placed, vec![1, 2]);
     assert!(s.is_queued(ServerId(3)));
 }
+
+fn placed(out: &Outbox) -> Vec<(u32, u32, Restore, PlacementId)> {
+    out.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Place { server, node, restore, placement } => Some((server.0, node.0, *restore, *placement)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_vm_frees_its_slot_and_the_policy_asks_again_after_its_cooldown() {
+    // No dedicated node: a queued request makes the reference policy create a VM.
+    let mut s = Scheduler::new(SchedulerConfig::reference(vm(), 4), &[], vec![spec(2048)]);
+    let mut out = Outbox::default();
+    s.start(0, &mut out);
+    s.request_start(SECOND, ServerId(0), &mut out);
+    out.clear();
+    s.timer(120 * SECOND, Timer::Tick, &mut out);
+    let vm0 = s.nodes().len() as u32 - 1;
+    assert!(out.commands.contains(&Command::CreateVm { node: NodeId(vm0), vm_type: "vm".into() }));
+    assert_eq!(s.cloud_vms(), 1);
+    out.clear();
+    // The create fails for good: the slot is free again and what was made is deleted.
+    s.vm_failed(130 * SECOND, NodeId(vm0), &mut out);
+    assert_eq!(s.cloud_vms(), 0);
+    assert_eq!(s.node(NodeId(vm0)).state, NodeState::Deleted);
+    assert!(out.notes.contains(&Note::VmFailed { node: NodeId(vm0) }));
+    assert!(out.commands.contains(&Command::DeleteVm { node: NodeId(vm0) }));
+    // A late ready report of the failed VM changes nothing.
+    out.clear();
+    s.node_ready(140 * SECOND, NodeId(vm0), &mut out);
+    assert!(out.commands.is_empty() && s.is_queued(ServerId(0)));
+    // Within the cooldown (300 s after the create) nothing; after it, a new VM.
+    s.timer(240 * SECOND, Timer::Tick, &mut out);
+    assert!(!out.commands.iter().any(|c| matches!(c, Command::CreateVm { .. })));
+    s.timer(420 * SECOND, Timer::Tick, &mut out);
+    assert!(out.commands.iter().any(|c| matches!(c, Command::CreateVm { node, .. } if node.0 == vm0 + 1)));
+    assert_eq!(s.cloud_vms(), 1);
+}
+
+#[test]
+fn a_failed_start_frees_the_ram_and_places_the_request_elsewhere_or_queues_it() {
+    let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+    let mut s = Scheduler::new(config, &[node(4096), node(4096)], vec![spec(4096), spec(4096)]);
+    let mut out = Outbox::default();
+    s.request_start(0, ServerId(0), &mut out);
+    let (_, n0, _, p0) = placed(&out)[0];
+    assert_eq!(n0, 0);
+    out.clear();
+    // Node 0 cannot start it: discarded there, placed on node 1 (a node that failed it is
+    // avoided while another fits), RAM accounted once.
+    s.start_failed(60 * SECOND, ServerId(0), p0, &mut out);
+    assert!(out.notes.contains(&Note::StartFailed { server: ServerId(0), node: NodeId(0) }));
+    assert!(out.commands.contains(&Command::Discard { server: ServerId(0), node: NodeId(0), keep_data: false }));
+    let again = placed(&out);
+    assert_eq!((again[0].0, again[0].1, again[0].2), (0, 1, Restore::None));
+    assert_eq!(s.node(NodeId(0)).reserved_mib, 0);
+    assert_eq!(s.node(NodeId(1)).reserved_mib, 4096);
+    // A stale failure report of the first placement changes nothing.
+    out.clear();
+    s.start_failed(61 * SECOND, ServerId(0), p0, &mut out);
+    assert!(out.commands.is_empty() && out.notes.is_empty());
+    // Server 1 takes node 0; then server 0's second placement fails too: the only node
+    // with room is the one that just failed it, so it is tried again there.
+    s.request_start(62 * SECOND, ServerId(1), &mut out);
+    out.clear();
+    s.start_failed(90 * SECOND, ServerId(0), again[0].3, &mut out);
+    let third = placed(&out);
+    assert_eq!((third[0].0, third[0].1), (0, 1));
+    assert_eq!(s.requested_at(ServerId(0)), Some(0), "the request keeps its arrival time");
+    // When no node can take it (here: its node stopped answering), a failed start waits
+    // in the queue with the give-up timer of its first request.
+    let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+    let mut q = Scheduler::new(config, &[node(4096)], vec![spec(4096)]);
+    q.request_start(0, ServerId(0), &mut out);
+    let p = placed(&out).last().unwrap().3;
+    q.node_unreachable(30 * SECOND, NodeId(0), &mut out);
+    out.clear();
+    q.start_failed(60 * SECOND, ServerId(0), p, &mut out);
+    assert!(q.is_queued(ServerId(0)));
+    assert!(out
+        .commands
+        .contains(&Command::Wake { at: 600 * SECOND, timer: Timer::GiveUp { server: ServerId(0), seq: 0 } }));
+    // Past give-up, a failed start abandons the request.
+    out.clear();
+    s.start_failed(700 * SECOND, ServerId(0), third[0].3, &mut out);
+    assert!(out.notes.iter().any(|n| matches!(n, Note::Abandoned { reason: AbandonReason::StartFailed, .. })));
+    assert!(!s.is_queued(ServerId(0)));
+    assert_eq!(s.residence(ServerId(0)), Residence::New);
+    assert_eq!(s.node(NodeId(1)).reserved_mib, 0);
+}
+
+#[test]
+fn a_failed_restore_leaves_the_world_archived_and_a_failed_wake_keeps_it_sleeping() {
+    let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+    let mut s = Scheduler::new(config, &[node(4096)], vec![spec(2048), spec(2048)]);
+    let mut out = Outbox::default();
+    s.adopt_stopped(ServerId(0), None, 0, &mut out);
+    s.adopt_stopped(ServerId(1), Some(NodeId(0)), 0, &mut out);
+    out.clear();
+    s.request_start(SECOND, ServerId(0), &mut out);
+    s.request_start(SECOND, ServerId(1), &mut out);
+    let p = placed(&out);
+    assert_eq!(p[0].2, Restore::FromArchive);
+    assert_eq!(p[1].2, Restore::None);
+    out.clear();
+    s.start_failed(30 * SECOND, ServerId(0), p[0].3, &mut out);
+    assert!(out.commands.contains(&Command::Discard { server: ServerId(0), node: NodeId(0), keep_data: false }));
+    out.clear();
+    s.start_failed(30 * SECOND, ServerId(1), p[1].3, &mut out);
+    // The world sleeping on the node stays (and is archived when its window ends).
+    assert!(out.commands.contains(&Command::Discard { server: ServerId(1), node: NodeId(0), keep_data: true }));
+    assert!(out
+        .commands
+        .contains(&Command::Wake { at: 48 * 3600 * SECOND, timer: Timer::Archive { server: ServerId(1), epoch: 1 } }));
+    // Both were placed again on the only node (nothing else fits), as they were.
+    let p = placed(&out);
+    assert!(p.iter().any(|p| p.0 == 1 && p.2 == Restore::None));
+    assert!(matches!(s.residence(ServerId(1)), Residence::Starting { .. }));
+}
+
+#[test]
+fn a_crash_ends_the_run_restarts_the_server_and_a_crash_loop_stops_it() {
+    let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+    let mut s = Scheduler::new(config, &[node(4096)], vec![spec(2048)]);
+    let mut out = Outbox::default();
+    s.request_start(0, ServerId(0), &mut out);
+    let mut placement = placed(&out)[0].3;
+    s.boot_complete(20 * SECOND, ServerId(0), placement, &mut out);
+    let mut t = 60 * SECOND;
+    for crash in 1..=3u32 {
+        out.clear();
+        s.crashed(t, ServerId(0), placement, &mut out);
+        let restarted = crash < 3;
+        assert!(out.notes.contains(&Note::Crashed { server: ServerId(0), node: NodeId(0), crashes: crash, restarted }));
+        // The container is made sure to be down; the world stays on the node.
+        assert!(out.commands.contains(&Command::Stop { server: ServerId(0), node: NodeId(0) }));
+        if restarted {
+            // Started again on its node (boot only); a new run when it answers.
+            let p = placed(&out);
+            assert_eq!((p[0].1, p[0].2), (0, Restore::None));
+            placement = p[0].3;
+            out.clear();
+            s.boot_complete(t + 20 * SECOND, ServerId(0), placement, &mut out);
+            assert!(out.notes.contains(&Note::Running { server: ServerId(0), requested_at: t }));
+        } else {
+            // Three crashes within 10 minutes: stopped, RAM free, no restart.
+            assert!(placed(&out).is_empty());
+            assert_eq!(s.residence(ServerId(0)), Residence::Sleeping { node: NodeId(0) });
+            assert_eq!(s.utilisation(true).demand_mib, 0);
+        }
+        t += 60 * SECOND;
+    }
+    // A crash reported for an old placement changes nothing.
+    out.clear();
+    s.crashed(t, ServerId(0), placement, &mut out);
+    assert!(out.notes.is_empty());
+    // Crashes spread wider than the window never add up to a loop.
+    s.request_start(t, ServerId(0), &mut out);
+    let mut placement = placed(&out).last().unwrap().3;
+    for k in 0..5 {
+        let at = t + (k + 1) * 11 * 60 * SECOND;
+        s.boot_complete(at - 30 * SECOND, ServerId(0), placement, &mut out);
+        out.clear();
+        s.crashed(at, ServerId(0), placement, &mut out);
+        assert!(out.notes.iter().any(|n| matches!(n, Note::Crashed { restarted: true, crashes: 1, .. })), "{out:?}");
+        placement = placed(&out)[0].3;
+    }
+}
