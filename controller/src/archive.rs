@@ -3,7 +3,8 @@
 //! storage box — for now; object storage can implement the same trait). An archive is read
 //! back and verified before the node copy is deleted, and verified again before a restore.
 
-use crate::docker::{ContainerSpec, DockerError, DockerNode, Helper};
+use crate::docker::{ContainerSpec, Helper};
+use crate::driver::{DriverError, NodeDriver};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -15,7 +16,18 @@ pub enum ArchiveError {
     #[error("archive {key}: checksum mismatch (expected {expected}, found {found})")]
     Checksum { key: String, expected: String, found: String },
     #[error(transparent)]
-    Docker(#[from] DockerError),
+    Driver(#[from] DriverError),
+}
+
+impl From<ArchiveError> for DriverError {
+    fn from(e: ArchiveError) -> Self {
+        match e {
+            ArchiveError::Driver(d) => d,
+            // A store that failed to write may work later; bytes that do not match never will.
+            e @ ArchiveError::Io { .. } => DriverError::transient(e.to_string()),
+            e @ ArchiveError::Checksum { .. } => DriverError::permanent(e.to_string()),
+        }
+    }
 }
 
 /// Where an archive is and what it must hash to.
@@ -103,7 +115,7 @@ fn gunzip(key: &str, data: &[u8]) -> Result<Vec<u8>, ArchiveError> {
 /// Archives a (stopped) server's world from `node`, verifies the stored copy, and only then
 /// removes the container and its volume from the node.
 pub async fn archive_server(
-    node: &DockerNode,
+    node: &dyn NodeDriver,
     store: &dyn ArchiveStore,
     server: i64,
     key: &str,
@@ -118,7 +130,7 @@ pub async fn archive_server(
 /// Restores a world into the server's volume and creates its container (not started),
 /// verifying the archive first.
 pub async fn restore_server(
-    node: &DockerNode,
+    node: &dyn NodeDriver,
     store: &dyn ArchiveStore,
     spec: &ContainerSpec,
     r: &ArchiveRef,

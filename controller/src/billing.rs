@@ -164,21 +164,38 @@ impl Usage {
 
     /// Whether events of this kind change billable phases.
     pub fn follows(kind: &str) -> bool {
-        matches!(kind, "server.started" | "server.slept" | "server.placed" | "server.archived" | "server.deleted")
+        use crate::events::*;
+        [
+            SERVER_STARTED,
+            SERVER_RESUMED,
+            SERVER_SLEPT,
+            SERVER_PLACED,
+            SERVER_ARCHIVED,
+            SERVER_DELETED,
+            SERVER_CRASHED,
+            SERVER_LOST,
+            SERVER_FAILED,
+        ]
+        .contains(&kind)
     }
 
-    /// An event of this server's log (other kinds change nothing).
+    /// An event of this server's log (other kinds change nothing). Billing follows what was
+    /// observed: a run ends when the server crashed or its node stopped answering, and starts
+    /// again when it answers (`server.resumed`).
     pub fn on(&mut self, kind: &str, at: Millis) {
+        use crate::events::*;
         match kind {
-            "server.started" => {
+            SERVER_STARTED | SERVER_RESUMED => {
                 self.close(at);
                 self.open = Some((Phase::Active, at));
             }
-            "server.slept" => {
+            SERVER_SLEPT => {
                 self.close(at);
                 self.open = Some((Phase::Sleeping, at));
             }
-            "server.placed" | "server.archived" | "server.deleted" => self.close(at),
+            SERVER_PLACED | SERVER_ARCHIVED | SERVER_DELETED | SERVER_CRASHED | SERVER_LOST | SERVER_FAILED => {
+                self.close(at)
+            }
             _ => {}
         }
     }

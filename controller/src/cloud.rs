@@ -5,6 +5,7 @@
 //! budget (the crate drops response headers, so the server's remaining quota is unknown)
 //! and are retried with exponential backoff on 429 and 5xx.
 
+use crate::driver::{BoxFuture, DriverError};
 use hcloud::apis::configuration::Configuration;
 use hcloud::apis::{actions_api, servers_api, Error as HError};
 use std::collections::HashMap;
@@ -33,6 +34,17 @@ impl CloudError {
             CloudError::Api { status, .. } => *status == 429 || *status >= 500,
             CloudError::Transport(_) => true,
             _ => false,
+        }
+    }
+
+    /// Whether the same call may succeed later: an exhausted retry budget or a slow action
+    /// may, a refused request (invalid spec, quota, not found) or a failed action not.
+    pub fn retry(&self) -> crate::driver::Retry {
+        use crate::driver::Retry;
+        match self {
+            CloudError::Api { .. } | CloudError::Transport(_) if self.retryable() => Retry::Transient,
+            CloudError::Exhausted { .. } | CloudError::ActionTimeout { .. } => Retry::Transient,
+            _ => Retry::Permanent,
         }
     }
 
@@ -262,5 +274,23 @@ impl HetznerCloud {
             Err(e) if e.code() == Some("not_found") => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl From<CloudError> for crate::driver::DriverError {
+    fn from(e: CloudError) -> Self {
+        crate::driver::DriverError { retry: e.retry(), message: e.to_string() }
+    }
+}
+
+impl crate::driver::CloudDriver for HetznerCloud {
+    fn list<'a>(&'a self, selector: &'a str) -> BoxFuture<'a, Result<Vec<Vm>, DriverError>> {
+        Box::pin(async move { Ok(HetznerCloud::list(self, selector).await?) })
+    }
+    fn create<'a>(&'a self, new: &'a NewVm) -> BoxFuture<'a, Result<Vm, DriverError>> {
+        Box::pin(async move { Ok(HetznerCloud::create(self, new).await?.0) })
+    }
+    fn delete(&self, id: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move { Ok(HetznerCloud::delete(self, id).await?) })
     }
 }

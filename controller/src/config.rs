@@ -102,6 +102,26 @@ pub struct ControllerSection {
     /// enables `POST /v1/webhooks/stripe`.
     pub stripe_webhook_secret: Option<String>,
     pub stripe_webhook_secret_env: Option<String>,
+    /// Healing: a placed server that does not answer within this many seconds is given
+    /// up (its request placed again or abandoned by the core's rules).
+    #[serde(default = "three_hundred")]
+    pub start_timeout_s: u64,
+    /// A running server that does not answer its status ping this long crashed.
+    #[serde(default = "sixty")]
+    pub crash_grace_s: u64,
+    /// A node whose heartbeat fails this long is unreachable (dead `lifecycle.dead_after_s`
+    /// later).
+    #[serde(default = "fifteen")]
+    pub unreachable_after_s: u64,
+    /// A VM not ready this long after its create is deleted.
+    #[serde(default = "six_hundred")]
+    pub vm_ready_timeout_s: u64,
+    /// Containers and VMs nobody knows are removed this long after they were first seen.
+    #[serde(default = "three_hundred")]
+    pub gc_grace_s: u64,
+    /// Operators' webhook (Discord-style `content`): dead nodes and their return, crash
+    /// loops, commands failed for good, VMs that never became ready — once per incident.
+    pub ops_webhook: Option<String>,
     /// One per `[[fleet.dedicated]]` node, in the same order.
     #[serde(default)]
     pub node: Vec<NodeConfig>,
@@ -116,6 +136,15 @@ fn listen() -> String {
 }
 fn enforce() -> crate::live::Mode {
     crate::live::Mode::Enforce
+}
+fn fifteen() -> u64 {
+    15
+}
+fn three_hundred() -> u64 {
+    300
+}
+fn six_hundred() -> u64 {
+    600
 }
 fn five() -> u64 {
     5

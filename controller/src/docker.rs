@@ -4,6 +4,7 @@
 //! A server's world lives in the named volume `conductor-data-s<id>-world` mounted at `/data`.
 //! Readiness and player counts come from the Minecraft status ping, not from health checks.
 
+use crate::driver::{BoxFuture, DriverError};
 use crate::mcping;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
@@ -58,6 +59,8 @@ pub struct ContainerInfo {
     pub name: String,
     pub server: i64,
     pub running: bool,
+    /// The exit code of a container that ran and stopped.
+    pub exit_code: Option<i64>,
     pub host_port: Option<u16>,
 }
 
@@ -353,7 +356,8 @@ impl DockerNode {
             id: c.id.unwrap_or_default(),
             name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
             server,
-            running: c.state.and_then(|s| s.running).unwrap_or(false),
+            running: c.state.as_ref().and_then(|s| s.running).unwrap_or(false),
+            exit_code: c.state.as_ref().and_then(|s| s.exit_code),
             host_port,
         }))
     }
@@ -477,5 +481,83 @@ impl DockerNode {
         .await;
         let _ = self.docker.remove_container(&name, Some(remove)).await;
         result
+    }
+}
+
+impl DockerError {
+    /// Whether the same call may succeed later (see [`crate::driver::Retry`]).
+    pub fn retry(&self) -> crate::driver::Retry {
+        use crate::driver::{retry_for_status, Retry};
+        match self {
+            DockerError::Api(bollard::errors::Error::DockerResponseServerError { status_code, .. }) => {
+                retry_for_status(*status_code)
+            }
+            // Transport, timeouts, a reply mid-transition: worth another try.
+            DockerError::Api(_) | DockerError::Endpoint { .. } | DockerError::NotReady { .. } => Retry::Transient,
+            DockerError::NoContainer(_) => Retry::Permanent,
+        }
+    }
+}
+
+impl From<DockerError> for crate::driver::DriverError {
+    fn from(e: DockerError) -> Self {
+        crate::driver::DriverError { retry: e.retry(), message: e.to_string() }
+    }
+}
+
+impl DockerNode {
+    /// The last `lines` lines of the container's output (stdout and stderr).
+    pub async fn logs_tail(&self, server: i64, lines: usize) -> Result<String, DockerError> {
+        let options = bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(&container_name(server), Some(options));
+        let mut out = String::new();
+        while let Some(chunk) = stream.next().await {
+            out.push_str(&chunk?.to_string());
+        }
+        Ok(out)
+    }
+}
+
+impl crate::driver::NodeDriver for DockerNode {
+    fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::ping(self).await?) })
+    }
+    fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::list_managed(self).await?) })
+    }
+    fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::ensure_container(self, spec).await?) })
+    }
+    fn start(&self, server: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::start(self, server).await?) })
+    }
+    fn stop(&self, server: i64, timeout: Duration) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::stop(self, server, timeout).await?) })
+    }
+    fn remove(&self, server: i64, volume: bool) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::remove(self, server, volume).await?) })
+    }
+    fn probe(&self, server: i64) -> BoxFuture<'_, Result<mcping::Status, DriverError>> {
+        // A server that does not answer yet is the normal case while it boots: transient.
+        Box::pin(async move { DockerNode::probe(self, server).await.map_err(DriverError::transient) })
+    }
+    fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::logs_tail(self, server, lines).await?) })
+    }
+    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<Vec<u8>, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::download_data(self, server).await?) })
+    }
+    fn write_volume<'a>(
+        &'a self,
+        server: i64,
+        tar: Vec<u8>,
+        helper: &'a Helper,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::write_volume(self, server, tar, helper).await?) })
     }
 }

@@ -8,7 +8,8 @@ use crate::billing::BillingSetup;
 use crate::cloud::{CloudConfig, HetznerCloud};
 use crate::config::ControllerConfig;
 use crate::docker::{DockerNode, Helper};
-use crate::live::{CloudSetup, DedicatedNode, Live, LiveConfig};
+use crate::driver::NodeDriver;
+use crate::live::{CloudSetup, DedicatedNode, Healing, Live, LiveConfig};
 use crate::store::token_hash;
 use crate::PgStore;
 use conductor_core::Millis;
@@ -30,13 +31,14 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
     let c = &cfg.controller;
     let mut dedicated = Vec::new();
     for (node, kind) in c.node.iter().zip(&cfg.scenario.dedicated) {
-        let docker = Arc::new(DockerNode::connect_with(&node.docker, &node.host, &node.access())?);
+        let docker: Arc<dyn NodeDriver> = Arc::new(DockerNode::connect_with(&node.docker, &node.host, &node.access())?);
         dedicated.push(DedicatedNode { name: node.name.clone(), kind: kind.clone(), docker });
     }
     let cloud = match (&c.cloud, &cfg.cloud_token) {
         (Some(cc), Some(token)) => {
-            let knobs = CloudConfig { requests_per_s: cc.requests_per_s, ..CloudConfig::default() };
-            let vm_docker = Arc::new(DockerNode::connect(&cc.vm_docker, &cc.vm_host)?);
+            // Two attempts a call: the engine retries with its own backoff, outside any lock.
+            let knobs = CloudConfig { requests_per_s: cc.requests_per_s, max_attempts: 2, ..CloudConfig::default() };
+            let vm_docker: Arc<dyn NodeDriver> = Arc::new(DockerNode::connect(&cc.vm_docker, &cc.vm_host)?);
             Some(CloudSetup {
                 client: Arc::new(HetznerCloud::new(token, cc.base_url.as_deref(), knobs)),
                 cluster: cc.cluster.clone(),
@@ -70,6 +72,16 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
             webhook: c.warn_webhook.clone(),
             promo_expiry: c.promo_expiry_days.map(|d| Millis::from(d) * conductor_core::time::DAY),
         },
+        healing: Healing {
+            start_timeout: c.start_timeout_s as Millis * 1000,
+            crash_grace: c.crash_grace_s as Millis * 1000,
+            unreachable_after: c.unreachable_after_s as Millis * 1000,
+            vm_ready_timeout: c.vm_ready_timeout_s as Millis * 1000,
+            gc_grace: c.gc_grace_s as Millis * 1000,
+            ops_webhook: c.ops_webhook.clone(),
+            seed: cfg.scenario.seed,
+            ..Healing::default()
+        },
     })
 }
 
@@ -81,10 +93,9 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
         store.lead(LEADER_KEY, || eprintln!("conductor: another instance acts; waiting as a standby")).await?;
     eprintln!("conductor: acting instance");
 
+    // No node or cloud is contacted before the engine runs: one that does not answer
+    // starts as unreachable (its dead timer runs) and the rest of the fleet works.
     let live_cfg = live_config(&cfg)?;
-    for (node, d) in c.node.iter().zip(&live_cfg.dedicated) {
-        d.docker.ping().await.map_err(|e| format!("node {}: {e}", node.name))?;
-    }
     let live = Arc::new(tokio::sync::Mutex::new(Live::start(store.clone(), live_cfg, now()).await?));
     eprintln!("conductor: state adopted; mode {:?}", c.mode);
 
@@ -115,14 +126,29 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
     let tick = Duration::from_secs(c.tick_s.max(1));
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            if let Err(e) = live.lock().await.tick(now()).await {
-                // A failed step is retried at the next tick: the loop is level-triggered.
+            let started = std::time::Instant::now();
+            if let Err(e) = step(&live, now()).await {
+                // A failed step (the store) is retried at the next tick: the loop is
+                // level-triggered and intents are durable.
                 eprintln!("conductor: reconcile step failed: {e}");
             }
+            live.lock().await.record_tick(started.elapsed());
         }
     });
     axum::serve(listener, router(api)).await?;
     Ok(())
+}
+
+/// One step of the loop with the engine locked only for its two short phases: the driver
+/// calls (heartbeats, listings, intents) run while the API can use the engine.
+pub async fn step<S: crate::Store + 'static>(
+    live: &tokio::sync::Mutex<Live<S>>,
+    now: Millis,
+) -> Result<(), crate::live::LiveError> {
+    let work = live.lock().await.prepare(now).await?;
+    let done = work.run().await;
+    live.lock().await.finish(now, done).await
 }

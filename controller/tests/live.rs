@@ -69,6 +69,7 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
         archive: Arc::new(DirArchive { root: archive.to_path_buf() }),
         mode,
         billing: BillingSetup::default(),
+        healing: Default::default(),
     }
 }
 

@@ -48,6 +48,7 @@ fn config() -> LiveConfig {
         archive: Arc::new(DirArchive { root: std::env::temp_dir() }),
         mode: Mode::Observe,
         billing: BillingSetup { promo_expiry: Some(DAY), ..BillingSetup::default() },
+        healing: Default::default(),
     }
 }
 

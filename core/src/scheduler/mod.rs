@@ -731,6 +731,12 @@ impl Scheduler {
         self.servers[server.0 as usize].spec.ram_mib
     }
 
+    /// The current placement of `server` (what its boot completion, crash or failed start
+    /// must carry).
+    pub fn placement(&self, server: ServerId) -> PlacementId {
+        self.servers[server.0 as usize].placement
+    }
+
     pub fn residence(&self, server: ServerId) -> Residence {
         self.servers[server.0 as usize].residence
     }

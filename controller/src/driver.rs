@@ -1,0 +1,93 @@
+//! The engine's view of the outside world: a node's Docker API ([`NodeDriver`]) and the
+//! cloud ([`CloudDriver`]), with typed errors that say whether trying again can help.
+//!
+//! The real implementations are the bollard driver (`docker.rs`) and the hcloud driver
+//! (`cloud.rs`); the in-memory fakes (`fake.rs`) fail on a seeded schedule for the engine's
+//! fault tests. The engine never sees bollard's or hcloud's error types.
+
+use crate::cloud::{NewVm, Vm};
+use crate::docker::{ContainerInfo, ContainerSpec, Helper};
+use crate::mcping::Status;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Whether trying the same call again can help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Timeouts, 429, 5xx, connection refused, a node that does not answer.
+    Transient,
+    /// 404, an invalid spec, a quota: the same call will fail the same way.
+    Permanent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    pub retry: Retry,
+    pub message: String,
+}
+
+impl DriverError {
+    pub fn transient(message: impl Into<String>) -> DriverError {
+        DriverError { retry: Retry::Transient, message: message.into() }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> DriverError {
+        DriverError { retry: Retry::Permanent, message: message.into() }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.retry == Retry::Transient
+    }
+}
+
+/// An HTTP status from a peer's API: 408, 429 and 5xx are worth a retry, other codes not.
+pub fn retry_for_status(status: u16) -> Retry {
+    if status == 408 || status == 429 || status >= 500 {
+        Retry::Transient
+    } else {
+        Retry::Permanent
+    }
+}
+
+/// One node's Docker API. Every call is idempotent by the server's deterministic names.
+pub trait NodeDriver: Send + Sync {
+    /// The heartbeat: does the engine answer?
+    fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>>;
+    /// Every container the controller manages on the node, running or not.
+    fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>>;
+    /// Creates the server's container unless it exists.
+    fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>>;
+    /// Starts it (running already is fine).
+    fn start(&self, server: i64) -> BoxFuture<'_, Result<(), DriverError>>;
+    /// Graceful stop (the game saves), killed after `timeout`; stopped or gone is fine.
+    fn stop(&self, server: i64, timeout: Duration) -> BoxFuture<'_, Result<(), DriverError>>;
+    /// Removes the container and, with `volume`, the world on this node; gone is fine.
+    fn remove(&self, server: i64, volume: bool) -> BoxFuture<'_, Result<(), DriverError>>;
+    /// Status ping of the server's game port (readiness and players).
+    fn probe(&self, server: i64) -> BoxFuture<'_, Result<Status, DriverError>>;
+    /// The last lines the server printed (for a crash report).
+    fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>>;
+    /// A tar of the server's `/data`.
+    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<Vec<u8>, DriverError>>;
+    /// Writes a tar of `/data` into the server's volume while its container does not run.
+    fn write_volume<'a>(
+        &'a self,
+        server: i64,
+        tar: Vec<u8>,
+        helper: &'a Helper,
+    ) -> BoxFuture<'a, Result<(), DriverError>>;
+}
+
+/// The cloud's VM API.
+pub trait CloudDriver: Send + Sync {
+    /// VMs matching a label selector (`key=value`).
+    fn list<'a>(&'a self, selector: &'a str) -> BoxFuture<'a, Result<Vec<Vm>, DriverError>>;
+    /// Creates the VM, or returns the one of that name if it exists (a retried create).
+    fn create<'a>(&'a self, new: &'a NewVm) -> BoxFuture<'a, Result<Vm, DriverError>>;
+    /// Deletes a VM; one already gone is fine.
+    fn delete(&self, id: i64) -> BoxFuture<'_, Result<(), DriverError>>;
+}

@@ -1,0 +1,110 @@
+//! Every kind of event the controller appends to its log, as constants (the table in
+//! ARCHITECTURE.md lists them with their meaning; a test checks both agree). Billing
+//! (`billing::Usage`) and `conductor export` read the log by these kinds, so a restart that
+//! replays it decides and bills as the running controller did.
+
+// Servers: what was asked.
+pub const SERVER_CREATED: &str = "server.created";
+pub const SERVER_REQUESTED: &str = "server.requested";
+pub const SERVER_STOP_REQUESTED: &str = "server.stop-requested";
+pub const SERVER_IDLE: &str = "server.idle";
+pub const SERVER_DELETED: &str = "server.deleted";
+// Servers: what the core decided.
+pub const SERVER_QUEUED: &str = "server.queued";
+pub const SERVER_PLACED: &str = "server.placed";
+pub const SERVER_ABANDONED: &str = "server.abandoned";
+// Servers: what was observed or carried out.
+pub const SERVER_STARTED: &str = "server.started";
+pub const SERVER_RESUMED: &str = "server.resumed";
+pub const SERVER_SLEPT: &str = "server.slept";
+pub const SERVER_RESTORED: &str = "server.restored";
+pub const SERVER_ARCHIVED: &str = "server.archived";
+pub const SERVER_CRASHED: &str = "server.crashed";
+pub const SERVER_CRASH_LOOP: &str = "server.crash-loop";
+pub const SERVER_START_FAILED: &str = "server.start-failed";
+pub const SERVER_LOST: &str = "server.lost";
+pub const SERVER_FAILED: &str = "server.failed";
+// Nodes.
+pub const NODE_CREATE_REQUESTED: &str = "node.create-requested";
+pub const NODE_CREATED: &str = "node.created";
+pub const NODE_READY: &str = "node.ready";
+pub const NODE_NEVER_READY: &str = "node.never-ready";
+pub const NODE_UNREACHABLE: &str = "node.unreachable";
+pub const NODE_REACHABLE: &str = "node.reachable";
+pub const NODE_DEAD: &str = "node.dead";
+pub const NODE_DELETED: &str = "node.deleted";
+pub const NODE_CLEANED_UP: &str = "node.cleaned-up";
+// Intents (external actions).
+pub const INTENT_RESUMED: &str = "intent.resumed";
+pub const INTENT_RETRY: &str = "intent.retry";
+pub const INTENT_FAILED: &str = "intent.failed";
+pub const INTENT_UNNECESSARY: &str = "intent.unnecessary";
+// Garbage collection.
+pub const GC_FOUND: &str = "gc.found";
+pub const GC_REMOVED: &str = "gc.removed";
+pub const CONTAINER_STOPPED: &str = "container.stopped";
+// Scaling.
+pub const SCALING_DECISION: &str = "scaling.decision";
+pub const SCALING_SHADOW: &str = "scaling.shadow";
+pub const SCALING_MEMORY: &str = "scaling.memory";
+// Billing.
+pub const BILLING_METERED: &str = "billing.metered";
+pub const ACCOUNT_LOW_BALANCE: &str = "account.low-balance";
+pub const ACCOUNT_EXHAUSTED: &str = "account.exhausted";
+// The controller itself.
+pub const CONTROLLER_STARTED: &str = "controller.started";
+pub const CONTROLLER_MODE: &str = "controller.mode";
+pub const DECISION_OBSERVED: &str = "decision.observed";
+pub const COMMAND_UNSUPPORTED: &str = "command.unsupported";
+pub const CORE_NOTE: &str = "core.note";
+pub const WEBHOOK_FAILED: &str = "webhook.failed";
+
+/// Every kind, for the documentation check.
+pub const ALL: &[&str] = &[
+    SERVER_CREATED,
+    SERVER_REQUESTED,
+    SERVER_STOP_REQUESTED,
+    SERVER_IDLE,
+    SERVER_DELETED,
+    SERVER_QUEUED,
+    SERVER_PLACED,
+    SERVER_ABANDONED,
+    SERVER_STARTED,
+    SERVER_RESUMED,
+    SERVER_SLEPT,
+    SERVER_RESTORED,
+    SERVER_ARCHIVED,
+    SERVER_CRASHED,
+    SERVER_CRASH_LOOP,
+    SERVER_START_FAILED,
+    SERVER_LOST,
+    SERVER_FAILED,
+    NODE_CREATE_REQUESTED,
+    NODE_CREATED,
+    NODE_READY,
+    NODE_NEVER_READY,
+    NODE_UNREACHABLE,
+    NODE_REACHABLE,
+    NODE_DEAD,
+    NODE_DELETED,
+    NODE_CLEANED_UP,
+    INTENT_RESUMED,
+    INTENT_RETRY,
+    INTENT_FAILED,
+    INTENT_UNNECESSARY,
+    GC_FOUND,
+    GC_REMOVED,
+    CONTAINER_STOPPED,
+    SCALING_DECISION,
+    SCALING_SHADOW,
+    SCALING_MEMORY,
+    BILLING_METERED,
+    ACCOUNT_LOW_BALANCE,
+    ACCOUNT_EXHAUSTED,
+    CONTROLLER_STARTED,
+    CONTROLLER_MODE,
+    DECISION_OBSERVED,
+    COMMAND_UNSUPPORTED,
+    CORE_NOTE,
+    WEBHOOK_FAILED,
+];

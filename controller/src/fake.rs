@@ -1,0 +1,469 @@
+//! In-memory drivers that fail on cue: the fast backend of the engine's fault tests.
+//!
+//! A [`FakeNode`] is a Docker API with containers and volumes in memory; a [`FakeCloud`] a
+//! VM API whose VMs get ready after a provisioning delay. Both read a shared virtual clock
+//! ([`Clock`], set by the test) and a seeded fault schedule ([`Faults`]): every call may fail
+//! transiently, fail for good, or be carried out with its answer lost; a node can be made
+//! silent (partitioned) and a container can exit. What really happened is recorded (run
+//! intervals of every container, every VM ever made) so that a test can check the engine's
+//! records against it.
+
+use crate::archive::{ArchiveError, ArchiveRef, ArchiveStore};
+use crate::cloud::{NewVm, Vm};
+use crate::docker::{ContainerInfo, ContainerSpec, Helper};
+use crate::driver::{BoxFuture, CloudDriver, DriverError, NodeDriver};
+use crate::mcping::Status;
+use conductor_core::Millis;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The virtual time the fakes see (the test moves it).
+#[derive(Debug, Default)]
+pub struct Clock(AtomicI64);
+
+impl Clock {
+    pub fn new(at: Millis) -> Arc<Clock> {
+        Arc::new(Clock(AtomicI64::new(at)))
+    }
+    pub fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+    pub fn set(&self, at: Millis) {
+        self.0.store(at, Ordering::SeqCst);
+    }
+}
+
+/// What a call does under the fault schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Fails before doing anything (a 5xx, a refused connection).
+    Transient,
+    /// Refused for good (a 4xx, a quota).
+    Permanent,
+    /// Carried out, but the answer is lost (a timeout after the fact).
+    Lost,
+}
+
+/// A seeded fault schedule: probabilities per call, switched off with [`Faults::calm`].
+pub struct Faults {
+    rng: Mutex<rand::rngs::StdRng>,
+    pub transient: f64,
+    pub permanent: f64,
+    pub lost: f64,
+    calm: std::sync::atomic::AtomicBool,
+}
+
+impl Faults {
+    pub fn new(seed: u64, transient: f64, permanent: f64, lost: f64) -> Arc<Faults> {
+        Arc::new(Faults {
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+            transient,
+            permanent,
+            lost,
+            calm: false.into(),
+        })
+    }
+
+    /// No faults at all.
+    pub fn none() -> Arc<Faults> {
+        Faults::new(0, 0.0, 0.0, 0.0)
+    }
+
+    /// From now on every call succeeds (convergence is checked after this).
+    pub fn calm(&self) {
+        self.calm.store(true, Ordering::SeqCst);
+    }
+
+    pub fn roll(&self) -> Fault {
+        if self.calm.load(Ordering::SeqCst) {
+            return Fault::None;
+        }
+        let x: f64 = self.rng.lock().unwrap().random();
+        if x < self.transient {
+            Fault::Transient
+        } else if x < self.transient + self.permanent {
+            Fault::Permanent
+        } else if x < self.transient + self.permanent + self.lost {
+            Fault::Lost
+        } else {
+            Fault::None
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FakeContainer {
+    pub running: bool,
+    pub started_at: Millis,
+    pub exit_code: Option<i64>,
+    pub memory_mib: u32,
+    /// Players the status ping reports.
+    pub players: u32,
+}
+
+#[derive(Default)]
+struct NodeState {
+    containers: BTreeMap<i64, FakeContainer>,
+    /// Each server's world: a save counter (a graceful stop saves, a kill does not).
+    volumes: BTreeMap<i64, u64>,
+    silent: bool,
+    /// Every interval a container of each server ran: (from, to); `None` while it runs.
+    runs: BTreeMap<i64, Vec<(Millis, Option<Millis>)>>,
+}
+
+/// A node's Docker API in memory.
+pub struct FakeNode {
+    pub name: String,
+    clock: Arc<Clock>,
+    faults: Arc<Faults>,
+    /// How long a started container takes to answer its status ping.
+    pub boot_ms: Millis,
+    state: Mutex<NodeState>,
+}
+
+impl FakeNode {
+    pub fn new(name: &str, clock: Arc<Clock>, faults: Arc<Faults>, boot_ms: Millis) -> Arc<FakeNode> {
+        Arc::new(FakeNode { name: name.into(), clock, faults, boot_ms, state: Mutex::new(NodeState::default()) })
+    }
+
+    /// Silent (partitioned): every call fails as a timeout would; containers keep running.
+    pub fn set_silent(&self, silent: bool) {
+        self.state.lock().unwrap().silent = silent;
+    }
+
+    pub fn is_silent(&self) -> bool {
+        self.state.lock().unwrap().silent
+    }
+
+    /// The container exits by itself (a crash) with `code`.
+    pub fn crash(&self, server: i64, code: i64) -> bool {
+        let now = self.clock.now();
+        let mut st = self.state.lock().unwrap();
+        let Some(c) = st.containers.get_mut(&server).filter(|c| c.running) else { return false };
+        c.running = false;
+        c.exit_code = Some(code);
+        close_run(&mut st, server, now);
+        true
+    }
+
+    pub fn containers(&self) -> BTreeMap<i64, FakeContainer> {
+        self.state.lock().unwrap().containers.clone()
+    }
+
+    pub fn volumes(&self) -> BTreeMap<i64, u64> {
+        self.state.lock().unwrap().volumes.clone()
+    }
+
+    /// Every interval each server's container ran here.
+    pub fn runs(&self) -> BTreeMap<i64, Vec<(Millis, Option<Millis>)>> {
+        self.state.lock().unwrap().runs.clone()
+    }
+
+    pub fn set_players(&self, server: i64, players: u32) {
+        if let Some(c) = self.state.lock().unwrap().containers.get_mut(&server) {
+            c.players = players;
+        }
+    }
+
+    /// The fault schedule's verdict for one call, and the node's silence.
+    fn gate(&self, what: &str) -> Result<Fault, DriverError> {
+        if self.state.lock().unwrap().silent {
+            return Err(DriverError::transient(format!("{}: {what}: timed out (node silent)", self.name)));
+        }
+        match self.faults.roll() {
+            Fault::Transient => Err(DriverError::transient(format!("{}: {what}: 503 (injected)", self.name))),
+            Fault::Permanent => Err(DriverError::permanent(format!("{}: {what}: 400 (injected)", self.name))),
+            f => Ok(f),
+        }
+    }
+
+    /// Runs `op` under the fault schedule: a lost answer still changes the state.
+    fn call<T>(
+        &self,
+        what: &str,
+        op: impl FnOnce(&mut NodeState, Millis) -> Result<T, DriverError>,
+    ) -> Result<T, DriverError> {
+        let fault = self.gate(what)?;
+        let now = self.clock.now();
+        let out = op(&mut self.state.lock().unwrap(), now)?;
+        if fault == Fault::Lost {
+            return Err(DriverError::transient(format!("{}: {what}: answer lost (injected)", self.name)));
+        }
+        Ok(out)
+    }
+
+    fn info(server: i64, c: &FakeContainer) -> ContainerInfo {
+        ContainerInfo {
+            id: format!("fake-{server}"),
+            name: crate::docker::container_name(server),
+            server,
+            running: c.running,
+            exit_code: c.exit_code,
+            host_port: Some(30000 + server as u16),
+        }
+    }
+}
+
+fn close_run(st: &mut NodeState, server: i64, now: Millis) {
+    if let Some(last) = st.runs.get_mut(&server).and_then(|r| r.last_mut()) {
+        if last.1.is_none() {
+            last.1 = Some(now);
+        }
+    }
+}
+
+fn ready<T>(v: T) -> BoxFuture<'static, T>
+where
+    T: Send + 'static,
+{
+    Box::pin(std::future::ready(v))
+}
+
+impl NodeDriver for FakeNode {
+    fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
+        ready(self.call("ping", |_, _| Ok(())))
+    }
+
+    fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>> {
+        ready(self.call("list", |st, _| Ok(st.containers.iter().map(|(s, c)| FakeNode::info(*s, c)).collect())))
+    }
+
+    fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {
+        ready(self.call("create", |st, _| {
+            let c = st.containers.entry(spec.server).or_insert(FakeContainer {
+                running: false,
+                started_at: 0,
+                exit_code: None,
+                memory_mib: spec.memory_mib,
+                players: 0,
+            });
+            let info = FakeNode::info(spec.server, c);
+            st.volumes.entry(spec.server).or_insert(0);
+            Ok(info)
+        }))
+    }
+
+    fn start(&self, server: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        ready(self.call("start", |st, now| {
+            let c = st.containers.get_mut(&server).ok_or_else(|| DriverError::permanent("404: no such container"))?;
+            if !c.running {
+                c.running = true;
+                c.started_at = now;
+                c.exit_code = None;
+                st.runs.entry(server).or_default().push((now, None));
+            }
+            Ok(())
+        }))
+    }
+
+    fn stop(&self, server: i64, _timeout: Duration) -> BoxFuture<'_, Result<(), DriverError>> {
+        ready(self.call("stop", |st, now| {
+            if let Some(c) = st.containers.get_mut(&server).filter(|c| c.running) {
+                c.running = false;
+                c.exit_code = Some(0);
+                *st.volumes.entry(server).or_insert(0) += 1;
+                close_run(st, server, now);
+            }
+            Ok(())
+        }))
+    }
+
+    fn remove(&self, server: i64, volume: bool) -> BoxFuture<'_, Result<(), DriverError>> {
+        ready(self.call("remove", |st, now| {
+            if st.containers.remove(&server).is_some() {
+                close_run(st, server, now);
+            }
+            if volume {
+                st.volumes.remove(&server);
+            }
+            Ok(())
+        }))
+    }
+
+    fn probe(&self, server: i64) -> BoxFuture<'_, Result<Status, DriverError>> {
+        let boot = self.boot_ms;
+        ready(self.call("probe", |st, now| match st.containers.get(&server) {
+            Some(c) if c.running && now - c.started_at >= boot => {
+                Ok(Status { online: c.players, max: 20, version: "fake".into(), raw: String::new() })
+            }
+            Some(c) if c.running => Err(DriverError::transient("booting: connection refused")),
+            _ => Err(DriverError::transient("container not running")),
+        }))
+    }
+
+    fn logs_tail(&self, server: i64, _lines: usize) -> BoxFuture<'_, Result<String, DriverError>> {
+        ready(self.call("logs", |st, _| {
+            let code = st.containers.get(&server).and_then(|c| c.exit_code);
+            Ok(format!("[fake] server {server} exited with {code:?}\n"))
+        }))
+    }
+
+    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<Vec<u8>, DriverError>> {
+        ready(self.call("download", |st, _| {
+            let saves = st.volumes.get(&server).ok_or_else(|| DriverError::permanent("404: no such volume"))?;
+            Ok(format!("world:{server}:{saves}").into_bytes())
+        }))
+    }
+
+    fn write_volume<'a>(
+        &'a self,
+        server: i64,
+        tar: Vec<u8>,
+        _helper: &'a Helper,
+    ) -> BoxFuture<'a, Result<(), DriverError>> {
+        ready(self.call("write volume", |st, _| {
+            let text = String::from_utf8_lossy(&tar).into_owned();
+            let saves = text.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            st.volumes.insert(server, saves);
+            Ok(())
+        }))
+    }
+}
+
+/// A VM the fake cloud made.
+#[derive(Clone, Debug)]
+pub struct FakeVm {
+    pub id: i64,
+    pub name: String,
+    pub type_name: String,
+    pub labels: std::collections::HashMap<String, String>,
+    pub created_at: Millis,
+    pub deleted_at: Option<Millis>,
+}
+
+/// A VM API in memory: VMs run `provisioning_ms` after their create.
+pub struct FakeCloud {
+    clock: Arc<Clock>,
+    faults: Arc<Faults>,
+    pub provisioning_ms: Millis,
+    vms: Mutex<Vec<FakeVm>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl FakeCloud {
+    pub fn new(clock: Arc<Clock>, faults: Arc<Faults>, provisioning_ms: Millis) -> Arc<FakeCloud> {
+        Arc::new(FakeCloud { clock, faults, provisioning_ms, vms: Mutex::new(Vec::new()), down: false.into() })
+    }
+
+    /// An outage: every call fails (503) until it ends.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every VM ever made, deleted ones included.
+    pub fn vms(&self) -> Vec<FakeVm> {
+        self.vms.lock().unwrap().clone()
+    }
+
+    fn call<T>(
+        &self,
+        what: &str,
+        op: impl FnOnce(&mut Vec<FakeVm>, Millis) -> Result<T, DriverError>,
+    ) -> Result<T, DriverError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(DriverError::transient(format!("cloud: {what}: 503 (outage)")));
+        }
+        let fault = self.faults.roll();
+        match fault {
+            Fault::Transient => return Err(DriverError::transient(format!("cloud: {what}: 503 (injected)"))),
+            Fault::Permanent => {
+                return Err(DriverError::permanent(format!("cloud: {what}: resource_limit_exceeded (injected)")))
+            }
+            _ => {}
+        }
+        let out = op(&mut self.vms.lock().unwrap(), self.clock.now())?;
+        if fault == Fault::Lost {
+            return Err(DriverError::transient(format!("cloud: {what}: answer lost (injected)")));
+        }
+        Ok(out)
+    }
+
+    fn vm(&self, v: &FakeVm, now: Millis) -> Vm {
+        Vm {
+            id: v.id,
+            name: v.name.clone(),
+            type_name: v.type_name.clone(),
+            running: now - v.created_at >= self.provisioning_ms,
+            labels: v.labels.clone(),
+        }
+    }
+}
+
+impl CloudDriver for FakeCloud {
+    fn list<'a>(&'a self, selector: &'a str) -> BoxFuture<'a, Result<Vec<Vm>, DriverError>> {
+        let (key, value) = selector.split_once('=').unwrap_or((selector, ""));
+        ready(self.call("list", |vms, now| {
+            Ok(vms
+                .iter()
+                .filter(|v| v.deleted_at.is_none() && v.labels.get(key).is_some_and(|x| x == value))
+                .map(|v| self.vm(v, now))
+                .collect())
+        }))
+    }
+
+    fn create<'a>(&'a self, new: &'a NewVm) -> BoxFuture<'a, Result<Vm, DriverError>> {
+        ready(self.call("create", |vms, now| {
+            // Names are unique among existing VMs (Hetzner's uniqueness_error): the retry of a
+            // create finds the VM its first attempt made.
+            if let Some(v) = vms.iter().find(|v| v.deleted_at.is_none() && v.name == new.name) {
+                return Ok(self.vm(v, now));
+            }
+            let v = FakeVm {
+                id: vms.len() as i64 + 1,
+                name: new.name.clone(),
+                type_name: new.type_name.clone(),
+                labels: new.labels.clone(),
+                created_at: now,
+                deleted_at: None,
+            };
+            vms.push(v.clone());
+            Ok(self.vm(&v, now))
+        }))
+    }
+
+    fn delete(&self, id: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        ready(self.call("delete", |vms, now| {
+            if let Some(v) = vms.iter_mut().find(|v| v.id == id && v.deleted_at.is_none()) {
+                v.deleted_at = Some(now);
+            }
+            Ok(())
+        }))
+    }
+}
+
+/// Archives in memory.
+#[derive(Default)]
+pub struct MemArchive {
+    items: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemArchive {
+    pub fn keys(&self) -> Vec<String> {
+        self.items.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+impl ArchiveStore for MemArchive {
+    fn put(&self, key: &str, data: &[u8]) -> Result<ArchiveRef, ArchiveError> {
+        self.items.lock().unwrap().insert(key.into(), data.to_vec());
+        Ok(ArchiveRef { key: key.into(), sha256: crate::archive::sha256_hex(data), bytes: data.len() as u64 })
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>, ArchiveError> {
+        self.items
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| ArchiveError::Io { key: key.into(), message: "not found".into() })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), ArchiveError> {
+        self.items.lock().unwrap().remove(key);
+        Ok(())
+    }
+}

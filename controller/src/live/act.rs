@@ -1,0 +1,743 @@
+//! Intents: every command of the core becomes a durable intent (written to the store before
+//! any call), carried out by the drivers until it is done, proven unnecessary, or has failed
+//! for good.
+//!
+//! - Intents on the same target (a server, a VM) run one after the other, in the order the
+//!   core asked for them; different targets are independent — one failing never holds up
+//!   another, and nothing is dropped.
+//! - A transient failure (timeout, 429, 5xx, silent node) is retried with exponential
+//!   backoff and jitter; a permanent one (or too many attempts at a placement or a VM
+//!   create) goes back to the core as an input (`start_failed`, `vm_failed`), so the
+//!   decision about what to do next stays in the core. Stops, archives and deletions are
+//!   retried until they succeed (operators are told when they keep failing).
+//! - After a restart the pending intents are resumed (`adopt.rs`): every call is idempotent
+//!   by deterministic names.
+
+use super::*;
+use crate::archive;
+use crate::cloud::{NewVm, Vm, LABEL_MANAGED};
+use crate::docker::{ContainerSpec, Helper};
+use crate::driver::DriverError;
+use crate::store::{NewNode, NodeState};
+use conductor_core::{Command, NodeKind, Restore};
+use futures_util::future::join_all;
+use rand::{Rng, SeedableRng};
+
+/// An external action, in store ids (what a restarted controller can resume).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Create (restore) and start `server`'s container on `node`.
+    Place {
+        server: i64,
+        node: i64,
+        restore: RestoreFrom,
+    },
+    /// Stop it gracefully; the world stays in its volume.
+    Stop {
+        server: i64,
+        node: i64,
+    },
+    /// Archive its world from `node` (verified), then remove the node copy.
+    Archive {
+        server: i64,
+        node: i64,
+        key: String,
+    },
+    /// Remove what a failed placement left (the world too unless `keep_data`).
+    Discard {
+        server: i64,
+        node: i64,
+        keep_data: bool,
+    },
+    /// Remove a container (and with `volume` its world): deleted servers, strays.
+    Remove {
+        server: i64,
+        node: i64,
+        volume: bool,
+    },
+    CreateVm {
+        node: i64,
+        name: String,
+        vm_type: String,
+    },
+    /// Delete the VM of this name (the node row, if the store knows it).
+    DeleteVm {
+        node: Option<i64>,
+        name: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum RestoreFrom {
+    None,
+    Archive,
+    Node { node: i64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Target {
+    Server(i64),
+    Vm(String),
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Place { .. } => "place",
+            Action::Stop { .. } => "stop",
+            Action::Archive { .. } => "archive",
+            Action::Discard { .. } => "discard",
+            Action::Remove { .. } => "remove",
+            Action::CreateVm { .. } => "create_vm",
+            Action::DeleteVm { .. } => "delete_vm",
+        }
+    }
+
+    fn target(&self) -> Target {
+        match self {
+            Action::Place { server, .. }
+            | Action::Stop { server, .. }
+            | Action::Archive { server, .. }
+            | Action::Discard { server, .. }
+            | Action::Remove { server, .. } => Target::Server(*server),
+            Action::CreateVm { name, .. } | Action::DeleteVm { name, .. } => Target::Vm(name.clone()),
+        }
+    }
+
+    /// Whether repeated failure ends it (and the core decides what next); the others must
+    /// happen eventually and are retried for as long as it takes.
+    fn gives_up(&self) -> bool {
+        matches!(self, Action::Place { .. } | Action::CreateVm { .. })
+    }
+
+    fn server(&self) -> Option<i64> {
+        match self.target() {
+            Target::Server(s) => Some(s),
+            Target::Vm(_) => None,
+        }
+    }
+}
+
+/// An intent not yet done.
+pub(super) struct Pending {
+    store_id: i64,
+    key: String,
+    action: Action,
+    attempts: u32,
+    next_at: Millis,
+    in_flight: bool,
+    /// Operators were told it keeps failing.
+    alerted: bool,
+}
+
+/// The intents not yet done, in the order they were asked for.
+pub(super) struct Intents {
+    items: BTreeMap<u64, Pending>,
+    next: u64,
+    /// Makes keys unique across restarts (the seq of this start-up's `controller.started`).
+    base: i64,
+    rng: rand::rngs::StdRng,
+}
+
+impl Intents {
+    pub(super) fn new(base: i64, seed: u64) -> Intents {
+        Intents { items: BTreeMap::new(), next: 0, base, rng: rand::rngs::StdRng::seed_from_u64(seed) }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether an intent on `server` (store id) is not yet done.
+    pub(super) fn for_server(&self, server: i64) -> bool {
+        self.items.values().any(|p| p.action.server() == Some(server))
+    }
+
+    pub(super) fn for_vm(&self, name: &str) -> bool {
+        self.items.values().any(|p| p.action.target() == Target::Vm(name.to_owned()))
+    }
+
+    /// Adopts an intent a previous run left pending.
+    pub(super) fn resume(&mut self, store_id: i64, key: String, action: Action, now: Millis) {
+        let local = self.next;
+        self.next += 1;
+        let p = Pending { store_id, key, action, attempts: 0, next_at: now, in_flight: false, alerted: false };
+        self.items.insert(local, p);
+    }
+
+    /// Drops the pending intents of `server` of this kind (a start timeout ends its
+    /// placement's intent). Returns their store ids.
+    fn cancel(&mut self, server: i64, kind: &str) -> Vec<i64> {
+        let gone: Vec<u64> = self
+            .items
+            .iter()
+            .filter(|(_, p)| !p.in_flight && p.action.server() == Some(server) && p.action.kind() == kind)
+            .map(|(k, _)| *k)
+            .collect();
+        gone.into_iter().filter_map(|k| self.items.remove(&k)).map(|p| p.store_id).collect()
+    }
+
+    fn backoff(&mut self, attempts: u32, h: &Healing) -> Millis {
+        let exp = h.retry_base.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(h.retry_max);
+        let jitter: f64 = self.rng.random_range(0.5..1.5);
+        ((exp as f64) * jitter).round() as Millis
+    }
+}
+
+/// Where a placement's world comes from.
+enum Source {
+    Here,
+    Archive(ArchiveRef),
+    Node(Arc<dyn NodeDriver>),
+}
+
+/// One driver call sequence of an intent, with everything it needs (no engine access).
+enum Call {
+    Place { node: Arc<dyn NodeDriver>, spec: ContainerSpec, source: Source },
+    Stop { node: Arc<dyn NodeDriver>, server: i64 },
+    Archive { node: Arc<dyn NodeDriver>, server: i64, key: String },
+    Remove { node: Arc<dyn NodeDriver>, server: i64, volume: bool },
+    CreateVm { cloud: Arc<dyn CloudDriver>, new: NewVm },
+    DeleteVm { cloud: Arc<dyn CloudDriver>, id: Option<i64>, name: String, selector: String },
+}
+
+pub(super) struct Job {
+    local: u64,
+    /// Calls of one group run one after the other (one node's, or the cloud's).
+    group: String,
+    call: Result<Call, Verdict>,
+}
+
+/// Why an intent needs no call (or cannot have one).
+#[derive(Clone, Debug)]
+pub(super) enum Verdict {
+    Unnecessary(String),
+    Failed(DriverError),
+}
+
+pub(super) enum Output {
+    Unit,
+    Archived(ArchiveRef),
+    Vm(Vm),
+}
+
+/// What a step looks at and carries out, detached from the engine (phase 2 of a step).
+pub struct Work {
+    pub(super) jobs: Vec<Job>,
+    pub(super) looks: Vec<observe::Look>,
+    pub(super) cloud: Option<(Arc<dyn CloudDriver>, String)>,
+    archive: Arc<dyn ArchiveStore>,
+    helper: Helper,
+    stop_timeout: Duration,
+    call_timeout: Duration,
+    data_timeout: Duration,
+    log_lines: usize,
+}
+
+/// What the work found and did.
+pub struct Done {
+    pub(super) outcomes: Vec<(u64, Result<Output, Verdict>)>,
+    pub(super) seen: Vec<observe::Seen>,
+    pub(super) cloud: Option<Result<Vec<Vm>, DriverError>>,
+}
+
+/// `fut` under a deadline: a call that does not answer in time failed transiently.
+pub(super) async fn timed<T>(
+    deadline: Duration,
+    fut: impl std::future::Future<Output = Result<T, DriverError>>,
+) -> Result<T, DriverError> {
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(DriverError::transient(format!("no answer within {deadline:?}"))),
+    }
+}
+
+impl Work {
+    pub(super) fn empty(cfg: &LiveConfig) -> Work {
+        Work {
+            jobs: Vec::new(),
+            looks: Vec::new(),
+            cloud: None,
+            archive: cfg.archive.clone(),
+            helper: cfg.helper.clone(),
+            stop_timeout: cfg.stop_timeout,
+            call_timeout: cfg.healing.call_timeout,
+            data_timeout: cfg.healing.data_timeout,
+            log_lines: cfg.healing.log_lines,
+        }
+    }
+
+    /// Looks first (what exists before this step's actions), then the intents' calls:
+    /// one group (a node, the cloud) at a time each, groups in parallel.
+    pub async fn run(self) -> Done {
+        let looks = join_all(self.looks.iter().map(|l| l.run(self.call_timeout, self.log_lines)));
+        let cloud = async {
+            match &self.cloud {
+                Some((c, selector)) => Some(timed(self.call_timeout, c.list(selector)).await),
+                None => None,
+            }
+        };
+        let (seen, cloud) = futures_util::join!(looks, cloud);
+        let mut groups: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
+        for j in &self.jobs {
+            groups.entry(&j.group).or_default().push(j);
+        }
+        let runs = join_all(groups.into_values().map(|jobs| async {
+            let mut out = Vec::new();
+            for j in jobs {
+                let r = match &j.call {
+                    Ok(call) => self.call(call).await.map_err(Verdict::Failed),
+                    Err(v) => Err(v.clone()),
+                };
+                out.push((j.local, r));
+            }
+            out
+        }))
+        .await;
+        let mut outcomes: Vec<(u64, Result<Output, Verdict>)> = runs.into_iter().flatten().collect();
+        outcomes.sort_by_key(|o| o.0);
+        Done { outcomes, seen, cloud }
+    }
+
+    async fn call(&self, call: &Call) -> Result<Output, DriverError> {
+        let t = self.call_timeout;
+        match call {
+            Call::Place { node, spec, source } => {
+                let id = spec.server;
+                match source {
+                    Source::Here => {
+                        timed(t, node.ensure_container(spec)).await?;
+                    }
+                    Source::Archive(r) => {
+                        let restore = archive::restore_server(&**node, self.archive.as_ref(), spec, r, &self.helper);
+                        timed(self.data_timeout, async { restore.await.map_err(DriverError::from) }).await?;
+                    }
+                    Source::Node(src) => {
+                        let tar = timed(self.data_timeout, src.download_data(id)).await?;
+                        timed(self.data_timeout, node.write_volume(id, tar, &self.helper)).await?;
+                        timed(t, node.ensure_container(spec)).await?;
+                    }
+                }
+                timed(t, node.start(id)).await?;
+                if let Source::Node(src) = source {
+                    // The copy runs here now: the old one goes (unless it is the same engine).
+                    if !Arc::ptr_eq(src, node) {
+                        timed(t, src.remove(id, true)).await?;
+                    }
+                }
+                Ok(match source {
+                    Source::Archive(r) => Output::Archived(r.clone()),
+                    _ => Output::Unit,
+                })
+            }
+            Call::Stop { node, server } => {
+                let deadline = t + self.stop_timeout;
+                timed(deadline, node.stop(*server, self.stop_timeout)).await.map(|_| Output::Unit)
+            }
+            Call::Archive { node, server, key } => {
+                let made = archive::archive_server(&**node, self.archive.as_ref(), *server, key);
+                timed(self.data_timeout, async { made.await.map_err(DriverError::from) }).await.map(Output::Archived)
+            }
+            Call::Remove { node, server, volume } => {
+                timed(t, node.remove(*server, *volume)).await.map(|_| Output::Unit)
+            }
+            Call::CreateVm { cloud, new } => timed(t, cloud.create(new)).await.map(Output::Vm),
+            Call::DeleteVm { cloud, id, name, selector } => {
+                let id = match id {
+                    Some(id) => Some(*id),
+                    None => timed(t, cloud.list(selector)).await?.into_iter().find(|v| &v.name == name).map(|v| v.id),
+                };
+                if let Some(id) = id {
+                    timed(t, cloud.delete(id)).await?;
+                }
+                Ok(Output::Unit)
+            }
+        }
+    }
+}
+
+impl<S: Store> Live<S> {
+    pub(super) fn container(&self, server: ServerId) -> ContainerSpec {
+        ContainerSpec {
+            server: self.server_ids[server.0 as usize],
+            image: self.cfg.image.clone(),
+            cmd: self.cfg.cmd.clone(),
+            memory_mib: self.core.plan_ram(server),
+            env: Vec::new(),
+            host_port: None,
+        }
+    }
+
+    pub(super) fn push_node(&mut self, core: NodeId, store_id: i64, name: &str) {
+        let i = core.0 as usize;
+        if self.node_ids.len() <= i {
+            self.node_ids.resize(i + 1, None);
+            self.docker.resize(i + 1, None);
+            self.health.resize(i + 1, Health::default());
+        }
+        self.node_ids[i] = Some(store_id);
+        self.vm_names.insert(core, name.to_owned());
+        if let Some(c) = &self.cfg.cloud {
+            self.docker[i] = Some((c.docker_for_vm)(name));
+        }
+    }
+
+    /// Records an intent and queues it (an identical one already waiting is enough).
+    pub(super) async fn enqueue(&mut self, now: Millis, action: Action, _why: Option<&str>) -> Result<(), LiveError> {
+        if self.intents.items.values().any(|p| p.action == action) {
+            return Ok(());
+        }
+        let local = self.intents.next;
+        self.intents.next += 1;
+        let key = format!("{}:{:?}:{}.{local}", action.kind(), action.target(), self.intents.base);
+        let data = serde_json::to_value(&action).expect("plain data");
+        let intent = self.store.begin_intent(&key, action.kind(), data, now).await?;
+        let p =
+            Pending { store_id: intent.id, key, action, attempts: 0, next_at: now, in_flight: false, alerted: false };
+        self.intents.items.insert(local, p);
+        Ok(())
+    }
+
+    /// A command of the core: a timer, or an intent (recorded only, in observe mode).
+    pub(super) async fn command(&mut self, now: Millis, command: Command) -> Result<(), LiveError> {
+        if let Command::Wake { at, timer } = command {
+            self.timer_seq += 1;
+            self.timers.insert((at, self.timer_seq), timer);
+            return Ok(());
+        }
+        if self.cfg.mode == Mode::Observe {
+            let data = json!({ "command": format!("{command:?}") });
+            return self.event(now, DECISION_OBSERVED, None, None, data).await;
+        }
+        let action = match command {
+            Command::Place { server, node, restore, .. } => {
+                let restore = match restore {
+                    Restore::None => RestoreFrom::None,
+                    Restore::FromArchive => RestoreFrom::Archive,
+                    Restore::FromNode(from) => RestoreFrom::Node { node: self.nid(from) },
+                };
+                self.placed_at.insert(server, now);
+                self.unanswered.remove(&server);
+                self.record_state(server, now).await?;
+                // Ends a sleeping phase for billing (and tells where it went).
+                let data = json!({ "restore": format!("{restore:?}") });
+                self.event(now, SERVER_PLACED, Some(self.sid(server)), Some(self.nid(node)), data).await?;
+                Action::Place { server: self.sid(server), node: self.nid(node), restore }
+            }
+            Command::Stop { server, node } => {
+                self.record_state(server, now).await?;
+                Action::Stop { server: self.sid(server), node: self.nid(node) }
+            }
+            Command::Archive { server, node } => {
+                let key = format!("s{}-{now}", self.sid(server));
+                Action::Archive { server: self.sid(server), node: self.nid(node), key }
+            }
+            Command::Discard { server, node, keep_data } => {
+                Action::Discard { server: self.sid(server), node: self.nid(node), keep_data }
+            }
+            Command::CreateVm { node, vm_type } => {
+                let Some(c) = self.cfg.cloud.as_ref() else {
+                    let data = json!({ "command": "create_vm", "error": "no cloud configured" });
+                    self.event(now, COMMAND_UNSUPPORTED, None, None, data).await?;
+                    self.core.vm_failed(now, node, &mut self.out);
+                    return Ok(());
+                };
+                let cluster = c.cluster.clone();
+                // The node row first: its event's seq makes the VM's name.
+                let seq = self
+                    .store
+                    .append_event(NewEvent {
+                        at: now,
+                        kind: NODE_CREATE_REQUESTED.into(),
+                        server: None,
+                        node: None,
+                        data: json!({ "type": vm_type }),
+                    })
+                    .await?;
+                let name = format!("cdt-{cluster}-{seq}");
+                let n = self.core.node(node);
+                let new = NewNode {
+                    name: name.clone(),
+                    kind: NodeKind::Cloud,
+                    type_name: vm_type.clone(),
+                    provider_id: None,
+                    state: NodeState::Provisioning,
+                    ram_mib: n.ram_mib,
+                    usable_mib: n.usable_mib,
+                };
+                let row = self.store.upsert_node(new, now).await?;
+                self.push_node(node, row.id, &name);
+                self.provisioning_since.insert(node, now);
+                Action::CreateVm { node: row.id, name, vm_type }
+            }
+            Command::DeleteVm { node } => {
+                let store_node = self.store_node(node);
+                if let Some(id) = store_node {
+                    self.store.set_node_state(id, NodeState::Deleted, None, now).await?;
+                }
+                self.provisioning_since.remove(&node);
+                let name = self.vm_names.get(&node).cloned().unwrap_or_default();
+                Action::DeleteVm { node: store_node, name }
+            }
+            other => {
+                let data = json!({ "command": format!("{other:?}") });
+                return self.event(now, COMMAND_UNSUPPORTED, None, None, data).await;
+            }
+        };
+        self.enqueue(now, action, None).await
+    }
+
+    /// The intents due now whose target has no earlier intent waiting, as calls.
+    pub(super) async fn due_work(&mut self, now: Millis) -> Result<Work, LiveError> {
+        let mut work = Work::empty(&self.cfg);
+        let mut blocked = std::collections::BTreeSet::new();
+        let locals: Vec<u64> = self.intents.items.keys().copied().collect();
+        for local in locals {
+            let p = &self.intents.items[&local];
+            let target = p.action.target();
+            if blocked.contains(&target) || p.in_flight || p.next_at > now {
+                blocked.insert(target);
+                continue;
+            }
+            blocked.insert(target);
+            let action = p.action.clone();
+            let (group, call) = self.resolve(&action);
+            self.intents.items.get_mut(&local).expect("present").in_flight = true;
+            work.jobs.push(Job { local, group, call });
+        }
+        Ok(work)
+    }
+
+    fn driver(&self, store_node: i64) -> Result<(NodeId, Arc<dyn NodeDriver>), Verdict> {
+        use conductor_core::scheduler::NodeState as N;
+        let node = self.core_node(store_node).ok_or_else(|| Verdict::Unnecessary("node unknown".into()))?;
+        if matches!(self.core.node(node).state, N::Dead | N::Deleted) {
+            return Err(Verdict::Unnecessary(format!("node {} is gone", self.node_name(node))));
+        }
+        let d = self.docker.get(node.0 as usize).cloned().flatten();
+        d.map(|d| (node, d)).ok_or_else(|| Verdict::Failed(DriverError::permanent("node without a Docker API")))
+    }
+
+    /// The call an intent needs now, or why it needs none.
+    fn resolve(&self, action: &Action) -> (String, Result<Call, Verdict>) {
+        let group = match action {
+            Action::Place { node, .. }
+            | Action::Stop { node, .. }
+            | Action::Archive { node, .. }
+            | Action::Discard { node, .. }
+            | Action::Remove { node, .. } => format!("node:{node}"),
+            Action::CreateVm { .. } | Action::DeleteVm { .. } => "cloud".into(),
+        };
+        let call = (|| match action {
+            Action::Place { server, node, restore } => {
+                let (core_node, d) = self.driver(*node)?;
+                let id = *self.by_store_id.get(server).ok_or_else(|| Verdict::Unnecessary("server unknown".into()))?;
+                if self.core.residence(id) != (Residence::Starting { node: core_node }) {
+                    return Err(Verdict::Unnecessary("superseded: the server is no longer placed there".into()));
+                }
+                let source = match restore {
+                    RestoreFrom::None => Source::Here,
+                    RestoreFrom::Archive => match self.archives.get(&id) {
+                        Some(r) => Source::Archive(r.clone()),
+                        None => {
+                            let e = "no archive of this world is known (it lived only on a node that died)";
+                            return Err(Verdict::Failed(DriverError::permanent(e)));
+                        }
+                    },
+                    RestoreFrom::Node { node: from } => match self.driver(*from) {
+                        Ok((_, src)) => Source::Node(src),
+                        Err(_) => return Err(Verdict::Failed(DriverError::permanent("the world's node is gone"))),
+                    },
+                };
+                Ok(Call::Place { node: d, spec: self.container(id), source })
+            }
+            Action::Stop { server, node } => Ok(Call::Stop { node: self.driver(*node)?.1, server: *server }),
+            Action::Archive { server, node, key } => {
+                Ok(Call::Archive { node: self.driver(*node)?.1, server: *server, key: key.clone() })
+            }
+            Action::Discard { server, node, keep_data } => {
+                Ok(Call::Remove { node: self.driver(*node)?.1, server: *server, volume: !keep_data })
+            }
+            Action::Remove { server, node, volume } => {
+                Ok(Call::Remove { node: self.driver(*node)?.1, server: *server, volume: *volume })
+            }
+            Action::CreateVm { name, vm_type, .. } => {
+                let c = self.cfg.cloud.as_ref().ok_or_else(|| Verdict::Unnecessary("no cloud configured".into()))?;
+                let labels = std::collections::HashMap::from([(LABEL_MANAGED.to_string(), c.cluster.clone())]);
+                let new = NewVm {
+                    name: name.clone(),
+                    type_name: vm_type.clone(),
+                    image: c.image.clone(),
+                    location: c.location.clone(),
+                    user_data: c.user_data.clone(),
+                    labels,
+                };
+                Ok(Call::CreateVm { cloud: c.client.clone(), new })
+            }
+            Action::DeleteVm { node, name } => {
+                let c = self.cfg.cloud.as_ref().ok_or_else(|| Verdict::Unnecessary("no cloud configured".into()))?;
+                let id = node.and_then(|n| self.core_node(n)).and_then(|n| self.vm_ids.get(&n).copied());
+                let selector = format!("{LABEL_MANAGED}={}", c.cluster);
+                Ok(Call::DeleteVm { cloud: c.client.clone(), id, name: name.clone(), selector })
+            }
+        })();
+        (group, call)
+    }
+
+    /// Outcomes of the step's calls: done, retried later, or failed for good (then the
+    /// core is told).
+    pub(super) async fn outcomes(
+        &mut self,
+        now: Millis,
+        outcomes: Vec<(u64, Result<Output, Verdict>)>,
+    ) -> Result<(), LiveError> {
+        for (local, result) in outcomes {
+            let Some(p) = self.intents.items.get_mut(&local) else { continue };
+            p.in_flight = false;
+            match result {
+                Ok(out) => {
+                    let p = self.intents.items.remove(&local).expect("present");
+                    self.store.finish_intent(p.store_id, true, json!({}), now).await?;
+                    self.done(now, &p.action, out).await?;
+                }
+                Err(Verdict::Unnecessary(why)) => {
+                    let p = self.intents.items.remove(&local).expect("present");
+                    self.store.finish_intent(p.store_id, true, json!({ "unnecessary": why }), now).await?;
+                    let data = json!({ "key": p.key, "reason": why });
+                    self.event(now, INTENT_UNNECESSARY, p.action.server(), None, data).await?;
+                }
+                Err(Verdict::Failed(e)) => {
+                    let kind = p.action.kind();
+                    let attempts = p.attempts + 1;
+                    let gives_up = p.action.gives_up();
+                    if e.is_transient() && !(gives_up && attempts >= self.cfg.healing.max_attempts) {
+                        let wait = self.intents.backoff(attempts, &self.cfg.healing);
+                        let p = self.intents.items.get_mut(&local).expect("present");
+                        p.attempts = attempts;
+                        p.next_at = now + wait;
+                        let alert = !gives_up && attempts >= self.cfg.healing.max_attempts && !p.alerted;
+                        p.alerted |= alert;
+                        let (key, server) = (p.key.clone(), p.action.server());
+                        *self.metrics.retries.entry(kind).or_default() += 1;
+                        let data =
+                            json!({ "key": key, "attempt": attempts, "error": e.message, "next_at": now + wait });
+                        self.event(now, INTENT_RETRY, server, None, data).await?;
+                        if alert {
+                            self.alert(now, format!("{key} keeps failing ({attempts} attempts): {}", e.message))
+                                .await?;
+                        }
+                    } else {
+                        let p = self.intents.items.remove(&local).expect("present");
+                        self.failed(now, p, attempts, e).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An intent failed for good: recorded, operators told, the core asked what next.
+    async fn failed(&mut self, now: Millis, p: Pending, attempts: u32, e: DriverError) -> Result<(), LiveError> {
+        let kind = p.action.kind();
+        *self.metrics.failures.entry(kind).or_default() += 1;
+        self.store.finish_intent(p.store_id, false, json!({ "error": e.message, "attempts": attempts }), now).await?;
+        let data = json!({ "key": p.key, "attempts": attempts, "error": e.message });
+        self.event(now, INTENT_FAILED, p.action.server(), None, data).await?;
+        self.alert(now, format!("{} failed for good after {attempts} attempts: {}", p.key, e.message)).await?;
+        match &p.action {
+            Action::Place { server, node, .. } => {
+                if let (Some(&id), Some(n)) = (self.by_store_id.get(server), self.core_node(*node)) {
+                    if self.core.residence(id) == (Residence::Starting { node: n }) {
+                        let placement = placement_of(&self.core, id);
+                        self.core.start_failed(now, id, placement, &mut self.out);
+                    }
+                }
+            }
+            Action::CreateVm { node, .. } => {
+                if let Some(n) = self.core_node(*node) {
+                    self.core.vm_failed(now, n, &mut self.out);
+                }
+            }
+            // Stops, archives and removals never give up unless refused for good: the world
+            // stays where it is (an archive is never taken for done).
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// What a finished intent changes in the records.
+    async fn done(&mut self, now: Millis, action: &Action, out: Output) -> Result<(), LiveError> {
+        match action {
+            Action::Place { server, node, .. } => {
+                if let Output::Archived(r) = out {
+                    let data = json!({ "archive": r.key, "sha256": r.sha256 });
+                    self.event(now, SERVER_RESTORED, Some(*server), Some(*node), data).await?;
+                }
+            }
+            Action::Stop { server, node } => {
+                let Some(&id) = self.by_store_id.get(server) else { return Ok(()) };
+                let slept =
+                    self.core_node(*node).is_some_and(|n| self.core.residence(id) == Residence::Sleeping { node: n });
+                if slept {
+                    // The run is billed until the container really stopped.
+                    let peak = self.peak_players.remove(&id).unwrap_or(0);
+                    self.event(now, SERVER_SLEPT, Some(*server), Some(*node), json!({ "peak_players": peak })).await?;
+                } else {
+                    self.event(now, CONTAINER_STOPPED, Some(*server), Some(*node), json!({})).await?;
+                }
+            }
+            Action::Archive { server, .. } => {
+                let Output::Archived(r) = out else { return Ok(()) };
+                let Some(&id) = self.by_store_id.get(server) else { return Ok(()) };
+                if self.core.residence(id) == Residence::Archived {
+                    self.store.set_server_state(*server, ServerState::Archived, None, now).await?;
+                }
+                let data = json!({ "archive": r.key, "sha256": r.sha256, "bytes": r.bytes });
+                self.event(now, SERVER_ARCHIVED, Some(*server), None, data).await?;
+                self.archives.insert(id, r);
+            }
+            Action::Discard { server, node, keep_data } => {
+                self.metrics.gc_removed += 1;
+                let data = json!({ "what": "container of a failed placement", "volume": !keep_data });
+                self.event(now, GC_REMOVED, Some(*server), Some(*node), data).await?;
+            }
+            Action::Remove { server, node, volume } => {
+                self.metrics.gc_removed += 1;
+                self.strays.remove(&format!("container:{node}:{server}"));
+                let data = json!({ "what": "container", "volume": volume });
+                self.event(now, GC_REMOVED, Some(*server), Some(*node), data).await?;
+            }
+            Action::CreateVm { node, name, .. } => {
+                let Output::Vm(vm) = out else { return Ok(()) };
+                if let Some(n) = self.core_node(*node) {
+                    self.vm_ids.insert(n, vm.id);
+                }
+                self.store.set_node_state(*node, NodeState::Provisioning, Some(vm.id.to_string()), now).await?;
+                let data = json!({ "provider_id": vm.id, "name": name });
+                self.event(now, NODE_CREATED, None, Some(*node), data).await?;
+            }
+            Action::DeleteVm { node, name } => {
+                self.strays.remove(&format!("vm:{name}"));
+                let data = json!({ "name": name });
+                self.event(now, NODE_DELETED, None, *node, data).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A start that ran out of time: its waiting placement intent ends, the core decides.
+    pub(super) async fn give_up_start(&mut self, now: Millis, server: ServerId) -> Result<(), LiveError> {
+        let id = self.server_ids[server.0 as usize];
+        for store_id in self.intents.cancel(id, "place") {
+            self.store.finish_intent(store_id, false, json!({ "error": "start timeout" }), now).await?;
+        }
+        if self.intents.items.values().any(|p| p.in_flight && p.action.server() == Some(id)) {
+            return Ok(()); // its call is under way: decided when it reports
+        }
+        let placement = placement_of(&self.core, server);
+        self.core.start_failed(now, server, placement, &mut self.out);
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! Start-up: the scheduler is rebuilt from the store (adoption) — nodes, VMs, servers, the
+//! archives' whereabouts, the scaling memory and the billable phases from the event log —
+//! so that a restart decides as the running controller would have. No driver is called:
+//! a node or a cloud that does not answer does not stop the start; the loop's first steps
+//! observe what exists (unreachable nodes start their dead timer, strays are collected) and
+//! the pending intents of the previous run are resumed.
+
+use super::*;
+use crate::store::{NewNode, NodeState};
+use conductor_core::NodeKind;
+
+impl<S: Store> Live<S> {
+    /// Rebuilds the scheduler from the store; pending intents are resumed.
+    pub async fn start(store: Arc<S>, cfg: LiveConfig, now: Millis) -> Result<Live<S>, LiveError> {
+        let types: Vec<DedicatedType> = cfg.dedicated.iter().map(|d| d.kind.clone()).collect();
+        let core = Scheduler::new(cfg.scheduler.clone(), &types, Vec::new());
+        // Its seq makes this run's intent keys unique.
+        let started = store
+            .append_event(NewEvent {
+                at: now,
+                kind: CONTROLLER_STARTED.into(),
+                server: None,
+                node: None,
+                data: json!({ "mode": cfg.mode }),
+            })
+            .await?;
+        let mut live = Live {
+            store,
+            core,
+            out: Outbox::default(),
+            server_ids: Vec::new(),
+            by_store_id: HashMap::new(),
+            node_ids: Vec::new(),
+            docker: Vec::new(),
+            health: Vec::new(),
+            vm_ids: HashMap::new(),
+            vm_names: HashMap::new(),
+            provisioning_since: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            placed_at: HashMap::new(),
+            unanswered: HashMap::new(),
+            idle_since: HashMap::new(),
+            peak_players: HashMap::new(),
+            archives: HashMap::new(),
+            intents: act::Intents::new(started, cfg.healing.seed),
+            strays: HashMap::new(),
+            deleted: HashSet::new(),
+            memory: ScalingMemory::default(),
+            usage: Vec::new(),
+            metered_until: Millis::MIN,
+            warned: Default::default(),
+            exhausted: Default::default(),
+            metrics: Metrics::default(),
+            cfg,
+        };
+        // Dedicated nodes: core nodes 0..k, in config order.
+        for d in &live.cfg.dedicated {
+            let new = NewNode {
+                name: d.name.clone(),
+                kind: NodeKind::Dedicated,
+                type_name: d.kind.name.clone(),
+                provider_id: None,
+                state: NodeState::Ready,
+                ram_mib: d.kind.ram_mib,
+                usable_mib: d.kind.usable_mib(),
+            };
+            let n = live.store.upsert_node(new, now).await?;
+            live.node_ids.push(Some(n.id));
+            live.docker.push(Some(d.docker.clone()));
+            live.health.push(Health::default());
+        }
+        // Cloud VMs the store holds (the loop checks them against the cloud's list).
+        let mut store_node_to_core = HashMap::new();
+        for (i, id) in live.node_ids.iter().enumerate() {
+            store_node_to_core.insert(id.expect("dedicated nodes are stored"), NodeId(i as u32));
+        }
+        for n in live.store.nodes().await? {
+            if n.kind != NodeKind::Cloud || matches!(n.state, NodeState::Deleted | NodeState::Dead) {
+                continue;
+            }
+            let ready = matches!(n.state, NodeState::Ready | NodeState::Unreachable | NodeState::Cordoned);
+            let Some(core_node) = live.core.adopt_vm(ready, n.created_at) else { continue };
+            store_node_to_core.insert(n.id, core_node);
+            live.push_node(core_node, n.id, &n.name);
+            if let Some(vm) = n.provider_id.as_deref().and_then(|p| p.parse().ok()) {
+                live.vm_ids.insert(core_node, vm);
+            }
+            if !ready {
+                live.provisioning_since.insert(core_node, now);
+            }
+        }
+        // From the event log: where archived worlds are (the latest `server.archived` event
+        // of each server) and what the scaling decisions remembered (the latest
+        // `scaling.memory`), so that a restart decides as the running controller would have.
+        let mut archived: HashMap<i64, ArchiveRef> = HashMap::new();
+        let mut memory = None;
+        // Billable phases (replayed into each server's usage below) and the last metering
+        // checkpoint (windows after it are metered again: posting is idempotent).
+        let mut billable: Vec<(i64, String, Millis)> = Vec::new();
+        let mut checkpoint = None;
+        let mut after = 0;
+        loop {
+            let page = live.store.events(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                match (e.kind.as_str(), e.server) {
+                    (SERVER_ARCHIVED, Some(store_id)) => {
+                        if let (Some(key), Some(sha)) = (e.data["archive"].as_str(), e.data["sha256"].as_str()) {
+                            let bytes = e.data["bytes"].as_u64().unwrap_or(0);
+                            archived.insert(store_id, ArchiveRef { key: key.into(), sha256: sha.into(), bytes });
+                        }
+                    }
+                    (SCALING_MEMORY, _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
+                    (BILLING_METERED, _) => checkpoint = e.data["until"].as_i64(),
+                    (kind, Some(store_id)) if Usage::follows(kind) => billable.push((store_id, kind.into(), e.at)),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(m) = memory {
+            live.core.adopt_scaling_memory(&m);
+            live.memory = m;
+        }
+        // Servers.
+        let mut requeue = Vec::new();
+        for s in live.store.servers(None).await? {
+            let id = live.core.add_server(spec(&s));
+            live.server_ids.push(s.id);
+            live.by_store_id.insert(s.id, id);
+            live.usage.push(Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb));
+            let node = s.node.and_then(|n| store_node_to_core.get(&n).copied());
+            if let Some(r) = archived.remove(&s.id) {
+                live.archives.insert(id, r);
+            }
+            match (s.state, node) {
+                (ServerState::Running | ServerState::Starting, Some(node)) => {
+                    let _ = live.core.adopt_running(id, node, s.state == ServerState::Running);
+                    if s.state == ServerState::Starting {
+                        live.placed_at.insert(id, now);
+                    }
+                }
+                (ServerState::Sleeping, Some(node)) => {
+                    let mut out = Outbox::default();
+                    live.core.adopt_stopped(id, Some(node), s.updated_at, &mut out);
+                    live.out.commands.extend(out.commands);
+                }
+                (ServerState::Archived, _) | (ServerState::Sleeping, None) => {
+                    live.core.adopt_stopped(id, None, s.updated_at, &mut Outbox::default());
+                }
+                (ServerState::Queued, node) => {
+                    // Waiting to start: its world sleeps on `node`, lies in the archive, or
+                    // it never ran. Requeued in the order the requests came.
+                    if node.is_some() || live.archives.contains_key(&id) {
+                        let mut out = Outbox::default();
+                        live.core.adopt_stopped(id, node, s.updated_at, &mut out);
+                        live.out.commands.extend(out.commands);
+                    }
+                    requeue.push((s.updated_at, id));
+                }
+                _ => {}
+            }
+        }
+        live.core.start(now, &mut live.out);
+        let first = billable.first().map(|b| b.2);
+        for (store_id, kind, at) in billable {
+            if let Some(&id) = live.by_store_id.get(&store_id) {
+                live.usage[id.0 as usize].on(&kind, at);
+            }
+        }
+        let window = live.cfg.billing.window;
+        let floor = |t: Millis| t - t.rem_euclid(window);
+        live.metered_until = checkpoint.or(first.map(floor)).unwrap_or_else(|| floor(now));
+        // What was metered before the checkpoint only counts as totals: keep no spans of it.
+        let metered = live.metered_until;
+        live.usage.iter_mut().for_each(|u| u.fold(metered));
+        // Pending intents of the previous run: resumed before anything new is decided, so
+        // that what it began is finished first (and an identical new one is not repeated).
+        for i in live.store.pending_intents().await? {
+            match serde_json::from_value::<Action>(i.data.clone()) {
+                Ok(action) if live.cfg.mode == Mode::Enforce => {
+                    let data = json!({ "key": i.key, "action": action.kind() });
+                    live.event(now, INTENT_RESUMED, None, None, data).await?;
+                    live.intents.resume(i.id, i.key, action, now);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let outcome = json!({ "superseded": format!("unreadable after a restart: {e}") });
+                    live.store.finish_intent(i.id, false, outcome, now).await?;
+                }
+            }
+        }
+        requeue.sort_unstable();
+        for (_, id) in requeue {
+            live.core.request_start(now, id, &mut live.out);
+        }
+        live.apply(now).await?;
+        Ok(live)
+    }
+}

@@ -1,0 +1,596 @@
+//! The live engine: the decision core (`conductor_core::Scheduler`, exactly as the twin
+//! runs it) fed with what really happens, its commands carried out by the drivers.
+//!
+//! One step ([`Live::tick`]) has three phases, so that the engine lock is held only for
+//! core steps and short store writes, never for a driver call:
+//!
+//! 1. [`Live::prepare`] (locked): due timers fire, metering runs, and the step's work is
+//!    collected — the intents that are due, and what to look at (every node's Docker API,
+//!    the cloud's VMs).
+//! 2. [`Work::run`] (unlocked): the heartbeat, container listings and status pings of every
+//!    node, then the intents' driver calls, each node's one at a time, nodes in parallel,
+//!    every call under a deadline.
+//! 3. [`Live::finish`] (locked): outcomes and observations become core inputs —
+//!    `boot_complete`, `crashed`, `start_failed`, `node_unreachable`/`node_reachable`,
+//!    `node_ready`, `vm_failed` — and the core's answer becomes events and new intents.
+//!
+//! Every command of the core becomes a durable intent (`act.rs`) carried out until it is
+//! done, proven unnecessary, or failed for good; a failure of one never stops the others or
+//! the next step. Modules: `adopt` (start-up), `act` (intents), `observe` (facts into the
+//! core, garbage collection), `settle` (billing). `observe` mode records every decision and
+//! carries out nothing.
+
+mod act;
+mod adopt;
+mod observe;
+mod settle;
+
+pub use act::{Action, RestoreFrom, Work};
+
+use crate::archive::{ArchiveRef, ArchiveStore};
+use crate::billing::{BillingSetup, Usage};
+use crate::driver::{CloudDriver, NodeDriver};
+use crate::events::*;
+use crate::store::{NewEvent, ServerState, Store, StoreError};
+use conductor_core::scheduler::{Outbox, ScaleAction};
+use conductor_core::{
+    DedicatedType, Millis, NodeId, Note, PlacementId, Residence, ScalingMemory, Scheduler, SchedulerConfig, ServerId,
+    ServerSpec, Timer,
+};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Decide and record, carry out nothing.
+    Observe,
+    Enforce,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Driver(String),
+    /// The owner's balance is used up: nothing starts until a top-up.
+    #[error("the balance is used up ({balance} EUR): top up to start servers")]
+    BalanceExhausted { balance: crate::store::Money },
+}
+
+/// A dedicated node: its type (capacity) and how to reach its Docker API.
+pub struct DedicatedNode {
+    pub name: String,
+    pub kind: DedicatedType,
+    pub docker: Arc<dyn NodeDriver>,
+}
+
+/// The Docker API of a VM, by its name.
+pub type DockerForVm = Box<dyn Fn(&str) -> Arc<dyn NodeDriver> + Send + Sync>;
+
+/// How VMs are made and reached.
+pub struct CloudSetup {
+    pub client: Arc<dyn CloudDriver>,
+    /// The value of the `conductor-managed` label: this controller's VMs.
+    pub cluster: String,
+    pub image: String,
+    pub location: Option<String>,
+    pub user_data: Option<String>,
+    /// The Docker API of a new VM (tests and local runs: one engine for all).
+    pub docker_for_vm: DockerForVm,
+}
+
+/// How the engine notices and heals failures (`[controller]` keys in brackets).
+#[derive(Clone, Debug)]
+pub struct Healing {
+    /// A placed server that does not answer within this long is given up (`start_timeout_s`).
+    pub start_timeout: Millis,
+    /// A running server that does not answer its status ping this long crashed (`crash_grace_s`).
+    pub crash_grace: Millis,
+    /// A node whose heartbeat fails this long is unreachable for the core, which declares
+    /// it dead `lifecycle.dead_after_s` later (`unreachable_after_s`).
+    pub unreachable_after: Millis,
+    /// A VM not ready this long after its create is deleted (`vm_ready_timeout_s`).
+    pub vm_ready_timeout: Millis,
+    /// Containers and VMs nobody knows are removed this long after they were first seen
+    /// (`gc_grace_s`).
+    pub gc_grace: Millis,
+    /// Retries back off from `retry_base` doubling to `retry_max`, with ±50 % jitter.
+    pub retry_base: Millis,
+    pub retry_max: Millis,
+    /// Attempts of a placement or a VM create before it has failed for good (then the core
+    /// decides what next); stops, archives and deletes are retried until they succeed.
+    pub max_attempts: u32,
+    /// Deadline of one driver call (a copy of a world: `data_timeout`).
+    pub call_timeout: Duration,
+    pub data_timeout: Duration,
+    /// Operators are told here of dead nodes, crash loops, commands failed for good and
+    /// VMs that never became ready (`ops_webhook`).
+    pub ops_webhook: Option<String>,
+    /// Seed of the retry jitter.
+    pub seed: u64,
+    /// Lines of a crashed server's output kept in its `server.crashed` event.
+    pub log_lines: usize,
+}
+
+impl Default for Healing {
+    fn default() -> Self {
+        const S: Millis = 1000;
+        Healing {
+            start_timeout: 300 * S,
+            crash_grace: 60 * S,
+            unreachable_after: 15 * S,
+            vm_ready_timeout: 600 * S,
+            gc_grace: 300 * S,
+            retry_base: 2 * S,
+            retry_max: 60 * S,
+            max_attempts: 8,
+            call_timeout: Duration::from_secs(30),
+            data_timeout: Duration::from_secs(3600),
+            ops_webhook: None,
+            seed: 1,
+            log_lines: 20,
+        }
+    }
+}
+
+pub struct LiveConfig {
+    pub scheduler: SchedulerConfig,
+    pub dedicated: Vec<DedicatedNode>,
+    pub cloud: Option<CloudSetup>,
+    pub idle_timeout: Millis,
+    pub stop_timeout: Duration,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub helper: crate::docker::Helper,
+    pub archive: Arc<dyn ArchiveStore>,
+    pub mode: Mode,
+    pub billing: BillingSetup,
+    pub healing: Healing,
+}
+
+/// Counters for `/metrics` (since start-up).
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub crashes: u64,
+    pub crash_loops: u64,
+    pub start_failures: u64,
+    pub nodes_dead: u64,
+    /// Retries and failures for good, by intent kind.
+    pub retries: BTreeMap<&'static str, u64>,
+    pub failures: BTreeMap<&'static str, u64>,
+    pub gc_removed: u64,
+    /// Wall time of whole steps: bucket upper bounds in ms ([`TICK_BUCKETS_MS`]), then +Inf.
+    pub tick_buckets: [u64; TICK_BUCKETS_MS.len() + 1],
+    pub tick_ms_sum: f64,
+    pub ticks: u64,
+}
+
+pub const TICK_BUCKETS_MS: [f64; 8] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
+
+/// What the engine knows about a node's health.
+#[derive(Clone, Copy, Debug, Default)]
+struct Health {
+    /// Since when its heartbeat fails (`None`: it answers).
+    silent_since: Option<Millis>,
+    /// Whether it was declared dead (the operators are told when it comes back).
+    dead: bool,
+}
+
+pub struct Live<S: Store> {
+    store: Arc<S>,
+    cfg: LiveConfig,
+    core: Scheduler,
+    out: Outbox,
+    /// Store id of each core server, and back.
+    server_ids: Vec<i64>,
+    by_store_id: HashMap<i64, ServerId>,
+    /// Store node id, Docker API and cloud id of each core node.
+    node_ids: Vec<Option<i64>>,
+    docker: Vec<Option<Arc<dyn NodeDriver>>>,
+    health: Vec<Health>,
+    vm_ids: HashMap<NodeId, i64>,
+    /// Each VM's (deterministic) name, and since when it provisions.
+    vm_names: HashMap<NodeId, String>,
+    provisioning_since: HashMap<NodeId, Millis>,
+    timers: BTreeMap<(Millis, u64), Timer>,
+    timer_seq: u64,
+    /// When each starting server was placed (the start timeout runs from there).
+    placed_at: HashMap<ServerId, Millis>,
+    /// Running servers whose status ping fails, since when.
+    unanswered: HashMap<ServerId, Millis>,
+    idle_since: HashMap<ServerId, Millis>,
+    /// Most players seen since each running server started (the session's `players` when
+    /// the event log is exported as a dataset).
+    peak_players: HashMap<ServerId, u32>,
+    /// Latest verified archive of each server.
+    archives: HashMap<ServerId, ArchiveRef>,
+    /// The intents not yet done, by local sequence (their order).
+    intents: act::Intents,
+    /// Containers and VMs nobody knows, since when they were seen.
+    strays: HashMap<String, Millis>,
+    /// Servers deleted since start-up (their containers and worlds go).
+    deleted: HashSet<ServerId>,
+    /// The scaling memory last recorded in the event log.
+    memory: ScalingMemory,
+    /// Each server's billable phases (index = core server id), and where metering stands.
+    usage: Vec<Usage>,
+    metered_until: Millis,
+    /// Owners warned of a low balance, and owners whose servers were stopped at zero (each
+    /// told once until their balance recovers).
+    warned: HashSet<i64>,
+    exhausted: HashSet<i64>,
+    metrics: Metrics,
+}
+
+fn spec(s: &crate::store::Server) -> ServerSpec {
+    ServerSpec { ram_mib: s.ram_mib, disk_mb: s.disk_mb, pay_per_use: s.pay_per_use, cost_mode: s.cost_mode }
+}
+
+impl<S: Store> Live<S> {
+    pub fn core(&self) -> &Scheduler {
+        &self.core
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.cfg.mode
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Intents not yet done (waiting, due or being carried out).
+    pub fn pending_intents(&self) -> usize {
+        self.intents.len()
+    }
+
+    /// Nodes by health: (answering, silent, dead) among those not deleted.
+    pub fn node_health(&self) -> (u32, u32, u32) {
+        use conductor_core::scheduler::NodeState as N;
+        let mut h = (0, 0, 0);
+        for n in self.core.nodes() {
+            match n.state {
+                N::Ready | N::Cordoned | N::Provisioning => h.0 += 1,
+                N::Unreachable { .. } => h.1 += 1,
+                N::Dead => h.2 += 1,
+                N::Deleted => {}
+            }
+        }
+        h
+    }
+
+    /// Records the wall time of a whole step (the daemon measures it).
+    pub fn record_tick(&mut self, took: Duration) {
+        let ms = took.as_secs_f64() * 1000.0;
+        let i = TICK_BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(TICK_BUCKETS_MS.len());
+        self.metrics.tick_buckets[i] += 1;
+        self.metrics.tick_ms_sum += ms;
+        self.metrics.ticks += 1;
+    }
+
+    /// Switches between observing and enforcing (recorded as an event).
+    pub async fn set_mode(&mut self, mode: Mode, now: Millis) -> Result<(), LiveError> {
+        let from = self.cfg.mode;
+        self.cfg.mode = mode;
+        self.event(now, CONTROLLER_MODE, None, None, json!({ "from": from, "to": mode })).await
+    }
+
+    /// Deletes a server that does not run: its container and world go from its node.
+    pub async fn delete_server(&mut self, store_id: i64, now: Millis) -> Result<(), LiveError> {
+        let id = self.id_of(store_id)?;
+        match self.core.residence(id) {
+            Residence::Starting { .. } | Residence::Running { .. } => {
+                return Err(LiveError::Store(StoreError::Conflict("the server runs: stop it first".into())));
+            }
+            _ if self.core.is_queued(id) => {
+                return Err(LiveError::Store(StoreError::Conflict("the server waits to start: stop it first".into())));
+            }
+            _ => {}
+        }
+        if self.cfg.mode == Mode::Enforce {
+            if let Residence::Sleeping { node } = self.core.residence(id) {
+                if let Some(store_node) = self.node_ids[node.0 as usize] {
+                    let action = Action::Remove { server: store_id, node: store_node, volume: true };
+                    self.enqueue(now, action, None).await?;
+                }
+            }
+        }
+        self.deleted.insert(id);
+        self.store.set_server_state(store_id, ServerState::Deleted, None, now).await?;
+        self.event(now, SERVER_DELETED, Some(store_id), None, json!({})).await
+    }
+
+    /// A server created through the API after start-up.
+    pub fn add_server(&mut self, s: &crate::store::Server) {
+        if !self.by_store_id.contains_key(&s.id) {
+            let id = self.core.add_server(spec(s));
+            self.server_ids.push(s.id);
+            self.by_store_id.insert(s.id, id);
+            self.usage.push(Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb));
+        }
+    }
+
+    fn id_of(&self, store_id: i64) -> Result<ServerId, LiveError> {
+        self.by_store_id
+            .get(&store_id)
+            .copied()
+            .ok_or(LiveError::Store(StoreError::NotFound { what: "server", id: store_id.to_string() }))
+    }
+
+    /// A customer (or a player connecting through the gateway) asks `server` to start. The
+    /// decision is taken and its intents recorded; the drivers carry them out in the loop.
+    pub async fn request_start(&mut self, store_id: i64, now: Millis) -> Result<(), LiveError> {
+        let id = self.id_of(store_id)?;
+        let balance = self.store.balance(self.usage[id.0 as usize].owner).await?;
+        if balance <= crate::store::Money::ZERO {
+            return Err(LiveError::BalanceExhausted { balance });
+        }
+        self.event(now, SERVER_REQUESTED, Some(store_id), None, json!({})).await?;
+        self.core.request_start(now, id, &mut self.out);
+        self.apply(now).await
+    }
+
+    /// A customer stops `server` (or it went idle).
+    pub async fn request_stop(&mut self, store_id: i64, now: Millis) -> Result<(), LiveError> {
+        let id = self.id_of(store_id)?;
+        let peak = self.peak_players.get(&id).copied().unwrap_or(0);
+        self.event(now, SERVER_STOP_REQUESTED, Some(store_id), None, json!({ "peak_players": peak })).await?;
+        self.core.wanted_end(now, id, &mut self.out);
+        self.apply(now).await
+    }
+
+    /// One whole step at `now` with exclusive access (tests, and the daemon's loop when
+    /// nothing else holds the engine): prepare, run the work, finish.
+    pub async fn tick(&mut self, now: Millis) -> Result<(), LiveError> {
+        let work = self.prepare(now).await?;
+        let done = work.run().await;
+        self.finish(now, done).await
+    }
+
+    /// Phase 1 of a step: timers, metering, and the work to do.
+    pub async fn prepare(&mut self, now: Millis) -> Result<Work, LiveError> {
+        while let Some((&(at, seq), _)) = self.timers.first_key_value() {
+            if at > now {
+                break;
+            }
+            let timer = self.timers.remove(&(at, seq)).expect("present");
+            self.core.timer(at, timer, &mut self.out);
+            self.apply(now).await?;
+        }
+        self.remember_scaling(now).await?;
+        self.meter(now).await?;
+        if self.cfg.mode == Mode::Observe {
+            return Ok(Work::empty(&self.cfg));
+        }
+        let mut work = self.due_work(now).await?;
+        self.looks(&mut work);
+        Ok(work)
+    }
+
+    /// Phase 3 of a step: what the work found and did goes into the core.
+    pub async fn finish(&mut self, now: Millis, done: act::Done) -> Result<(), LiveError> {
+        self.outcomes(now, done.outcomes).await?;
+        self.observed(now, done.seen, done.cloud).await?;
+        self.apply(now).await?;
+        self.remember_scaling(now).await
+    }
+
+    async fn remember_scaling(&mut self, now: Millis) -> Result<(), LiveError> {
+        let memory = self.core.scaling_memory();
+        if memory != self.memory {
+            let data = serde_json::to_value(&memory).expect("plain data");
+            self.event(now, SCALING_MEMORY, None, None, data).await?;
+            self.memory = memory;
+        }
+        Ok(())
+    }
+
+    fn see_players(&mut self, server: ServerId, online: u32) {
+        self.core.set_players(server, online);
+        let peak = self.peak_players.entry(server).or_insert(0);
+        *peak = (*peak).max(online);
+    }
+
+    /// The node `server` starts, runs or sleeps on.
+    fn node_of(&self, server: ServerId) -> Option<NodeId> {
+        match self.core.residence(server) {
+            Residence::Starting { node } | Residence::Running { node } | Residence::Sleeping { node } => Some(node),
+            _ => None,
+        }
+    }
+
+    fn sid(&self, server: ServerId) -> i64 {
+        self.server_ids[server.0 as usize]
+    }
+
+    fn sid_opt(&self, server: ServerId) -> Option<i64> {
+        self.server_ids.get(server.0 as usize).copied()
+    }
+
+    /// The store id of a core node (-1 for one the store does not hold).
+    fn nid(&self, node: NodeId) -> i64 {
+        self.store_node(node).unwrap_or(-1)
+    }
+
+    fn store_node(&self, node: NodeId) -> Option<i64> {
+        self.node_ids.get(node.0 as usize).copied().flatten()
+    }
+
+    fn core_node(&self, store_node: i64) -> Option<NodeId> {
+        self.node_ids.iter().position(|n| *n == Some(store_node)).map(|i| NodeId(i as u32))
+    }
+
+    async fn event(
+        &mut self,
+        at: Millis,
+        kind: &str,
+        server: Option<i64>,
+        node: Option<i64>,
+        data: serde_json::Value,
+    ) -> Result<(), LiveError> {
+        self.store.append_event(NewEvent { at, kind: kind.into(), server, node, data }).await?;
+        // Billing follows what is recorded, so a restart that replays the log agrees.
+        if let Some(id) = server.and_then(|s| self.by_store_id.get(&s).copied()) {
+            self.usage[id.0 as usize].on(kind, at);
+        }
+        Ok(())
+    }
+
+    /// Records the notes and turns the commands of the last core step(s) into intents.
+    async fn apply(&mut self, now: Millis) -> Result<(), LiveError> {
+        loop {
+            let mut out = std::mem::take(&mut self.out);
+            if out.commands.is_empty() && out.notes.is_empty() {
+                return Ok(());
+            }
+            for note in out.notes.drain(..) {
+                self.note(now, note).await?;
+            }
+            for command in out.commands.drain(..) {
+                self.command(now, command).await?;
+            }
+        }
+    }
+
+    /// The store state that matches the core's residence of `server`.
+    async fn record_state(&mut self, server: ServerId, now: Millis) -> Result<(), LiveError> {
+        let id = self.server_ids[server.0 as usize];
+        let (state, node) = match self.core.residence(server) {
+            _ if self.core.is_queued(server) => {
+                let node = match self.core.residence(server) {
+                    Residence::Sleeping { node } => self.store_node(node),
+                    _ => None,
+                };
+                (ServerState::Queued, node)
+            }
+            Residence::New => (ServerState::New, None),
+            Residence::Starting { node } => (ServerState::Starting, self.store_node(node)),
+            Residence::Running { node } => (ServerState::Running, self.store_node(node)),
+            Residence::Sleeping { node } => (ServerState::Sleeping, self.store_node(node)),
+            Residence::Archived => (ServerState::Archived, None),
+        };
+        self.store.set_server_state(id, state, node, now).await?;
+        Ok(())
+    }
+
+    async fn note(&mut self, now: Millis, note: Note) -> Result<(), LiveError> {
+        match note {
+            Note::Queued { server } => {
+                if let Some(id) = self.sid_opt(server) {
+                    self.record_state(server, now).await?;
+                    self.event(now, SERVER_QUEUED, Some(id), None, json!({})).await?;
+                }
+            }
+            Note::Running { server, requested_at } => {
+                if let (Some(id), Residence::Running { node }) = (self.sid_opt(server), self.core.residence(server)) {
+                    let store_node = self.store_node(node);
+                    self.record_state(server, now).await?;
+                    self.event(now, SERVER_STARTED, Some(id), store_node, json!({ "wait_ms": now - requested_at }))
+                        .await?;
+                }
+            }
+            Note::Resumed { server } => {
+                if let Some(id) = self.sid_opt(server) {
+                    self.record_state(server, now).await?;
+                    self.event(now, SERVER_RESUMED, Some(id), None, json!({ "reason": "restarted" })).await?;
+                }
+            }
+            Note::Abandoned { server, reason, .. } => {
+                if let Some(id) = self.sid_opt(server) {
+                    if self.core.residence(server) == Residence::Archived && !self.archives.contains_key(&server) {
+                        // A world never archived (its placement failed before its first run).
+                        self.store.set_server_state(id, ServerState::New, None, now).await?;
+                    } else {
+                        self.record_state(server, now).await?;
+                    }
+                    self.event(now, SERVER_ABANDONED, Some(id), None, json!({ "reason": format!("{reason:?}") }))
+                        .await?;
+                }
+            }
+            Note::Scaled { action, policy, reason, .. } => {
+                let (name, node) = match action {
+                    ScaleAction::Create { node } => ("create", node),
+                    ScaleAction::Delete { node } => ("delete", node),
+                    ScaleAction::Cordon { node } => ("cordon", node),
+                    ScaleAction::Uncordon { node } => ("uncordon", node),
+                };
+                let data = json!({ "action": name, "policy": policy, "reason": reason, "core_node": node.0 });
+                let store_node = self.store_node(node);
+                self.event(now, SCALING_DECISION, None, store_node, data).await?;
+            }
+            Note::Shadow { policy, add, reason } => {
+                let data = json!({ "policy": policy, "would_add": add, "reason": reason });
+                self.event(now, SCALING_SHADOW, None, None, data).await?;
+            }
+            Note::VmFailed { node } => self.vm_failed_note(now, node).await?,
+            Note::StartFailed { server, node } => {
+                self.metrics.start_failures += 1;
+                self.placed_at.remove(&server);
+                let store_node = self.store_node(node);
+                self.record_state(server, now).await?;
+                self.event(now, SERVER_START_FAILED, self.sid_opt(server), store_node, json!({})).await?;
+            }
+            Note::Crashed { server, node, crashes, restarted } => {
+                if !restarted {
+                    self.metrics.crash_loops += 1;
+                    let id = self.sid_opt(server);
+                    let store_node = self.store_node(node);
+                    self.record_state(server, now).await?;
+                    let data = json!({ "crashes": crashes, "window_ms": self.core.config().crash_window });
+                    self.event(now, SERVER_CRASH_LOOP, id, store_node, data).await?;
+                    let text = format!(
+                        "Server {}: crashed {crashes} times within {} min; stopped, not restarted.",
+                        id.unwrap_or(0),
+                        self.core.config().crash_window / 60_000
+                    );
+                    self.alert(now, text).await?;
+                }
+            }
+            Note::NodeDead { node } => {
+                self.metrics.nodes_dead += 1;
+                if let Some(h) = self.health.get_mut(node.0 as usize) {
+                    h.dead = true;
+                }
+                if let Some(store_node) = self.store_node(node) {
+                    let state = if self.core.node(node).kind == conductor_core::NodeKind::Cloud {
+                        crate::store::NodeState::Deleted
+                    } else {
+                        crate::store::NodeState::Dead
+                    };
+                    self.store.set_node_state(store_node, state, None, now).await?;
+                    self.event(now, NODE_DEAD, None, Some(store_node), json!({})).await?;
+                    let name = self.node_name(node);
+                    self.alert(now, format!("Node {name} is dead: its servers restart elsewhere.")).await?;
+                }
+            }
+            Note::Failed { server, was_active } => {
+                if let Some(id) = self.sid_opt(server) {
+                    let archived = self.archives.get(&server).map(|r| r.key.clone());
+                    self.record_state(server, now).await?;
+                    let data = json!({ "was_active": was_active, "archive": archived });
+                    self.event(now, SERVER_FAILED, Some(id), None, data).await?;
+                }
+            }
+            other => {
+                self.event(now, CORE_NOTE, None, None, json!({ "note": format!("{other:?}") })).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn node_name(&self, node: NodeId) -> String {
+        match self.vm_names.get(&node) {
+            Some(n) => n.clone(),
+            None => self.cfg.dedicated.get(node.0 as usize).map_or_else(|| format!("#{}", node.0), |d| d.name.clone()),
+        }
+    }
+}
+
+/// The placement a store id's server has now (what a boot or a failure must carry).
+fn placement_of(core: &Scheduler, server: ServerId) -> PlacementId {
+    core.placement(server)
+}

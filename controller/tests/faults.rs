@@ -1,0 +1,404 @@
+//! The live engine's own code against the in-memory drivers under seeded fault schedules,
+//! with a virtual clock: calls fail transiently or for good, answers are lost after the
+//! fact, nodes go silent and come back, containers crash, the cloud has outages and the
+//! controller restarts at random moments — while a workload starts and stops servers and
+//! the fleet scales. After every step the invariants hold; once the faults stop, everything
+//! converges within a bounded number of steps.
+//!
+//! `CONDUCTOR_FAULT_SEEDS=N` runs N schedules (default 1000); `CONDUCTOR_FAULT_SEED=S`
+//! replays one (a failure prints its seed).
+
+use conductor_controller::billing::BillingSetup;
+use conductor_controller::docker::Helper;
+use conductor_controller::driver::NodeDriver;
+use conductor_controller::events::*;
+use conductor_controller::fake::{Clock, FakeCloud, FakeNode, Faults, MemArchive};
+use conductor_controller::live::{CloudSetup, DedicatedNode, Healing, Live, LiveConfig, Mode};
+use conductor_controller::store::{EntryKind, NewEntry, NewServer, ServerState, Store};
+use conductor_controller::MemoryStore;
+use conductor_core::catalogue::Reserve;
+use conductor_core::model::CostMode;
+use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use rand::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T0: Millis = 1_760_000_000_000;
+const S: Millis = 1000;
+/// One step every 5 s of virtual time.
+const STEP: Millis = 5 * S;
+const BOOT: Millis = 10 * S;
+
+struct World {
+    clock: Arc<Clock>,
+    faults: Arc<Faults>,
+    dedicated: Vec<Arc<FakeNode>>,
+    vms: Arc<Mutex<BTreeMap<String, Arc<FakeNode>>>>,
+    cloud: Arc<FakeCloud>,
+    archive: Arc<MemArchive>,
+    store: Arc<MemoryStore>,
+}
+
+impl World {
+    fn new(seed: u64, transient: f64, permanent: f64, lost: f64) -> World {
+        let clock = Clock::new(T0);
+        let faults = Faults::new(seed, transient, permanent, lost);
+        let dedicated =
+            (0..2).map(|i| FakeNode::new(&format!("ded-{i}"), clock.clone(), faults.clone(), BOOT)).collect();
+        World {
+            cloud: FakeCloud::new(clock.clone(), faults.clone(), 30 * S),
+            clock,
+            faults,
+            dedicated,
+            vms: Arc::default(),
+            archive: Arc::default(),
+            store: Arc::new(MemoryStore::new()),
+        }
+    }
+
+    fn config(&self) -> LiveConfig {
+        let vm = CloudType {
+            name: "cx23".into(),
+            ram_mib: 4096,
+            cores: 2,
+            disk_gb: 40,
+            hourly_eur: Decimal::new(6, 3),
+            monthly_cap_eur: Decimal::new(399, 2),
+            reserve: Reserve::Mib(0),
+        };
+        let node = DedicatedType {
+            name: "small".into(),
+            ram_mib: 4096,
+            cores: 2,
+            disk_gb: 40,
+            monthly_eur: Decimal::from(10),
+            reserve: Reserve::Mib(0),
+        };
+        let mut scheduler = SchedulerConfig::reference(vm, 3);
+        scheduler.dead_after = 60 * S;
+        let dedicated = self
+            .dedicated
+            .iter()
+            .map(|d| DedicatedNode {
+                name: d.name.clone(),
+                kind: node.clone(),
+                docker: d.clone() as Arc<dyn NodeDriver>,
+            })
+            .collect();
+        let (vms, clock, faults) = (self.vms.clone(), self.clock.clone(), self.faults.clone());
+        let docker_for_vm = Box::new(move |name: &str| {
+            let mut vms = vms.lock().unwrap();
+            let n =
+                vms.entry(name.to_owned()).or_insert_with(|| FakeNode::new(name, clock.clone(), faults.clone(), BOOT));
+            n.clone() as Arc<dyn NodeDriver>
+        });
+        LiveConfig {
+            scheduler,
+            dedicated,
+            cloud: Some(CloudSetup {
+                client: self.cloud.clone(),
+                cluster: "test".into(),
+                image: "ubuntu".into(),
+                location: None,
+                user_data: None,
+                docker_for_vm,
+            }),
+            idle_timeout: 300 * S,
+            stop_timeout: Duration::from_secs(10),
+            image: "standin".into(),
+            cmd: None,
+            helper: Helper { image: "standin".into(), cmd: vec![] },
+            archive: self.archive.clone(),
+            mode: Mode::Enforce,
+            billing: BillingSetup { window: 60 * S, ..BillingSetup::default() },
+            healing: Healing {
+                start_timeout: 60 * S,
+                crash_grace: 20 * S,
+                unreachable_after: 10 * S,
+                vm_ready_timeout: 120 * S,
+                gc_grace: 30 * S,
+                retry_base: S,
+                retry_max: 10 * S,
+                ..Healing::default()
+            },
+        }
+    }
+
+    /// Every node the fakes have, VMs the cloud deleted left out.
+    fn nodes(&self) -> Vec<Arc<FakeNode>> {
+        let deleted: Vec<String> =
+            self.cloud.vms().into_iter().filter(|v| v.deleted_at.is_some()).map(|v| v.name).collect();
+        let vms = self.vms.lock().unwrap();
+        self.dedicated
+            .iter()
+            .cloned()
+            .chain(vms.iter().filter(|(n, _)| !deleted.contains(n)).map(|(_, v)| v.clone()))
+            .collect()
+    }
+
+    fn all_nodes(&self) -> Vec<Arc<FakeNode>> {
+        let vms = self.vms.lock().unwrap();
+        self.dedicated.iter().cloned().chain(vms.values().cloned()).collect()
+    }
+}
+
+fn fail(seed: u64, what: String) -> String {
+    format!("seed {seed}: {what}")
+}
+
+/// Billed running intervals of each server, from the event log as billing reads it.
+fn billed(events: &[conductor_controller::store::Event]) -> BTreeMap<i64, Vec<(Millis, Millis)>> {
+    let mut open: BTreeMap<i64, Millis> = BTreeMap::new();
+    let mut out: BTreeMap<i64, Vec<(Millis, Millis)>> = BTreeMap::new();
+    for e in events {
+        let Some(s) = e.server else { continue };
+        let k = e.kind.as_str();
+        if !conductor_controller::billing::Usage::follows(k) {
+            continue;
+        }
+        if let Some(a) = open.remove(&s) {
+            if e.at > a {
+                out.entry(s).or_default().push((a, e.at));
+            }
+        }
+        if k == SERVER_STARTED || k == SERVER_RESUMED {
+            open.insert(s, e.at);
+        }
+    }
+    out
+}
+
+fn covered(runs: &[(Millis, Millis)], a: Millis, b: Millis) -> Millis {
+    runs.iter().map(|&(x, y)| (y.min(b) - x.max(a)).max(0)).sum()
+}
+
+async fn run(seed: u64, steps: u32) -> Result<(), String> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let w = World::new(seed ^ 0x5eed, 0.15, 0.02, 0.05);
+    let store = w.store.clone();
+    let owner = store.create_owner("o", T0).await.unwrap().id;
+    let credit = NewEntry {
+        owner,
+        kind: EntryKind::Topup,
+        amount: Decimal::from(1_000_000),
+        key: "credit".into(),
+        at: T0,
+        server: None,
+        window_start: None,
+        data: serde_json::json!({}),
+    };
+    store.post(credit).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let ram = [1024, 2048][i % 2];
+        let s = NewServer {
+            owner,
+            name: format!("s{i}"),
+            ram_mib: ram,
+            disk_mb: 100,
+            pay_per_use: false,
+            cost_mode: CostMode::Off,
+        };
+        ids.push(store.create_server(s, T0).await.unwrap().id);
+    }
+    let mut live = Live::start(store.clone(), w.config(), T0).await.map_err(|e| fail(seed, e.to_string()))?;
+    let mut wanted: BTreeMap<i64, bool> = ids.iter().map(|&id| (id, false)).collect();
+    let mut silent_until: BTreeMap<usize, Millis> = BTreeMap::new();
+    let mut duplicate_for: BTreeMap<i64, u32> = BTreeMap::new();
+    let mut now = T0;
+    let calm_at = steps * 2 / 3;
+    for step in 0..steps {
+        now += STEP;
+        w.clock.set(now);
+        let calm = step >= calm_at;
+        if step == calm_at {
+            w.faults.calm();
+            w.cloud.set_down(false);
+            for n in w.all_nodes() {
+                n.set_silent(false);
+            }
+        }
+        if !calm {
+            // The workload: customers start and stop servers.
+            if rng.random_bool(0.3) {
+                let id = ids[rng.random_range(0..ids.len())];
+                let start = rng.random_bool(0.6);
+                let r = if start { live.request_start(id, now).await } else { live.request_stop(id, now).await };
+                r.map_err(|e| fail(seed, format!("request: {e}")))?;
+                wanted.insert(id, start);
+            }
+            // Faults of the world: silent nodes, crashes, cloud outages.
+            let nodes = w.nodes();
+            if rng.random_bool(0.02) {
+                let i = rng.random_range(0..nodes.len());
+                nodes[i].set_silent(true);
+                silent_until.insert(i, now + rng.random_range(2..25) * STEP);
+            }
+            for (i, until) in silent_until.clone() {
+                if now >= until {
+                    if let Some(n) = nodes.get(i) {
+                        n.set_silent(false);
+                    }
+                    silent_until.remove(&i);
+                }
+            }
+            if rng.random_bool(0.03) {
+                let n = &nodes[rng.random_range(0..nodes.len())];
+                if let Some((&s, _)) = n.containers().iter().find(|(_, c)| c.running) {
+                    n.crash(s, 137);
+                }
+            }
+            if rng.random_bool(0.01) {
+                w.cloud.set_down(true);
+            } else if rng.random_bool(0.1) {
+                w.cloud.set_down(false);
+            }
+            // The daemon is killed now and then (in-memory state gone; the store stays).
+            if rng.random_bool(0.01) {
+                drop(live);
+                live = Live::start(store.clone(), w.config(), now).await.map_err(|e| fail(seed, e.to_string()))?;
+            }
+        }
+        live.tick(now).await.map_err(|e| fail(seed, format!("step {step}: {e}")))?;
+
+        // Invariants after every step.
+        // 1. No world runs twice on nodes that answer for more than a few steps.
+        let mut running: BTreeMap<i64, u32> = BTreeMap::new();
+        for n in w.nodes().iter().filter(|n| !n.is_silent()) {
+            for (s, c) in n.containers() {
+                if c.running {
+                    *running.entry(s).or_default() += 1;
+                }
+            }
+        }
+        for &id in &ids {
+            let d = duplicate_for.entry(id).or_default();
+            *d = if running.get(&id).copied().unwrap_or(0) > 1 { *d + 1 } else { 0 };
+            if *d > 3 {
+                return Err(fail(seed, format!("step {step}: server {id} runs on two nodes for {d} steps")));
+            }
+        }
+        // 2. No two VMs for one create (names are the intents' keys).
+        let vms = w.cloud.vms();
+        let mut names: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|p| p[0] == p[1]) {
+            return Err(fail(seed, format!("step {step}: duplicate VM names {names:?}")));
+        }
+        // 3. The core never counts more VMs than its limit.
+        if live.core().cloud_vms() > 3 {
+            return Err(fail(seed, format!("step {step}: {} VMs", live.core().cloud_vms())));
+        }
+    }
+    // Convergence (the last third ran without faults).
+    if live.pending_intents() != 0 {
+        return Err(fail(seed, format!("{} intents still pending", live.pending_intents())));
+    }
+    if !store.pending_intents().await.unwrap().is_empty() {
+        return Err(fail(seed, "intents pending in the store".into()));
+    }
+    let nodes = w.nodes();
+    for (&id, &want) in &wanted {
+        let s = store.server(id).await.unwrap();
+        let copies: usize = nodes.iter().filter(|n| n.containers().get(&id).is_some_and(|c| c.running)).count();
+        if want && (s.state != ServerState::Running || copies != 1) {
+            // A start may be abandoned (give-up) or stopped by a crash loop: then it is not
+            // wanted any more in the core, which is fine as long as nothing runs half-way.
+            let events = store.events(0, 1_000_000).await.unwrap();
+            let given_up = events.iter().rev().find(|e| {
+                e.server == Some(id)
+                    && [SERVER_REQUESTED, SERVER_ABANDONED, SERVER_CRASH_LOOP, SERVER_STARTED]
+                        .contains(&e.kind.as_str())
+            });
+            let ended = given_up.is_some_and(|e| e.kind == SERVER_ABANDONED || e.kind == SERVER_CRASH_LOOP);
+            if !(ended && copies == 0 && s.state != ServerState::Running) {
+                return Err(fail(seed, format!("server {id} wanted: state {:?}, {copies} running copies", s.state)));
+            }
+        }
+        if !want && copies != 0 {
+            return Err(fail(seed, format!("server {id} stopped but {copies} containers run ({:?})", s.state)));
+        }
+    }
+    // No orphan container: each belongs to a server placed or sleeping on that node.
+    let core = live.core();
+    let store_nodes = store.nodes().await.unwrap();
+    for n in &nodes {
+        let node_row = store_nodes
+            .iter()
+            .find(|r| r.name == n.name)
+            .ok_or_else(|| fail(seed, format!("node {} unknown", n.name)))?;
+        for (s, _) in n.containers() {
+            let server = store.server(s).await.unwrap();
+            if server.node != Some(node_row.id) {
+                return Err(fail(seed, format!("orphan container of server {s} on {} ({:?})", n.name, server.state)));
+            }
+        }
+    }
+    // Every VM the cloud has is one the controller holds, and the other way round.
+    for v in w.cloud.vms().iter().filter(|v| v.deleted_at.is_none()) {
+        let row = store_nodes.iter().find(|r| r.name == v.name);
+        if !row.is_some_and(|r| {
+            matches!(
+                r.state,
+                conductor_controller::store::NodeState::Ready | conductor_controller::store::NodeState::Provisioning
+            )
+        }) {
+            return Err(fail(seed, format!("VM {} exists but the store says {:?}", v.name, row.map(|r| r.state))));
+        }
+    }
+    let _ = core;
+    // Billing follows what was observed: every billed run was really running (up to one
+    // step of detection lag at its end).
+    let events = store.events(0, 1_000_000).await.unwrap();
+    let mut real: BTreeMap<i64, Vec<(Millis, Millis)>> = BTreeMap::new();
+    for n in w.all_nodes() {
+        for (s, runs) in n.runs() {
+            real.entry(s).or_default().extend(runs.into_iter().map(|(a, b)| (a, b.unwrap_or(now))));
+        }
+    }
+    for (s, spans) in billed(&events) {
+        let runs = real.get(&s).cloned().unwrap_or_default();
+        for (a, b) in spans {
+            let c = covered(&runs, a, b);
+            if c + STEP < b - a {
+                return Err(fail(seed, format!("server {s} billed running {a}..{b} but ran only {c} ms of it")));
+            }
+        }
+    }
+    // The ledger: one entry per key, balance = credits − charges.
+    let ledger = store.ledger(owner, 0, u32::MAX).await.unwrap();
+    let keys: std::collections::BTreeSet<_> = ledger.iter().map(|e| e.key.clone()).collect();
+    if keys.len() != ledger.len() {
+        return Err(fail(seed, "a ledger key twice".into()));
+    }
+    let sum: Decimal = ledger.iter().map(|e| e.amount).sum();
+    if sum != store.balance(owner).await.unwrap() {
+        return Err(fail(seed, "balance is not the ledger's sum".into()));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_engine_holds_its_invariants_and_converges_under_seeded_faults() {
+    let seeds: Vec<u64> = match std::env::var("CONDUCTOR_FAULT_SEED") {
+        Ok(s) => vec![s.parse().expect("a seed")],
+        Err(_) => {
+            let n = std::env::var("CONDUCTOR_FAULT_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+            (0..n).collect()
+        }
+    };
+    let mut failures = Vec::new();
+    for seed in seeds {
+        if let Err(e) = run(seed, 240).await {
+            failures.push(e);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} schedules failed (replay with CONDUCTOR_FAULT_SEED=…):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
