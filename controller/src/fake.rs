@@ -113,6 +113,8 @@ struct NodeState {
     silent: bool,
     /// Every interval a container of each server ran: (from, to); `None` while it runs.
     runs: BTreeMap<i64, Vec<(Millis, Option<Millis>)>>,
+    /// When the containers were listed successfully (what the controller could see).
+    listed: Vec<Millis>,
 }
 
 /// A node's Docker API in memory.
@@ -161,6 +163,11 @@ impl FakeNode {
     /// Every interval each server's container ran here.
     pub fn runs(&self) -> BTreeMap<i64, Vec<(Millis, Option<Millis>)>> {
         self.state.lock().unwrap().runs.clone()
+    }
+
+    /// When the controller listed the containers successfully.
+    pub fn listed(&self) -> Vec<Millis> {
+        self.state.lock().unwrap().listed.clone()
     }
 
     pub fn set_players(&self, server: i64, players: u32) {
@@ -229,7 +236,12 @@ impl NodeDriver for FakeNode {
     }
 
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>> {
-        ready(self.call("list", |st, _| Ok(st.containers.iter().map(|(s, c)| FakeNode::info(*s, c)).collect())))
+        let listed = self.call("list", |st, _| Ok(st.containers.iter().map(|(s, c)| FakeNode::info(*s, c)).collect()));
+        if listed.is_ok() {
+            let now = self.clock.now();
+            self.state.lock().unwrap().listed.push(now);
+        }
+        ready(listed)
     }
 
     fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {

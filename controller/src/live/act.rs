@@ -112,6 +112,19 @@ impl Action {
         matches!(self, Action::Place { .. } | Action::CreateVm { .. })
     }
 
+    /// The nodes (store ids) it acts on.
+    fn nodes(&self) -> Vec<i64> {
+        match self {
+            Action::Place { node, restore: RestoreFrom::Node { node: from }, .. } => vec![*node, *from],
+            Action::Place { node, .. }
+            | Action::Stop { node, .. }
+            | Action::Archive { node, .. }
+            | Action::Discard { node, .. }
+            | Action::Remove { node, .. } => vec![*node],
+            Action::CreateVm { .. } | Action::DeleteVm { .. } => Vec::new(),
+        }
+    }
+
     fn server(&self) -> Option<i64> {
         match self.target() {
             Target::Server(s) => Some(s),
@@ -155,6 +168,23 @@ impl Intents {
         self.items.values().any(|p| p.action.server() == Some(server))
     }
 
+    /// Whether an intent on `server` that acts on `node` (store ids) is not yet done.
+    pub(super) fn for_server_on(&self, server: i64, node: i64) -> bool {
+        self.items.values().any(|p| p.action.server() == Some(server) && p.action.nodes().contains(&node))
+    }
+
+    /// The (server, node) pairs the intent `local` acts on.
+    pub(super) fn touches(&self, local: u64) -> Vec<(i64, i64)> {
+        let Some(p) = self.items.get(&local) else { return Vec::new() };
+        let Some(s) = p.action.server() else { return Vec::new() };
+        p.action.nodes().into_iter().map(|n| (s, n)).collect()
+    }
+
+    /// Each pending intent: key, attempts, when it is tried next, in flight.
+    pub(super) fn describe(&self) -> Vec<(String, u32, Millis, bool)> {
+        self.items.values().map(|p| (p.key.clone(), p.attempts, p.next_at, p.in_flight)).collect()
+    }
+
     pub(super) fn for_vm(&self, name: &str) -> bool {
         self.items.values().any(|p| p.action.target() == Target::Vm(name.to_owned()))
     }
@@ -174,6 +204,20 @@ impl Intents {
             .items
             .iter()
             .filter(|(_, p)| !p.in_flight && p.action.server() == Some(server) && p.action.kind() == kind)
+            .map(|(k, _)| *k)
+            .collect();
+        gone.into_iter().filter_map(|k| self.items.remove(&k)).map(|p| p.store_id).collect()
+    }
+
+    /// Drops a waiting placement of `server` that would copy its world over (not under way).
+    fn cancel_restore(&mut self, server: i64) -> Vec<i64> {
+        let gone: Vec<u64> = self
+            .items
+            .iter()
+            .filter(|(_, p)| {
+                !p.in_flight
+                    && matches!(&p.action, Action::Place { server: s, restore, .. } if *s == server && *restore != RestoreFrom::None)
+            })
             .map(|(k, _)| *k)
             .collect();
         gone.into_iter().filter_map(|k| self.items.remove(&k)).map(|p| p.store_id).collect()
@@ -427,6 +471,17 @@ impl<S: Store> Live<S> {
                 Action::Place { server: self.sid(server), node: self.nid(node), restore }
             }
             Command::Stop { server, node } => {
+                // Stopped before its world was copied over: the copy is not made, and the
+                // core learns the world is still where it was.
+                let id = self.sid(server);
+                let undone = self.intents.cancel_restore(id);
+                for store_id in &undone {
+                    let outcome = json!({ "unnecessary": "stopped before the restore" });
+                    self.store.finish_intent(*store_id, true, outcome, now).await?;
+                }
+                if !undone.is_empty() {
+                    self.core.restore_undone(now, server, &mut self.out);
+                }
                 self.record_state(server, now).await?;
                 Action::Stop { server: self.sid(server), node: self.nid(node) }
             }
@@ -558,7 +613,11 @@ impl<S: Store> Live<S> {
                 Ok(Call::Archive { node: self.driver(*node)?.1, server: *server, key: key.clone() })
             }
             Action::Discard { server, node, keep_data } => {
-                Ok(Call::Remove { node: self.driver(*node)?.1, server: *server, volume: !keep_data })
+                // A world is removed only when a verified copy exists elsewhere: a failed
+                // placement never costs a world, whatever the core believed was there.
+                let archived = self.by_store_id.get(server).is_some_and(|s| self.archives.contains_key(s));
+                let volume = !keep_data && archived;
+                Ok(Call::Remove { node: self.driver(*node)?.1, server: *server, volume })
             }
             Action::Remove { server, node, volume } => {
                 Ok(Call::Remove { node: self.driver(*node)?.1, server: *server, volume: *volume })
@@ -700,7 +759,8 @@ impl<S: Store> Live<S> {
             }
             Action::Discard { server, node, keep_data } => {
                 self.metrics.gc_removed += 1;
-                let data = json!({ "what": "container of a failed placement", "volume": !keep_data });
+                let archived = self.by_store_id.get(server).is_some_and(|s| self.archives.contains_key(s));
+                let data = json!({ "what": "container of a failed placement", "volume": !keep_data && archived });
                 self.event(now, GC_REMOVED, Some(*server), Some(*node), data).await?;
             }
             Action::Remove { server, node, volume } => {
@@ -713,6 +773,9 @@ impl<S: Store> Live<S> {
                 let Output::Vm(vm) = out else { return Ok(()) };
                 if let Some(n) = self.core_node(*node) {
                     self.vm_ids.insert(n, vm.id);
+                    // Its ready timeout runs from the create (the cloud's list of this step
+                    // was taken before it).
+                    self.provisioning_since.insert(n, now);
                 }
                 self.store.set_node_state(*node, NodeState::Provisioning, Some(vm.id.to_string()), now).await?;
                 let data = json!({ "provider_id": vm.id, "name": name });

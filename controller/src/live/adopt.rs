@@ -46,6 +46,7 @@ impl<S: Store> Live<S> {
             intents: act::Intents::new(started, cfg.healing.seed),
             strays: HashMap::new(),
             deleted: HashSet::new(),
+            touched: HashSet::new(),
             memory: ScalingMemory::default(),
             usage: Vec::new(),
             metered_until: Millis::MIN,
@@ -54,8 +55,16 @@ impl<S: Store> Live<S> {
             metrics: Metrics::default(),
             cfg,
         };
+        // Nodes that were silent when the previous run ended start silent: their dead timer
+        // runs again from now, and the first heartbeat that answers brings them back.
+        let before = live.store.nodes().await?;
+        let was_silent = |name: &str| before.iter().any(|n| n.name == name && n.state == NodeState::Unreachable);
+        let mut silent = Vec::new();
         // Dedicated nodes: core nodes 0..k, in config order.
         for d in &live.cfg.dedicated {
+            if was_silent(&d.name) {
+                silent.push(NodeId(live.node_ids.len() as u32));
+            }
             let new = NewNode {
                 name: d.name.clone(),
                 kind: NodeKind::Dedicated,
@@ -88,6 +97,9 @@ impl<S: Store> Live<S> {
             }
             if !ready {
                 live.provisioning_since.insert(core_node, now);
+            }
+            if n.state == NodeState::Unreachable {
+                silent.push(core_node);
             }
         }
         // From the event log: where archived worlds are (the latest `server.archived` event
@@ -135,11 +147,14 @@ impl<S: Store> Live<S> {
                 live.archives.insert(id, r);
             }
             match (s.state, node) {
-                (ServerState::Running | ServerState::Starting, Some(node)) => {
-                    let _ = live.core.adopt_running(id, node, s.state == ServerState::Running);
-                    if s.state == ServerState::Starting {
-                        live.placed_at.insert(id, now);
-                    }
+                (ServerState::Running, Some(node)) => {
+                    let _ = live.core.adopt_running(id, node, true);
+                }
+                (ServerState::Starting, Some(node)) => {
+                    // Its start is still wanted: the request carries on (placed again or
+                    // given up by the core's rules if this placement fails).
+                    let _ = live.core.adopt_starting(id, node, s.updated_at);
+                    live.placed_at.insert(id, now);
                 }
                 (ServerState::Sleeping, Some(node)) => {
                     let mut out = Outbox::default();
@@ -160,6 +175,13 @@ impl<S: Store> Live<S> {
                     requeue.push((s.updated_at, id));
                 }
                 _ => {}
+            }
+        }
+        for node in silent {
+            live.health[node.0 as usize].silent_since = Some(now);
+            live.core.node_unreachable(now, node, &mut live.out);
+            if let Some(n) = live.store_node(node) {
+                live.store.set_node_state(n, NodeState::Unreachable, None, now).await?;
             }
         }
         live.core.start(now, &mut live.out);

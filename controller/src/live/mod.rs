@@ -212,6 +212,8 @@ pub struct Live<S: Store> {
     intents: act::Intents,
     /// Containers and VMs nobody knows, since when they were seen.
     strays: HashMap<String, Millis>,
+    /// Servers whose intents ran in the current step (their observation is older).
+    touched: HashSet<(i64, i64)>,
     /// Servers deleted since start-up (their containers and worlds go).
     deleted: HashSet<ServerId>,
     /// The scaling memory last recorded in the event log.
@@ -246,6 +248,11 @@ impl<S: Store> Live<S> {
     /// Intents not yet done (waiting, due or being carried out).
     pub fn pending_intents(&self) -> usize {
         self.intents.len()
+    }
+
+    /// The intents not yet done: key, attempts so far, next try, whether under way.
+    pub fn intents(&self) -> Vec<(String, u32, Millis, bool)> {
+        self.intents.describe()
     }
 
     /// Nodes by health: (answering, silent, dead) among those not deleted.
@@ -373,6 +380,8 @@ impl<S: Store> Live<S> {
 
     /// Phase 3 of a step: what the work found and did goes into the core.
     pub async fn finish(&mut self, now: Millis, done: act::Done) -> Result<(), LiveError> {
+        // What this step's calls touched was looked at before them: judged next step.
+        self.touched = done.outcomes.iter().flat_map(|(local, _)| self.intents.touches(*local)).collect();
         self.outcomes(now, done.outcomes).await?;
         self.observed(now, done.seen, done.cloud).await?;
         self.apply(now).await?;

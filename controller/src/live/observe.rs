@@ -203,7 +203,8 @@ impl<S: Store> Live<S> {
         let by_server: HashMap<i64, &ContainerInfo> = containers.iter().map(|c| (c.server, c)).collect();
         for server in self.core.node(node).servers.clone() {
             let id = self.server_ids[server.0 as usize];
-            if self.intents.for_server(id) {
+            let on = self.nid(node);
+            if self.intents.for_server(id) || self.touched.contains(&(id, on)) {
                 continue; // being carried out: judged once it is done
             }
             let c = by_server.get(&id).copied();
@@ -240,7 +241,30 @@ impl<S: Store> Live<S> {
             }
             self.apply(now).await?;
         }
+        self.stopped_here(now, node, containers).await?;
         self.strays_on(now, node, containers).await
+    }
+
+    /// Billing follows what was observed: a server the core stopped whose stop is not
+    /// confirmed (retried, or failed for good) is billed as running until its container is
+    /// seen stopped, then as sleeping.
+    async fn stopped_here(&mut self, now: Millis, node: NodeId, containers: &[ContainerInfo]) -> Result<(), LiveError> {
+        let store_node = self.store_node(node);
+        for i in 0..self.usage.len() {
+            let server = ServerId(i as u32);
+            let billed_running = matches!(self.usage[i].phase(), Some((crate::billing::Phase::Active, _)));
+            if !billed_running || self.core.residence(server) != (Residence::Sleeping { node }) {
+                continue;
+            }
+            // Whatever is being carried out: the listing shows it was not running then.
+            let id = self.server_ids[i];
+            if !containers.iter().any(|c| c.server == id && c.running) {
+                let peak = self.peak_players.remove(&server).unwrap_or(0);
+                let data = json!({ "peak_players": peak, "observed": true });
+                self.event(now, SERVER_SLEPT, Some(id), store_node, data).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn crash(
@@ -291,7 +315,7 @@ impl<S: Store> Live<S> {
         let store_node = self.store_node(node).unwrap_or(-1);
         let here = self.docker[node.0 as usize].clone();
         for c in containers {
-            if self.intents.for_server(c.server) {
+            if self.intents.for_server_on(c.server, store_node) || self.touched.contains(&(c.server, store_node)) {
                 continue;
             }
             let id = self.by_store_id.get(&c.server).copied();
@@ -308,9 +332,10 @@ impl<S: Store> Live<S> {
             let action = if deleted {
                 Some(Action::Remove { server: c.server, node: store_node, volume: true })
             } else if elsewhere {
-                // Its copy of record is elsewhere: another node, or a verified archive.
+                // A world goes only when a verified archive of it exists: a leftover volume
+                // costs disk, a removed one could be the only copy.
                 let s = id.expect("known");
-                let volume = self.node_of(s).is_some() || self.archives.contains_key(&s);
+                let volume = self.archives.contains_key(&s);
                 Some(Action::Remove { server: c.server, node: store_node, volume })
             } else if sleeping_here && c.running {
                 Some(Action::Stop { server: c.server, node: store_node })
@@ -377,7 +402,7 @@ impl<S: Store> Live<S> {
                     let _ = found; // its create is still being carried out
                 }
                 found => {
-                    let gone = found.is_none();
+                    let gone = found.is_none() && since < now;
                     if gone || now - since >= self.cfg.healing.vm_ready_timeout {
                         let why = if gone { "not in the cloud" } else { "not ready in time" };
                         self.provisioning_since.remove(&node);

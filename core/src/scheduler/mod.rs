@@ -529,6 +529,19 @@ impl Scheduler {
         self.reserve(server, node, residence)
     }
 
+    /// Start-up of a live controller: a server that was starting on `node` when the
+    /// previous run ended, for a start requested at `requested_at`. If this placement
+    /// fails, its world is taken to be on `node` (kept, never discarded) and the request
+    /// is placed again or given up by the usual rules.
+    pub fn adopt_starting(&mut self, server: ServerId, node: NodeId, requested_at: Millis) -> PlacementId {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let s = &mut self.servers[server.0 as usize];
+        s.request = Some(Request { seq, at: requested_at, queued: false });
+        s.before = Residence::Sleeping { node };
+        self.reserve(server, node, Residence::Starting { node })
+    }
+
     /// Start-up of a live controller: a server whose world sleeps on `node` since
     /// `stopped_at` (its archive timer is asked for), or lies in the archive.
     pub fn adopt_stopped(&mut self, server: ServerId, node: Option<NodeId>, stopped_at: Millis, out: &mut Outbox) {
