@@ -244,7 +244,7 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
         if step >= calm_at {
             let starting = ids.iter().any(|&id| matches!(live.core().residence(live_id(&live, id)), conductor_core::Residence::Starting { .. }));
             let provisioning = live.core().nodes().iter().any(|n| n.state == conductor_core::scheduler::NodeState::Provisioning);
-            quiet = if live.pending_intents() == 0 && !starting && !provisioning { quiet + 1 } else { 0 };
+            quiet = if live.pending_intents() == 0 && live.strays() == 0 && !starting && !provisioning { quiet + 1 } else { 0 };
             if std::env::var("CONDUCTOR_FAULT_SEED").is_ok() && quiet == 0 { eprintln!("step {step}: intents {:?} starting {starting} provisioning {provisioning}", live.intents()); }
             if quiet >= 3 {
                 break;
@@ -424,7 +424,7 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
                 let Some((_, end, listed)) = ended else {
                     return Err(fail(seed, format!("server {s} billed running from {a} but no container ran")));
                 };
-                let seen = listed.iter().copied().find(|&l| l >= *end).unwrap_or(now);
+                let seen = listed.iter().copied().find(|&l| l > *end).unwrap_or(now);
                 let next = plain.iter().filter(|r| r.0 > t).map(|r| r.0).min().unwrap_or(b).min(b);
                 if next > seen + STEP {
                     return Err(fail(seed, format!(

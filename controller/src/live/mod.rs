@@ -250,6 +250,11 @@ impl<S: Store> Live<S> {
         self.intents.len()
     }
 
+    /// Containers and VMs found where they should not be, waiting for their grace period.
+    pub fn strays(&self) -> usize {
+        self.strays.len()
+    }
+
     /// The intents not yet done: key, attempts so far, next try, whether under way.
     pub fn intents(&self) -> Vec<(String, u32, Millis, bool)> {
         self.intents.describe()

@@ -103,6 +103,13 @@ impl<S: Store> Live<S> {
         seen: Vec<Seen>,
         cloud: Option<Result<Vec<Vm>, DriverError>>,
     ) -> Result<(), LiveError> {
+        // Strays on nodes that are gone are nobody's business any more.
+        let gone: Vec<String> = (0..self.core.nodes().len())
+            .filter(|&i| self.core.nodes()[i].state == CoreNode::Deleted)
+            .filter_map(|i| self.store_node(NodeId(i as u32)))
+            .map(|n| format!("container:{n}:"))
+            .collect();
+        self.strays.retain(|k, _| !gone.iter().any(|g| k.starts_with(g)));
         for s in seen {
             if self.heartbeat(now, s.node, &s.ping).await? {
                 if let Some(Ok(containers)) = &s.containers {
@@ -314,6 +321,10 @@ impl<S: Store> Live<S> {
     async fn strays_on(&mut self, now: Millis, node: NodeId, containers: &[ContainerInfo]) -> Result<(), LiveError> {
         let store_node = self.store_node(node).unwrap_or(-1);
         let here = self.docker[node.0 as usize].clone();
+        // What this listing does not show is no stray any more.
+        let prefix = format!("container:{store_node}:");
+        let listed: HashSet<String> = containers.iter().map(|c| format!("{prefix}{}", c.server)).collect();
+        self.strays.retain(|k, _| !k.starts_with(&prefix) || listed.contains(k));
         for c in containers {
             if self.intents.for_server_on(c.server, store_node) || self.touched.contains(&(c.server, store_node)) {
                 continue;
@@ -415,6 +426,8 @@ impl<S: Store> Live<S> {
             self.apply(now).await?;
         }
         // Strays: VMs with our label the engine does not hold (or holds as deleted).
+        let listed: HashSet<String> = vms.iter().map(|v| format!("vm:{}", v.name)).collect();
+        self.strays.retain(|k, _| !k.starts_with("vm:") || listed.contains(k));
         let known: HashMap<String, NodeId> = self.vm_names.iter().map(|(n, name)| (name.clone(), *n)).collect();
         let mut stray = Vec::new();
         for v in &vms {
