@@ -155,7 +155,7 @@ fn fail(seed: u64, what: String) -> String {
 async fn trace(store: &MemoryStore) {
     let Some(id) = std::env::var("CONDUCTOR_FAULT_TRACE").ok().and_then(|s| s.parse::<i64>().ok()) else { return };
     for e in store.events(0, 1_000_000).await.unwrap() {
-        if e.server == Some(id) || (e.server.is_none() && !e.kind.starts_with("billing") && !e.kind.starts_with("scaling.memory")) {
+        if id < 0 || e.server == Some(id) || (e.server.is_none() && !e.kind.starts_with("billing") && !e.kind.starts_with("scaling.memory")) {
             eprintln!("{:>6} {:<24} s={:?} n={:?} {}", (e.at - T0) / 1000, e.kind, e.server, e.node, e.data);
         }
     }
@@ -244,7 +244,7 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
         if step >= calm_at {
             let starting = ids.iter().any(|&id| matches!(live.core().residence(live_id(&live, id)), conductor_core::Residence::Starting { .. }));
             let provisioning = live.core().nodes().iter().any(|n| n.state == conductor_core::scheduler::NodeState::Provisioning);
-            quiet = if live.pending_intents() == 0 && live.strays() == 0 && !starting && !provisioning { quiet + 1 } else { 0 };
+            quiet = if live.pending_intents() == 0 && live.strays() == 0 && live.core().queue_len() == 0 && !starting && !provisioning { quiet + 1 } else { 0 };
             if std::env::var("CONDUCTOR_FAULT_SEED").is_ok() && quiet == 0 { eprintln!("step {step}: intents {:?} starting {starting} provisioning {provisioning}", live.intents()); }
             if quiet >= 3 {
                 break;
@@ -359,7 +359,12 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
             });
             let ended = given_up.is_some_and(|e| e.kind == SERVER_ABANDONED || e.kind == SERVER_CRASH_LOOP);
             if !(ended && copies == 0 && s.state != ServerState::Running) {
-                return Err(fail(seed, format!("server {id} wanted: state {:?}, {copies} running copies", s.state)));
+                let c = live.core();
+                let nodes: Vec<_> = c.nodes().iter().map(|n| (n.state, n.reserved_mib, n.usable_mib)).collect();
+                return Err(fail(seed, format!(
+                    "server {id} wanted: state {:?}, {copies} running copies; VMs {}, queue {}, {:?}, nodes {nodes:?}, memory {:?}",
+                    s.state, c.cloud_vms(), c.queue_len(), c.utilisation(true), c.scaling_memory()
+                )));
             }
         }
         if !want && copies != 0 {

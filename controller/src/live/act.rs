@@ -359,6 +359,9 @@ impl Work {
                         timed(self.data_timeout, async { restore.await.map_err(DriverError::from) }).await?;
                     }
                     Source::Node(src) => {
+                        // A copy of a stopped world only (a container left running there by
+                        // an earlier failure is stopped first; the game saves on the way).
+                        timed(t + self.stop_timeout, src.stop(id, self.stop_timeout)).await?;
                         let tar = timed(self.data_timeout, src.download_data(id)).await?;
                         timed(self.data_timeout, node.write_volume(id, tar, &self.helper)).await?;
                         timed(t, node.ensure_container(spec)).await?;
