@@ -180,6 +180,17 @@ impl Intents {
         p.action.nodes().into_iter().map(|n| (s, n)).collect()
     }
 
+    /// A node answers again: what waits for it is tried at once.
+    pub(super) fn kick(&mut self, node: i64, now: Millis) {
+        for p in self.items.values_mut().filter(|p| p.action.nodes().contains(&node)) {
+            // Its failures were the node's silence: the backoff starts over.
+            p.next_at = p.next_at.min(now);
+            if !p.action.gives_up() {
+                p.attempts = 0;
+            }
+        }
+    }
+
     /// Each pending intent: key, attempts, when it is tried next, in flight.
     pub(super) fn describe(&self) -> Vec<(String, u32, Millis, bool)> {
         self.items.values().map(|p| (p.key.clone(), p.attempts, p.next_at, p.in_flight)).collect()
@@ -550,16 +561,23 @@ impl<S: Store> Live<S> {
     /// The intents due now whose target has no earlier intent waiting, as calls.
     pub(super) async fn due_work(&mut self, now: Millis) -> Result<Work, LiveError> {
         let mut work = Work::empty(&self.cfg);
-        let mut blocked = std::collections::BTreeSet::new();
+        // An intent waits for the earlier ones on the same server and node (a stop before
+        // the restart there), or on the same VM; on other nodes it goes its own way (the
+        // removal of a stray copy is not held up by a placement elsewhere).
+        let mut blocked: std::collections::BTreeSet<(Target, i64)> = std::collections::BTreeSet::new();
         let locals: Vec<u64> = self.intents.items.keys().copied().collect();
         for local in locals {
             let p = &self.intents.items[&local];
             let target = p.action.target();
-            if blocked.contains(&target) || p.in_flight || p.next_at > now {
-                blocked.insert(target);
+            let keys: Vec<(Target, i64)> = match target {
+                Target::Server(_) => p.action.nodes().into_iter().map(|n| (target.clone(), n)).collect(),
+                Target::Vm(_) => vec![(target, 0)],
+            };
+            let waits = keys.iter().any(|k| blocked.contains(k));
+            blocked.extend(keys);
+            if waits || p.in_flight || p.next_at > now {
                 continue;
             }
-            blocked.insert(target);
             let action = p.action.clone();
             let (group, call) = self.resolve(&action);
             self.intents.items.get_mut(&local).expect("present").in_flight = true;
@@ -576,6 +594,14 @@ impl<S: Store> Live<S> {
         }
         let d = self.docker.get(node.0 as usize).cloned().flatten();
         d.map(|d| (node, d)).ok_or_else(|| Verdict::Failed(DriverError::permanent("node without a Docker API")))
+    }
+
+    fn waits_for_dead(&self, store_node: i64) -> bool {
+        use conductor_core::scheduler::NodeState as N;
+        self.core_node(store_node).is_some_and(|n| {
+            let n = self.core.node(n);
+            n.state == N::Dead && n.kind == NodeKind::Dedicated
+        })
     }
 
     /// The call an intent needs now, or why it needs none.
@@ -614,6 +640,10 @@ impl<S: Store> Live<S> {
             Action::Stop { server, node } => Ok(Call::Stop { node: self.driver(*node)?.1, server: *server }),
             Action::Archive { server, node, key } => {
                 Ok(Call::Archive { node: self.driver(*node)?.1, server: *server, key: key.clone() })
+            }
+            Action::Discard { node, .. } | Action::Remove { node, .. } if self.waits_for_dead(*node) => {
+                // What a dead dedicated node runs is removed when it returns (it may still run).
+                Err(Verdict::Failed(DriverError::transient("the node is dead: removed when it returns")))
             }
             Action::Discard { server, node, keep_data } => {
                 // A world is removed only when a verified copy exists elsewhere: a failed

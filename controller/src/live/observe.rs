@@ -174,6 +174,9 @@ impl<S: Store> Live<S> {
                     || (state == CoreNode::Dead && self.core.node(node).kind == conductor_core::NodeKind::Dedicated);
                 if back {
                     let was_dead = std::mem::take(&mut self.health[i].dead);
+                    if let Some(n) = store_node {
+                        self.intents.kick(n, now);
+                    }
                     self.core.node_reachable(now, node, &mut self.out);
                     if let Some(n) = store_node {
                         self.store.set_node_state(n, crate::store::NodeState::Ready, None, now).await?;
