@@ -180,6 +180,13 @@ impl Intents {
         p.action.nodes().into_iter().map(|n| (s, n)).collect()
     }
 
+    /// Whether a placement of `server` that copies its world is under way.
+    fn restoring(&self, server: i64) -> bool {
+        self.items.values().any(|p| {
+            p.in_flight && matches!(&p.action, Action::Place { server: s, restore, .. } if *s == server && *restore != RestoreFrom::None)
+        })
+    }
+
     /// A node answers again: what waits for it is tried at once.
     pub(super) fn kick(&mut self, node: i64, now: Millis) {
         for p in self.items.values_mut().filter(|p| p.action.nodes().contains(&node)) {
@@ -478,6 +485,11 @@ impl<S: Store> Live<S> {
                 };
                 self.placed_at.insert(server, now);
                 self.unanswered.remove(&server);
+                if restore == RestoreFrom::None {
+                    self.unrestored.remove(&server);
+                } else {
+                    self.unrestored.insert(server);
+                }
                 self.record_state(server, now).await?;
                 // Ends a sleeping phase for billing (and tells where it went).
                 let data = json!({ "restore": format!("{restore:?}") });
@@ -493,7 +505,7 @@ impl<S: Store> Live<S> {
                     let outcome = json!({ "unnecessary": "stopped before the restore" });
                     self.store.finish_intent(*store_id, true, outcome, now).await?;
                 }
-                if !undone.is_empty() {
+                if self.unrestored.remove(&server) && !self.intents.restoring(id) {
                     self.core.restore_undone(now, server, &mut self.out);
                 }
                 self.record_state(server, now).await?;
@@ -762,7 +774,12 @@ impl<S: Store> Live<S> {
     /// What a finished intent changes in the records.
     async fn done(&mut self, now: Millis, action: &Action, out: Output) -> Result<(), LiveError> {
         match action {
-            Action::Place { server, node, .. } => {
+            Action::Place { server, node, restore } => {
+                if *restore != RestoreFrom::None {
+                    if let Some(&id) = self.by_store_id.get(server) {
+                        self.unrestored.remove(&id);
+                    }
+                }
                 if let Output::Archived(r) = out {
                     let data = json!({ "archive": r.key, "sha256": r.sha256 });
                     self.event(now, SERVER_RESTORED, Some(*server), Some(*node), data).await?;

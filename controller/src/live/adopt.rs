@@ -46,6 +46,7 @@ impl<S: Store> Live<S> {
             intents: act::Intents::new(started, cfg.healing.seed),
             strays: HashMap::new(),
             deleted: HashSet::new(),
+            unrestored: HashSet::new(),
             touched: HashSet::new(),
             memory: ScalingMemory::default(),
             usage: Vec::new(),
