@@ -186,6 +186,8 @@ async fn servers_run_scale_sleep_archive_restore_and_survive_a_crash() {
     // a stops: its world is saved and it sleeps on its node.
     live.request_stop(a.id, T0 + 200 * S).await.unwrap();
     assert_eq!(state(&*store, a.id).await, ServerState::Sleeping);
+    // The decision is recorded at once; the stop itself is carried out by the next step.
+    live.tick(T0 + 200 * S).await.unwrap();
     let tar = docker.download_data(a.id).await.unwrap();
     assert!(String::from_utf8_lossy(&tar).contains("saves=1"), "a's world saved on stop");
 
