@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 pub const LABEL_MANAGED: &str = "conductor.managed";
 pub const LABEL_SERVER: &str = "conductor.server";
+/// The store id of the node a container was made for: a Docker engine shared by several
+/// nodes (or controllers) tells each its own containers.
+pub const LABEL_NODE: &str = "conductor.node";
 /// The game port inside the container.
 pub const GAME_PORT: u16 = 25565;
 
@@ -44,6 +47,8 @@ pub struct ContainerSpec {
     pub env: Vec<String>,
     /// Host port for the game port; `None` lets the engine pick a free one.
     pub host_port: Option<u16>,
+    /// The node it is made for (labelled; see [`LABEL_NODE`]).
+    pub node: Option<i64>,
 }
 
 /// An image and command for volume helper containers (they idle until SIGTERM).
@@ -62,6 +67,8 @@ pub struct ContainerInfo {
     /// The exit code of a container that ran and stopped.
     pub exit_code: Option<i64>,
     pub host_port: Option<u16>,
+    /// The node it was made for, if labelled.
+    pub node: Option<i64>,
 }
 
 pub fn container_name(server: i64) -> String {
@@ -268,10 +275,13 @@ impl DockerNode {
                 host_port: Some(spec.host_port.map(|p| p.to_string()).unwrap_or_default()),
             }]),
         );
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_SERVER.to_string(), spec.server.to_string()),
         ]);
+        if let Some(node) = spec.node {
+            labels.insert(LABEL_NODE.to_string(), node.to_string());
+        }
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.cmd.clone(),
@@ -359,6 +369,12 @@ impl DockerNode {
             running: c.state.as_ref().and_then(|s| s.running).unwrap_or(false),
             exit_code: c.state.as_ref().and_then(|s| s.exit_code),
             host_port,
+            node: c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(LABEL_NODE))
+                .and_then(|n| n.parse().ok()),
         }))
     }
 

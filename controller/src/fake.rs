@@ -211,6 +211,7 @@ impl FakeNode {
             running: c.running,
             exit_code: c.exit_code,
             host_port: Some(30000 + server as u16),
+            node: None,
         }
     }
 }

@@ -29,6 +29,7 @@ fn server_id(k: i64) -> i64 {
 
 fn spec(server: i64, env: &[&str]) -> ContainerSpec {
     ContainerSpec {
+        node: None,
         server,
         image: IMAGE.into(),
         cmd: None,

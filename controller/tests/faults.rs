@@ -159,7 +159,10 @@ fn fail(seed: u64, what: String) -> String {
 async fn trace(store: &MemoryStore) {
     let Some(id) = std::env::var("CONDUCTOR_FAULT_TRACE").ok().and_then(|s| s.parse::<i64>().ok()) else { return };
     for e in store.events(0, 1_000_000).await.unwrap() {
-        if id < 0 || e.server == Some(id) || (e.server.is_none() && !e.kind.starts_with("billing") && !e.kind.starts_with("scaling.memory")) {
+        if id < 0
+            || e.server == Some(id)
+            || (e.server.is_none() && !e.kind.starts_with("billing") && !e.kind.starts_with("scaling.memory"))
+        {
             eprintln!("{:>6} {:<24} s={:?} n={:?} {}", (e.at - T0) / 1000, e.kind, e.server, e.node, e.data);
         }
     }
@@ -189,8 +192,7 @@ fn billed(events: &[conductor_controller::store::Event]) -> BTreeMap<i64, Vec<(M
 
 /// The core's id of a store server (the engine adds servers in store order).
 fn live_id(live: &Live<MemoryStore>, store_id: i64) -> conductor_core::ServerId {
-    conductor_core::ServerId((store_id - 1) as u32)
-        .min(conductor_core::ServerId(live.core().server_count() as u32 - 1))
+    conductor_core::ServerId((store_id - 1) as u32).min(conductor_core::ServerId(live.core().server_count() as u32 - 1))
 }
 
 fn covered(runs: &[(Millis, Millis)], a: Millis, b: Millis) -> Millis {
@@ -246,10 +248,24 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
     let mut quiet = 0;
     for step in 0..steps + CONVERGE {
         if step >= calm_at {
-            let starting = ids.iter().any(|&id| matches!(live.core().residence(live_id(&live, id)), conductor_core::Residence::Starting { .. }));
-            let provisioning = live.core().nodes().iter().any(|n| n.state == conductor_core::scheduler::NodeState::Provisioning);
-            quiet = if live.pending_intents() == 0 && live.strays() == 0 && live.core().queue_len() == 0 && !starting && !provisioning { quiet + 1 } else { 0 };
-            if std::env::var("CONDUCTOR_FAULT_SEED").is_ok() && quiet == 0 { eprintln!("step {step}: intents {:?} starting {starting} provisioning {provisioning}", live.intents()); }
+            let starting = ids.iter().any(|&id| {
+                matches!(live.core().residence(live_id(&live, id)), conductor_core::Residence::Starting { .. })
+            });
+            let provisioning =
+                live.core().nodes().iter().any(|n| n.state == conductor_core::scheduler::NodeState::Provisioning);
+            quiet = if live.pending_intents() == 0
+                && live.strays() == 0
+                && live.core().queue_len() == 0
+                && !starting
+                && !provisioning
+            {
+                quiet + 1
+            } else {
+                0
+            };
+            if std::env::var("CONDUCTOR_FAULT_SEED").is_ok() && quiet == 0 {
+                eprintln!("step {step}: intents {:?} starting {starting} provisioning {provisioning}", live.intents());
+            }
             if quiet >= 3 {
                 break;
             }
@@ -349,7 +365,10 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
     if quiet < 3 {
         let starting: Vec<_> = ids.iter().map(|&id| (id, live.core().residence(live_id(&live, id)))).collect();
         let nodes: Vec<_> = live.core().nodes().iter().map(|n| n.state).collect();
-        return Err(fail(seed, format!("not quiet {CONVERGE} steps after the faults stopped: {:?} {starting:?} {nodes:?}", live.intents())));
+        return Err(fail(
+            seed,
+            format!("not quiet {CONVERGE} steps after the faults stopped: {:?} {starting:?} {nodes:?}", live.intents()),
+        ));
     }
     if live.pending_intents() != 0 {
         return Err(fail(seed, format!("{} intents still pending: {:?}", live.pending_intents(), live.intents())));

@@ -424,8 +424,9 @@ impl Work {
 }
 
 impl<S: Store> Live<S> {
-    pub(super) fn container(&self, server: ServerId) -> ContainerSpec {
+    pub(super) fn container(&self, server: ServerId, node: i64) -> ContainerSpec {
         ContainerSpec {
+            node: Some(node),
             server: self.server_ids[server.0 as usize],
             image: self.cfg.image.clone(),
             cmd: self.cfg.cmd.clone(),
@@ -647,7 +648,7 @@ impl<S: Store> Live<S> {
                         Err(_) => return Err(Verdict::Failed(DriverError::permanent("the world's node is gone"))),
                     },
                 };
-                Ok(Call::Place { node: d, spec: self.container(id), source })
+                Ok(Call::Place { node: d, spec: self.container(id, *node), source })
             }
             Action::Stop { server, node } => Ok(Call::Stop { node: self.driver(*node)?.1, server: *server }),
             Action::Archive { server, node, key } => {

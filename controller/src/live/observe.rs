@@ -329,6 +329,10 @@ impl<S: Store> Live<S> {
         let listed: HashSet<String> = containers.iter().map(|c| format!("{prefix}{}", c.server)).collect();
         self.strays.retain(|k, _| !k.starts_with(&prefix) || listed.contains(k));
         for c in containers {
+            // Made for another node on the same engine: that node's business.
+            if c.node.is_some_and(|n| n != store_node) {
+                continue;
+            }
             if self.intents.for_server_on(c.server, store_node) || self.touched.contains(&(c.server, store_node)) {
                 continue;
             }
@@ -344,7 +348,9 @@ impl<S: Store> Live<S> {
             };
             let sleeping_here = id.is_some_and(|s| self.core.residence(s) == Residence::Sleeping { node });
             let action = if deleted {
-                Some(Action::Remove { server: c.server, node: store_node, volume: true })
+                // A deleted server's world goes with it; one the store never knew keeps its
+                // volume (no verified archive of it exists).
+                Some(Action::Remove { server: c.server, node: store_node, volume: id.is_some() })
             } else if elsewhere {
                 // A world goes only when a verified archive of it exists: a leftover volume
                 // costs disk, a removed one could be the only copy.
