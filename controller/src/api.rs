@@ -854,5 +854,54 @@ async fn metrics<S: Store>(State(api): State<Arc<Api<S>>>) -> Result<Response, A
             );
         }
     }
+    if let Some(live) = &api.live {
+        engine_metrics(&mut out, &*live.lock().await);
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// The engine's own counters: node health, crashes, intents, retries and failures by kind,
+/// garbage collected, and the step duration histogram.
+fn engine_metrics<S: Store>(out: &mut String, live: &crate::live::Live<S>) {
+    use std::fmt::Write as _;
+    let m = live.metrics();
+    let (up, silent, dead) = live.node_health();
+    out.push_str("# HELP conductor_node_health Nodes by health.\n# TYPE conductor_node_health gauge\n");
+    for (h, n) in [("answering", up), ("silent", silent), ("dead", dead)] {
+        let _ = writeln!(out, "conductor_node_health{{health=\"{h}\"}} {n}");
+    }
+    let counters = [
+        ("conductor_crashes_total", "Servers seen crashed.", m.crashes),
+        ("conductor_crash_loops_total", "Servers stopped after a crash loop.", m.crash_loops),
+        ("conductor_start_failures_total", "Placements that did not start their server.", m.start_failures),
+        ("conductor_nodes_dead_total", "Nodes declared dead.", m.nodes_dead),
+        ("conductor_gc_removed_total", "Strays and failed placements removed.", m.gc_removed),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP conductor_intents_pending Intents not yet done.\n# TYPE conductor_intents_pending gauge\nconductor_intents_pending {}",
+        live.pending_intents()
+    );
+    for (name, help, by) in [
+        ("conductor_intent_retries_total", "Retries of intents, by kind.", &m.retries),
+        ("conductor_intent_failures_total", "Intents failed for good, by kind.", &m.failures),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (kind, v) in by {
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {v}");
+        }
+    }
+    out.push_str("# HELP conductor_step_seconds Wall time of one reconcile step.\n# TYPE conductor_step_seconds histogram\n");
+    let mut cumulative = 0;
+    for (i, b) in crate::live::TICK_BUCKETS_MS.iter().enumerate() {
+        cumulative += m.tick_buckets[i];
+        let _ = writeln!(out, "conductor_step_seconds_bucket{{le=\"{}\"}} {cumulative}", b / 1000.0);
+    }
+    cumulative += m.tick_buckets[crate::live::TICK_BUCKETS_MS.len()];
+    let _ = writeln!(out, "conductor_step_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "conductor_step_seconds_sum {}", m.tick_ms_sum / 1000.0);
+    let _ = writeln!(out, "conductor_step_seconds_count {}", m.ticks);
 }

@@ -1,4 +1,5 @@
-//! The shipped `controller.example.toml` loads, and its billing knobs reach the engine.
+//! The shipped `controller.example.toml` loads, and its billing and healing knobs reach the
+//! engine.
 
 use conductor_controller::config::ControllerConfig;
 
@@ -14,7 +15,10 @@ fn example(extra: &[(&str, &str)]) -> Result<ControllerConfig, String> {
         assert!(text.contains(from), "{from}");
         text = text.replace(from, to);
     }
-    let path = std::env::temp_dir().join(format!("conductor-example-{}-{}.toml", std::process::id(), extra.len()));
+    // One file per call: the tests run in parallel.
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::env::temp_dir().join(format!("conductor-example-{}-{n}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
     let cfg = ControllerConfig::load(&path).map_err(|e| e.to_string());
     std::fs::remove_file(&path).unwrap();
@@ -35,4 +39,24 @@ fn the_example_configuration_loads_with_its_billing_knobs() {
     assert!(e.contains("billing_window_s"), "{e}");
     let e = example(&[("warn_hours = 24", "warn_hours = \"soon\"")]).err().unwrap();
     assert!(e.contains("controller.warn_hours"), "{e}");
+}
+
+#[test]
+fn the_healing_knobs_reach_the_engine_and_the_core() {
+    let cfg = example(&[
+        ("start_timeout_s = 300", "start_timeout_s = 120"),
+        ("unreachable_after_s = 15", "unreachable_after_s = 7"),
+        ("# ops_webhook = ", "ops_webhook = "),
+        ("# crash_limit = 3", "crash_limit = 5"),
+    ])
+    .unwrap();
+    let live = conductor_controller::serve::live_config(&cfg).unwrap();
+    assert_eq!(live.healing.start_timeout, 120_000);
+    assert_eq!(live.healing.unreachable_after, 7_000);
+    assert_eq!(live.healing.crash_grace, 60_000);
+    assert_eq!(live.healing.gc_grace, 300_000);
+    assert!(live.healing.ops_webhook.as_deref().is_some_and(|u| u.starts_with("https://")));
+    assert_eq!((live.scheduler.crash_limit, live.scheduler.crash_window), (5, 600_000));
+    let e = example(&[("# crash_limit = 3", "crash_limit = 0")]).err().unwrap();
+    assert!(e.contains("lifecycle.crash_limit"), "{e}");
 }

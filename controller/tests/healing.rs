@@ -192,6 +192,8 @@ async fn a_container_killed_from_outside_is_seen_as_crashed_billed_up_to_the_cra
     let restarted = evs.iter().filter(|e| e.kind == SERVER_STARTED).nth(1).unwrap().at;
     assert!(restarted > crash.at);
     assert!(docker.probe(id).await.is_ok(), "the restarted container answers");
+    assert_eq!(live.metrics().crashes, 1);
+    assert_eq!(live.pending_intents(), 0);
     let (phase, since, _) = live.current_phase(id, now).unwrap();
     assert_eq!((phase, since), (conductor_controller::billing::Phase::Active, restarted));
     docker.remove(id, true).await.unwrap();
