@@ -110,14 +110,17 @@ impl<S: Store> Live<S> {
             .map(|n| format!("container:{n}:"))
             .collect();
         self.strays.retain(|k, _| !gone.iter().any(|g| k.starts_with(g)));
+        let mut running: HashMap<NodeId, HashSet<i64>> = HashMap::new();
         for s in seen {
             if self.heartbeat(now, s.node, &s.ping).await? {
                 if let Some(Ok(containers)) = &s.containers {
+                    running.insert(s.node, containers.iter().filter(|c| c.running).map(|c| c.server).collect());
                     self.containers(now, s.node, containers, &s.probes, &s.logs).await?;
                 }
             }
             self.apply(now).await?;
         }
+        self.stopped_seen(now, &running).await?;
         // Starts that ran out of time (wherever they are: a silent node's too).
         let timeout = self.cfg.healing.start_timeout;
         let late: Vec<ServerId> = self
@@ -251,26 +254,26 @@ impl<S: Store> Live<S> {
             }
             self.apply(now).await?;
         }
-        self.stopped_here(now, node, containers).await?;
         self.strays_on(now, node, containers).await
     }
 
     /// Billing follows what was observed: a server the core stopped whose stop is not
     /// confirmed (retried, or failed for good) is billed as running until its container is
-    /// seen stopped, then as sleeping.
-    async fn stopped_here(&mut self, now: Millis, node: NodeId, containers: &[ContainerInfo]) -> Result<(), LiveError> {
-        let store_node = self.store_node(node);
+    /// seen stopped on its node (`running`: what each node that answered listed as running),
+    /// then as sleeping.
+    async fn stopped_seen(&mut self, now: Millis, running: &HashMap<NodeId, HashSet<i64>>) -> Result<(), LiveError> {
         for i in 0..self.usage.len() {
-            let server = ServerId(i as u32);
-            let billed_running = matches!(self.usage[i].phase(), Some((crate::billing::Phase::Active, _)));
-            if !billed_running || self.core.residence(server) != (Residence::Sleeping { node }) {
+            if !matches!(self.usage[i].phase(), Some((crate::billing::Phase::Active, _))) {
                 continue;
             }
-            // Whatever is being carried out: the listing shows it was not running then.
+            let server = ServerId(i as u32);
+            let Residence::Sleeping { node } = self.core.residence(server) else { continue };
             let id = self.server_ids[i];
-            if !containers.iter().any(|c| c.server == id && c.running) {
+            // Whatever is being carried out: the listing shows it was not running then.
+            if running.get(&node).is_some_and(|r| !r.contains(&id)) {
                 let peak = self.peak_players.remove(&server).unwrap_or(0);
                 let data = json!({ "peak_players": peak, "observed": true });
+                let store_node = self.store_node(node);
                 self.event(now, SERVER_SLEPT, Some(id), store_node, data).await?;
             }
         }
