@@ -16,7 +16,22 @@ struct State {
     intents: Vec<Intent>,
     forecasts: Vec<(Millis, serde_json::Value)>,
     ledger: Vec<Entry>,
+    /// Index of each ledger key (posting is insert-if-absent by key).
+    ledger_keys: std::collections::HashMap<String, usize>,
     balances: std::collections::HashMap<i64, Money>,
+}
+
+impl State {
+    /// Ids are 1, 2, … in creation order: the row is at id − 1.
+    fn has_server(&self, id: i64) -> bool {
+        usize::try_from(id - 1).ok().and_then(|i| self.servers.get(i)).is_some_and(|x| x.id == id)
+            || self.servers.iter().any(|x| x.id == id)
+    }
+
+    fn has_owner(&self, id: i64) -> bool {
+        usize::try_from(id - 1).ok().and_then(|i| self.owners.get(i)).is_some_and(|x| x.id == id)
+            || self.owners.iter().any(|x| x.id == id)
+    }
 }
 
 #[derive(Default)]
@@ -275,18 +290,18 @@ impl Store for MemoryStore {
     async fn post(&self, e: NewEntry) -> Result<Posted> {
         e.check()?;
         self.with(|s| {
-            if let Some(old) = s.ledger.iter().find(|x| x.key == e.key) {
+            if let Some(old) = s.ledger_keys.get(&e.key).map(|&i| &s.ledger[i]) {
                 if !e.same_as(old) {
                     return Err(StoreError::Conflict(format!("key {:?} belongs to another entry", e.key)));
                 }
                 let balance = s.balances.get(&old.owner).copied().unwrap_or_default();
                 return Ok(Posted { entry: old.clone(), new: false, balance });
             }
-            if !s.owners.iter().any(|o| o.id == e.owner) {
+            if !s.has_owner(e.owner) {
                 return Err(not_found("owner", e.owner));
             }
             if let Some(server) = e.server {
-                if !s.servers.iter().any(|x| x.id == server) {
+                if !s.has_server(server) {
                     return Err(not_found("server", server));
                 }
             }
@@ -307,6 +322,7 @@ impl Store for MemoryStore {
             let balance = s.balances.entry(e.owner).or_default();
             *balance += entry.amount;
             let balance = *balance;
+            s.ledger_keys.insert(entry.key.clone(), s.ledger.len());
             s.ledger.push(entry.clone());
             Ok(Posted { entry, new: true, balance })
         })
