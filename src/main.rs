@@ -48,6 +48,14 @@ enum Command {
     FakeHetzner {
         #[arg(long, default_value_t = 8081)]
         port: u16,
+        /// Answer every N-th request with 503 (a flaky cloud; 0: never).
+        #[arg(long, default_value_t = 0)]
+        fail_every: u32,
+        /// Delay every N-th request by --slow-ms (0: never).
+        #[arg(long, default_value_t = 0)]
+        slow_every: u32,
+        #[arg(long, default_value_t = 2000)]
+        slow_ms: u64,
     },
 }
 
@@ -179,7 +187,11 @@ fn main() {
         Command::Serve { config } => serve(&config),
         Command::Export(args) => export(args),
         Command::Price(args) => price(args),
-        Command::FakeHetzner { port } => fake_hetzner(port),
+        Command::FakeHetzner { port, fail_every, slow_every, slow_ms } => {
+            let b =
+                conductor_controller::fake_hetzner::Behaviour { fail_every, slow_every, slow_ms, ..Default::default() };
+            fake_hetzner(port, b)
+        }
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -446,9 +458,9 @@ fn price(args: PriceArgs) -> Result<()> {
     Ok(())
 }
 
-fn fake_hetzner(port: u16) -> Result<()> {
+fn fake_hetzner(port: u16, behaviour: conductor_controller::fake_hetzner::Behaviour) -> Result<()> {
     runtime()?.block_on(async {
-        let fake = conductor_controller::fake_hetzner::FakeHetzner::default();
+        let fake = conductor_controller::fake_hetzner::FakeHetzner::new(behaviour);
         let url = fake.serve(port).await?;
         println!("fake Hetzner Cloud API on {url} (any token)");
         tokio::signal::ctrl_c().await?;

@@ -71,14 +71,25 @@ async fn run() {
     store.post(credit).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..SERVERS {
-        let s = NewServer { owner, name: format!("s{i}"), ram_mib: 512, disk_mb: 1000, pay_per_use: false, cost_mode: CostMode::Off };
+        let s = NewServer {
+            owner,
+            name: format!("s{i}"),
+            ram_mib: 512,
+            disk_mb: 1000,
+            pay_per_use: false,
+            cost_mode: CostMode::Off,
+        };
         ids.push(store.create_server(s, T0).await.unwrap().id);
     }
     let cfg = LiveConfig {
         scheduler: SchedulerConfig::reference(vm, 0),
         dedicated: nodes
             .iter()
-            .map(|n| DedicatedNode { name: n.name.clone(), kind: kind.clone(), docker: n.clone() as Arc<dyn NodeDriver> })
+            .map(|n| DedicatedNode {
+                name: n.name.clone(),
+                kind: kind.clone(),
+                docker: n.clone() as Arc<dyn NodeDriver>,
+            })
             .collect(),
         cloud: None,
         idle_timeout: 300_000,
@@ -103,7 +114,12 @@ async fn run() {
         live.tick(now).await.unwrap();
     }
     let running = (0..RUNNING)
-        .filter(|&i| matches!(live.core().residence(conductor_core::ServerId(i as u32)), conductor_core::Residence::Running { .. }))
+        .filter(|&i| {
+            matches!(
+                live.core().residence(conductor_core::ServerId(i as u32)),
+                conductor_core::Residence::Running { .. }
+            )
+        })
         .count();
     assert_eq!(running, RUNNING, "every started server runs");
     assert_eq!(live.pending_intents(), 0);

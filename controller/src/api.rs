@@ -894,7 +894,9 @@ fn engine_metrics<S: Store>(out: &mut String, live: &crate::live::Live<S>) {
             let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {v}");
         }
     }
-    out.push_str("# HELP conductor_step_seconds Wall time of one reconcile step.\n# TYPE conductor_step_seconds histogram\n");
+    out.push_str(
+        "# HELP conductor_step_seconds Wall time of one reconcile step.\n# TYPE conductor_step_seconds histogram\n",
+    );
     let mut cumulative = 0;
     for (i, b) in crate::live::TICK_BUCKETS_MS.iter().enumerate() {
         cumulative += m.tick_buckets[i];

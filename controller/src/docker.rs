@@ -413,6 +413,19 @@ impl DockerNode {
         Ok(out)
     }
 
+    /// The servers whose world volume (`conductor-data-s<id>-world`) exists on the node.
+    pub async fn volumes(&self) -> Result<Vec<i64>, DockerError> {
+        let listed = self.docker.list_volumes(None::<bollard::query_parameters::ListVolumesOptions>).await?;
+        let mut out: Vec<i64> = listed
+            .volumes
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.name.strip_prefix("conductor-data-s")?.strip_suffix("-world")?.parse().ok())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
     /// Status ping of the server's game port.
     pub async fn probe(&self, server: i64) -> Result<mcping::Status, String> {
         let info = self.inspect(server).await.map_err(|e| e.to_string())?.ok_or("no container")?;

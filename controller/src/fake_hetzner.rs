@@ -32,11 +32,26 @@ pub struct Behaviour {
     pub fail_next: u32,
     /// Added to every answer.
     pub latency_ms: u64,
+    /// Every `fail_every`-th request is answered 503 (0: none) — a flaky API on a fixed
+    /// pattern, so runs repeat.
+    pub fail_every: u32,
+    /// Every `slow_every`-th request waits `slow_ms` before it is answered (0: none).
+    pub slow_every: u32,
+    pub slow_ms: u64,
 }
 
 impl Default for Behaviour {
     fn default() -> Self {
-        Behaviour { action_ms: 300, max_servers: 100, rate_per_s: 1000, fail_next: 0, latency_ms: 0 }
+        Behaviour {
+            action_ms: 300,
+            max_servers: 100,
+            rate_per_s: 1000,
+            fail_next: 0,
+            latency_ms: 0,
+            fail_every: 0,
+            slow_every: 0,
+            slow_ms: 0,
+        }
     }
 }
 
@@ -73,6 +88,8 @@ struct Inner {
 pub struct FakeHetzner {
     inner: Arc<Mutex<Inner>>,
     pub behaviour: Arc<Mutex<Behaviour>>,
+    /// Requests answered so far (for `fail_every`, `slow_every`).
+    calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 const TYPES: [(&str, i32, f64, f64, &str); 4] = [
@@ -131,7 +148,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 
 impl FakeHetzner {
     pub fn new(behaviour: Behaviour) -> FakeHetzner {
-        FakeHetzner { inner: Arc::default(), behaviour: Arc::new(Mutex::new(behaviour)) }
+        FakeHetzner { inner: Arc::default(), behaviour: Arc::new(Mutex::new(behaviour)), calls: Arc::default() }
     }
 
     pub fn set(&self, f: impl FnOnce(&mut Behaviour)) {
@@ -237,6 +254,13 @@ async fn gate(State(fake): State<FakeHetzner>, req: axum::extract::Request, next
     if b.fail_next > 0 {
         fake.set(|b| b.fail_next -= 1);
         return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service temporarily unavailable");
+    }
+    let n = fake.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if b.fail_every > 0 && n % u64::from(b.fail_every) == 0 {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service temporarily unavailable");
+    }
+    if b.slow_every > 0 && n % u64::from(b.slow_every) == 0 {
+        tokio::time::sleep(Duration::from_millis(b.slow_ms)).await;
     }
     if b.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(b.latency_ms)).await;

@@ -510,3 +510,84 @@ async fn the_engine_holds_its_invariants_and_converges_under_seeded_faults() {
         failures.join("\n")
     );
 }
+
+/// The operators' webhook is told once per incident: a node declared dead and its return,
+/// a crash loop, a command failed for good.
+#[tokio::test(flavor = "current_thread")]
+async fn operators_are_told_once_per_incident() {
+    let told = Arc::new(Mutex::new(Vec::<String>::new()));
+    let keep = told.clone();
+    let hook = axum::Router::new().route(
+        "/ops",
+        axum::routing::post(move |body: String| {
+            let keep = keep.clone();
+            async move { keep.lock().unwrap().push(body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ops", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let w = World::new(1, 0.0, 0.0, 0.0);
+    let store = w.store.clone();
+    let owner = store.create_owner("o", T0).await.unwrap().id;
+    let credit = NewEntry {
+        owner,
+        kind: EntryKind::Topup,
+        amount: Decimal::from(100),
+        key: "credit".into(),
+        at: T0,
+        server: None,
+        window_start: None,
+        data: serde_json::json!({}),
+    };
+    store.post(credit).await.unwrap();
+    let new = |name: &str| NewServer {
+        owner,
+        name: name.into(),
+        ram_mib: 1024,
+        disk_mb: 100,
+        pay_per_use: false,
+        cost_mode: CostMode::Off,
+    };
+    let a = store.create_server(new("a"), T0).await.unwrap().id;
+    let mut cfg = w.config();
+    cfg.healing.ops_webhook = Some(url);
+    let mut live = Live::start(store.clone(), cfg, T0).await.unwrap();
+    let mut now = T0;
+    async fn step(live: &mut Live<MemoryStore>, clock: &Clock, now: &mut Millis) {
+        *now += STEP;
+        clock.set(*now);
+        live.tick(*now).await.unwrap();
+    }
+    live.request_start(a, now).await.unwrap();
+    for _ in 0..4 {
+        step(&mut live, &w.clock, &mut now).await;
+    }
+    assert_eq!(store.server(a).await.unwrap().state, ServerState::Running);
+    let ded = &w.dedicated[0];
+    // A crash loop: three crashes within ten minutes, one message.
+    for _ in 0..3 {
+        assert!(ded.crash(a, 1), "a runs on ded-0");
+        for _ in 0..5 {
+            step(&mut live, &w.clock, &mut now).await;
+        }
+    }
+    let msgs = told.lock().unwrap().clone();
+    assert_eq!(msgs.iter().filter(|m| m.contains("crashed 3 times")).count(), 1, "{msgs:?}");
+    assert_eq!(store.server(a).await.unwrap().state, ServerState::Sleeping, "stopped after the loop");
+    // ded-0 goes silent for two minutes: declared dead (once), then back (once).
+    ded.set_silent(true);
+    for _ in 0..24 {
+        step(&mut live, &w.clock, &mut now).await;
+    }
+    ded.set_silent(false);
+    for _ in 0..4 {
+        step(&mut live, &w.clock, &mut now).await;
+    }
+    let msgs = told.lock().unwrap().clone();
+    assert_eq!(msgs.iter().filter(|m| m.contains("is dead")).count(), 1, "{msgs:?}");
+    assert_eq!(msgs.iter().filter(|m| m.contains("answers again")).count(), 1, "{msgs:?}");
+    // Nothing else was said.
+    assert_eq!(msgs.len(), 3, "{msgs:?}");
+}

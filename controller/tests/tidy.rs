@@ -14,13 +14,19 @@ fn every_event_kind_is_documented_once_and_used_through_its_constant() {
         assert!(doc.contains(&format!("`{kind}`")), "ARCHITECTURE.md does not list the event kind {kind}");
     }
     // No kind spelled as a string literal in the engine (a typo there would be a new kind).
-    let prefixes = ["server.", "node.", "intent.", "gc.", "scaling.", "billing.", "account.", "controller.", "container."];
+    let prefixes =
+        ["server.", "node.", "intent.", "gc.", "scaling.", "billing.", "account.", "controller.", "container."];
     for entry in std::fs::read_dir(format!("{ROOT}/controller/src/live")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         for (i, line) in text.lines().enumerate() {
             for p in prefixes {
-                assert!(!line.contains(&format!("\"{p}")), "{}:{}: an event kind as a literal: {line}", path.display(), i + 1);
+                assert!(
+                    !line.contains(&format!("\"{p}")),
+                    "{}:{}: an event kind as a literal: {line}",
+                    path.display(),
+                    i + 1
+                );
             }
         }
     }

@@ -564,6 +564,8 @@ impl<S: Store> Live<S> {
                         id.unwrap_or(0),
                         self.core.config().crash_window / 60_000
                     );
+                    // The owner hears of it too (the account's webhook), the operators apart.
+                    self.notify(now, text.clone()).await?;
                     self.alert(now, text).await?;
                 }
             }

@@ -154,7 +154,7 @@ impl<S: Store> Live<S> {
     }
 
     /// Tells the owner-facing webhook (if any); a failure is recorded, never fatal.
-    async fn notify(&mut self, now: Millis, text: String) -> Result<(), LiveError> {
+    pub(super) async fn notify(&mut self, now: Millis, text: String) -> Result<(), LiveError> {
         let url = self.cfg.billing.webhook.clone();
         self.post_webhook(url, now, text).await
     }
