@@ -313,7 +313,22 @@ cooldown_s = 6
                 s.state
             );
         }
-        for v in docker.volumes().await.unwrap().into_iter().filter(|v| *v >= FIRST_ID) {
+        // Nothing lost: a sleeping server's world is on its node.
+        let volumes = docker.volumes().await.unwrap();
+        for s in store.servers(None).await.unwrap() {
+            if s.state == ServerState::Sleeping {
+                assert!(volumes.contains(&s.id), "server {} sleeps without its world", s.id);
+            }
+        }
+        // It was a real run: VMs made, starts, kills that interrupted work.
+        let kinds: Vec<String> = store.events(0, 1_000_000).await.unwrap().into_iter().map(|e| e.kind).collect();
+        let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+        use conductor_controller::events::*;
+        assert!(count(NODE_CREATED) >= 1, "the policy made a VM");
+        assert!(count(SERVER_STARTED) >= 5, "servers ran");
+        assert!(count(INTENT_RESUMED) >= 1, "a kill interrupted work that was resumed");
+        assert!(count(CONTROLLER_STARTED) as u32 > kills, "killed {kills} times");
+        for v in volumes.into_iter().filter(|v| *v >= FIRST_ID) {
             assert!(alive.contains(&v), "the volume of deleted server {v} is left");
             let s = store.server(v).await.unwrap();
             assert!(

@@ -86,6 +86,8 @@ pub struct DockerNode {
     docker: Docker,
     /// Where this node's published ports are reached from the controller.
     pub host: String,
+    /// The endpoint it was connected with: two nodes with the same one are one engine.
+    endpoint: String,
     /// The SSH process forwarding a local socket to the node's (ssh:// endpoints).
     _tunnel: Option<SshTunnel>,
 }
@@ -253,7 +255,7 @@ impl DockerNode {
                 "expected unix:///path, tcp://host:port, tls://host:port or ssh://[user@]host[:port][/socket]".into(),
             ));
         };
-        Ok(DockerNode { docker, host: host.into(), _tunnel: tunnel })
+        Ok(DockerNode { docker, host: host.into(), endpoint: endpoint.into(), _tunnel: tunnel })
     }
 
     pub async fn ping(&self) -> Result<(), DockerError> {
@@ -553,6 +555,9 @@ impl DockerNode {
 }
 
 impl crate::driver::NodeDriver for DockerNode {
+    fn engine(&self) -> &str {
+        &self.endpoint
+    }
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move { Ok(DockerNode::ping(self).await?) })
     }

@@ -55,6 +55,9 @@ pub fn retry_for_status(status: u16) -> Retry {
 
 /// One node's Docker API. Every call is idempotent by the server's deterministic names.
 pub trait NodeDriver: Send + Sync {
+    /// Which engine this is (its endpoint): nodes that share one (a local run, a test) have
+    /// one set of containers and volumes, and nothing is copied or removed between them.
+    fn engine(&self) -> &str;
     /// The heartbeat: does the engine answer?
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>>;
     /// Every container the controller manages on the node, running or not.

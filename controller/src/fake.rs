@@ -232,6 +232,9 @@ where
 }
 
 impl NodeDriver for FakeNode {
+    fn engine(&self) -> &str {
+        &self.name
+    }
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
         ready(self.call("ping", |_, _| Ok(())))
     }

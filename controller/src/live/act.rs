@@ -376,6 +376,10 @@ impl Work {
                         let restore = archive::restore_server(&**node, self.archive.as_ref(), spec, r, &self.helper);
                         timed(self.data_timeout, async { restore.await.map_err(DriverError::from) }).await?;
                     }
+                    Source::Node(src) if src.engine() == node.engine() => {
+                        // One engine: the world is already there.
+                        timed(t, node.ensure_container(spec)).await?;
+                    }
                     Source::Node(src) => {
                         // A copy of a stopped world only (a container left running there by
                         // an earlier failure is stopped first; the game saves on the way).
@@ -388,7 +392,7 @@ impl Work {
                 timed(t, node.start(id)).await?;
                 if let Source::Node(src) = source {
                     // The copy runs here now: the old one goes (unless it is the same engine).
-                    if !Arc::ptr_eq(src, node) {
+                    if src.engine() != node.engine() {
                         timed(t, src.remove(id, true)).await?;
                     }
                 }

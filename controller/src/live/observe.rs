@@ -345,7 +345,7 @@ impl<S: Store> Live<S> {
             let elsewhere = match id.and_then(|s| self.node_of(s)) {
                 Some(n) if n == node => false,
                 Some(n) => {
-                    !matches!((&here, self.docker.get(n.0 as usize).cloned().flatten()), (Some(a), Some(b)) if Arc::ptr_eq(a, &b))
+                    !matches!((&here, self.docker.get(n.0 as usize).cloned().flatten()), (Some(a), Some(b)) if a.engine() == b.engine())
                 }
                 None => true,
             };
