@@ -876,6 +876,7 @@ fn engine_metrics<S: Store>(out: &mut String, live: &crate::live::Live<S>) {
         ("conductor_start_failures_total", "Placements that did not start their server.", m.start_failures),
         ("conductor_nodes_dead_total", "Nodes declared dead.", m.nodes_dead),
         ("conductor_gc_removed_total", "Strays and failed placements removed.", m.gc_removed),
+        ("conductor_stale_intents_total", "Intents reported as not done after stale_after_s.", m.stale_intents),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");

@@ -119,6 +119,9 @@ pub struct ControllerSection {
     /// Containers and VMs nobody knows are removed this long after they were first seen.
     #[serde(default = "three_hundred")]
     pub gc_grace_s: u64,
+    /// Intents not done this long after they were asked for are reported.
+    #[serde(default = "thirty_six_hundred")]
+    pub stale_after_s: u64,
     /// Operators' webhook (Discord-style `content`): dead nodes and their return, crash
     /// loops, commands failed for good, VMs that never became ready — once per incident.
     pub ops_webhook: Option<String>,
@@ -136,6 +139,9 @@ fn listen() -> String {
 }
 fn enforce() -> crate::live::Mode {
     crate::live::Mode::Enforce
+}
+fn thirty_six_hundred() -> u64 {
+    3600
 }
 fn fifteen() -> u64 {
     15

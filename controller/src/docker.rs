@@ -564,6 +564,9 @@ impl crate::driver::NodeDriver for DockerNode {
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>> {
         Box::pin(async move { Ok(DockerNode::list_managed(self).await?) })
     }
+    fn volumes(&self) -> BoxFuture<'_, Result<Vec<i64>, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::volumes(self).await?) })
+    }
     fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {
         Box::pin(async move { Ok(DockerNode::ensure_container(self, spec).await?) })
     }

@@ -39,6 +39,7 @@ pub const INTENT_RESUMED: &str = "intent.resumed";
 pub const INTENT_RETRY: &str = "intent.retry";
 pub const INTENT_FAILED: &str = "intent.failed";
 pub const INTENT_UNNECESSARY: &str = "intent.unnecessary";
+pub const INTENT_STALE: &str = "intent.stale";
 // Garbage collection.
 pub const GC_FOUND: &str = "gc.found";
 pub const GC_REMOVED: &str = "gc.removed";
@@ -92,6 +93,7 @@ pub const ALL: &[&str] = &[
     INTENT_RETRY,
     INTENT_FAILED,
     INTENT_UNNECESSARY,
+    INTENT_STALE,
     GC_FOUND,
     GC_REMOVED,
     CONTAINER_STOPPED,

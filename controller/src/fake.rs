@@ -248,6 +248,10 @@ impl NodeDriver for FakeNode {
         ready(listed)
     }
 
+    fn volumes(&self) -> BoxFuture<'_, Result<Vec<i64>, DriverError>> {
+        ready(self.call("volumes", |st, _| Ok(st.volumes.keys().copied().collect())))
+    }
+
     fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {
         ready(self.call("create", |st, _| {
             let c = st.containers.entry(spec.server).or_insert(FakeContainer {

@@ -78,6 +78,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
             unreachable_after: c.unreachable_after_s as Millis * 1000,
             vm_ready_timeout: c.vm_ready_timeout_s as Millis * 1000,
             gc_grace: c.gc_grace_s as Millis * 1000,
+            stale_after: c.stale_after_s as Millis * 1000,
             ops_webhook: c.ops_webhook.clone(),
             seed: cfg.scenario.seed,
             ..Healing::default()

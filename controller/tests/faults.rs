@@ -418,6 +418,20 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
             }
         }
     }
+    // No orphan volume: a world on a node where its server does not live stays only if no
+    // verified archive of it exists (then it may be the only copy).
+    let all_events = store.events(0, 1_000_000).await.unwrap();
+    let archived: std::collections::BTreeSet<i64> =
+        all_events.iter().filter(|e| e.kind == SERVER_ARCHIVED).filter_map(|e| e.server).collect();
+    for n in &nodes {
+        let node_row = store_nodes.iter().find(|r| r.name == n.name).expect("checked above");
+        for (s, _) in n.volumes() {
+            let server = store.server(s).await.unwrap();
+            if server.node != Some(node_row.id) && archived.contains(&s) && n.containers().get(&s).is_none() {
+                return Err(fail(seed, format!("orphan volume of server {s} on {} ({:?})", n.name, server.state)));
+            }
+        }
+    }
     // Every VM the cloud has is one the controller holds, and the other way round.
     for v in w.cloud.vms().iter().filter(|v| v.deleted_at.is_none()) {
         let row = store_nodes.iter().find(|r| r.name == v.name);
@@ -590,4 +604,50 @@ async fn operators_are_told_once_per_incident() {
     assert_eq!(msgs.iter().filter(|m| m.contains("answers again")).count(), 1, "{msgs:?}");
     // Nothing else was said.
     assert_eq!(msgs.len(), 3, "{msgs:?}");
+}
+
+/// An intent that is not done long after it was asked for is reported once, and goes on.
+#[tokio::test(flavor = "current_thread")]
+async fn an_intent_pending_too_long_is_reported_once() {
+    let w = World::new(1, 0.0, 0.0, 0.0);
+    let store = w.store.clone();
+    let owner = store.create_owner("o", T0).await.unwrap().id;
+    let new = NewServer {
+        owner,
+        name: "a".into(),
+        ram_mib: 1024,
+        disk_mb: 100,
+        pay_per_use: false,
+        cost_mode: CostMode::Off,
+    };
+    let a = store.create_server(new, T0).await.unwrap().id;
+    let mut cfg = w.config();
+    cfg.healing.stale_after = 30 * S;
+    let mut live = Live::start(store.clone(), cfg, T0).await.unwrap();
+    let credit = NewEntry {
+        owner,
+        kind: EntryKind::Topup,
+        amount: Decimal::from(100),
+        key: "credit".into(),
+        at: T0,
+        server: None,
+        window_start: None,
+        data: serde_json::json!({}),
+    };
+    store.post(credit).await.unwrap();
+    // Its node is silent: the placement waits (retried), past the stale limit.
+    w.dedicated[0].set_silent(true);
+    live.request_start(a, T0).await.unwrap();
+    let mut now = T0;
+    for _ in 0..12 {
+        now += STEP;
+        w.clock.set(now);
+        live.tick(now).await.unwrap();
+    }
+    let events = store.events(0, 100_000).await.unwrap();
+    let stale: Vec<_> = events.iter().filter(|e| e.kind == INTENT_STALE).collect();
+    assert_eq!(stale.len(), 1, "reported once");
+    assert_eq!(stale[0].server, Some(a));
+    assert!(stale[0].data["pending_ms"].as_i64().unwrap() >= 30 * S);
+    assert_eq!(live.metrics().stale_intents, 1);
 }

@@ -143,6 +143,9 @@ pub(super) struct Pending {
     in_flight: bool,
     /// Operators were told it keeps failing.
     alerted: bool,
+    /// When it was first asked for, and whether it was reported as old.
+    since: Millis,
+    stale: bool,
 }
 
 /// The intents not yet done, in the order they were asked for.
@@ -161,11 +164,6 @@ impl Intents {
 
     pub(super) fn len(&self) -> usize {
         self.items.len()
-    }
-
-    /// Whether an intent on `server` (store id) is not yet done.
-    pub(super) fn for_server(&self, server: i64) -> bool {
-        self.items.values().any(|p| p.action.server() == Some(server))
     }
 
     /// Whether an intent on `server` that acts on `node` (store ids) is not yet done.
@@ -208,10 +206,20 @@ impl Intents {
     }
 
     /// Adopts an intent a previous run left pending.
-    pub(super) fn resume(&mut self, store_id: i64, key: String, action: Action, now: Millis) {
+    pub(super) fn resume(&mut self, store_id: i64, key: String, action: Action, since: Millis, now: Millis) {
         let local = self.next;
         self.next += 1;
-        let p = Pending { store_id, key, action, attempts: 0, next_at: now, in_flight: false, alerted: false };
+        let p = Pending {
+            store_id,
+            key,
+            action,
+            attempts: 0,
+            next_at: now,
+            in_flight: false,
+            alerted: false,
+            since,
+            stale: false,
+        };
         self.items.insert(local, p);
     }
 
@@ -464,8 +472,17 @@ impl<S: Store> Live<S> {
         let key = format!("{}:{:?}:{}.{local}", action.kind(), action.target(), self.intents.base);
         let data = serde_json::to_value(&action).expect("plain data");
         let intent = self.store.begin_intent(&key, action.kind(), data, now).await?;
-        let p =
-            Pending { store_id: intent.id, key, action, attempts: 0, next_at: now, in_flight: false, alerted: false };
+        let p = Pending {
+            store_id: intent.id,
+            key,
+            action,
+            attempts: 0,
+            next_at: now,
+            in_flight: false,
+            alerted: false,
+            since: now,
+            stale: false,
+        };
         self.intents.items.insert(local, p);
         Ok(())
     }
@@ -821,6 +838,7 @@ impl<S: Store> Live<S> {
             Action::Remove { server, node, volume } => {
                 self.metrics.gc_removed += 1;
                 self.strays.remove(&format!("container:{node}:{server}"));
+                self.strays.remove(&format!("volume:{node}:{server}"));
                 let data = json!({ "what": "container", "volume": volume });
                 self.event(now, GC_REMOVED, Some(*server), Some(*node), data).await?;
             }
@@ -841,6 +859,30 @@ impl<S: Store> Live<S> {
                 let data = json!({ "name": name });
                 self.event(now, NODE_DELETED, None, *node, data).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Intents pending longer than `stale_after` are reported (an event and the operators),
+    /// once each; they go on being carried out.
+    pub(super) async fn report_stale(&mut self, now: Millis) -> Result<(), LiveError> {
+        let limit = self.cfg.healing.stale_after;
+        let old: Vec<(String, u32, Millis, Option<i64>)> = self
+            .intents
+            .items
+            .values_mut()
+            .filter(|p| !p.stale && now - p.since >= limit)
+            .map(|p| {
+                p.stale = true;
+                (p.key.clone(), p.attempts, p.since, p.action.server())
+            })
+            .collect();
+        for (key, attempts, since, server) in old {
+            self.metrics.stale_intents += 1;
+            let data = json!({ "key": key, "attempts": attempts, "pending_ms": now - since });
+            self.event(now, INTENT_STALE, server, None, data).await?;
+            let min = (now - since) / 60_000;
+            self.alert(now, format!("{key} is still not done after {min} min ({attempts} attempts)")).await?;
         }
         Ok(())
     }

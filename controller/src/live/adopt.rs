@@ -45,6 +45,7 @@ impl<S: Store> Live<S> {
             archives: HashMap::new(),
             intents: act::Intents::new(started, cfg.healing.seed),
             strays: HashMap::new(),
+            kept: HashSet::new(),
             deleted: HashSet::new(),
             unrestored: HashSet::new(),
             touched: HashSet::new(),
@@ -205,7 +206,7 @@ impl<S: Store> Live<S> {
                 Ok(action) if live.cfg.mode == Mode::Enforce => {
                     let data = json!({ "key": i.key, "action": action.kind() });
                     live.event(now, INTENT_RESUMED, None, None, data).await?;
-                    live.intents.resume(i.id, i.key, action, now);
+                    live.intents.resume(i.id, i.key, action, i.created_at, now);
                 }
                 Ok(_) => {}
                 Err(e) => {

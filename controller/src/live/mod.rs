@@ -98,6 +98,8 @@ pub struct Healing {
     /// Containers and VMs nobody knows are removed this long after they were first seen
     /// (`gc_grace_s`).
     pub gc_grace: Millis,
+    /// Intents not done this long after they were asked for are reported (`stale_after_s`).
+    pub stale_after: Millis,
     /// Retries back off from `retry_base` doubling to `retry_max`, with ±50 % jitter.
     pub retry_base: Millis,
     pub retry_max: Millis,
@@ -125,6 +127,7 @@ impl Default for Healing {
             unreachable_after: 15 * S,
             vm_ready_timeout: 600 * S,
             gc_grace: 300 * S,
+            stale_after: 3600 * S,
             retry_base: 2 * S,
             retry_max: 60 * S,
             max_attempts: 8,
@@ -163,6 +166,8 @@ pub struct Metrics {
     pub retries: BTreeMap<&'static str, u64>,
     pub failures: BTreeMap<&'static str, u64>,
     pub gc_removed: u64,
+    /// Intents reported as not done after `stale_after`.
+    pub stale_intents: u64,
     /// Wall time of whole steps: bucket upper bounds in ms ([`TICK_BUCKETS_MS`]), then +Inf.
     pub tick_buckets: [u64; TICK_BUCKETS_MS.len() + 1],
     pub tick_ms_sum: f64,
@@ -210,8 +215,10 @@ pub struct Live<S: Store> {
     archives: HashMap<ServerId, ArchiveRef>,
     /// The intents not yet done, by local sequence (their order).
     intents: act::Intents,
-    /// Containers and VMs nobody knows, since when they were seen.
+    /// Containers, volumes and VMs nobody knows, since when they were seen.
     strays: HashMap<String, Millis>,
+    /// Volumes reported and kept (no other copy of their world is known).
+    kept: HashSet<String>,
     /// Servers whose intents ran in the current step (their observation is older).
     touched: HashSet<(i64, i64)>,
     /// Servers whose latest placement copies their world over and has not done so yet
@@ -393,6 +400,7 @@ impl<S: Store> Live<S> {
         self.outcomes(now, done.outcomes).await?;
         self.observed(now, done.seen, done.cloud).await?;
         self.apply(now).await?;
+        self.report_stale(now).await?;
         self.remember_scaling(now).await
     }
 

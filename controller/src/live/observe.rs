@@ -37,6 +37,7 @@ pub(in crate::live) struct Seen {
     node: NodeId,
     ping: Result<(), DriverError>,
     containers: Option<Result<Vec<ContainerInfo>, DriverError>>,
+    volumes: Option<Vec<i64>>,
     probes: HashMap<i64, Result<Status, DriverError>>,
     logs: HashMap<i64, String>,
 }
@@ -47,6 +48,7 @@ impl Look {
             node: self.node,
             ping: timed(deadline, self.driver.ping()).await,
             containers: None,
+            volumes: None,
             probes: HashMap::new(),
             logs: HashMap::new(),
         };
@@ -68,6 +70,9 @@ impl Look {
                     None => {}
                 }
             }
+        }
+        if listed.is_ok() {
+            seen.volumes = timed(deadline, self.driver.volumes()).await.ok();
         }
         seen.containers = Some(listed);
         seen
@@ -116,6 +121,9 @@ impl<S: Store> Live<S> {
                 if let Some(Ok(containers)) = &s.containers {
                     running.insert(s.node, containers.iter().filter(|c| c.running).map(|c| c.server).collect());
                     self.containers(now, s.node, containers, &s.probes, &s.logs).await?;
+                    if let Some(volumes) = &s.volumes {
+                        self.volumes_on(now, s.node, containers, volumes).await?;
+                    }
                 }
             }
             self.apply(now).await?;
@@ -185,14 +193,8 @@ impl<S: Store> Live<S> {
                         self.store.set_node_state(n, crate::store::NodeState::Ready, None, now).await?;
                     }
                     self.event(now, NODE_REACHABLE, None, store_node, json!({ "was_dead": was_dead })).await?;
-                    // Still placed here: they play on (billed again; a crash is seen below).
-                    for s in self.core.node(node).servers.clone() {
-                        if matches!(self.core.residence(s), Residence::Running { .. }) {
-                            let id = self.server_ids[s.0 as usize];
-                            self.event(now, SERVER_RESUMED, Some(id), store_node, json!({ "reason": "node back" }))
-                                .await?;
-                        }
-                    }
+                    // Its servers still placed here are billed again once their containers
+                    // are seen running (below).
                     if was_dead {
                         let name = self.node_name(node);
                         self.alert(now, format!("Node {name} answers again (it was declared dead).")).await?;
@@ -217,8 +219,8 @@ impl<S: Store> Live<S> {
         for server in self.core.node(node).servers.clone() {
             let id = self.server_ids[server.0 as usize];
             let on = self.nid(node);
-            if self.intents.for_server(id) || self.touched.contains(&(id, on)) {
-                continue; // being carried out: judged once it is done
+            if self.intents.for_server_on(id, on) || self.touched.contains(&(id, on)) {
+                continue; // being carried out here: judged once it is done
             }
             let c = by_server.get(&id).copied();
             let running = c.is_some_and(|c| c.running);
@@ -240,6 +242,11 @@ impl<S: Store> Live<S> {
                         let why = if c.is_some() { "container exited" } else { "container gone" };
                         self.crash(now, server, c, logs.get(&id), why).await?;
                     } else if let Some(status) = answer {
+                        if !matches!(self.usage[server.0 as usize].phase(), Some((crate::billing::Phase::Active, _))) {
+                            // Its node was silent (billing stopped); it is seen playing on.
+                            let data = json!({ "reason": "seen running again" });
+                            self.event(now, SERVER_RESUMED, Some(id), Some(on), data).await?;
+                        }
                         self.unanswered.remove(&server);
                         self.see_players(server, status.online);
                         self.idle(now, server, status.online).await?;
@@ -385,6 +392,62 @@ impl<S: Store> Live<S> {
                 Some(_) if urgent => self.enqueue(now, action, Some("a second copy runs")).await?,
                 Some(&since) if now - since >= self.cfg.healing.gc_grace => {
                     self.strays.remove(&key);
+                    self.enqueue(now, action, Some("garbage collection")).await?;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// World volumes on `node` without a container: a deleted server's goes, one whose
+    /// world has a verified archive and lives elsewhere goes; the others stay (reported
+    /// once: no other copy of that world is known).
+    async fn volumes_on(
+        &mut self,
+        now: Millis,
+        node: NodeId,
+        containers: &[ContainerInfo],
+        volumes: &[i64],
+    ) -> Result<(), LiveError> {
+        let store_node = self.store_node(node).unwrap_or(-1);
+        let here = self.docker[node.0 as usize].clone();
+        let prefix = format!("volume:{store_node}:");
+        let listed: HashSet<String> = volumes.iter().map(|v| format!("{prefix}{v}")).collect();
+        self.strays.retain(|k, _| !k.starts_with(&prefix) || listed.contains(k));
+        for &v in volumes {
+            if containers.iter().any(|c| c.server == v)
+                || self.intents.for_server_on(v, store_node)
+                || self.touched.contains(&(v, store_node))
+            {
+                continue;
+            }
+            let id = self.by_store_id.get(&v).copied();
+            let lives_here = id.and_then(|s| self.node_of(s)).is_some_and(|n| {
+                n == node
+                    || matches!((&here, self.docker.get(n.0 as usize).cloned().flatten()), (Some(a), Some(b)) if a.engine() == b.engine())
+            });
+            if lives_here {
+                continue;
+            }
+            let removable = id.is_some_and(|s| self.store_deleted(s) || self.archives.contains_key(&s));
+            let key = format!("{prefix}{v}");
+            if !removable {
+                if self.kept.insert(key) {
+                    let data = json!({ "volume": crate::docker::volume_name(v), "will": "keep: no other copy of this world is known" });
+                    self.event(now, GC_FOUND, Some(v), Some(store_node), data).await?;
+                }
+                continue;
+            }
+            match self.strays.get(&key) {
+                None => {
+                    self.strays.insert(key, now);
+                    let data = json!({ "volume": crate::docker::volume_name(v), "will": "remove" });
+                    self.event(now, GC_FOUND, Some(v), Some(store_node), data).await?;
+                }
+                Some(&since) if now - since >= self.cfg.healing.gc_grace => {
+                    self.strays.remove(&key);
+                    let action = Action::Remove { server: v, node: store_node, volume: true };
                     self.enqueue(now, action, Some("garbage collection")).await?;
                 }
                 Some(_) => {}
