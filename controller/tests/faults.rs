@@ -418,6 +418,17 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
             }
         }
     }
+    // No world lost on the way: a sleeping server's world is on its node.
+    for &id in &ids {
+        let s = store.server(id).await.unwrap();
+        if s.state == ServerState::Sleeping {
+            let row = store_nodes.iter().find(|r| Some(r.id) == s.node).expect("a sleeping server has a node");
+            let n = w.all_nodes().into_iter().find(|n| n.name == row.name).expect("a fake node");
+            if !n.volumes().contains_key(&id) {
+                return Err(fail(seed, format!("server {id} sleeps on {} without its world", n.name)));
+            }
+        }
+    }
     // No orphan volume: a world on a node where its server does not live stays only if no
     // verified archive of it exists (then it may be the only copy).
     let all_events = store.events(0, 1_000_000).await.unwrap();

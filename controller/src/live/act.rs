@@ -178,11 +178,9 @@ impl Intents {
         p.action.nodes().into_iter().map(|n| (s, n)).collect()
     }
 
-    /// Whether a placement of `server` that copies its world is under way.
-    fn restoring(&self, server: i64) -> bool {
-        self.items.values().any(|p| {
-            p.in_flight && matches!(&p.action, Action::Place { server: s, restore, .. } if *s == server && *restore != RestoreFrom::None)
-        })
+    /// Whether a placement of `server` is under way.
+    fn placing(&self, server: i64) -> bool {
+        self.items.values().any(|p| p.in_flight && matches!(&p.action, Action::Place { server: s, .. } if *s == server))
     }
 
     /// A node answers again: what waits for it is tried at once.
@@ -235,15 +233,12 @@ impl Intents {
         gone.into_iter().filter_map(|k| self.items.remove(&k)).map(|p| p.store_id).collect()
     }
 
-    /// Drops a waiting placement of `server` that would copy its world over (not under way).
-    fn cancel_restore(&mut self, server: i64) -> Vec<i64> {
+    /// Drops a waiting placement of `server` (not under way).
+    fn cancel_place(&mut self, server: i64) -> Vec<i64> {
         let gone: Vec<u64> = self
             .items
             .iter()
-            .filter(|(_, p)| {
-                !p.in_flight
-                    && matches!(&p.action, Action::Place { server: s, restore, .. } if *s == server && *restore != RestoreFrom::None)
-            })
+            .filter(|(_, p)| !p.in_flight && matches!(&p.action, Action::Place { server: s, .. } if *s == server))
             .map(|(k, _)| *k)
             .collect();
         gone.into_iter().filter_map(|k| self.items.remove(&k)).map(|p| p.store_id).collect()
@@ -507,11 +502,7 @@ impl<S: Store> Live<S> {
                 };
                 self.placed_at.insert(server, now);
                 self.unanswered.remove(&server);
-                if restore == RestoreFrom::None {
-                    self.unrestored.remove(&server);
-                } else {
-                    self.unrestored.insert(server);
-                }
+                self.unplaced.insert(server);
                 self.record_state(server, now).await?;
                 // Ends a sleeping phase for billing (and tells where it went).
                 let data = json!({ "restore": format!("{restore:?}") });
@@ -519,15 +510,15 @@ impl<S: Store> Live<S> {
                 Action::Place { server: self.sid(server), node: self.nid(node), restore }
             }
             Command::Stop { server, node } => {
-                // Stopped before its world was copied over: the copy is not made, and the
-                // core learns the world is still where it was.
+                // Stopped before its placement was carried out: it is not, and the core
+                // learns the world is still where it was (or that there is none yet).
                 let id = self.sid(server);
-                let undone = self.intents.cancel_restore(id);
+                let undone = self.intents.cancel_place(id);
                 for store_id in &undone {
-                    let outcome = json!({ "unnecessary": "stopped before the restore" });
+                    let outcome = json!({ "unnecessary": "stopped before it was carried out" });
                     self.store.finish_intent(*store_id, true, outcome, now).await?;
                 }
-                if self.unrestored.remove(&server) && !self.intents.restoring(id) {
+                if self.unplaced.remove(&server) && !self.intents.placing(id) {
                     self.core.restore_undone(now, server, &mut self.out);
                 }
                 self.record_state(server, now).await?;
@@ -796,11 +787,9 @@ impl<S: Store> Live<S> {
     /// What a finished intent changes in the records.
     async fn done(&mut self, now: Millis, action: &Action, out: Output) -> Result<(), LiveError> {
         match action {
-            Action::Place { server, node, restore } => {
-                if *restore != RestoreFrom::None {
-                    if let Some(&id) = self.by_store_id.get(server) {
-                        self.unrestored.remove(&id);
-                    }
+            Action::Place { server, node, .. } => {
+                if let Some(&id) = self.by_store_id.get(server) {
+                    self.unplaced.remove(&id);
                 }
                 if let Output::Archived(r) = out {
                     let data = json!({ "archive": r.key, "sha256": r.sha256 });

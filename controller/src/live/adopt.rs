@@ -47,7 +47,7 @@ impl<S: Store> Live<S> {
             strays: HashMap::new(),
             kept: HashSet::new(),
             deleted: HashSet::new(),
-            unrestored: HashSet::new(),
+            unplaced: HashSet::new(),
             touched: HashSet::new(),
             memory: ScalingMemory::default(),
             usage: Vec::new(),

@@ -221,9 +221,9 @@ pub struct Live<S: Store> {
     kept: HashSet<String>,
     /// Servers whose intents ran in the current step (their observation is older).
     touched: HashSet<(i64, i64)>,
-    /// Servers whose latest placement copies their world over and has not done so yet
-    /// (stopped before it did, their world is still where it was).
-    unrestored: HashSet<ServerId>,
+    /// Servers whose latest placement has not been carried out yet (stopped before it is,
+    /// their world is still where it was, or there is none yet).
+    unplaced: HashSet<ServerId>,
     /// Servers deleted since start-up (their containers and worlds go).
     deleted: HashSet<ServerId>,
     /// The scaling memory last recorded in the event log.

@@ -178,9 +178,9 @@ impl Scheduler {
         }
     }
 
-    /// The restore of `server`'s last placement was never carried out (it stopped before
-    /// its world was copied over): the world is still where it was before that placement —
-    /// on its old node, or in the archive. Only a stopped server is corrected.
+    /// `server`'s last placement was never carried out (it stopped before): its world is
+    /// still where it was before that placement — on its old node, in the archive, or
+    /// nowhere yet (a new server). Only a stopped server is corrected.
     pub fn restore_undone(&mut self, _now: Millis, server: ServerId, _out: &mut Outbox) {
         let s = &mut self.servers[server.0 as usize];
         let Residence::Sleeping { .. } = s.residence else { return };
@@ -190,6 +190,7 @@ impl Scheduler {
                 self.nodes[node.0 as usize].sleepers.push(server);
             }
             Residence::Archived => s.residence = Residence::Archived,
+            Residence::New => s.residence = Residence::New,
             _ => {}
         }
     }

@@ -385,3 +385,34 @@ fn a_crash_ends_the_run_restarts_the_server_and_a_crash_loop_stops_it() {
         placement = placed(&out)[0].3;
     }
 }
+
+#[test]
+fn a_placement_never_carried_out_leaves_the_world_where_it_was() {
+    let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+    // Node 0 is full (server 2), so server 0, asleep there, is placed on node 1 (a copy).
+    let mut s = Scheduler::new(config, &[node(4096), node(4096)], vec![spec(2048), spec(2048), spec(4096)]);
+    let mut out = Outbox::default();
+    s.adopt_stopped(ServerId(0), Some(NodeId(0)), 0, &mut out);
+    s.adopt_running(ServerId(2), NodeId(0), true);
+    s.request_start(SECOND, ServerId(0), &mut out);
+    assert_eq!(placed(&out)[0].2, Restore::FromNode(NodeId(0)));
+    // Stopped before the copy happened: the core's rule (SPEC §11) says it sleeps on node 1,
+    // the driver knows better.
+    s.wanted_end(2 * SECOND, ServerId(0), &mut out);
+    assert_eq!(s.residence(ServerId(0)), Residence::Sleeping { node: NodeId(1) });
+    s.restore_undone(2 * SECOND, ServerId(0), &mut out);
+    assert_eq!(s.residence(ServerId(0)), Residence::Sleeping { node: NodeId(0) });
+    // Its next start finds it there (node 0 is still full: copied again to node 1).
+    out.clear();
+    s.request_start(3 * SECOND, ServerId(0), &mut out);
+    assert_eq!(placed(&out)[0].2, Restore::FromNode(NodeId(0)));
+    // A new server stopped before its first placement ran has no world anywhere yet.
+    out.clear();
+    s.request_start(4 * SECOND, ServerId(1), &mut out);
+    s.wanted_end(5 * SECOND, ServerId(1), &mut out);
+    s.restore_undone(5 * SECOND, ServerId(1), &mut out);
+    assert_eq!(s.residence(ServerId(1)), Residence::New);
+    // A running server is never "undone".
+    s.restore_undone(6 * SECOND, ServerId(2), &mut out);
+    assert_eq!(s.residence(ServerId(2)), Residence::Running { node: NodeId(0) });
+}
