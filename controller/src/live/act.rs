@@ -384,21 +384,20 @@ impl Work {
                         timed(t, node.ensure_container(spec)).await?;
                     }
                     Source::Node(src) => {
-                        // A copy of a stopped world only (a container left running there by
-                        // an earlier failure is stopped first; the game saves on the way).
-                        timed(t + self.stop_timeout, src.stop(id, self.stop_timeout)).await?;
-                        let tar = timed(self.data_timeout, src.download_data(id)).await?;
-                        timed(self.data_timeout, node.write_volume(id, tar, &self.helper)).await?;
+                        // A retry after the copy started here is not copied again.
+                        let here = timed(t, node.list_managed()).await?;
+                        if !here.iter().any(|c| c.server == id && c.running) {
+                            // A copy of a stopped world only (a container left running there
+                            // by an earlier failure is stopped first; the game saves).
+                            timed(t + self.stop_timeout, src.stop(id, self.stop_timeout)).await?;
+                            let tar = timed(self.data_timeout, src.download_data(id)).await?;
+                            timed(self.data_timeout, node.write_volume(id, tar, &self.helper)).await?;
+                        }
                         timed(t, node.ensure_container(spec)).await?;
                     }
                 }
+                // The old copy is removed by its own intent once this is done.
                 timed(t, node.start(id)).await?;
-                if let Source::Node(src) = source {
-                    // The copy runs here now: the old one goes (unless it is the same engine).
-                    if src.engine() != node.engine() {
-                        timed(t, src.remove(id, true)).await?;
-                    }
-                }
                 Ok(match source {
                     Source::Archive(r) => Output::Archived(r.clone()),
                     _ => Output::Unit,
@@ -787,9 +786,18 @@ impl<S: Store> Live<S> {
     /// What a finished intent changes in the records.
     async fn done(&mut self, now: Millis, action: &Action, out: Output) -> Result<(), LiveError> {
         match action {
-            Action::Place { server, node, .. } => {
+            Action::Place { server, node, restore } => {
                 if let Some(&id) = self.by_store_id.get(server) {
                     self.unplaced.remove(&id);
+                }
+                if let RestoreFrom::Node { node: from } = restore {
+                    // The world runs here now: the old copy goes (not on the same engine).
+                    let engine = |n: i64| {
+                        self.core_node(n).and_then(|c| self.docker.get(c.0 as usize).cloned().flatten()).map(|d| d.engine().to_owned())
+                    };
+                    if engine(*from) != engine(*node) {
+                        self.enqueue(now, Action::Remove { server: *server, node: *from, volume: true }, None).await?;
+                    }
                 }
                 if let Output::Archived(r) = out {
                     let data = json!({ "archive": r.key, "sha256": r.sha256 });
