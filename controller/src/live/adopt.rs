@@ -137,6 +137,15 @@ impl<S: Store> Live<S> {
             live.core.adopt_scaling_memory(&m);
             live.memory = m;
         }
+        // The placements a previous run left unfinished: where their worlds come from.
+        let pending = live.store.pending_intents().await?;
+        let placing: HashMap<i64, RestoreFrom> = pending
+            .iter()
+            .filter_map(|i| match serde_json::from_value::<Action>(i.data.clone()) {
+                Ok(Action::Place { server, restore, .. }) => Some((server, restore)),
+                _ => None,
+            })
+            .collect();
         // Servers.
         let mut requeue = Vec::new();
         for s in live.store.servers(None).await? {
@@ -154,9 +163,22 @@ impl<S: Store> Live<S> {
                 }
                 (ServerState::Starting, Some(node)) => {
                     // Its start is still wanted: the request carries on (placed again or
-                    // given up by the core's rules if this placement fails).
-                    let _ = live.core.adopt_starting(id, node, s.updated_at);
+                    // given up by the core's rules if this placement fails). Its world is
+                    // where the unfinished placement would have taken it from; with the
+                    // placement done, on its node.
+                    let before = match placing.get(&s.id) {
+                        Some(RestoreFrom::Archive) => Residence::Archived,
+                        Some(RestoreFrom::Node { node: from }) => match store_node_to_core.get(from) {
+                            Some(&from) => Residence::Sleeping { node: from },
+                            None => Residence::Archived,
+                        },
+                        Some(RestoreFrom::None) | None => Residence::Sleeping { node },
+                    };
+                    let _ = live.core.adopt_starting(id, node, s.updated_at, before);
                     live.placed_at.insert(id, now);
+                    if placing.contains_key(&s.id) {
+                        live.unplaced.insert(id);
+                    }
                 }
                 (ServerState::Sleeping, Some(node)) => {
                     let mut out = Outbox::default();
@@ -201,7 +223,7 @@ impl<S: Store> Live<S> {
         live.usage.iter_mut().for_each(|u| u.fold(metered));
         // Pending intents of the previous run: resumed before anything new is decided, so
         // that what it began is finished first (and an identical new one is not repeated).
-        for i in live.store.pending_intents().await? {
+        for i in pending {
             match serde_json::from_value::<Action>(i.data.clone()) {
                 Ok(action) if live.cfg.mode == Mode::Enforce => {
                     let data = json!({ "key": i.key, "action": action.kind() });

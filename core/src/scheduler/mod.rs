@@ -530,15 +530,21 @@ impl Scheduler {
     }
 
     /// Start-up of a live controller: a server that was starting on `node` when the
-    /// previous run ended, for a start requested at `requested_at`. If this placement
-    /// fails, its world is taken to be on `node` (kept, never discarded) and the request
-    /// is placed again or given up by the usual rules.
-    pub fn adopt_starting(&mut self, server: ServerId, node: NodeId, requested_at: Millis) -> PlacementId {
+    /// previous run ended, for a start requested at `requested_at`; `before` is where its
+    /// world was before this placement (where it returns if the placement fails). The
+    /// request is placed again or given up by the usual rules.
+    pub fn adopt_starting(
+        &mut self,
+        server: ServerId,
+        node: NodeId,
+        requested_at: Millis,
+        before: Residence,
+    ) -> PlacementId {
         let seq = self.next_seq;
         self.next_seq += 1;
         let s = &mut self.servers[server.0 as usize];
         s.request = Some(Request { seq, at: requested_at, queued: false });
-        s.before = Residence::Sleeping { node };
+        s.before = before;
         self.reserve(server, node, Residence::Starting { node })
     }
 
