@@ -789,6 +789,9 @@ impl<S: Store> Live<S> {
             Action::Place { server, node, restore } => {
                 if let Some(&id) = self.by_store_id.get(server) {
                     self.unplaced.remove(&id);
+                    if self.core_node(*node).is_some_and(|n| self.core.residence(id) == Residence::Starting { node: n }) {
+                        self.core.world_copied(id);
+                    }
                 }
                 if let RestoreFrom::Node { node: from } = restore {
                     // The world runs here now: the old copy goes (not on the same engine).

@@ -194,4 +194,13 @@ impl Scheduler {
             _ => {}
         }
     }
+
+    /// The current placement of `server` has its world on its node now (the restore or
+    /// copy is done): if the placement still fails, the world stays there.
+    pub fn world_copied(&mut self, server: ServerId) {
+        let s = &mut self.servers[server.0 as usize];
+        if let Residence::Starting { node } = s.residence {
+            s.before = Residence::Sleeping { node };
+        }
+    }
 }

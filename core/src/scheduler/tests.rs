@@ -412,6 +412,14 @@ fn a_placement_never_carried_out_leaves_the_world_where_it_was() {
     s.wanted_end(5 * SECOND, ServerId(1), &mut out);
     s.restore_undone(5 * SECOND, ServerId(1), &mut out);
     assert_eq!(s.residence(ServerId(1)), Residence::New);
+    // A copy that was carried out stays where it went if the start then fails.
+    // (Server 0's start at 3 s, on node 1, is still under way.)
+    assert_eq!(s.residence(ServerId(0)), Residence::Starting { node: NodeId(1) });
+    s.world_copied(ServerId(0));
+    out.clear();
+    let p = s.placement(ServerId(0));
+    s.start_failed(8 * SECOND, ServerId(0), p, &mut out);
+    assert!(out.commands.contains(&Command::Discard { server: ServerId(0), node: NodeId(1), keep_data: true }));
     // A running server is never "undone".
     s.restore_undone(6 * SECOND, ServerId(2), &mut out);
     assert_eq!(s.residence(ServerId(2)), Residence::Running { node: NodeId(0) });
