@@ -398,6 +398,8 @@ impl<S: Store> Live<S> {
         // What this step's calls touched was looked at before them: judged next step.
         self.touched = done.outcomes.iter().flat_map(|(local, _)| self.intents.touches(*local)).collect();
         self.outcomes(now, done.outcomes).await?;
+        // What the core decided on them is recorded (as intents) before anything is judged.
+        self.apply(now).await?;
         self.observed(now, done.seen, done.cloud).await?;
         self.apply(now).await?;
         self.report_stale(now).await?;
