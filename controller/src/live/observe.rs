@@ -117,7 +117,11 @@ impl<S: Store> Live<S> {
         self.strays.retain(|k, _| !gone.iter().any(|g| k.starts_with(g)));
         let mut running: HashMap<NodeId, HashSet<i64>> = HashMap::new();
         for s in seen {
-            if self.heartbeat(now, s.node, &s.ping).await? {
+            let answered = self.heartbeat(now, s.node, &s.ping).await?;
+            // A node back takes queued servers: their placements are intents before the
+            // node's containers are judged.
+            self.apply(now).await?;
+            if answered {
                 if let Some(Ok(containers)) = &s.containers {
                     running.insert(s.node, containers.iter().filter(|c| c.running).map(|c| c.server).collect());
                     self.containers(now, s.node, containers, &s.probes, &s.logs).await?;
@@ -219,7 +223,8 @@ impl<S: Store> Live<S> {
         for server in self.core.node(node).servers.clone() {
             let id = self.server_ids[server.0 as usize];
             let on = self.nid(node);
-            if self.intents.for_server_on(id, on) || self.touched.contains(&(id, on)) {
+            let placed_now = self.placed_at.get(&server) == Some(&now);
+            if placed_now || self.intents.for_server_on(id, on) || self.touched.contains(&(id, on)) {
                 continue; // being carried out here: judged once it is done
             }
             let c = by_server.get(&id).copied();
