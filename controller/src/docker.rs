@@ -567,6 +567,9 @@ impl crate::driver::NodeDriver for DockerNode {
     fn volumes(&self) -> BoxFuture<'_, Result<Vec<i64>, DriverError>> {
         Box::pin(async move { Ok(DockerNode::volumes(self).await?) })
     }
+    fn running(&self, server: i64) -> BoxFuture<'_, Result<bool, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::inspect(self, server).await?.is_some_and(|c| c.running)) })
+    }
     fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {
         Box::pin(async move { Ok(DockerNode::ensure_container(self, spec).await?) })
     }

@@ -62,6 +62,8 @@ pub trait NodeDriver: Send + Sync {
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>>;
     /// Every container the controller manages on the node, running or not.
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>>;
+    /// Whether the server's container runs (one container, not a listing).
+    fn running(&self, server: i64) -> BoxFuture<'_, Result<bool, DriverError>>;
     /// The servers whose world volume exists on the node.
     fn volumes(&self) -> BoxFuture<'_, Result<Vec<i64>, DriverError>>;
     /// Creates the server's container unless it exists.

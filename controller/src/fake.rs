@@ -248,6 +248,10 @@ impl NodeDriver for FakeNode {
         ready(listed)
     }
 
+    fn running(&self, server: i64) -> BoxFuture<'_, Result<bool, DriverError>> {
+        ready(self.call("inspect", |st, _| Ok(st.containers.get(&server).is_some_and(|c| c.running))))
+    }
+
     fn volumes(&self) -> BoxFuture<'_, Result<Vec<i64>, DriverError>> {
         ready(self.call("volumes", |st, _| Ok(st.volumes.keys().copied().collect())))
     }

@@ -385,8 +385,7 @@ impl Work {
                     }
                     Source::Node(src) => {
                         // A retry after the copy started here is not copied again.
-                        let here = timed(t, node.list_managed()).await?;
-                        if !here.iter().any(|c| c.server == id && c.running) {
+                        if !timed(t, node.running(id)).await? {
                             // A copy of a stopped world only (a container left running there
                             // by an earlier failure is stopped first; the game saves).
                             timed(t + self.stop_timeout, src.stop(id, self.stop_timeout)).await?;
