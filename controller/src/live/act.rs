@@ -661,12 +661,14 @@ impl<S: Store> Live<S> {
                 Ok(Call::Place { node: d, spec: self.container(id, *node), source })
             }
             Action::Stop { server, node } => Ok(Call::Stop { node: self.driver(*node)?.1, server: *server }),
+            Action::Discard { node, .. } | Action::Remove { node, .. } | Action::Archive { node, .. }
+                if self.waits_for_dead(*node) =>
+            {
+                // What a dead dedicated node holds is removed (or archived) when it returns.
+                Err(Verdict::Failed(DriverError::transient("the node is dead: carried out when it returns")))
+            }
             Action::Archive { server, node, key } => {
                 Ok(Call::Archive { node: self.driver(*node)?.1, server: *server, key: key.clone() })
-            }
-            Action::Discard { node, .. } | Action::Remove { node, .. } if self.waits_for_dead(*node) => {
-                // What a dead dedicated node runs is removed when it returns (it may still run).
-                Err(Verdict::Failed(DriverError::transient("the node is dead: removed when it returns")))
             }
             Action::Discard { server, node, keep_data } => {
                 // A world is removed only when a verified copy exists elsewhere: a failed
@@ -788,14 +790,17 @@ impl<S: Store> Live<S> {
             Action::Place { server, node, restore } => {
                 if let Some(&id) = self.by_store_id.get(server) {
                     self.unplaced.remove(&id);
-                    if self.core_node(*node).is_some_and(|n| self.core.residence(id) == Residence::Starting { node: n }) {
+                    if self.core_node(*node).is_some_and(|n| self.core.residence(id) == Residence::Starting { node: n })
+                    {
                         self.core.world_copied(id);
                     }
                 }
                 if let RestoreFrom::Node { node: from } = restore {
                     // The world runs here now: the old copy goes (not on the same engine).
                     let engine = |n: i64| {
-                        self.core_node(n).and_then(|c| self.docker.get(c.0 as usize).cloned().flatten()).map(|d| d.engine().to_owned())
+                        self.core_node(n)
+                            .and_then(|c| self.docker.get(c.0 as usize).cloned().flatten())
+                            .map(|d| d.engine().to_owned())
                     };
                     if engine(*from) != engine(*node) {
                         self.enqueue(now, Action::Remove { server: *server, node: *from, volume: true }, None).await?;
@@ -818,9 +823,14 @@ impl<S: Store> Live<S> {
                     self.event(now, CONTAINER_STOPPED, Some(*server), Some(*node), json!({})).await?;
                 }
             }
-            Action::Archive { server, .. } => {
+            Action::Archive { server, node, .. } => {
                 let Output::Archived(r) = out else { return Ok(()) };
                 let Some(&id) = self.by_store_id.get(server) else { return Ok(()) };
+                // The node copy is gone: wherever the core thought the world slept, it is
+                // in the archive now.
+                if self.core_node(*node).is_some_and(|n| self.core.residence(id) == Residence::Sleeping { node: n }) {
+                    self.core.world_archived(id);
+                }
                 if self.core.residence(id) == Residence::Archived {
                     self.store.set_server_state(*server, ServerState::Archived, None, now).await?;
                 }

@@ -203,4 +203,14 @@ impl Scheduler {
             s.before = Residence::Sleeping { node };
         }
     }
+
+    /// The world of `server` was archived and its node copy removed (an archive the driver
+    /// carried out after a restart of its own, say): a server still taken to sleep on a node
+    /// is archived now.
+    pub fn world_archived(&mut self, server: ServerId) {
+        let s = &mut self.servers[server.0 as usize];
+        if let Residence::Sleeping { .. } = s.residence {
+            s.residence = Residence::Archived;
+        }
+    }
 }
