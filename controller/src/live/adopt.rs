@@ -146,6 +146,9 @@ impl<S: Store> Live<S> {
                 _ => None,
             })
             .collect();
+        // Servers that ever ran (a world of theirs exists somewhere).
+        let ran: std::collections::HashSet<i64> =
+            billable.iter().filter(|(_, kind, _)| kind == SERVER_STARTED).map(|(s, _, _)| *s).collect();
         // Servers.
         let mut requeue = Vec::new();
         for s in live.store.servers(None).await? {
@@ -172,6 +175,8 @@ impl<S: Store> Live<S> {
                             Some(&from) => Residence::Sleeping { node: from },
                             None => Residence::Archived,
                         },
+                        // Boot only: its world is on the node, unless it never ran (none yet).
+                        Some(RestoreFrom::None) if !ran.contains(&s.id) => Residence::New,
                         Some(RestoreFrom::None) | None => Residence::Sleeping { node },
                     };
                     let _ = live.core.adopt_starting(id, node, s.updated_at, before);
