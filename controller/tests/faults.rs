@@ -438,7 +438,7 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
         let node_row = store_nodes.iter().find(|r| r.name == n.name).expect("checked above");
         for (s, _) in n.volumes() {
             let server = store.server(s).await.unwrap();
-            if server.node != Some(node_row.id) && archived.contains(&s) && n.containers().get(&s).is_none() {
+            if server.node != Some(node_row.id) && archived.contains(&s) && !n.containers().contains_key(&s) {
                 return Err(fail(seed, format!("orphan volume of server {s} on {} ({:?})", n.name, server.state)));
             }
         }
