@@ -126,6 +126,10 @@ impl<S: Store> Live<S> {
                             archived.insert(store_id, ArchiveRef { key: key.into(), sha256: sha.into(), bytes });
                         }
                     }
+                    (SERVER_DELETED, Some(store_id)) => {
+                        live.deleted.insert(store_id);
+                        billable.push((store_id, e.kind.clone(), e.at));
+                    }
                     (SCALING_MEMORY, _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
                     (BILLING_METERED, _) => checkpoint = e.data["until"].as_i64(),
                     (kind, Some(store_id)) if Usage::follows(kind) => billable.push((store_id, kind.into(), e.at)),

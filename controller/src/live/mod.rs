@@ -224,8 +224,9 @@ pub struct Live<S: Store> {
     /// Servers whose latest placement has not been carried out yet (stopped before it is,
     /// their world is still where it was, or there is none yet).
     unplaced: HashSet<ServerId>,
-    /// Servers deleted since start-up (their containers and worlds go).
-    deleted: HashSet<ServerId>,
+    /// Servers deleted (store ids, from the event log and since start-up): their containers
+    /// and worlds go.
+    deleted: HashSet<i64>,
     /// The scaling memory last recorded in the event log.
     memory: ScalingMemory,
     /// Each server's billable phases (index = core server id), and where metering stands.
@@ -321,7 +322,7 @@ impl<S: Store> Live<S> {
                 }
             }
         }
-        self.deleted.insert(id);
+        self.deleted.insert(store_id);
         self.store.set_server_state(store_id, ServerState::Deleted, None, now).await?;
         self.event(now, SERVER_DELETED, Some(store_id), None, json!({})).await
     }

@@ -344,15 +344,19 @@ impl<S: Store> Live<S> {
         let listed: HashSet<String> = containers.iter().map(|c| format!("{prefix}{}", c.server)).collect();
         self.strays.retain(|k, _| !k.starts_with(&prefix) || listed.contains(k));
         for c in containers {
-            // Made for another node on the same engine: that node's business.
-            if c.node.is_some_and(|n| n != store_node) {
+            // Made for another node on the same engine: that node's business (unless that
+            // node is gone: then nobody else looks at it).
+            let other_live = |n: i64| {
+                n != store_node && self.core_node(n).is_some_and(|cn| self.core.node(cn).state != CoreNode::Deleted)
+            };
+            if c.node.is_some_and(other_live) {
                 continue;
             }
             if self.intents.for_server_on(c.server, store_node) || self.touched.contains(&(c.server, store_node)) {
                 continue;
             }
             let id = self.by_store_id.get(&c.server).copied();
-            let deleted = id.is_none_or(|s| self.store_deleted(s));
+            let deleted = id.is_none() || self.deleted.contains(&c.server);
             // Where the server lives, if not here (the same engine counts as here).
             let elsewhere = match id.and_then(|s| self.node_of(s)) {
                 Some(n) if n == node => false,
@@ -365,7 +369,7 @@ impl<S: Store> Live<S> {
             let action = if deleted {
                 // A deleted server's world goes with it; one the store never knew keeps its
                 // volume (no verified archive of it exists).
-                Some(Action::Remove { server: c.server, node: store_node, volume: id.is_some() })
+                Some(Action::Remove { server: c.server, node: store_node, volume: self.deleted.contains(&c.server) })
             } else if elsewhere {
                 // A world goes only when a verified archive of it exists: a leftover volume
                 // costs disk, a removed one could be the only copy.
@@ -435,7 +439,7 @@ impl<S: Store> Live<S> {
             if lives_here {
                 continue;
             }
-            let removable = id.is_some_and(|s| self.store_deleted(s) || self.archives.contains_key(&s));
+            let removable = self.deleted.contains(&v) || id.is_some_and(|s| self.archives.contains_key(&s));
             let key = format!("{prefix}{v}");
             if !removable {
                 if self.kept.insert(key) {
@@ -459,10 +463,6 @@ impl<S: Store> Live<S> {
             }
         }
         Ok(())
-    }
-
-    fn store_deleted(&self, server: ServerId) -> bool {
-        self.deleted.contains(&server)
     }
 
     /// The cloud's list: provisioning VMs that run are ready; ones that never get there or
