@@ -499,6 +499,7 @@ impl<S: Store> Live<S> {
                     Restore::FromNode(from) => RestoreFrom::Node { node: self.nid(from) },
                 };
                 self.placed_at.insert(server, now);
+                self.fresh.insert(server);
                 self.unanswered.remove(&server);
                 self.unplaced.insert(server);
                 self.record_state(server, now).await?;

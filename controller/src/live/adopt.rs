@@ -49,6 +49,7 @@ impl<S: Store> Live<S> {
             deleted: HashSet::new(),
             unplaced: HashSet::new(),
             touched: HashSet::new(),
+            fresh: HashSet::new(),
             memory: ScalingMemory::default(),
             usage: Vec::new(),
             metered_until: Millis::MIN,

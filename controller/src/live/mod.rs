@@ -221,6 +221,8 @@ pub struct Live<S: Store> {
     kept: HashSet<String>,
     /// Servers whose intents ran in the current step (their observation is older).
     touched: HashSet<(i64, i64)>,
+    /// Servers placed during the current finish phase (not carried out yet: not judged).
+    fresh: HashSet<ServerId>,
     /// Servers whose latest placement has not been carried out yet (stopped before it is,
     /// their world is still where it was, or there is none yet).
     unplaced: HashSet<ServerId>,
@@ -396,6 +398,7 @@ impl<S: Store> Live<S> {
 
     /// Phase 3 of a step: what the work found and did goes into the core.
     pub async fn finish(&mut self, now: Millis, done: act::Done) -> Result<(), LiveError> {
+        self.fresh.clear();
         // What this step's calls touched was looked at before them: judged next step.
         self.touched = done.outcomes.iter().flat_map(|(local, _)| self.intents.touches(*local)).collect();
         self.outcomes(now, done.outcomes).await?;

@@ -223,8 +223,7 @@ impl<S: Store> Live<S> {
         for server in self.core.node(node).servers.clone() {
             let id = self.server_ids[server.0 as usize];
             let on = self.nid(node);
-            let placed_now = self.placed_at.get(&server) == Some(&now);
-            if placed_now || self.intents.for_server_on(id, on) || self.touched.contains(&(id, on)) {
+            if self.fresh.contains(&server) || self.intents.for_server_on(id, on) || self.touched.contains(&(id, on)) {
                 continue; // being carried out here: judged once it is done
             }
             let c = by_server.get(&id).copied();
