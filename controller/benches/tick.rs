@@ -14,7 +14,7 @@ use conductor_controller::docker::Helper;
 use conductor_controller::driver::NodeDriver;
 use conductor_controller::fake::{Clock, FakeNode, Faults, MemArchive};
 use conductor_controller::live::{DedicatedNode, Healing, Live, LiveConfig, Mode};
-use conductor_controller::store::{EntryKind, NewEntry, NewServer, Store};
+use conductor_controller::store::{NewEntry, NewServer, Store};
 use conductor_controller::MemoryStore;
 use conductor_core::catalogue::Reserve;
 use conductor_core::model::CostMode;
@@ -58,16 +58,7 @@ async fn run() {
     };
     let store = Arc::new(MemoryStore::new());
     let owner = store.create_owner("o", T0).await.unwrap().id;
-    let credit = NewEntry {
-        owner,
-        kind: EntryKind::Topup,
-        amount: Decimal::from(1_000_000_000),
-        key: "credit".into(),
-        at: T0,
-        server: None,
-        window_start: None,
-        data: serde_json::json!({}),
-    };
+    let credit = NewEntry::topup(owner, Decimal::from(1_000_000_000), "credit", T0);
     store.post(credit).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..SERVERS {

@@ -304,6 +304,20 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
+    /// A top-up of `amount` for `owner`, idempotent by its payment `key`.
+    pub fn topup(owner: i64, amount: Money, key: &str, at: Millis) -> NewEntry {
+        NewEntry {
+            owner,
+            kind: EntryKind::Topup,
+            amount,
+            key: key.into(),
+            at,
+            server: None,
+            window_start: None,
+            data: serde_json::json!({}),
+        }
+    }
+
     /// The rules both stores enforce (PostgreSQL also by CHECK constraints).
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(StoreError::Invalid(m));

@@ -14,7 +14,7 @@ use conductor_controller::driver::NodeDriver;
 use conductor_controller::events::*;
 use conductor_controller::fake::{Clock, FakeCloud, FakeNode, Faults, MemArchive};
 use conductor_controller::live::{CloudSetup, DedicatedNode, Healing, Live, LiveConfig, Mode};
-use conductor_controller::store::{EntryKind, NewEntry, NewServer, ServerState, Store};
+use conductor_controller::store::{NewEntry, NewServer, ServerState, Store};
 use conductor_controller::MemoryStore;
 use conductor_core::catalogue::Reserve;
 use conductor_core::model::CostMode;
@@ -213,16 +213,7 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
     let mut w = World::new(seed ^ 0x5eed, 0.15, 0.02, 0.05);
     w.store = store.clone();
     let owner = store.create_owner("o", T0).await.unwrap().id;
-    let credit = NewEntry {
-        owner,
-        kind: EntryKind::Topup,
-        amount: Decimal::from(1_000_000),
-        key: "credit".into(),
-        at: T0,
-        server: None,
-        window_start: None,
-        data: serde_json::json!({}),
-    };
+    let credit = NewEntry::topup(owner, Decimal::from(1_000_000), "credit", T0);
     store.post(credit).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..8 {
@@ -556,16 +547,7 @@ async fn operators_are_told_once_per_incident() {
     let w = World::new(1, 0.0, 0.0, 0.0);
     let store = w.store.clone();
     let owner = store.create_owner("o", T0).await.unwrap().id;
-    let credit = NewEntry {
-        owner,
-        kind: EntryKind::Topup,
-        amount: Decimal::from(100),
-        key: "credit".into(),
-        at: T0,
-        server: None,
-        window_start: None,
-        data: serde_json::json!({}),
-    };
+    let credit = NewEntry::topup(owner, Decimal::from(100), "credit", T0);
     store.post(credit).await.unwrap();
     let new = |name: &str| NewServer {
         owner,
@@ -635,16 +617,7 @@ async fn an_intent_pending_too_long_is_reported_once() {
     let mut cfg = w.config();
     cfg.healing.stale_after = 30 * S;
     let mut live = Live::start(store.clone(), cfg, T0).await.unwrap();
-    let credit = NewEntry {
-        owner,
-        kind: EntryKind::Topup,
-        amount: Decimal::from(100),
-        key: "credit".into(),
-        at: T0,
-        server: None,
-        window_start: None,
-        data: serde_json::json!({}),
-    };
+    let credit = NewEntry::topup(owner, Decimal::from(100), "credit", T0);
     store.post(credit).await.unwrap();
     // Its node is silent: the placement waits (retried), past the stale limit.
     w.dedicated[0].set_silent(true);

@@ -15,7 +15,7 @@ use conductor_controller::driver::NodeDriver;
 use conductor_controller::events::*;
 use conductor_controller::fake_hetzner::{Behaviour, FakeHetzner};
 use conductor_controller::live::{CloudSetup, DedicatedNode, Healing, Live, LiveConfig, Mode};
-use conductor_controller::store::{EntryKind, Event, NewEntry, NewServer, ServerState, Store};
+use conductor_controller::store::{Event, NewEntry, NewServer, ServerState, Store};
 use conductor_controller::PgStore;
 use conductor_core::catalogue::Reserve;
 use conductor_core::model::CostMode;
@@ -89,16 +89,7 @@ async fn setup(name: &str, first_id: i64) -> Option<(Arc<PgStore>, Arc<DockerNod
     // Container names follow server ids: keep clear of the other tests' servers.
     sqlx::query(&format!("ALTER SEQUENCE servers_id_seq RESTART WITH {first_id}")).execute(store.pool()).await.unwrap();
     let owner = store.create_owner("o", T0).await.unwrap().id;
-    let credit = NewEntry {
-        owner,
-        kind: EntryKind::Topup,
-        amount: Decimal::from(1000),
-        key: "credit".into(),
-        at: T0,
-        server: None,
-        window_start: None,
-        data: serde_json::json!({}),
-    };
+    let credit = NewEntry::topup(owner, Decimal::from(1000), "credit", T0);
     store.post(credit).await.unwrap();
     Some((Arc::new(store), Arc::new(docker), owner))
 }

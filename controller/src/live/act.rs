@@ -203,8 +203,8 @@ impl Intents {
         self.items.values().any(|p| p.action.target() == Target::Vm(name.to_owned()))
     }
 
-    /// Adopts an intent a previous run left pending.
-    pub(super) fn resume(&mut self, store_id: i64, key: String, action: Action, since: Millis, now: Millis) {
+    /// Queues an intent (recorded in the store as `store_id`); returns its local number.
+    fn push(&mut self, store_id: i64, key: String, action: Action, since: Millis, now: Millis) -> u64 {
         let local = self.next;
         self.next += 1;
         let p = Pending {
@@ -219,6 +219,12 @@ impl Intents {
             stale: false,
         };
         self.items.insert(local, p);
+        local
+    }
+
+    /// Adopts an intent a previous run left pending.
+    pub(super) fn resume(&mut self, store_id: i64, key: String, action: Action, since: Millis, now: Millis) {
+        self.push(store_id, key, action, since, now);
     }
 
     /// Drops the pending intents of `server` of this kind (a start timeout ends its
@@ -460,23 +466,10 @@ impl<S: Store> Live<S> {
         if self.intents.items.values().any(|p| p.action == action) {
             return Ok(());
         }
-        let local = self.intents.next;
-        self.intents.next += 1;
-        let key = format!("{}:{:?}:{}.{local}", action.kind(), action.target(), self.intents.base);
+        let key = format!("{}:{:?}:{}.{}", action.kind(), action.target(), self.intents.base, self.intents.next);
         let data = serde_json::to_value(&action).expect("plain data");
         let intent = self.store.begin_intent(&key, action.kind(), data, now).await?;
-        let p = Pending {
-            store_id: intent.id,
-            key,
-            action,
-            attempts: 0,
-            next_at: now,
-            in_flight: false,
-            alerted: false,
-            since: now,
-            stale: false,
-        };
-        self.intents.items.insert(local, p);
+        self.intents.push(intent.id, key, action, now, now);
         Ok(())
     }
 
