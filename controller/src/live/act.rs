@@ -761,7 +761,7 @@ impl<S: Store> Live<S> {
             Action::Place { server, node, .. } => {
                 if let (Some(&id), Some(n)) = (self.by_store_id.get(server), self.core_node(*node)) {
                     if self.core.residence(id) == (Residence::Starting { node: n }) {
-                        let placement = placement_of(&self.core, id);
+                        let placement = self.core.placement(id);
                         self.core.start_failed(now, id, placement, &mut self.out);
                     }
                 }
@@ -899,7 +899,7 @@ impl<S: Store> Live<S> {
         if self.intents.items.values().any(|p| p.in_flight && p.action.server() == Some(id)) {
             return Ok(()); // its call is under way: decided when it reports
         }
-        let placement = placement_of(&self.core, server);
+        let placement = self.core.placement(server);
         self.core.start_failed(now, server, placement, &mut self.out);
         Ok(())
     }

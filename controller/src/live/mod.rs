@@ -34,8 +34,8 @@ use crate::events::*;
 use crate::store::{NewEvent, ServerState, Store, StoreError};
 use conductor_core::scheduler::{Outbox, ScaleAction};
 use conductor_core::{
-    DedicatedType, Millis, NodeId, Note, PlacementId, Residence, ScalingMemory, Scheduler, SchedulerConfig, ServerId,
-    ServerSpec, Timer,
+    DedicatedType, Millis, NodeId, Note, Residence, ScalingMemory, Scheduler, SchedulerConfig, ServerId, ServerSpec,
+    Timer,
 };
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -621,9 +621,4 @@ impl<S: Store> Live<S> {
             None => self.cfg.dedicated.get(node.0 as usize).map_or_else(|| format!("#{}", node.0), |d| d.name.clone()),
         }
     }
-}
-
-/// The placement a store id's server has now (what a boot or a failure must carry).
-fn placement_of(core: &Scheduler, server: ServerId) -> PlacementId {
-    core.placement(server)
 }

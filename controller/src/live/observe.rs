@@ -233,7 +233,7 @@ impl<S: Store> Live<S> {
                 Residence::Starting { .. } => {
                     if let (true, Some(status)) = (running, answer) {
                         self.placed_at.remove(&server);
-                        let placement = placement_of(&self.core, server);
+                        let placement = self.core.placement(server);
                         self.core.boot_complete(now, server, placement, &mut self.out);
                         self.see_players(server, status.online);
                     } else if !running {
@@ -311,7 +311,7 @@ impl<S: Store> Live<S> {
             "logs": logs.map(|l| l.as_str()).unwrap_or(""),
         });
         self.event(now, SERVER_CRASHED, Some(id), store_node, data).await?;
-        let placement = placement_of(&self.core, server);
+        let placement = self.core.placement(server);
         self.core.crashed(now, server, placement, &mut self.out);
         Ok(())
     }
