@@ -1,0 +1,247 @@
+//! The API's latency while a world copy runs (issue 13: must not rise above 5 ms p99 on
+//! loopback). The daemon's own pieces: the axum router on a loopback listener, the engine
+//! (`Live`, MemoryStore) behind its mutex, the reconcile loop (`serve::step`) every 100 ms on
+//! a two-worker runtime (the machine has 2 cores), one in-memory node whose world is
+//! `CONDUCTOR_BENCH_WORLD_MB` (default 256) of half-compressible bytes.
+//!
+//! A client asks `GET /v1/servers/{id}` (it takes the engine lock) back to back, first with
+//! nothing copying, then while the stopped server's world is archived (download, gzip,
+//! SHA-256, store, read-back verification), and prints p50/p99/max of each phase.
+//!
+//! `cargo bench -p conductor-controller --bench api_copy`.
+
+use conductor_controller::api::{router, Api, ApiConfig};
+use conductor_controller::billing::BillingSetup;
+use conductor_controller::docker::{ContainerInfo, ContainerSpec, Helper};
+use conductor_controller::driver::{BoxFuture, DriverError, NodeDriver};
+use conductor_controller::fake::{Clock, FakeNode, Faults, MemArchive};
+use conductor_controller::live::{DedicatedNode, Healing, Live, LiveConfig, Mode};
+use conductor_controller::mcping::Status;
+use conductor_controller::store::{token_hash, NewEntry, NewServer, Store};
+use conductor_controller::MemoryStore;
+use conductor_core::catalogue::Reserve;
+use conductor_core::model::CostMode;
+use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use rust_decimal::Decimal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "bench-admin-token";
+
+/// A fake node whose one world is big: the copy does the daemon's real work on real bytes.
+struct BigWorld {
+    inner: Arc<FakeNode>,
+    world: Vec<u8>,
+}
+
+impl NodeDriver for BigWorld {
+    fn engine(&self) -> &str {
+        self.inner.engine()
+    }
+    fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
+        self.inner.ping()
+    }
+    fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>> {
+        self.inner.list_managed()
+    }
+    fn running(&self, server: i64) -> BoxFuture<'_, Result<bool, DriverError>> {
+        self.inner.running(server)
+    }
+    fn volumes(&self) -> BoxFuture<'_, Result<Vec<i64>, DriverError>> {
+        NodeDriver::volumes(&*self.inner)
+    }
+    fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {
+        self.inner.ensure_container(spec)
+    }
+    fn start(&self, server: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        self.inner.start(server)
+    }
+    fn stop(&self, server: i64, timeout: Duration) -> BoxFuture<'_, Result<(), DriverError>> {
+        self.inner.stop(server, timeout)
+    }
+    fn remove(&self, server: i64, volume: bool) -> BoxFuture<'_, Result<(), DriverError>> {
+        self.inner.remove(server, volume)
+    }
+    fn probe(&self, server: i64) -> BoxFuture<'_, Result<Status, DriverError>> {
+        self.inner.probe(server)
+    }
+    fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>> {
+        self.inner.logs_tail(server, lines)
+    }
+    fn download_data(&self, _server: i64) -> BoxFuture<'_, Result<Vec<u8>, DriverError>> {
+        Box::pin(async move { Ok(self.world.clone()) })
+    }
+    fn write_volume<'a>(&'a self, s: i64, tar: Vec<u8>, h: &'a Helper) -> BoxFuture<'a, Result<(), DriverError>> {
+        self.inner.write_volume(s, tar, h)
+    }
+}
+
+/// Half random, half zeros in 4 KiB runs: gzip works about as hard as on a real world.
+fn world(mb: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut out = vec![0u8; mb << 20];
+    for (i, chunk) in out.chunks_mut(4096).enumerate() {
+        if i % 2 == 0 {
+            for b in chunk {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+        }
+    }
+    out
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(run());
+}
+
+fn now() -> Millis {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as Millis
+}
+
+async fn run() {
+    let mb: usize = std::env::var("CONDUCTOR_BENCH_WORLD_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let clock = Clock::new(now());
+    let fake = FakeNode::new("ded-0", clock.clone(), Faults::none(), 0);
+    let node = Arc::new(BigWorld { inner: fake.clone(), world: world(mb) });
+    let kind = DedicatedType {
+        name: "AX41".into(),
+        ram_mib: 65536,
+        cores: 8,
+        disk_gb: 1000,
+        monthly_eur: Decimal::from(70),
+        reserve: Reserve::Mib(2300),
+    };
+    let vm = CloudType {
+        name: "cx43".into(),
+        ram_mib: 16384,
+        cores: 8,
+        disk_gb: 160,
+        hourly_eur: Decimal::new(21, 3),
+        monthly_cap_eur: Decimal::from(15),
+        reserve: Reserve::Percent(Decimal::from(15)),
+    };
+    let store = Arc::new(MemoryStore::new());
+    let t0 = now();
+    let owner = store.create_owner("o", t0).await.unwrap().id;
+    store.post(NewEntry::topup(owner, Decimal::from(1_000_000), "credit", t0)).await.unwrap();
+    let s = NewServer {
+        owner,
+        name: "big".into(),
+        ram_mib: 4096,
+        disk_mb: mb as u64,
+        pay_per_use: false,
+        cost_mode: CostMode::Off,
+    };
+    let id = store.create_server(s, t0).await.unwrap().id;
+    let mut scheduler = SchedulerConfig::reference(vm, 0);
+    // The archive is due a second after the stop: the copy starts at once.
+    scheduler.sleep_window = 1_000;
+    let cfg = LiveConfig {
+        scheduler,
+        dedicated: vec![DedicatedNode { name: "ded-0".into(), kind, docker: node.clone() as Arc<dyn NodeDriver> }],
+        cloud: None,
+        idle_timeout: 300_000,
+        stop_timeout: Duration::from_secs(10),
+        image: "standin".into(),
+        cmd: None,
+        helper: Helper { image: "standin".into(), cmd: vec![] },
+        archive: Arc::new(MemArchive::default()),
+        mode: Mode::Enforce,
+        billing: BillingSetup::default(),
+        healing: Healing::default(),
+    };
+    let live = Arc::new(tokio::sync::Mutex::new(Live::start(store.clone(), cfg, t0).await.unwrap()));
+    let api = Arc::new(Api {
+        store: store.clone(),
+        config: ApiConfig {
+            admin_token_sha256: token_hash(ADMIN),
+            max_plan_mib: 60 * 1024,
+            now: Box::new(now),
+            prices: Default::default(),
+            stripe_secret: None,
+            warn_before: 86_400_000,
+        },
+        live: Some(live.clone()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(api)).await.unwrap() });
+    let looping = live.clone();
+    let clock2 = clock.clone();
+    tokio::spawn(async move {
+        loop {
+            clock2.set(now());
+            conductor_controller::serve::step(&looping, now()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/servers/{id}");
+    let get = || async {
+        let t = Instant::now();
+        let r = http.get(&url).bearer_auth(ADMIN).send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.bytes().await.unwrap();
+        t.elapsed()
+    };
+    live.lock().await.request_start(id, now()).await.unwrap();
+    wait_for(&live, id, |s| matches!(s, conductor_core::Residence::Running { .. })).await;
+
+    let baseline: Vec<Duration> = {
+        let mut v = Vec::new();
+        for _ in 0..3000 {
+            v.push(get().await);
+        }
+        v
+    };
+    live.lock().await.request_stop(id, now()).await.unwrap();
+    // The copy runs from the step after the archive is due until the world is in the store.
+    let started = Instant::now();
+    let mut during = Vec::new();
+    while fake.volumes().contains_key(&id) {
+        during.push(get().await);
+        assert!(started.elapsed() < Duration::from_secs(600), "the archive never finished");
+    }
+    let copy = started.elapsed();
+    assert!(
+        matches!(live.lock().await.core().residence(conductor_core::ServerId(0)), conductor_core::Residence::Archived),
+        "the world ends in the archive"
+    );
+    // The first ~second is the sleep window before the archive is due: not part of the copy.
+    let skip = during.iter().scan(Duration::ZERO, |t, d| {
+        *t += *d;
+        Some(*t)
+    });
+    let from = skip.take_while(|t| *t < Duration::from_millis(1_200)).count();
+    let during = during.split_off(from.min(during.len()));
+    println!("world {mb} MiB; archive (stop → world in the store, node copy removed) {:.1} s", copy.as_secs_f64());
+    report("GET /v1/servers/{id}, nothing copying", baseline);
+    report("GET /v1/servers/{id}, during the copy ", during);
+}
+
+async fn wait_for(
+    live: &tokio::sync::Mutex<Live<MemoryStore>>,
+    _id: i64,
+    ok: impl Fn(conductor_core::Residence) -> bool,
+) {
+    for _ in 0..200 {
+        if ok(live.lock().await.core().residence(conductor_core::ServerId(0))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server never got there");
+}
+
+fn report(what: &str, mut v: Vec<Duration>) {
+    assert!(!v.is_empty(), "{what}: no requests");
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let p = |q: f64| ms(v[((v.len() as f64 * q) as usize).min(v.len() - 1)]);
+    println!("{what}: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", v.len(), p(0.5), p(0.99), ms(v[v.len() - 1]));
+}
