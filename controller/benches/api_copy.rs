@@ -8,7 +8,8 @@
 //! nothing copying, then while the stopped server's world is archived (download, gzip,
 //! SHA-256, store, read-back verification), and prints p50/p99/max of each phase.
 //!
-//! `cargo bench -p conductor-controller --bench api_copy`.
+//! `cargo bench -p conductor-controller --bench api_copy` (`CONDUCTOR_BENCH_WORKERS`: runtime
+//! workers, default 2).
 
 use conductor_controller::api::{router, Api, ApiConfig};
 use conductor_controller::billing::BillingSetup;
@@ -94,7 +95,8 @@ fn world(mb: usize) -> Vec<u8> {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let workers = std::env::var("CONDUCTOR_BENCH_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().unwrap();
     rt.block_on(run());
 }
 
