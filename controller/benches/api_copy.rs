@@ -245,5 +245,11 @@ fn report(what: &str, mut v: Vec<Duration>) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let p = |q: f64| ms(v[((v.len() as f64 * q) as usize).min(v.len() - 1)]);
-    println!("{what}: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", v.len(), p(0.5), p(0.99), ms(v[v.len() - 1]));
+    println!(
+        "{what}: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        v.len(),
+        p(0.5),
+        p(0.99),
+        ms(v[v.len() - 1])
+    );
 }

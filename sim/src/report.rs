@@ -77,6 +77,11 @@ pub struct Details {
     pub failures: u64,
     pub nodes_dead: u64,
     pub lost_play_minutes: f64,
+    /// Injected crashes of running servers (`lost_play_minutes` includes their restarts),
+    /// crash loops stopped by the core's limit, and injected failed starts.
+    pub crashes: u64,
+    pub crash_loops: u64,
+    pub failed_starts: u64,
     /// Consolidation: player-minutes interrupted by migrations, announcements made to
     /// `auto` owners, recommendations to `suggest` owners, accepted ones and their saving.
     pub disrupted_player_minutes: f64,
@@ -249,6 +254,9 @@ impl Report {
                 failures: o.failures,
                 nodes_dead: o.nodes_dead,
                 lost_play_minutes: o.lost_play_ms as f64 / 60_000.0,
+                crashes: o.crashes,
+                crash_loops: o.crash_loops,
+                failed_starts: o.failed_starts,
                 disrupted_player_minutes: o.disrupted_player_ms as f64 / 60_000.0,
                 announcements: o.announcements,
                 recommendations: o.recommendations,

@@ -320,6 +320,10 @@ struct RawFailures {
     repair_h: Option<Dec>,
     /// Seeded failures of dedicated nodes: expected failures per node per 30 days.
     random_per_node_month: Option<f64>,
+    /// Seeded crashes of running servers: expected crashes per server per day of running.
+    crashes_per_server_day: Option<f64>,
+    /// The share of starts whose container never answers (0 to 1).
+    failed_start_share: Option<f64>,
     #[serde(default)]
     events: Vec<RawFailure>,
 }
@@ -345,6 +349,8 @@ pub enum FailureTarget {
 pub struct Failures {
     pub repair: Millis,
     pub random_per_node_month: f64,
+    pub crashes_per_server_day: f64,
+    pub failed_start_share: f64,
     pub events: Vec<(FailureTarget, Millis)>,
 }
 
@@ -959,6 +965,14 @@ impl Scenario {
         if !(random.is_finite() && random >= 0.0) {
             return Err(err("failures.random_per_node_month", "expected a non-negative rate".into()));
         }
+        let crashes = f.crashes_per_server_day.unwrap_or(0.0);
+        if !(crashes.is_finite() && crashes >= 0.0) {
+            return Err(err("failures.crashes_per_server_day", "expected a non-negative rate".into()));
+        }
+        let failed_starts = f.failed_start_share.unwrap_or(0.0);
+        if !(0.0..1.0).contains(&failed_starts) {
+            return Err(err("failures.failed_start_share", "expected a share from 0 up to (not including) 1".into()));
+        }
         let failures = Failures {
             repair: match f.repair_h {
                 None => 4 * HOUR,
@@ -966,6 +980,8 @@ impl Scenario {
                     .ok_or_else(|| err("failures.repair_h", "expected a non-negative number of hours".into()))?,
             },
             random_per_node_month: random,
+            crashes_per_server_day: crashes,
+            failed_start_share: failed_starts,
             events,
         };
         let dead_after = secs("lifecycle.dead_after_s", raw.lifecycle.dead_after_s, 300 * SECOND)?;

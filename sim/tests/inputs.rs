@@ -129,6 +129,8 @@ fn scenario_errors_name_the_key() {
         ),
         ("[types.cloud.x]\nram_gib = 4\ncores = 1\ndisk_gb = 1\nhourly_eur = -1\nmonthly_cap_eur = 1\n", "key `types.cloud.x.hourly_eur`: a price cannot be negative"),
         ("name2 = 1\n", "unknown field `name2`"),
+        ("[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = 2\n[failures]\nfailed_start_share = 1\n", "key `failures.failed_start_share`: expected a share from 0 up to (not including) 1"),
+        ("[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = 2\n[failures]\ncrashes_per_server_day = -1\n", "key `failures.crashes_per_server_day`: expected a non-negative rate"),
     ];
     for (text, expected) in cases {
         let e = scenario_err(text);

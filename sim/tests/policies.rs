@@ -195,6 +195,65 @@ fn random_failures_are_seeded() {
 }
 
 #[test]
+fn crashed_servers_are_restarted_by_the_core_and_their_downtime_is_lost_play() {
+    // One server wanted for a day on two nodes, crashing on average every 2 h of running:
+    // each crash ends its billed run at once (the restart boots for 20 s, unbilled), the core
+    // restarts it (a crash loop needs 3 crashes within 10 min: practically never here), and
+    // its players lose the boot time of every restart.
+    let servers = [srv("a", 4096, 2.0, false)];
+    let ds = dataset(h(24), &servers, &[("a", 0, h(24))]);
+    let calm = run(&scenario(TWO_TINY), &ds);
+    let sc = scenario(&format!("{TWO_TINY}[failures]\ncrashes_per_server_day = 12\n"));
+    let o = run(&sc, &ds);
+    assert!(o.crashes >= 3, "12 a day over a day: {}", o.crashes);
+    assert_eq!(o.crash_loops, 0);
+    assert_eq!(o.starts, 1 + o.crashes, "every crash restarted");
+    assert_eq!(o.lost_play_ms, o.crashes * 20_000, "a 20 s boot lost per restart");
+    // Billing stops at each crash: 20 s less running per crash, at 4 GiB.
+    assert!(o.active_revenue < calm.active_revenue);
+    let usage = sim_usage(&sc, &ds);
+    let running_ms: i64 = usage.iter().filter(|u| u.running).map(|u| u.to - u.from).sum();
+    assert_eq!(running_ms, h(24) - s(20) * (1 + o.crashes as i64), "billed exactly the observed running time");
+    assert_eq!(run(&sc, &ds).crashes, o.crashes, "seeded");
+}
+
+#[test]
+fn a_crash_loop_stops_the_server_until_its_owner_starts_it() {
+    // With crash_limit = 1 the first crash is a loop: the server stays stopped (asleep on its
+    // node, billed as sleeping), its request is not retried, and nothing runs after it.
+    let servers = [srv("a", 4096, 2.0, false)];
+    let ds = dataset(h(24), &servers, &[("a", 0, h(24))]);
+    let sc = scenario(&format!("{TWO_TINY}[lifecycle]\ncrash_limit = 1\n[failures]\ncrashes_per_server_day = 12\n"));
+    let o = run(&sc, &ds);
+    assert_eq!((o.crashes, o.crash_loops, o.starts), (1, 1, 1));
+    let usage = sim_usage(&sc, &ds);
+    let crash = usage.iter().filter(|u| u.running).map(|u| u.to).max().unwrap();
+    let end = usage.iter().map(|u| u.to).max().unwrap();
+    assert!(crash < end, "the run ended at the crash, before the window's end");
+    assert!(usage.iter().all(|u| u.running || u.from >= crash), "sleeping only after it");
+    assert_eq!(o.lost_play_ms, 0, "nothing restarts: the loss is not counted as a wait");
+}
+
+#[test]
+fn failed_starts_are_placed_again_and_every_request_ends_running_or_abandoned() {
+    // A third of all starts never answer: the core frees their RAM, discards the container
+    // and places the request again (another node first) until it runs or gives up.
+    let servers: Vec<_> = ["a", "b", "c", "d", "e", "f"].iter().map(|n| srv(n, 2048, 1.0, false)).collect();
+    let sessions: Vec<_> =
+        ["a", "b", "c", "d", "e", "f"].iter().enumerate().map(|(i, n)| (*n, m(10 * i as i64), h(1))).collect();
+    let ds = dataset(h(2), &servers, &sessions);
+    let sc = scenario(&format!("{TWO_TINY}[failures]\nfailed_start_share = 0.33\n"));
+    let o = run(&sc, &ds);
+    assert!(o.failed_starts >= 1, "{}", o.failed_starts);
+    assert_eq!(o.starts + o.abandoned_gave_up + o.abandoned_interval_ended, 6, "every request accounted for");
+    assert!(o.waits.iter().any(|&w| w >= s(40)), "a failed start costs its player at least one more boot");
+}
+
+fn sim_usage(sc: &conductor_sim::scenario::Scenario, ds: &conductor_sim::dataset::Dataset) -> Vec<conductor_sim::engine::UsageSpan> {
+    conductor_sim::engine::run_logging_usage(sc, ds, sc.seed).usage.unwrap()
+}
+
+#[test]
 fn snapshots_provision_fast_and_cost_storage() {
     // The cloud-scale-up case of the twin tests, from a snapshot: the VM made at 120 s is
     // ready at 150 s (30 s), so b (queued since 10 s) runs at 170 s: wait 160 s instead of

@@ -19,6 +19,8 @@ use rust_decimal::prelude::ToPrimitive;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+mod failures;
+
 /// Event classes in same-instant order.
 mod class {
     pub const INTERVAL_END: u8 = 0;
@@ -50,6 +52,10 @@ enum Kind {
     /// A preemptible job arrives / finishes (index into the job stream).
     JobArrive(u32),
     JobDone(u32),
+    /// An injected crash of the server's container (if that placement still runs).
+    Crash(ServerId, PlacementId),
+    /// An injected failed start: the placement never answers.
+    StartFail(ServerId, PlacementId),
 }
 
 /// A preemptible job as the twin plays it.
@@ -173,6 +179,11 @@ pub struct Outcome {
     pub forecasts: u64,
     /// Injected node failures, and nodes declared dead after them.
     pub failures: u64,
+    /// Injected crashes of running servers, the crash loops among them (stopped by the
+    /// core's limit), and injected failed starts.
+    pub crashes: u64,
+    pub crash_loops: u64,
+    pub failed_starts: u64,
     pub nodes_dead: u64,
     /// Server-minutes between a failure and the server running again (or its demand
     /// ending): play the customers lost.
@@ -358,6 +369,8 @@ struct Engine<'a> {
     players: Vec<i32>,
     player_changes: Vec<(Millis, u64, ServerId, i32)>,
     consent_rng: ChaCha8Rng,
+    /// Injected crashes and failed starts (stream 5; drawn only when `[failures]` asks).
+    crash_rng: ChaCha8Rng,
     /// Time series sampling (off unless asked for): next sample time, and running totals
     /// kept by phase changes so that a sample costs O(nodes).
     series: Option<Series>,
@@ -400,6 +413,11 @@ impl<'a> Engine<'a> {
             consent_rng: {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 rng.set_stream(4);
+                rng
+            },
+            crash_rng: {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                rng.set_stream(5);
                 rng
             },
             series: None,
@@ -600,22 +618,9 @@ impl<'a> Engine<'a> {
                         self.core.change_plan(now, server, ram, &mut self.out);
                     }
 
-                    Kind::Repair(node) => {
-                        if let Some(d) = self.down.get_mut(node.0 as usize) {
-                            *d = false;
-                        }
-                        self.core.node_reachable(now, node, &mut self.out);
-                        // Back before it was declared dead: its servers kept their place and play on.
-                        for i in 0..self.phases.len() {
-                            if self.lost_since[i].is_some()
-                                && self.core.residence(ServerId(i as u32))
-                                    == (conductor_core::Residence::Running { node })
-                            {
-                                self.end_loss(i, now);
-                                self.enter(i, Phase::Running(now));
-                            }
-                        }
-                    }
+                    Kind::Repair(node) => self.repair(now, node),
+                    Kind::Crash(server, placement) => self.crash(now, server, placement),
+                    Kind::StartFail(server, placement) => self.core.start_failed(now, server, placement, &mut self.out),
                 }
                 self.apply(now);
             }
@@ -637,13 +642,14 @@ impl<'a> Engine<'a> {
                     self.o.starts += 1;
                     self.o.waits.push(now - requested_at);
                     self.enter(server.0 as usize, Phase::Running(now));
+                    self.schedule_crash(now, server);
                 }
                 Note::Abandoned { reason, server, .. } => match reason {
                     conductor_core::AbandonReason::GaveUp => {
                         self.end_loss(server.0 as usize, now);
                         self.o.abandoned_gave_up += 1
                     }
-                    // The twin's placements never fail; counted as a give-up if one did.
+                    // Failed starts and crash loops (injected by `[failures]`): a give-up.
                     conductor_core::AbandonReason::StartFailed => {
                         self.end_loss(server.0 as usize, now);
                         self.o.abandoned_gave_up += 1
@@ -708,9 +714,13 @@ impl<'a> Engine<'a> {
                         self.core.accept_recommendation(server);
                     }
                 }
-                // Inputs of the live driver (failed VM creates and starts, crashes): the
-                // twin feeds none of them.
-                Note::Queued { .. } | Note::VmFailed { .. } | Note::StartFailed { .. } | Note::Crashed { .. } => {}
+                Note::StartFailed { .. } => self.o.failed_starts += 1,
+                Note::Crashed { restarted, .. } => {
+                    self.o.crashes += 1;
+                    self.o.crash_loops += u64::from(!restarted);
+                }
+                // The twin's VM creates never fail.
+                Note::Queued { .. } | Note::VmFailed { .. } => {}
             }
         }
         for command in out.commands.drain(..) {
@@ -729,7 +739,10 @@ impl<'a> Engine<'a> {
                             _ => self.o.restores_from_node += 1,
                         }
                     }
-                    self.push(now + delay, class::BOOT, None, Kind::Boot(server, placement));
+                    let fails = self.scenario.failures.failed_start_share > 0.0
+                        && self.crash_rng.random::<f64>() < self.scenario.failures.failed_start_share;
+                    let kind = if fails { Kind::StartFail(server, placement) } else { Kind::Boot(server, placement) };
+                    self.push(now + delay, class::BOOT, None, kind);
                 }
                 Command::Migrate { server, placement, from, to } => {
                     // Downtime: save, copy the disk over, boot. Not billed, players wait.
@@ -830,85 +843,6 @@ impl<'a> Engine<'a> {
             self.job_mib_ms += u128::from(job.ram_mib) * (now - started) as u128;
         }
         job.ended = true;
-    }
-
-    fn is_down(&self, node: NodeId) -> bool {
-        self.down.get(node.0 as usize).copied().unwrap_or(false)
-    }
-
-    fn end_loss(&mut self, i: usize, now: Millis) {
-        if let Some(since) = self.lost_since[i].take() {
-            self.o.lost_play_ms += (now - since).max(0) as u64;
-        }
-    }
-
-    /// Injected failures: the scenario's events, and seeded random failures of dedicated
-    /// nodes (exponential times between failures at the configured rate).
-    fn schedule_failures(&mut self, seed: u64) {
-        let f = &self.scenario.failures;
-        for &(target, at) in &f.events {
-            self.push(at, class::NODE_READY, None, Kind::Fail(target));
-        }
-        if f.random_per_node_month > 0.0 {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(3);
-            let per_ms = f.random_per_node_month / conductor_core::time::MONTH as f64;
-            let gap = rand_distr::Exp::new(per_ms).expect("positive rate");
-            for i in 0..self.scenario.dedicated.len() as u32 {
-                let mut t = self.window.0;
-                loop {
-                    t += gap.sample(&mut rng).ceil() as Millis;
-                    if t >= self.window.1 {
-                        break;
-                    }
-                    self.push(t, class::NODE_READY, None, Kind::Fail(crate::scenario::FailureTarget::Dedicated(i)));
-                    t += f.repair;
-                }
-            }
-        }
-    }
-
-    /// A node stops answering: its servers stop playing (and being billed) now; the core
-    /// declares it dead after its silence limit and restarts them elsewhere.
-    fn fail(&mut self, now: Millis, target: crate::scenario::FailureTarget) {
-        use conductor_core::scheduler::NodeState;
-        let node = match target {
-            crate::scenario::FailureTarget::Dedicated(i) => Some(NodeId(i)),
-            crate::scenario::FailureTarget::OldestVm => self
-                .core
-                .nodes()
-                .iter()
-                .position(|n| {
-                    n.kind == conductor_core::NodeKind::Cloud
-                        && matches!(n.state, NodeState::Ready | NodeState::Cordoned | NodeState::Provisioning)
-                })
-                .map(|i| NodeId(i as u32)),
-        };
-        let Some(node) = node.filter(|&n| !self.is_down(n)) else { return };
-        if matches!(self.core.node(node).state, NodeState::Dead | NodeState::Deleted) {
-            return;
-        }
-        self.o.failures += 1;
-        if self.down.len() <= node.0 as usize {
-            self.down.resize(node.0 as usize + 1, false);
-        }
-        self.down[node.0 as usize] = true;
-        for i in 0..self.phases.len() {
-            let on_node = match self.core.residence(ServerId(i as u32)) {
-                conductor_core::Residence::Starting { node: n } | conductor_core::Residence::Running { node: n } => {
-                    n == node
-                }
-                _ => false,
-            };
-            if on_node {
-                self.close_phase(i, now);
-                self.lost_since[i] = Some(now);
-            }
-        }
-        self.core.node_unreachable(now, node, &mut self.out);
-        if matches!(target, crate::scenario::FailureTarget::Dedicated(_)) {
-            self.push(now + self.scenario.failures.repair, class::NODE_READY, None, Kind::Repair(node));
-        }
     }
 
     /// The nightly job: a new forecast from the demand seen before `now`.
