@@ -249,7 +249,10 @@ fn failed_starts_are_placed_again_and_every_request_ends_running_or_abandoned() 
     assert!(o.waits.iter().any(|&w| w >= s(40)), "a failed start costs its player at least one more boot");
 }
 
-fn sim_usage(sc: &conductor_sim::scenario::Scenario, ds: &conductor_sim::dataset::Dataset) -> Vec<conductor_sim::engine::UsageSpan> {
+fn sim_usage(
+    sc: &conductor_sim::scenario::Scenario,
+    ds: &conductor_sim::dataset::Dataset,
+) -> Vec<conductor_sim::engine::UsageSpan> {
     conductor_sim::engine::run_logging_usage(sc, ds, sc.seed).usage.unwrap()
 }
 
