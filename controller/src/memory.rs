@@ -19,6 +19,7 @@ struct State {
     /// Index of each ledger key (posting is insert-if-absent by key).
     ledger_keys: std::collections::HashMap<String, usize>,
     balances: std::collections::HashMap<i64, Money>,
+    hosts: std::collections::BTreeMap<String, i64>,
 }
 
 impl State {
@@ -344,6 +345,37 @@ impl Store for MemoryStore {
             }
             Ok(s.ledger.iter().filter(|e| e.owner == owner && e.id > after).take(limit as usize).cloned().collect())
         })
+    }
+
+    async fn add_host(&self, server: i64, host: &str, _now: Millis) -> Result<()> {
+        self.with(|s| {
+            if !s.has_server(server) {
+                return Err(not_found("server", server));
+            }
+            match s.hosts.get(host) {
+                Some(&other) if other != server => {
+                    Err(StoreError::Conflict(format!("the host name {host:?} belongs to another server")))
+                }
+                _ => {
+                    s.hosts.insert(host.to_owned(), server);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    async fn remove_host(&self, server: i64, host: &str) -> Result<bool> {
+        self.with(|s| {
+            if s.hosts.get(host) == Some(&server) {
+                s.hosts.remove(host);
+                return Ok(true);
+            }
+            Ok(false)
+        })
+    }
+
+    async fn hosts(&self) -> Result<Vec<(String, i64)>> {
+        self.with(|s| Ok(s.hosts.iter().map(|(h, id)| (h.clone(), *id)).collect()))
     }
 
     async fn save_forecast(&self, document: serde_json::Value, now: Millis) -> Result<i64> {

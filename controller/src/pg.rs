@@ -556,6 +556,45 @@ impl Store for PgStore {
         rows.iter().map(Self::entry_row).collect()
     }
 
+    async fn add_host(&self, server: i64, host: &str, now: Millis) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO server_hosts (host, server_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (host) DO UPDATE SET host = EXCLUDED.host RETURNING server_id",
+        )
+        .bind(host)
+        .bind(server)
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::NotFound { .. } => StoreError::NotFound { what: "server", id: server.to_string() },
+            other => other,
+        })?;
+        let holder: i64 = r.get("server_id");
+        if holder != server {
+            return Err(StoreError::Conflict(format!("the host name {host:?} belongs to another server")));
+        }
+        Ok(())
+    }
+
+    async fn remove_host(&self, server: i64, host: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM server_hosts WHERE host = $1 AND server_id = $2")
+            .bind(host)
+            .bind(server)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn hosts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT host, server_id FROM server_hosts ORDER BY host")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get("host"), r.get("server_id"))).collect())
+    }
+
     async fn save_forecast(&self, document: serde_json::Value, now: Millis) -> Result<i64> {
         let r = sqlx::query("INSERT INTO forecasts (made_at, document) VALUES ($1, $2) RETURNING id")
             .bind(ts(now))

@@ -446,6 +446,13 @@ pub trait Store: Send + Sync {
     /// The owner's entries with `id > after`, oldest first, at most `limit`.
     fn ledger(&self, owner: i64, after: i64, limit: u32) -> impl Future<Output = Result<Vec<Entry>>> + Send;
 
+    /// Adds a custom host name (lower case) to a server; one another server has is a conflict.
+    fn add_host(&self, server: i64, host: &str, now: Millis) -> impl Future<Output = Result<()>> + Send;
+    /// Removes it; `false` if the server did not have it.
+    fn remove_host(&self, server: i64, host: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Every custom host name and its server, by host.
+    fn hosts(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+
     fn save_forecast(&self, document: serde_json::Value, now: Millis) -> impl Future<Output = Result<i64>> + Send;
     fn latest_forecast(&self) -> impl Future<Output = Result<Option<(Millis, serde_json::Value)>>> + Send;
 }

@@ -196,6 +196,20 @@ async fn suite(s: &impl Store) {
     s.save_forecast(json!({ "n": 1 }), T).await.unwrap();
     s.save_forecast(json!({ "n": 2 }), T + 1).await.unwrap();
     assert_eq!(s.latest_forecast().await.unwrap(), Some((T + 1, json!({ "n": 2 }))));
+
+    // Custom host names: unique, added again idempotently, removed only by their server.
+    s.add_host(a1.id, "mc.alice.de", T).await.unwrap();
+    s.add_host(a1.id, "mc.alice.de", T).await.unwrap();
+    assert!(matches!(s.add_host(b1.id, "mc.alice.de", T).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.add_host(9999, "x.example.org", T).await, Err(StoreError::NotFound { .. })));
+    s.add_host(b1.id, "bob.example.org", T).await.unwrap();
+    assert_eq!(
+        s.hosts().await.unwrap(),
+        vec![("bob.example.org".to_string(), b1.id), ("mc.alice.de".to_string(), a1.id)]
+    );
+    assert!(!s.remove_host(b1.id, "mc.alice.de").await.unwrap());
+    assert!(s.remove_host(a1.id, "mc.alice.de").await.unwrap());
+    assert_eq!(s.hosts().await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "current_thread")]
