@@ -39,6 +39,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run a gateway: the players' one Minecraft address (routes by host name, answers status
+    /// pings without waking, wakes pay-per-use servers on join). Reads `[gateway]`.
+    Gateway {
+        /// A file with a `[gateway]` section (the controller's own, or one of its own).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Write a controller's event log as a demand dataset (SPEC §4) for the twin.
     Export(ExportArgs),
     /// The price calculator: what a plan costs per minute and per month of play, and the
@@ -185,6 +192,7 @@ fn main() {
         Command::Dataset(DatasetCommand::Check { dir }) => dataset_check(&dir),
         Command::Forecast(args) => forecast_cmd::run(*args),
         Command::Serve { config } => serve(&config),
+        Command::Gateway { config } => gateway(&config),
         Command::Export(args) => export(args),
         Command::Price(args) => price(args),
         Command::FakeHetzner { port, fail_every, slow_every, slow_ms } => {
@@ -351,6 +359,20 @@ fn serve(config: &Path) -> Result<()> {
             r = conductor_controller::serve::serve(cfg) => r.map_err(|e| anyhow::anyhow!("{e}")),
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("conductor: stopping (interrupted)");
+                Ok(())
+            }
+        }
+    })
+}
+
+fn gateway(config: &Path) -> Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    let cfg = conductor_gateway::config::GatewayConfig::load(config, &env)?;
+    runtime()?.block_on(async {
+        tokio::select! {
+            r = conductor_gateway::run(cfg) => r.map_err(|e| anyhow::anyhow!("{e}")),
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("gateway: stopping (interrupted)");
                 Ok(())
             }
         }

@@ -39,6 +39,9 @@ impl NodeDriver for BigWorld {
     fn engine(&self) -> &str {
         self.inner.engine()
     }
+    fn game_host(&self) -> &str {
+        self.inner.game_host()
+    }
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
         self.inner.ping()
     }
@@ -143,6 +146,7 @@ async fn run() {
     // The archive is due a second after the stop: the copy starts at once.
     scheduler.sleep_window = 1_000;
     let cfg = LiveConfig {
+        game: conductor_controller::live::GameAccess::default(),
         scheduler,
         dedicated: vec![DedicatedNode { name: "ded-0".into(), kind, docker: node.clone() as Arc<dyn NodeDriver> }],
         cloud: None,
@@ -168,6 +172,7 @@ async fn run() {
             warn_before: 86_400_000,
         },
         live: Some(live.clone()),
+        routes: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

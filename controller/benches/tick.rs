@@ -73,6 +73,7 @@ async fn run() {
         ids.push(store.create_server(s, T0).await.unwrap().id);
     }
     let cfg = LiveConfig {
+        game: conductor_controller::live::GameAccess::default(),
         scheduler: SchedulerConfig::reference(vm, 0),
         dedicated: nodes
             .iter()

@@ -24,9 +24,13 @@ pub struct NodeConfig {
     /// Docker API: `unix:///run/podman/podman.sock`, `tcp://host:2375`, `tls://host:2376` or
     /// `ssh://user@host[:port][/var/run/docker.sock]` (through the system's OpenSSH client).
     pub docker: String,
-    /// Where the node's published game ports are reached.
+    /// Where the node's published game ports are reached (by the controller's status pings
+    /// and the gateways): its private network address for a remote node.
     #[serde(default = "localhost")]
     pub host: String,
+    /// The address game ports are published on (default: `host` if it is an address,
+    /// 127.0.0.1 for `localhost`, else all addresses).
+    pub game_bind: Option<String>,
     /// ssh:// endpoints: the private key, and the known_hosts file with the node's host key.
     pub ssh_identity: Option<PathBuf>,
     pub ssh_known_hosts: Option<PathBuf>,
@@ -125,6 +129,10 @@ pub struct ControllerSection {
     /// Operators' webhook (Discord-style `content`): dead nodes and their return, crash
     /// loops, commands failed for good, VMs that never became ready — once per incident.
     pub ops_webhook: Option<String>,
+    /// Server `id`'s game port on its node is `game_port_base + id` (stable across restarts
+    /// and restores, so a firewall can open one range); absent: any free port (the gateway's
+    /// route follows it).
+    pub game_port_base: Option<u16>,
     /// One per `[[fleet.dedicated]]` node, in the same order.
     #[serde(default)]
     pub node: Vec<NodeConfig>,
@@ -197,6 +205,8 @@ impl ControllerConfig {
         let section = table.remove("controller").ok_or_else(|| invalid("a [controller] section is required".into()))?;
         let controller: ControllerSection = serde_path_to_error::deserialize(section)
             .map_err(|e| invalid(format!("controller.{}: {}", e.path(), e.inner().message())))?;
+        // `[gateway]` is the gateway's (`conductor gateway` reads it from the same file).
+        table.remove("gateway");
         // The rest is a scenario without a dataset: the controller's demand is live.
         table.entry("name").or_insert_with(|| toml::Value::String("controller".into()));
         table.entry("dataset").or_insert_with(|| toml::Value::String("-".into()));

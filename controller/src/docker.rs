@@ -84,8 +84,11 @@ pub fn volume_name(server: i64) -> String {
 /// One node's Docker API.
 pub struct DockerNode {
     docker: Docker,
-    /// Where this node's published ports are reached from the controller.
+    /// Where this node's published ports are reached from the controller and the gateways.
     pub host: String,
+    /// The address game ports are published on (`host` when it is an address, 127.0.0.1 for
+    /// `localhost`, else every address; `game_bind` in the node's config overrides it).
+    pub publish_ip: String,
     /// The endpoint it was connected with: two nodes with the same one are one engine.
     endpoint: String,
     /// The SSH process forwarding a local socket to the node's (ssh:// endpoints).
@@ -255,7 +258,12 @@ impl DockerNode {
                 "expected unix:///path, tcp://host:port, tls://host:port or ssh://[user@]host[:port][/socket]".into(),
             ));
         };
-        Ok(DockerNode { docker, host: host.into(), endpoint: endpoint.into(), _tunnel: tunnel })
+        let publish_ip = match host {
+            "localhost" => "127.0.0.1".to_owned(),
+            h if h.parse::<std::net::IpAddr>().is_ok() => h.to_owned(),
+            _ => "0.0.0.0".to_owned(),
+        };
+        Ok(DockerNode { docker, host: host.into(), publish_ip, endpoint: endpoint.into(), _tunnel: tunnel })
     }
 
     pub async fn ping(&self) -> Result<(), DockerError> {
@@ -273,7 +281,7 @@ impl DockerNode {
         bindings.insert(
             port.clone(),
             Some(vec![PortBinding {
-                host_ip: Some("127.0.0.1".into()),
+                host_ip: Some(self.publish_ip.clone()),
                 host_port: Some(spec.host_port.map(|p| p.to_string()).unwrap_or_default()),
             }]),
         );
@@ -557,6 +565,9 @@ impl DockerNode {
 impl crate::driver::NodeDriver for DockerNode {
     fn engine(&self) -> &str {
         &self.endpoint
+    }
+    fn game_host(&self) -> &str {
+        &self.host
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move { Ok(DockerNode::ping(self).await?) })

@@ -58,6 +58,8 @@ pub trait NodeDriver: Send + Sync {
     /// Which engine this is (its endpoint): nodes that share one (a local run, a test) have
     /// one set of containers and volumes, and nothing is copied or removed between them.
     fn engine(&self) -> &str;
+    /// Where players (through the gateway) reach the node's published game ports.
+    fn game_host(&self) -> &str;
     /// The heartbeat: does the engine answer?
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>>;
     /// Every container the controller manages on the node, running or not.

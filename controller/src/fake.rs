@@ -235,6 +235,9 @@ impl NodeDriver for FakeNode {
     fn engine(&self) -> &str {
         &self.name
     }
+    fn game_host(&self) -> &str {
+        &self.name
+    }
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
         ready(self.call("ping", |_, _| Ok(())))
     }

@@ -31,7 +31,11 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
     let c = &cfg.controller;
     let mut dedicated = Vec::new();
     for (node, kind) in c.node.iter().zip(&cfg.scenario.dedicated) {
-        let docker: Arc<dyn NodeDriver> = Arc::new(DockerNode::connect_with(&node.docker, &node.host, &node.access())?);
+        let mut d = DockerNode::connect_with(&node.docker, &node.host, &node.access())?;
+        if let Some(ip) = &node.game_bind {
+            d.publish_ip = ip.clone();
+        }
+        let docker: Arc<dyn NodeDriver> = Arc::new(d);
         dedicated.push(DedicatedNode { name: node.name.clone(), kind: kind.clone(), docker });
     }
     let cloud = match (&c.cloud, &cfg.cloud_token) {
@@ -55,6 +59,11 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         cmd: c.helper_cmd.clone().unwrap_or_else(|| vec!["/standin".into(), "hold".into()]),
     };
     Ok(LiveConfig {
+        game: crate::live::GameAccess {
+            port_base: c.game_port_base,
+            boot: cfg.scenario.lifecycle.boot.planning_value(),
+            restore_mb_per_s: cfg.scenario.lifecycle.restore_mb_per_s,
+        },
         scheduler: cfg.scenario.scheduler.clone(),
         dedicated,
         cloud,
@@ -119,12 +128,14 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
             warn_before: (c.warn_hours * 3_600_000.0).round() as Millis,
         },
         live: Some(live.clone()),
+        routes: Default::default(),
     });
     let listener =
         tokio::net::TcpListener::bind(&c.listen).await.map_err(|e| format!("listening on {}: {e}", c.listen))?;
     eprintln!("conductor: API on http://{}/v1 (health: /healthz)", listener.local_addr()?);
 
     let tick = Duration::from_secs(c.tick_s.max(1));
+    let looping = api.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,6 +148,10 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
                 eprintln!("conductor: reconcile step failed: {e}");
             }
             live.lock().await.record_tick(started.elapsed());
+            // The gateways follow restores, moves and stops within a step.
+            if let Err(e) = looping.routes.refresh(&looping).await {
+                eprintln!("conductor: refreshing routes: {}", e.message());
+            }
         }
     });
     axum::serve(listener, router(api)).await?;

@@ -18,6 +18,7 @@ fn api() -> (axum::Router, Arc<Api<MemoryStore>>) {
     let api = Arc::new(Api {
         store: Arc::new(MemoryStore::new()),
         live: None,
+        routes: Default::default(),
         config: ApiConfig {
             admin_token_sha256: token_hash(ADMIN),
             max_plan_mib: 60 * 1024,

@@ -113,6 +113,7 @@ async fn an_export_over_http_is_a_dataset_the_twin_replays() {
     let api = Arc::new(Api {
         store: store.clone(),
         live: None,
+        routes: Default::default(),
         config: ApiConfig {
             admin_token_sha256: token_hash("admin"),
             max_plan_mib: 60 * 1024,

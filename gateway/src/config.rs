@@ -125,7 +125,16 @@ pub struct ConfigError {
 
 #[derive(Deserialize)]
 struct File {
-    gateway: Option<toml::Value>,
+    gateway: Option<toml::Table>,
+    controller: Option<ControllerKeys>,
+}
+
+/// What a gateway takes from the controller's section when both share a file.
+#[derive(Deserialize)]
+struct ControllerKeys {
+    listen: Option<String>,
+    admin_token: Option<String>,
+    admin_token_env: Option<String>,
 }
 
 impl GatewayConfig {
@@ -134,8 +143,21 @@ impl GatewayConfig {
     pub fn parse(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<GatewayConfig, ConfigError> {
         let err = |message: String| ConfigError { path: path.display().to_string(), message };
         let file: File = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        let section = file.gateway.ok_or_else(|| err("no [gateway] section".into()))?;
-        let mut cfg: GatewayConfig = serde_path_to_error::deserialize(section)
+        let mut section = file.gateway.ok_or_else(|| err("no [gateway] section".into()))?;
+        // In the controller's own file, the controller's address and token are the defaults.
+        if let Some(c) = &file.controller {
+            let listen = c.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
+            let listen = listen.replace("0.0.0.0", "127.0.0.1");
+            section.entry("controller").or_insert_with(|| toml::Value::String(format!("http://{listen}")));
+            if !section.contains_key("token") && !section.contains_key("token_env") {
+                if let Some(t) = &c.admin_token {
+                    section.insert("token".into(), toml::Value::String(t.clone()));
+                } else if let Some(e) = &c.admin_token_env {
+                    section.insert("token_env".into(), toml::Value::String(e.clone()));
+                }
+            }
+        }
+        let mut cfg: GatewayConfig = serde_path_to_error::deserialize(toml::Value::Table(section))
             .map_err(|e| err(format!("key `gateway.{}`: {}", e.path(), e.inner())))?;
         if cfg.token.is_none() {
             if let Some(name) = &cfg.token_env {
@@ -199,6 +221,10 @@ mod tests {
         assert!(e.contains("NOPE is not set"), "{e}");
         let e = parse("[controller]\n").unwrap_err();
         assert!(e.contains("no [gateway] section"), "{e}");
+        // In the controller's file: its address and token are the defaults.
+        let c = parse("[controller]\nlisten = \"0.0.0.0:9000\"\nadmin_token_env = \"GW_TOKEN\"\n[gateway]\n").unwrap();
+        assert_eq!(c.controller, "http://127.0.0.1:9000");
+        assert_eq!(c.token.as_deref(), Some("secret-token-123456"));
         let e = parse("[gateway]\ncontroller = \"http://x\"\ntoken = \"t\"\n[gateway.messages]\nstarting = 3\n")
             .unwrap_err();
         assert!(e.contains("gateway.messages.starting"), "{e}");

@@ -443,8 +443,14 @@ impl<S: Store> Live<S> {
             cmd: self.cfg.cmd.clone(),
             memory_mib: self.core.plan_ram(server),
             env: Vec::new(),
-            host_port: None,
+            host_port: self.game_port(self.server_ids[server.0 as usize]),
         }
+    }
+
+    /// The stable game port of a server, if configured and in range.
+    fn game_port(&self, store_id: i64) -> Option<u16> {
+        let base = self.cfg.game.port_base?;
+        u16::try_from(i64::from(base) + store_id).ok()
     }
 
     pub(super) fn push_node(&mut self, core: NodeId, store_id: i64, name: &str) {

@@ -55,6 +55,8 @@ impl<S: Store> Live<S> {
             metered_until: Millis::MIN,
             warned: Default::default(),
             exhausted: Default::default(),
+            ports: HashMap::new(),
+            gateway_players: HashMap::new(),
             metrics: Metrics::default(),
             cfg,
         };

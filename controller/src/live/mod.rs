@@ -140,6 +140,38 @@ impl Default for Healing {
     }
 }
 
+/// How players reach servers through the gateway.
+#[derive(Clone, Debug)]
+pub struct GameAccess {
+    /// Server `id`'s game port on its node is `port_base + id` (stable across restarts and
+    /// restores; `[controller] game_port_base`); `None`, or past 65535: any free port, and the
+    /// route follows it.
+    pub port_base: Option<u16>,
+    /// What a start takes, for the wait players are shown: boot, plus the restore of an
+    /// archived world at `restore_mb_per_s` (the scenario's `[lifecycle]`).
+    pub boot: Millis,
+    pub restore_mb_per_s: u32,
+}
+
+impl Default for GameAccess {
+    fn default() -> Self {
+        GameAccess { port_base: None, boot: 60_000, restore_mb_per_s: 100 }
+    }
+}
+
+/// A server's route as the gateway needs it (`GET /v1/routes`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RouteState {
+    /// `new`, `starting`, `running`, `sleeping` or `archived`.
+    pub state: &'static str,
+    /// `host:port` of its game port while it runs.
+    pub backend: Option<String>,
+    /// Seconds until it should answer once started (or while starting).
+    pub eta_s: Option<u32>,
+    /// Why a join must not start it: `balance`.
+    pub blocked: Option<&'static str>,
+}
+
 pub struct LiveConfig {
     pub scheduler: SchedulerConfig,
     pub dedicated: Vec<DedicatedNode>,
@@ -153,6 +185,7 @@ pub struct LiveConfig {
     pub mode: Mode,
     pub billing: BillingSetup,
     pub healing: Healing,
+    pub game: GameAccess,
 }
 
 /// Counters for `/metrics` (since start-up).
@@ -239,6 +272,10 @@ pub struct Live<S: Store> {
     warned: HashSet<i64>,
     exhausted: HashSet<i64>,
     metrics: Metrics,
+    /// The published game port of each server's container, as its node lists it.
+    ports: HashMap<ServerId, u16>,
+    /// Open player connections per server as each gateway reported them, until when valid.
+    gateway_players: HashMap<String, (Millis, HashMap<i64, u32>)>,
 }
 
 fn spec(s: &crate::store::Server) -> ServerSpec {
@@ -418,6 +455,57 @@ impl<S: Store> Live<S> {
             self.memory = memory;
         }
         Ok(())
+    }
+
+    /// Players on `server`: what its status ping says, or what the gateways report when more
+    /// (a ping can be cached by the game; each gateway reports only its own connections, so
+    /// the sum over gateways counts a player once).
+    fn players(&self, server: ServerId, pinged: u32, now: Millis) -> u32 {
+        let id = self.server_ids[server.0 as usize];
+        let via: u32 = self
+            .gateway_players
+            .values()
+            .filter(|(until, _)| *until >= now)
+            .filter_map(|(_, counts)| counts.get(&id))
+            .sum();
+        pinged.max(via)
+    }
+
+    /// A gateway's report of its open player connections, valid for `ttl`.
+    pub fn gateway_report(&mut self, gateway: &str, counts: HashMap<i64, u32>, ttl: Millis, now: Millis) {
+        self.gateway_players.insert(gateway.to_owned(), (now + ttl, counts));
+        self.gateway_players.retain(|_, (until, _)| *until >= now);
+    }
+
+    /// Where players reach `store_id` and what they are told while it does not run.
+    pub fn route(&self, store_id: i64, owner: i64, now: Millis) -> Option<RouteState> {
+        let id = *self.by_store_id.get(&store_id)?;
+        let boot = self.cfg.game.boot;
+        let restore = {
+            let mb = self.core.spec(id).disk_mb;
+            (mb * 1000).div_ceil(u64::from(self.cfg.game.restore_mb_per_s.max(1))) as Millis
+        };
+        let secs = |ms: Millis| Some((ms.max(5_000) as u64).div_ceil(1000) as u32);
+        let queued = self.core.is_queued(id);
+        let (state, backend, eta) = match self.core.residence(id) {
+            Residence::Running { node } => {
+                let host = self.docker.get(node.0 as usize).cloned().flatten();
+                let backend = host.zip(self.ports.get(&id)).map(|(d, p)| format!("{}:{p}", d.game_host()));
+                ("running", backend, None)
+            }
+            Residence::Starting { .. } => {
+                let since = self.placed_at.get(&id).copied().unwrap_or(now);
+                ("starting", None, secs(boot - (now - since)))
+            }
+            Residence::Sleeping { .. } if queued => ("starting", None, secs(boot)),
+            Residence::Sleeping { .. } => ("sleeping", None, secs(boot)),
+            Residence::Archived if queued => ("starting", None, secs(restore + boot)),
+            Residence::Archived => ("archived", None, secs(restore + boot)),
+            Residence::New if queued => ("starting", None, secs(boot)),
+            Residence::New => ("new", None, secs(boot)),
+        };
+        let blocked = self.exhausted.contains(&owner).then_some("balance");
+        Some(RouteState { state, backend, eta_s: eta, blocked })
     }
 
     fn see_players(&mut self, server: ServerId, online: u32) {

@@ -227,6 +227,9 @@ impl<S: Store> Live<S> {
                 continue; // being carried out here: judged once it is done
             }
             let c = by_server.get(&id).copied();
+            if let Some(port) = c.and_then(|c| c.host_port) {
+                self.ports.insert(server, port);
+            }
             let running = c.is_some_and(|c| c.running);
             let answer = probes.get(&id).and_then(|p| p.as_ref().ok());
             match self.core.residence(server) {
@@ -235,7 +238,7 @@ impl<S: Store> Live<S> {
                         self.placed_at.remove(&server);
                         let placement = self.core.placement(server);
                         self.core.boot_complete(now, server, placement, &mut self.out);
-                        self.see_players(server, status.online);
+                        self.see_players(server, self.players(server, status.online, now));
                     } else if !running {
                         // Its container was started (the intent is done) and is not running.
                         self.crash(now, server, c, logs.get(&id), "container exited while starting").await?;
@@ -252,8 +255,9 @@ impl<S: Store> Live<S> {
                             self.event(now, SERVER_RESUMED, Some(id), Some(on), data).await?;
                         }
                         self.unanswered.remove(&server);
-                        self.see_players(server, status.online);
-                        self.idle(now, server, status.online).await?;
+                        let online = self.players(server, status.online, now);
+                        self.see_players(server, online);
+                        self.idle(now, server, online).await?;
                     } else {
                         let since = *self.unanswered.entry(server).or_insert(now);
                         if now - since >= self.cfg.healing.crash_grace {

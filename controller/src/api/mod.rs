@@ -5,6 +5,10 @@
 //! owner's server is "not found", so ids leak nothing. Errors are JSON
 //! `{"error": {"code", "message"}}` with a stable code; store internals are logged, not sent.
 
+mod gateway;
+
+pub use gateway::{valid_host, RouteFeed};
+
 use crate::store::{self, NewServer, Server, ServerState, Store, StoreError};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -40,6 +44,8 @@ pub struct Api<S: Store> {
     /// The live engine, when the API runs inside `conductor serve` (starts and stops go
     /// through the decision core); `None` for a store-only API.
     pub live: Option<Arc<tokio::sync::Mutex<crate::live::Live<S>>>>,
+    /// The gateways' route table (`GET /v1/routes`).
+    pub routes: gateway::RouteFeed,
 }
 
 #[derive(Debug)]
@@ -50,6 +56,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    pub fn message(&self) -> &str {
+        &self.message
+    }
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, code, message: message.into() }
     }
@@ -216,7 +225,14 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/servers/{id}/stop", axum::routing::post(stop_server::<S>))
         .route("/v1/servers/{id}/restart", axum::routing::post(restart_server::<S>))
         .route("/v1/servers/{id}", axum::routing::delete(delete_server::<S>))
-        .route("/v1/wake/{id}", axum::routing::post(wake::<S>))
+        .route("/v1/wake/{id}", axum::routing::post(gateway::wake::<S>))
+        .route("/v1/routes", get(gateway::routes::<S>))
+        .route("/v1/gateways/{id}/players", axum::routing::put(gateway::players::<S>))
+        .route("/v1/servers/{id}/hosts", get(gateway::list_hosts::<S>))
+        .route(
+            "/v1/servers/{id}/hosts/{host}",
+            axum::routing::put(gateway::add_host::<S>).delete(gateway::remove_host::<S>),
+        )
         .route("/v1/scaling", get(scaling::<S>))
         .route("/v1/scaling/mode", axum::routing::put(set_mode::<S>))
         .route("/v1/forecast", get(read_forecast::<S>).put(upload_forecast::<S>))
@@ -526,6 +542,7 @@ async fn create_server<S: Store>(
     if let Some(live) = &api.live {
         live.lock().await.add_server(&server);
     }
+    gateway::routes_changed(&api).await;
     Ok((StatusCode::CREATED, Json(server.into())))
 }
 
@@ -602,6 +619,8 @@ async fn act<S: Store + 'static>(
     if matches!(act, Act::Start | Act::Restart) {
         live.request_start(server.id, now).await.map_err(live_error)?;
     }
+    drop(live);
+    gateway::routes_changed(api).await;
     Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
 }
 
@@ -649,19 +668,8 @@ async fn delete_server<S: Store + 'static>(
             api.store.set_server_state(server.id, ServerState::Deleted, None, now).await?;
         }
     }
+    gateway::routes_changed(&api).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A connection gateway (admin token) wakes a server when a player connects.
-async fn wake<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    if caller(&api, &headers).await? != Caller::Admin {
-        return Err(ApiError::forbidden("waking servers"));
-    }
-    act(&api, &headers, &id, Act::Start).await
 }
 
 #[derive(Deserialize)]
