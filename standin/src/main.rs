@@ -1,6 +1,7 @@
 //! A stand-in game server for the controller's tests (vanilla server jars cannot be fetched
-//! here). It speaks enough of the Minecraft protocol for a status ping: handshake, status
-//! request → JSON status (players online and max), ping → pong. It takes `READY_AFTER_MS`
+//! here). It speaks enough of the Minecraft protocol for a status ping (handshake, status
+//! request → JSON status with players online and max, ping → pong) and for an offline-mode
+//! 1.8.9 client to log in, spawn and stay (keep-alives; counted online). It takes `READY_AFTER_MS`
 //! before it listens, keeps a "world" in `$DATA/world.txt` (loaded at start, saved on SIGTERM
 //! with a save counter), and reads the player count from `$DATA/players` when that file
 //! exists (so a test can change it), else from `PLAYERS`.
@@ -12,7 +13,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -113,11 +114,21 @@ fn players(data: &str) -> u32 {
         .unwrap_or_else(|| env("PLAYERS", "0").parse().unwrap_or(0))
 }
 
-fn serve(mut s: TcpStream, data: &str, world: &World) -> std::io::Result<()> {
+/// Players logged in right now (counted in the status's `online`).
+static ONLINE: AtomicU32 = AtomicU32::new(0);
+
+fn serve(mut s: TcpStream, data: &str, created: &str, saves: u64) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let (id, _handshake) = read_packet(&mut s)?;
+    let (id, handshake) = read_packet(&mut s)?;
     if id != 0 {
         return Ok(());
+    }
+    let mut h = std::io::Cursor::new(handshake);
+    let protocol = read_varint(&mut h)?;
+    let host_len = read_varint(&mut h)?;
+    h.set_position(h.position() + host_len.max(0) as u64 + 2);
+    if read_varint(&mut h)? == 2 {
+        return login(s, protocol);
     }
     loop {
         let (id, payload) = match read_packet(&mut s) {
@@ -126,23 +137,96 @@ fn serve(mut s: TcpStream, data: &str, world: &World) -> std::io::Result<()> {
         };
         match id {
             0 => {
+                let online = players(data) + ONLINE.load(Ordering::SeqCst);
                 let status = format!(
                     r#"{{"version":{{"name":"standin","protocol":767}},"players":{{"max":{},"online":{}}},"description":{{"text":"{}"}},"world":{{"created":"{}","saves":{}}}}}"#,
                     env("MAX_PLAYERS", "20"),
-                    players(data),
+                    online,
                     env("MOTD", "conductor stand-in").replace('"', "'"),
-                    world.created,
-                    world.saves
+                    created,
+                    saves
                 );
                 let mut p = Vec::new();
-                write_varint(&mut p, status.len() as i32);
-                p.extend_from_slice(status.as_bytes());
+                write_string(&mut p, &status);
                 send_packet(&mut s, 0, &p)?;
             }
             1 => return send_packet(&mut s, 1, &payload),
             _ => return Ok(()),
         }
     }
+}
+
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    write_varint(out, text.len() as i32);
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// An offline-mode login of a 1.8.x client (protocol 47): login success, then just enough of
+/// the play state for a client to spawn (join game, health, position) and keep-alives until
+/// it leaves. Other versions are told so.
+fn login(mut s: TcpStream, protocol: i32) -> std::io::Result<()> {
+    let (id, start) = read_packet(&mut s)?;
+    if id != 0 {
+        return Ok(());
+    }
+    let mut c = std::io::Cursor::new(start);
+    let len = read_varint(&mut c)?.clamp(0, 64) as usize;
+    let name_at = c.position() as usize;
+    let name = String::from_utf8_lossy(&c.get_ref()[name_at..(name_at + len).min(c.get_ref().len())]).into_owned();
+    if protocol != 47 {
+        let mut p = Vec::new();
+        write_string(&mut p, r#"{"text":"the stand-in speaks Minecraft 1.8.9 only"}"#);
+        return send_packet(&mut s, 0, &p);
+    }
+    let mut p = Vec::new();
+    write_string(&mut p, &format!("00000000-0000-3000-8000-{:012x}", name.len()));
+    write_string(&mut p, &name);
+    send_packet(&mut s, 0x02, &p)?;
+    // Join game: entity id, survival, overworld, normal, 20 players, "default", no reduced debug.
+    let mut p = 1i32.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0, 0, 2, 20]);
+    write_string(&mut p, "default");
+    p.push(0);
+    send_packet(&mut s, 0x01, &p)?;
+    let mut p = 20f32.to_be_bytes().to_vec(); // update health: health, food, saturation
+    write_varint(&mut p, 20);
+    p.extend_from_slice(&5f32.to_be_bytes());
+    send_packet(&mut s, 0x06, &p)?;
+    let mut p = Vec::new(); // position and look
+    for v in [0f64, 64.0, 0.0] {
+        p.extend_from_slice(&v.to_be_bytes());
+    }
+    p.extend_from_slice(&0f32.to_be_bytes());
+    p.extend_from_slice(&0f32.to_be_bytes());
+    p.push(0);
+    send_packet(&mut s, 0x08, &p)?;
+    println!("standin: {name} joined");
+    ONLINE.fetch_add(1, Ordering::SeqCst);
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut last = std::time::Instant::now();
+    let mut keep = 0;
+    let result = loop {
+        if STOP.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        if last.elapsed() >= Duration::from_secs(5) {
+            keep += 1;
+            let mut p = Vec::new();
+            write_varint(&mut p, keep);
+            if let Err(e) = send_packet(&mut s, 0x00, &p) {
+                break Err(e);
+            }
+            last = std::time::Instant::now();
+        }
+        match read_packet(&mut s) {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break Ok(()),
+        }
+    };
+    ONLINE.fetch_sub(1, Ordering::SeqCst);
+    println!("standin: {name} left");
+    result
 }
 
 fn main() {
@@ -176,7 +260,8 @@ fn main() {
         match listener.accept() {
             Ok((s, _)) => {
                 let _ = s.set_nonblocking(false);
-                let _ = serve(s, &data, &world);
+                let (data, created, saves) = (data.clone(), world.created.clone(), world.saves);
+                std::thread::spawn(move || serve(s, &data, &created, saves));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
