@@ -5,7 +5,7 @@ use crate::route::{Route, State};
 use crate::Gateway;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at};
 
@@ -66,8 +66,13 @@ fn reject_reason(e: &str) -> &'static str {
 
 async fn legacy(gw: &Gateway, client: &mut TcpStream) {
     gw.metrics.count("conductor_gateway_status_total", "legacy");
+    // Consume what the old client sent (0xFE 0x01, 1.6's plugin message: a few hundred bytes
+    // at most) so that closing does not reset the connection before it reads the answer.
+    let mut buf = [0u8; 512];
+    let _ = timeout(Duration::from_millis(100), client.read(&mut buf)).await;
     let b = protocol::legacy_status(127, &gw.cfg.version_text, "Conductor", 0, 0);
     let _ = timeout(Duration::from_secs(2), client.write_all(&b)).await;
+    let _ = client.shutdown().await;
 }
 
 fn eta(route: &Route) -> u32 {
