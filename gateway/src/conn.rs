@@ -108,10 +108,7 @@ async fn status(
             (State::Starting, _) | (State::Running, None) => {
                 (synthetic(gw, hs, &fill(&m.motd_starting, Some(r)), r.max_players, Some(r)), "starting")
             }
-            (state, _) if !r.pay_per_use => {
-                let _ = state;
-                (synthetic(gw, hs, &m.motd_offline, r.max_players, Some(r)), "offline")
-            }
+            _ if !r.pay_per_use => (synthetic(gw, hs, &m.motd_offline, r.max_players, Some(r)), "offline"),
             (State::Sleeping, _) => {
                 (synthetic(gw, hs, &fill(&m.motd_sleeping, Some(r)), r.max_players, Some(r)), "sleeping")
             }
@@ -125,14 +122,39 @@ async fn status(
     if client.write_all(&protocol::status_response(&json)).await.is_err() {
         return;
     }
-    // The ping: answered with its own payload (a client measures its latency with it).
-    let ping =
-        timeout(Duration::from_secs(gw.cfg.handshake_timeout_s), protocol::read_frame(client, protocol::MAX_SMALL));
-    if let Ok(Ok(f)) = ping.await {
-        if f.id == 1 {
-            let _ = client.write_all(&protocol::frame(1, &f.body)).await;
+    // The ping: answered with its own payload (a client measures its latency with it). Some
+    // clients (minecraft-protocol) repeat the status request first: answered again, a few times.
+    let wait = Duration::from_secs(gw.cfg.handshake_timeout_s);
+    for _ in 0..4 {
+        match timeout(wait, protocol::read_frame(client, protocol::MAX_SMALL)).await {
+            Ok(Ok(f)) if f.id == 0 => {
+                if client.write_all(&protocol::status_response(&json)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Ok(f)) if f.id == 1 => {
+                let _ = client.write_all(&protocol::frame(1, &f.body)).await;
+                break;
+            }
+            _ => break,
         }
     }
+    close(client).await;
+}
+
+/// Closes gracefully: our side first, then what the client still sends is read for a moment,
+/// so that closing with unread bytes does not reset the connection before it read our answer.
+async fn close(client: &mut TcpStream) {
+    let _ = client.shutdown().await;
+    let mut buf = [0u8; 256];
+    let _ = timeout(Duration::from_millis(250), async {
+        while let Ok(n) = client.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn synthetic(gw: &Gateway, hs: &Handshake, motd: &str, max: u32, _route: Option<&Route>) -> String {
@@ -168,7 +190,7 @@ async fn proxied_status(gw: &Gateway, server: i64, backend: &str, raw: &Frame) -
 async fn disconnect(gw: &Gateway, client: &mut TcpStream, outcome: &'static str, text: &str) {
     gw.metrics.count("conductor_gateway_logins_total", outcome);
     let _ = timeout(Duration::from_secs(2), client.write_all(&protocol::login_disconnect(text))).await;
-    let _ = client.shutdown().await;
+    close(client).await;
 }
 
 /// A login: to the server at once if it runs; else wake it (pay-per-use), hold the player
