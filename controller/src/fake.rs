@@ -103,6 +103,8 @@ pub struct FakeContainer {
     pub memory_mib: u32,
     /// Players the status ping reports.
     pub players: u32,
+    /// The published game port (the spec's, else one per server).
+    pub host_port: u16,
 }
 
 #[derive(Default)]
@@ -210,7 +212,7 @@ impl FakeNode {
             server,
             running: c.running,
             exit_code: c.exit_code,
-            host_port: Some(30000 + server as u16),
+            host_port: Some(c.host_port),
             node: None,
         }
     }
@@ -267,6 +269,7 @@ impl NodeDriver for FakeNode {
                 exit_code: None,
                 memory_mib: spec.memory_mib,
                 players: 0,
+                host_port: spec.host_port.unwrap_or(30000 + spec.server as u16),
             });
             let info = FakeNode::info(spec.server, c);
             st.volumes.entry(spec.server).or_insert(0);
