@@ -42,7 +42,14 @@ pub fn document() -> Value {
             "/v1/servers/{id}/start": { "post": with_id(op("Start (placed or queued)", "admin or its owner", "202")) },
             "/v1/servers/{id}/stop": { "post": with_id(op("Stop gracefully (world saved)", "admin or its owner", "202")) },
             "/v1/servers/{id}/restart": { "post": with_id(op("Stop, then start", "admin or its owner", "202")) },
-            "/v1/wake/{id}": { "post": with_id(op("Wake a server for a connecting player (gateway)", "admin", "202")) },
+            "/v1/wake/{id}": { "post": with_id(op("Wake a pay-per-use server for a joining player (gateway; others: 409 not_pay_per_use)", "admin", "202")) },
+            "/v1/routes": { "get": op("The gateways' route table: a snapshot, or ?since=VERSION&epoch=EPOCH&wait_s=N for the changes since (long poll); another epoch gets a snapshot", "admin", "200") },
+            "/v1/gateways/{id}/players": { "put": op("A gateway's open player connections: {\"players\": {\"<server id>\": n}, \"ttl_s\": 15}", "admin", "204") },
+            "/v1/servers/{id}/hosts": { "get": with_id(op("The server's custom host names", "admin or its owner", "200")) },
+            "/v1/servers/{id}/hosts/{host}": {
+                "put": op("Add a custom host name (unique, a DNS name)", "admin or its owner", "200"),
+                "delete": op("Remove a custom host name", "admin or its owner", "204")
+            },
             "/v1/fleet": { "get": op("Nodes, RAM reserved and usable, VMs provisioning", "admin", "200") },
             "/v1/scaling": { "get": op("Mode, policies, latest decisions with reasons", "admin", "200") },
             "/v1/scaling/mode": { "put": op("Switch mode: {\"mode\": \"observe\" | \"enforce\"}", "admin", "200") },
@@ -67,7 +74,7 @@ pub fn document() -> Value {
                 "Error": {
                     "type": "object",
                     "properties": { "error": { "type": "object", "properties": {
-                        "code": { "type": "string", "description": "stable: unauthorized, forbidden, not_found, malformed_json, invalid_request, impossible_plan, conflict, unsupported_media_type, unavailable, driver_failed" },
+                        "code": { "type": "string", "description": "stable: unauthorized, forbidden, not_found, malformed_json, invalid_request, impossible_plan, conflict, unsupported_media_type, unavailable, driver_failed, balance_exhausted, not_pay_per_use" },
                         "message": { "type": "string" }
                     } } }
                 }

@@ -225,6 +225,8 @@ async fn deletes_forecasts_admin_views_and_the_openapi_document() {
         "/v1/servers/{id}/stop",
         "/v1/servers/{id}/restart",
         "/v1/wake/{id}",
+        "/v1/routes",
+        "/v1/servers/{id}/hosts",
         "/v1/fleet",
         "/v1/scaling",
         "/v1/scaling/mode",

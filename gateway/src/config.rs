@@ -203,6 +203,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_s_gateway_section_loads_with_the_controller_s_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../controller.example.toml");
+        let env = |k: &str| (k == "CONDUCTOR_ADMIN_TOKEN").then(|| "local-admin-token-123".to_owned());
+        let c = GatewayConfig::load(Path::new(path), &env).unwrap();
+        assert_eq!(
+            (c.controller.as_str(), c.domain.as_str(), c.hold_s),
+            ("http://127.0.0.1:8080", "play.localhost", 25)
+        );
+        assert_eq!(c.token.as_deref(), Some("local-admin-token-123"));
+    }
+
+    #[test]
     fn defaults_and_errors_name_the_key() {
         let c = parse(
             "[controller]\nx = 1\n[gateway]\ncontroller = \"http://127.0.0.1:8080/\"\ntoken_env = \"GW_TOKEN\"\n",

@@ -252,7 +252,7 @@ async fn a_legacy_ping_gets_a_legacy_answer() {
     s.read_to_end(&mut out).await.unwrap();
     assert_eq!(out[0], 0xFF);
     let units: Vec<u16> = out[3..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-    assert!(String::from_utf16(&units).unwrap().starts_with("§1\0127\0"));
+    assert!(String::from_utf16(&units).unwrap().starts_with("§1\u{0}127\u{0}"));
 }
 
 #[tokio::test]

@@ -61,7 +61,7 @@ impl RouteFeed {
         };
         let mut next = BTreeMap::new();
         for s in &servers {
-            let r = live_routes.get(&s.id).cloned().unwrap_or_else(|| crate::live::RouteState {
+            let r = live_routes.get(&s.id).cloned().unwrap_or(crate::live::RouteState {
                 state: match s.state {
                     ServerState::New => "new",
                     ServerState::Queued | ServerState::Starting => "starting",
