@@ -269,11 +269,9 @@ pub async fn login(
     gw.metrics.count("conductor_gateway_logins_total", "proxied");
     gw.metrics.enter("proxied");
     *gw.players.lock().unwrap().entry(server).or_default() += 1;
-    let copied = tokio::io::copy_bidirectional(&mut client, &mut up).await;
-    if let Ok((a, b)) = copied {
-        gw.metrics.bytes_up.fetch_add(a, std::sync::atomic::Ordering::Relaxed);
-        gw.metrics.bytes_down.fetch_add(b, std::sync::atomic::Ordering::Relaxed);
-    }
+    let (a, b) = crate::splice::splice(client, up).await;
+    gw.metrics.bytes_up.fetch_add(a, std::sync::atomic::Ordering::Relaxed);
+    gw.metrics.bytes_down.fetch_add(b, std::sync::atomic::Ordering::Relaxed);
     {
         let mut p = gw.players.lock().unwrap();
         if let Some(n) = p.get_mut(&server) {

@@ -15,6 +15,7 @@ pub mod feed;
 pub mod metrics;
 pub mod protocol;
 pub mod route;
+pub mod splice;
 
 use config::GatewayConfig;
 use std::collections::HashMap;
