@@ -157,10 +157,11 @@ async fn close(client: &mut TcpStream) {
     .await;
 }
 
-fn synthetic(gw: &Gateway, hs: &Handshake, motd: &str, max: u32, _route: Option<&Route>) -> String {
+fn synthetic(gw: &Gateway, hs: &Handshake, motd: &str, max: u32, route: Option<&Route>) -> String {
     // The client's own protocol number: its list shows the entry as compatible.
     let protocol = if hs.protocol > 0 { hs.protocol } else { ANY_PROTOCOL };
-    protocol::status_json(&gw.cfg.version_text, protocol, 0, max, motd, None)
+    let icon = route.and_then(|r| gw.favicons.lock().unwrap().get(&r.server).cloned());
+    protocol::status_json(&gw.cfg.version_text, protocol, 0, max, motd, icon.as_deref())
 }
 
 /// The backend's own status JSON, reused for `status_cache_s`.
@@ -184,6 +185,14 @@ async fn proxied_status(gw: &Gateway, server: i64, backend: &str, raw: &Frame) -
     .ok()
     .flatten()?;
     gw.status_cache.lock().unwrap().insert(server, (Instant::now(), json.clone()));
+    // Its favicon, shown in the synthetic answers while it sleeps.
+    if let Some(icon) =
+        serde_json::from_str::<serde_json::Value>(&json).ok().and_then(|v| v["favicon"].as_str().map(str::to_owned))
+    {
+        if icon.len() <= protocol::MAX_STATUS {
+            gw.favicons.lock().unwrap().insert(server, icon);
+        }
+    }
     Some(json)
 }
 

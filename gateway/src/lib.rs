@@ -39,6 +39,8 @@ pub struct Gateway {
     /// Open proxied player connections per server.
     pub players: Mutex<HashMap<i64, u32>>,
     status_cache: Mutex<HashMap<i64, (Instant, String)>>,
+    /// Each server's favicon from its last proxied status (shown while it sleeps).
+    favicons: Mutex<HashMap<i64, String>>,
     limiter: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     open: AtomicUsize,
 }
@@ -55,6 +57,7 @@ impl Gateway {
             wakes: Mutex::default(),
             players: Mutex::default(),
             status_cache: Mutex::default(),
+            favicons: Mutex::default(),
             limiter: Mutex::default(),
             open: AtomicUsize::new(0),
             cfg,

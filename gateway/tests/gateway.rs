@@ -274,3 +274,43 @@ async fn the_per_address_rate_limit_and_the_connection_cap_refuse_connections() 
     closed_within(c, Duration::from_secs(1)).await;
     assert_eq!(gw.metrics.get("conductor_gateway_rejects_total", "capacity"), 1);
 }
+
+#[tokio::test]
+async fn a_running_server_s_status_is_proxied_and_its_favicon_kept_while_it_sleeps() {
+    // A backend answering status requests (as a game server does) and counting them.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = l.local_addr().unwrap().to_string();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let a2 = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut c, _) = l.accept().await.unwrap();
+            let asked = a2.clone();
+            tokio::spawn(async move {
+                use conductor_gateway::protocol::*;
+                let _ = read_frame(&mut c, 4096).await;
+                let _ = read_frame(&mut c, 64).await;
+                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let json = status_json("1.8.9", 47, 3, 20, "Welcome to the lobby", Some("data:image/png;base64,AAAA"));
+                let _ = c.write_all(&status_response(&json)).await;
+            });
+        }
+    });
+    let (ctl, url) = controller(vec![route(1, "lobby", "running", true, Some(&backend))]).await;
+    let (_gw, addr) = gateway(config(&url, "")).await;
+    let s = status(addr, HOST).await;
+    assert_eq!(
+        (s["description"]["text"].as_str(), s["players"]["online"].as_u64()),
+        (Some("Welcome to the lobby"), Some(3))
+    );
+    // Cached: a server list refreshing does not hammer the server.
+    for _ in 0..5 {
+        status(addr, HOST).await;
+    }
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "cached for status_cache_s");
+    set_route(&ctl, route(1, "lobby", "sleeping", true, None));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = status(addr, HOST).await;
+    assert_eq!(s["description"]["text"], "Asleep - join to wake it");
+    assert_eq!(s["favicon"], "data:image/png;base64,AAAA", "its own icon while it sleeps");
+}
