@@ -53,6 +53,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
+        out.push_str("# HELP conductor_gateway_connections open connections by state\n");
         out.push_str("# TYPE conductor_gateway_connections gauge\n");
         for (state, n) in self.open.lock().unwrap().iter() {
             let _ = writeln!(out, "conductor_gateway_connections{{state=\"{state}\"}} {n}");
@@ -79,6 +80,7 @@ impl Metrics {
             }
         }
         let name = "conductor_gateway_backend_connect_seconds";
+        let _ = writeln!(out, "# HELP {name} time to connect to a server's backend");
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (i, b) in CONNECT_BUCKETS_MS.iter().enumerate() {
             let n = self.connect_buckets[i].load(Ordering::Relaxed);
@@ -90,13 +92,13 @@ impl Metrics {
         let _ = writeln!(out, "{name}_count {count}");
         let _ = writeln!(
             out,
-            "# TYPE conductor_gateway_bytes_total counter\nconductor_gateway_bytes_total{{direction=\"up\"}} {}\nconductor_gateway_bytes_total{{direction=\"down\"}} {}",
+            "# HELP conductor_gateway_bytes_total bytes spliced, by direction\n# TYPE conductor_gateway_bytes_total counter\nconductor_gateway_bytes_total{{direction=\"up\"}} {}\nconductor_gateway_bytes_total{{direction=\"down\"}} {}",
             self.bytes_up.load(Ordering::Relaxed),
             self.bytes_down.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,
-            "# TYPE conductor_gateway_routes gauge\nconductor_gateway_routes {}",
+            "# HELP conductor_gateway_routes servers in the route table\n# TYPE conductor_gateway_routes gauge\nconductor_gateway_routes {}",
             self.routes.load(Ordering::Relaxed)
         );
         out
