@@ -346,7 +346,8 @@ cooldown_s = 6
         }
         for (server, (key, sha)) in &latest {
             if store.server(*server).await.map(|s| s.state) == Ok(ServerState::Archived) {
-                let bytes = std::fs::read(dir.join("archive").join(format!("{key}.tar.gz"))).unwrap();
+                let (object, _) = conductor_controller::archive::object_of(key);
+                let bytes = std::fs::read(dir.join("archive").join(object)).unwrap();
                 assert_eq!(&conductor_controller::archive::sha256_hex(&bytes), sha, "archive {key}");
             }
         }

@@ -14,7 +14,7 @@
 use conductor_controller::api::{router, Api, ApiConfig};
 use conductor_controller::billing::BillingSetup;
 use conductor_controller::docker::{ContainerInfo, ContainerSpec, Helper};
-use conductor_controller::driver::{BoxFuture, DriverError, NodeDriver};
+use conductor_controller::driver::{BoxFuture, ByteStream, DriverError, NodeDriver};
 use conductor_controller::fake::{Clock, FakeNode, Faults, MemArchive};
 use conductor_controller::live::{DedicatedNode, Healing, Live, LiveConfig, Mode};
 use conductor_controller::mcping::Status;
@@ -32,7 +32,7 @@ const ADMIN: &str = "bench-admin-token";
 /// A fake node whose one world is big: the copy does the daemon's real work on real bytes.
 struct BigWorld {
     inner: Arc<FakeNode>,
-    world: Vec<u8>,
+    mb: usize,
 }
 
 impl NodeDriver for BigWorld {
@@ -72,20 +72,24 @@ impl NodeDriver for BigWorld {
     fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>> {
         self.inner.logs_tail(server, lines)
     }
-    fn download_data(&self, _server: i64) -> BoxFuture<'_, Result<Vec<u8>, DriverError>> {
-        Box::pin(async move { Ok(self.world.clone()) })
+    fn download_data(&self, _server: i64) -> BoxFuture<'_, Result<ByteStream, DriverError>> {
+        // Generated as it streams: the world is never in memory here either.
+        let mb = self.mb;
+        let chunks = futures_util::stream::iter((0..mb).map(move |i| Ok(bytes::Bytes::from(world_chunk(i)))));
+        Box::pin(async move { Ok(Box::pin(chunks) as ByteStream) })
     }
-    fn write_volume<'a>(&'a self, s: i64, tar: Vec<u8>, h: &'a Helper) -> BoxFuture<'a, Result<(), DriverError>> {
+    fn write_volume<'a>(&'a self, s: i64, tar: ByteStream, h: &'a Helper) -> BoxFuture<'a, Result<(), DriverError>> {
         self.inner.write_volume(s, tar, h)
     }
 }
 
-/// Half random, half zeros in 4 KiB runs: gzip works about as hard as on a real world.
-fn world(mb: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut out = vec![0u8; mb << 20];
-    for (i, chunk) in out.chunks_mut(4096).enumerate() {
-        if i % 2 == 0 {
+/// One MiB of the world, half random, half zeros in 4 KiB runs: zstd works about as hard as
+/// on a real world.
+fn world_chunk(i: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let mut out = vec![0u8; 1 << 20];
+    for (j, chunk) in out.chunks_mut(4096).enumerate() {
+        if j % 2 == 0 {
             for b in chunk {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -111,7 +115,7 @@ async fn run() {
     let mb: usize = std::env::var("CONDUCTOR_BENCH_WORLD_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     let clock = Clock::new(now());
     let fake = FakeNode::new("ded-0", clock.clone(), Faults::none(), 0);
-    let node = Arc::new(BigWorld { inner: fake.clone(), world: world(mb) });
+    let node = Arc::new(BigWorld { inner: fake.clone(), mb });
     let kind = DedicatedType {
         name: "AX41".into(),
         ram_mib: 65536,
@@ -155,7 +159,7 @@ async fn run() {
         image: "standin".into(),
         cmd: None,
         helper: Helper { image: "standin".into(), cmd: vec![] },
-        archive: Arc::new(MemArchive::default()),
+        archive: Arc::new(MemArchive::memory()),
         mode: Mode::Enforce,
         billing: BillingSetup::default(),
         healing: Healing::default(),

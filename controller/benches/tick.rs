@@ -89,7 +89,7 @@ async fn run() {
         image: "standin".into(),
         cmd: None,
         helper: Helper { image: "standin".into(), cmd: vec![] },
-        archive: Arc::new(MemArchive::default()),
+        archive: Arc::new(MemArchive::memory()),
         mode: Mode::Enforce,
         billing: BillingSetup::default(),
         healing: Healing::default(),

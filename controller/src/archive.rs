@@ -1,13 +1,26 @@
-//! Archives of servers' worlds (SPEC §6): the tar of `/data` read through the Docker API,
-//! gzip-compressed, stored with its SHA-256 behind [`ArchiveStore`] (a directory — a mounted
-//! storage box — for now; object storage can implement the same trait). An archive is read
-//! back and verified before the node copy is deleted, and verified again before a restore.
+//! Archives of servers' worlds (SPEC §6): the tar of `/data` streamed from the node's Docker
+//! API, compressed (zstd; archives made before are gzip), hashed (SHA-256) and uploaded in
+//! parts to an object store — a directory (a mounted storage box) or S3-compatible object
+//! storage, both through `object_store`. Memory stays bounded whatever the world's size: a
+//! few chunks in flight and the upload's parts. Compression, decompression and hashing run on
+//! blocking threads, never on the runtime's workers (the API keeps answering).
+//!
+//! An upload becomes visible under its name only when complete (a directory store renames a
+//! staged file, S3 completes a multipart upload), so a crash never leaves half an archive
+//! taken for a whole one: the intent is carried out again from the start. An archive is read
+//! back and verified before the node copy is deleted, and its checksum is checked while a
+//! restore streams it — a mismatch fails the restore before the world is used.
 
 use crate::docker::{ContainerSpec, Helper};
-use crate::driver::{DriverError, NodeDriver};
+use crate::driver::{ByteStream, DriverError, NodeDriver};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -23,7 +36,7 @@ impl From<ArchiveError> for DriverError {
     fn from(e: ArchiveError) -> Self {
         match e {
             ArchiveError::Driver(d) => d,
-            // A store that failed to write may work later; bytes that do not match never will.
+            // A store that failed may work later; bytes that do not match never will.
             e @ ArchiveError::Io { .. } => DriverError::transient(e.to_string()),
             e @ ArchiveError::Checksum { .. } => DriverError::permanent(e.to_string()),
         }
@@ -39,105 +52,510 @@ pub struct ArchiveRef {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(data))
 }
 
-/// Somewhere to keep archives.
-pub trait ArchiveStore: Send + Sync {
-    fn put(&self, key: &str, data: &[u8]) -> Result<ArchiveRef, ArchiveError>;
-    /// The archive's bytes as stored (not verified).
-    fn read(&self, key: &str) -> Result<Vec<u8>, ArchiveError>;
-    fn delete(&self, key: &str) -> Result<(), ArchiveError>;
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
 
-    /// The bytes, only if they hash to what `r` says.
-    fn get_verified(&self, r: &ArchiveRef) -> Result<Vec<u8>, ArchiveError> {
-        let data = self.read(&r.key)?;
-        let found = sha256_hex(&data);
+/// How an archive's bytes are compressed, from its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Zstd,
+    /// Archives made before zstd (their keys have no extension: stored as `<key>.tar.gz`).
+    Gzip,
+}
+
+/// The object an archive key names, and its codec.
+pub fn object_of(key: &str) -> (String, Codec) {
+    if key.ends_with(".tar.zst") {
+        (key.to_owned(), Codec::Zstd)
+    } else if key.ends_with(".tar.gz") {
+        (key.to_owned(), Codec::Gzip)
+    } else {
+        (format!("{key}.tar.gz"), Codec::Gzip)
+    }
+}
+
+/// An S3-compatible bucket (`[controller.archive_s3]`); the keys come from the environment.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `https://fsn1.your-objectstorage.com`, or `http://127.0.0.1:9000` for a local server.
+    pub endpoint: String,
+    #[serde(default = "region")]
+    pub region: String,
+    /// Environment variables holding the access key id and the secret.
+    #[serde(default = "key_env")]
+    pub access_key_env: String,
+    #[serde(default = "secret_env")]
+    pub secret_key_env: String,
+}
+
+fn region() -> String {
+    "us-east-1".into()
+}
+fn key_env() -> String {
+    "CONDUCTOR_S3_ACCESS_KEY".into()
+}
+fn secret_env() -> String {
+    "CONDUCTOR_S3_SECRET_KEY".into()
+}
+
+/// Somewhere to keep archives: any `object_store` store.
+pub struct Archive {
+    store: Arc<dyn ObjectStore>,
+    /// What it is, for messages (`dir:/…`, `s3://bucket`, `memory`).
+    pub what: String,
+    /// Upload part size (S3 wants ≥ 5 MiB) and parts in flight at most.
+    part: usize,
+    parts_in_flight: usize,
+    /// zstd level of new archives.
+    level: i32,
+}
+
+/// Whether a restored stream was the archive it claims (known once the stream ended).
+pub type Verdict = tokio::task::JoinHandle<io::Result<()>>;
+
+/// Bytes in flight between the stages of a pipeline (chunks of up to 256 KiB).
+const CHANNEL: usize = 8;
+const CHUNK: usize = 256 * 1024;
+
+impl Archive {
+    pub fn new(store: Arc<dyn ObjectStore>, what: impl Into<String>) -> Archive {
+        Archive { store, what: what.into(), part: 8 << 20, parts_in_flight: 2, level: 3 }
+    }
+
+    /// A directory (created if missing).
+    pub fn dir(root: &std::path::Path) -> Result<Archive, String> {
+        std::fs::create_dir_all(root).map_err(|e| format!("archive directory {}: {e}", root.display()))?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(root)
+            .map_err(|e| format!("archive directory {}: {e}", root.display()))?;
+        Ok(Archive::new(Arc::new(fs), format!("dir:{}", root.display())))
+    }
+
+    pub fn memory() -> Archive {
+        Archive::new(Arc::new(object_store::memory::InMemory::new()), "memory")
+    }
+
+    /// An S3-compatible bucket; `env` looks up the credentials' variables.
+    pub fn s3(c: &S3Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Archive, String> {
+        let key = env(&c.access_key_env).ok_or_else(|| format!("archive_s3: {} is not set", c.access_key_env))?;
+        let secret = env(&c.secret_key_env).ok_or_else(|| format!("archive_s3: {} is not set", c.secret_key_env))?;
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&c.bucket)
+            .with_endpoint(&c.endpoint)
+            .with_region(&c.region)
+            .with_access_key_id(key)
+            .with_secret_access_key(secret)
+            .with_allow_http(c.endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(false)
+            // The engine retries on its own schedule: the client gives up sooner.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
+            .build()
+            .map_err(|e| format!("archive_s3: {e}"))?;
+        Ok(Archive::new(Arc::new(s3), format!("s3://{}", c.bucket)))
+    }
+
+    fn io(key: &str, e: impl std::fmt::Display) -> ArchiveError {
+        ArchiveError::Io { key: key.into(), message: e.to_string() }
+    }
+
+    /// Compresses a tar stream and uploads it as `key` (`….tar.zst`); visible only once whole.
+    pub async fn put_stream(&self, key: &str, tar: ByteStream) -> Result<ArchiveRef, ArchiveError> {
+        let (path, codec) = object_of(key);
+        if codec != Codec::Zstd {
+            return Err(Self::io(key, "new archives are .tar.zst"));
+        }
+        let level = self.level;
+        let (mut compressed, done) = pipe(tar, move |r, w| {
+            let mut hashed = HashWriter { inner: w, hash: Sha256::new(), bytes: 0 };
+            let mut enc = zstd::stream::write::Encoder::new(&mut hashed, level)?;
+            io::copy(r, &mut enc)?;
+            enc.finish()?;
+            Ok((hex(&hashed.hash.finalize()), hashed.bytes))
+        });
+        let upload = self.store.put_multipart(&ObjectPath::from(path.as_str())).await.map_err(|e| Self::io(key, e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, self.part);
+        let mut failed = None;
+        while let Some(chunk) = compressed.next().await {
+            match chunk {
+                Ok(b) => {
+                    if let Err(e) = w.wait_for_capacity(self.parts_in_flight).await {
+                        failed = Some(Self::io(key, e));
+                        break;
+                    }
+                    w.write(&b);
+                }
+                Err(e) => {
+                    failed = Some(Self::io(key, e));
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            let _ = w.abort().await;
+            drop(compressed);
+            let _ = done.await;
+            return Err(e);
+        }
+        let (sha256, bytes) = match done.await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                let _ = w.abort().await;
+                return Err(Self::io(key, e));
+            }
+            Err(e) => {
+                let _ = w.abort().await;
+                return Err(Self::io(key, e));
+            }
+        };
+        w.finish().await.map_err(|e| Self::io(key, e))?;
+        Ok(ArchiveRef { key: key.into(), sha256, bytes })
+    }
+
+    /// The stored bytes (compressed), as a stream.
+    async fn raw(&self, key: &str) -> Result<ByteStream, ArchiveError> {
+        let (path, _) = object_of(key);
+        let got = self.store.get(&ObjectPath::from(path.as_str())).await.map_err(|e| Self::io(key, e))?;
+        Ok(Box::pin(got.into_stream().map(|c| c.map_err(io::Error::other))))
+    }
+
+    /// Reads the archive back and checks its checksum (before the node copy goes).
+    pub async fn verify(&self, r: &ArchiveRef) -> Result<(), ArchiveError> {
+        let raw = self.raw(&r.key).await?;
+        let (mut out, done) = pipe(raw, |r, _w| {
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = r.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(hex(&h.finalize()));
+                }
+                h.update(&buf[..n]);
+            }
+        });
+        while out.next().await.is_some() {}
+        let found = done.await.map_err(|e| Self::io(&r.key, e))?.map_err(|e| Self::io(&r.key, e))?;
         if found != r.sha256 {
             return Err(ArchiveError::Checksum { key: r.key.clone(), expected: r.sha256.clone(), found });
         }
-        Ok(data)
-    }
-}
-
-/// Archives as files below a directory: `<key>.tar.gz`, written to a temporary file, synced
-/// and renamed, so a crash never leaves a half archive under the real name.
-pub struct DirArchive {
-    pub root: PathBuf,
-}
-
-impl DirArchive {
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(format!("{key}.tar.gz"))
-    }
-}
-
-impl ArchiveStore for DirArchive {
-    fn put(&self, key: &str, data: &[u8]) -> Result<ArchiveRef, ArchiveError> {
-        let io = |e: std::io::Error| ArchiveError::Io { key: key.into(), message: e.to_string() };
-        std::fs::create_dir_all(&self.root).map_err(io)?;
-        let path = self.path(key);
-        let tmp = path.with_extension("partial");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(data).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        Ok(ArchiveRef { key: key.into(), sha256: sha256_hex(data), bytes: data.len() as u64 })
+        Ok(())
     }
 
-    fn read(&self, key: &str) -> Result<Vec<u8>, ArchiveError> {
-        std::fs::read(self.path(key)).map_err(|e| ArchiveError::Io { key: key.into(), message: e.to_string() })
+    /// The world's tar, decompressed as it streams, and the verdict on its checksum once the
+    /// stream has ended (the stream also ends in an error on a mismatch, so a consumer never
+    /// takes a corrupted world for a whole one).
+    pub async fn open(&self, r: &ArchiveRef) -> Result<(ByteStream, Verdict), ArchiveError> {
+        let raw = self.raw(&r.key).await?;
+        let (_, codec) = object_of(&r.key);
+        let expected = r.sha256.clone();
+        let key = r.key.clone();
+        let (out, done) = pipe(raw, move |r, w| {
+            let mut hashed = HashReader { inner: r, hash: Sha256::new() };
+            match codec {
+                Codec::Zstd => {
+                    let mut dec = zstd::stream::read::Decoder::new(&mut hashed)?;
+                    io::copy(&mut dec, w)?;
+                }
+                Codec::Gzip => {
+                    let mut dec = flate2::read::GzDecoder::new(&mut hashed);
+                    io::copy(&mut dec, w)?;
+                }
+            }
+            io::copy(&mut hashed, &mut io::sink())?; // anything after the frame counts too
+            let found = hex(&hashed.hash.finalize());
+            if found != expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("archive {key}: checksum mismatch (expected {expected}, found {found})"),
+                ));
+            }
+            Ok(())
+        });
+        Ok((out, done))
     }
 
-    fn delete(&self, key: &str) -> Result<(), ArchiveError> {
-        match std::fs::remove_file(self.path(key)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(ArchiveError::Io { key: key.into(), message: e.to_string() }),
+    pub async fn delete(&self, key: &str) -> Result<(), ArchiveError> {
+        let (path, _) = object_of(key);
+        match self.store.delete(&ObjectPath::from(path.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Self::io(key, e)),
         }
     }
+
+    /// The whole stored object (tests and checks; not for worlds in production paths).
+    pub async fn read_raw(&self, key: &str) -> Result<Vec<u8>, ArchiveError> {
+        let mut s = self.raw(key).await?;
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.map_err(|e| Self::io(key, e))?);
+        }
+        Ok(out)
+    }
+
+    /// Stores bytes as they are (tests: a corrupted archive).
+    pub async fn write_raw(&self, key: &str, data: Vec<u8>) -> Result<(), ArchiveError> {
+        let (path, _) = object_of(key);
+        self.store.put(&ObjectPath::from(path.as_str()), data.into()).await.map_err(|e| Self::io(key, e))?;
+        Ok(())
+    }
+
+    /// Every archive's name and size.
+    pub async fn list(&self) -> Result<Vec<(String, u64)>, ArchiveError> {
+        let mut out = Vec::new();
+        let mut s = self.store.list(None);
+        while let Some(m) = s.next().await {
+            let m = m.map_err(|e| Self::io("(listing)", e))?;
+            out.push((m.location.to_string(), m.size));
+        }
+        out.sort();
+        Ok(out)
+    }
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).expect("writing to memory");
-    e.finish().expect("writing to memory")
+/// Runs `work` on a blocking thread, reading `input` and writing an output stream, with a
+/// few chunks in flight each way; also returns what `work` returns. An error of `work` ends
+/// the output stream with that error.
+fn pipe<R: Send + 'static>(
+    mut input: ByteStream,
+    work: impl FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<R> + Send + 'static,
+) -> (ByteStream, tokio::task::JoinHandle<io::Result<R>>) {
+    let (in_tx, in_rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL);
+    let (out_tx, out_rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL);
+    tokio::spawn(async move {
+        while let Some(chunk) = input.next().await {
+            if in_tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let done = tokio::task::spawn_blocking(move || {
+        let mut r = ChanReader { rx: in_rx, chunk: Bytes::new() };
+        let mut w = ChanWriter { tx: out_tx.clone(), buf: Vec::with_capacity(CHUNK) };
+        let result = work(&mut r, &mut w).and_then(|v| w.flush().map(|_| v));
+        if let Err(e) = &result {
+            let _ = out_tx.blocking_send(Err(io::Error::new(e.kind(), e.to_string())));
+        }
+        result
+    });
+    let out: ByteStream =
+        Box::pin(futures_util::stream::unfold(out_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
+    (out, done)
 }
 
-fn gunzip(key: &str, data: &[u8]) -> Result<Vec<u8>, ArchiveError> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .map_err(|e| ArchiveError::Io { key: key.into(), message: format!("not a gzip archive: {e}") })?;
-    Ok(out)
+struct ChanReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    chunk: Bytes,
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+struct ChanWriter {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChanWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let b = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+            self.tx.blocking_send(Ok(b)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "reader gone"))?;
+        }
+        Ok(())
+    }
+}
+
+struct HashWriter<'a> {
+    inner: &'a mut dyn Write,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.hash.update(&data[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct HashReader<'a> {
+    inner: &'a mut dyn Read,
+    hash: Sha256,
+}
+
+impl Read for HashReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Archives a (stopped) server's world from `node`, verifies the stored copy, and only then
 /// removes the container and its volume from the node.
 pub async fn archive_server(
     node: &dyn NodeDriver,
-    store: &dyn ArchiveStore,
+    store: &Archive,
     server: i64,
     key: &str,
 ) -> Result<ArchiveRef, ArchiveError> {
     let tar = node.download_data(server).await?;
-    let r = store.put(key, &gzip(&tar))?;
-    store.get_verified(&r)?;
+    let r = store.put_stream(key, tar).await?;
+    store.verify(&r).await?;
     node.remove(server, true).await?;
     Ok(r)
 }
 
-/// Restores a world into the server's volume and creates its container (not started),
-/// verifying the archive first.
+/// Restores a world into the server's volume and creates its container (not started). The
+/// checksum is checked as the archive streams: a mismatch fails the write, and what was
+/// written goes again.
 pub async fn restore_server(
     node: &dyn NodeDriver,
-    store: &dyn ArchiveStore,
+    store: &Archive,
     spec: &ContainerSpec,
     r: &ArchiveRef,
     helper: &Helper,
 ) -> Result<(), ArchiveError> {
-    let tar = gunzip(&r.key, &store.get_verified(r)?)?;
-    node.write_volume(spec.server, tar, helper).await?;
+    let (tar, verdict) = store.open(r).await?;
+    let written = node.write_volume(spec.server, tar, helper).await;
+    match verdict.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+            // Not the world that was archived: what was written is not kept.
+            let _ = node.remove(spec.server, true).await;
+            return Err(ArchiveError::Checksum {
+                key: r.key.clone(),
+                expected: r.sha256.clone(),
+                found: e.to_string(),
+            });
+        }
+        Ok(Err(e)) => return Err(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+        Err(e) => return Err(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+    }
+    written?;
     node.ensure_container(spec).await?;
     Ok(())
+}
+
+/// A whole buffer as a stream (tests, fakes).
+pub fn stream_of(data: Vec<u8>) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(data)) }))
+}
+
+/// A stream collected into memory (fakes, small worlds in tests).
+pub async fn collect(mut s: ByteStream) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(c) = s.next().await {
+        out.extend_from_slice(&c?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` chunks of 1 MiB: half pseudo-random, half zeros.
+    fn world(n: usize) -> (ByteStream, Vec<u8>) {
+        let mut all = Vec::new();
+        let mut x: u64 = 7;
+        let chunks: Vec<Bytes> = (0..n)
+            .map(|i| {
+                let mut c = vec![0u8; 1 << 20];
+                if i % 2 == 0 {
+                    for b in c.iter_mut() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        *b = x as u8;
+                    }
+                }
+                all.extend_from_slice(&c);
+                Bytes::from(c)
+            })
+            .collect();
+        (Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))), all)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_world_round_trips_through_zstd_with_its_checksum() {
+        let a = Archive::memory();
+        let (tar, original) = world(24);
+        let r = a.put_stream("s1-5.tar.zst", tar).await.unwrap();
+        let stored = a.read_raw(&r.key).await.unwrap();
+        assert_eq!((sha256_hex(&stored), stored.len() as u64), (r.sha256.clone(), r.bytes));
+        assert!(r.bytes < original.len() as u64 * 6 / 10, "compressed: {} of {}", r.bytes, original.len());
+        a.verify(&r).await.unwrap();
+        let (s, verdict) = a.open(&r).await.unwrap();
+        assert_eq!(collect(s).await.unwrap(), original);
+        verdict.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupted_bytes_fail_the_check_and_the_stream() {
+        let a = Archive::memory();
+        let (tar, _) = world(4);
+        let r = a.put_stream("s2-5.tar.zst", tar).await.unwrap();
+        let mut bad = a.read_raw(&r.key).await.unwrap();
+        let at = bad.len() / 3;
+        bad[at] ^= 0x40;
+        a.write_raw(&r.key, bad).await.unwrap();
+        assert!(matches!(a.verify(&r).await, Err(ArchiveError::Checksum { .. })));
+        let (s, verdict) = a.open(&r).await.unwrap();
+        assert!(collect(s).await.is_err(), "the stream ends in an error");
+        assert_eq!(verdict.await.unwrap().unwrap_err().kind(), io::ErrorKind::InvalidData);
+        // A missing archive is an error, not an empty world.
+        let gone = ArchiveRef { key: "nope.tar.zst".into(), sha256: r.sha256.clone(), bytes: 0 };
+        assert!(matches!(a.open(&gone).await, Err(ArchiveError::Io { .. })));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn archives_made_before_zstd_are_read_as_gzip() {
+        let a = Archive::memory();
+        let tar = b"an old world".to_vec();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&tar).unwrap();
+        let gz = e.finish().unwrap();
+        // Old keys had no extension; their objects were `<key>.tar.gz`.
+        a.write_raw("s3-1", gz.clone()).await.unwrap();
+        assert_eq!(object_of("s3-1"), ("s3-1.tar.gz".into(), Codec::Gzip));
+        let r = ArchiveRef { key: "s3-1".into(), sha256: sha256_hex(&gz), bytes: gz.len() as u64 };
+        let (s, verdict) = a.open(&r).await.unwrap();
+        assert_eq!(collect(s).await.unwrap(), tar);
+        verdict.await.unwrap().unwrap();
+        assert!(a.put_stream("s3-2", stream_of(tar)).await.is_err(), "new archives are .tar.zst");
+    }
 }

@@ -85,7 +85,10 @@ pub struct ControllerSection {
     pub mode: crate::live::Mode,
     #[serde(default = "five")]
     pub tick_s: u64,
+    /// Archives in this directory (a mounted storage box), unless `[controller.archive_s3]`
+    /// names an S3-compatible bucket (credentials from the environment).
     pub archive_dir: PathBuf,
+    pub archive_s3: Option<crate::archive::S3Config>,
     pub image: String,
     pub cmd: Option<Vec<String>>,
     pub helper_image: Option<String>,

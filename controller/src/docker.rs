@@ -34,6 +34,15 @@ pub enum DockerError {
     NotReady { server: i64, waited: Duration, last: String },
     #[error("server {0}: no container")]
     NoContainer(i64),
+    /// A stream of world data broke (the store, or a checksum while restoring).
+    #[error("world data: {0}")]
+    Data(String),
+}
+
+impl DockerError {
+    fn from_io(e: std::io::Error) -> DockerError {
+        DockerError::Data(e.to_string())
+    }
 }
 
 /// What the controller wants a server's container to be.
@@ -463,28 +472,34 @@ impl DockerNode {
     /// A tar stream of the server's `/data` (its world), read through the Docker API so that
     /// it works for remote nodes too; the container may be stopped.
     pub async fn download_data(&self, server: i64) -> Result<Vec<u8>, DockerError> {
+        crate::archive::collect(self.download_stream(server)).await.map_err(DockerError::from_io)
+    }
+
+    /// The tar of `/data` as a stream (a world of any size in bounded memory).
+    pub fn download_stream(&self, server: i64) -> crate::driver::ByteStream {
         let options = DownloadFromContainerOptions { path: "/data".into() };
-        let mut stream = self.docker.download_from_container(&container_name(server), Some(options));
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            out.extend_from_slice(&chunk?);
-        }
-        Ok(out)
+        let stream = self.docker.download_from_container(&container_name(server), Some(options));
+        Box::pin(stream.map(|c| c.map_err(std::io::Error::other)))
     }
 
     /// Writes a tar stream of `/data` (as [`Self::download_data`] gives it) into the running
     /// server container.
     pub async fn upload_data(&self, server: i64, tar: Vec<u8>) -> Result<(), DockerError> {
-        self.upload(&container_name(server), tar).await
+        self.upload(&container_name(server), crate::archive::stream_of(tar)).await
     }
 
-    async fn upload(&self, container: &str, tar: Vec<u8>) -> Result<(), DockerError> {
+    async fn upload(&self, container: &str, mut tar: crate::driver::ByteStream) -> Result<(), DockerError> {
         // Docker names a download of /data `data/…`, Podman `/…` (rooted at the directory):
-        // extract either where it came from.
-        let first = tar.get(..100).map(|n| String::from_utf8_lossy(n).trim_end_matches('\0').to_owned());
-        let path = if first.as_deref().is_some_and(|n| n == "data" || n.starts_with("data/")) { "/" } else { "/data" };
+        // extract either where it came from (the first entry's name, in the first chunk).
+        let first = match tar.next().await {
+            Some(c) => c.map_err(DockerError::from_io)?,
+            None => bytes::Bytes::new(),
+        };
+        let name = first.get(..100).map(|n| String::from_utf8_lossy(n).trim_end_matches('\0').to_owned());
+        let path = if name.as_deref().is_some_and(|n| n == "data" || n.starts_with("data/")) { "/" } else { "/data" };
         let options = bollard::query_parameters::UploadToContainerOptions { path: path.into(), ..Default::default() };
-        self.docker.upload_to_container(container, Some(options), bollard::body_full(tar.into())).await?;
+        let body = futures_util::stream::once(async move { Ok(first) }).chain(tar);
+        self.docker.upload_to_container(container, Some(options), bollard::body_try_stream(body)).await?;
         Ok(())
     }
 
@@ -492,7 +507,12 @@ impl DockerNode {
     /// does not run: through a short-lived helper container that mounts the volume (Podman
     /// mounts volumes of a never-started container only when it starts). `helper` is an
     /// image and a command that idles until SIGTERM without writing anything.
-    pub async fn write_volume(&self, server: i64, tar: Vec<u8>, helper: &Helper) -> Result<(), DockerError> {
+    pub async fn write_volume(
+        &self,
+        server: i64,
+        tar: crate::driver::ByteStream,
+        helper: &Helper,
+    ) -> Result<(), DockerError> {
         let name = format!("conductor-helper-s{server}");
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "helper".to_string()),
@@ -534,6 +554,8 @@ impl DockerError {
             // Transport, timeouts, a reply mid-transition: worth another try.
             DockerError::Api(_) | DockerError::Endpoint { .. } | DockerError::NotReady { .. } => Retry::Transient,
             DockerError::NoContainer(_) => Retry::Permanent,
+            // The restore verdict decides about checksums; a broken stream may work next time.
+            DockerError::Data(_) => Retry::Transient,
         }
     }
 }
@@ -600,13 +622,13 @@ impl crate::driver::NodeDriver for DockerNode {
     fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>> {
         Box::pin(async move { Ok(DockerNode::logs_tail(self, server, lines).await?) })
     }
-    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<Vec<u8>, DriverError>> {
-        Box::pin(async move { Ok(DockerNode::download_data(self, server).await?) })
+    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<crate::driver::ByteStream, DriverError>> {
+        Box::pin(async move { Ok(self.download_stream(server)) })
     }
     fn write_volume<'a>(
         &'a self,
         server: i64,
-        tar: Vec<u8>,
+        tar: crate::driver::ByteStream,
         helper: &'a Helper,
     ) -> BoxFuture<'a, Result<(), DriverError>> {
         Box::pin(async move { Ok(DockerNode::write_volume(self, server, tar, helper).await?) })

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Bytes streamed (a world's tar, an archive): never held whole in memory.
+pub type ByteStream = Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
 /// Whether trying the same call again can help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retry {
@@ -80,13 +83,14 @@ pub trait NodeDriver: Send + Sync {
     fn probe(&self, server: i64) -> BoxFuture<'_, Result<Status, DriverError>>;
     /// The last lines the server printed (for a crash report).
     fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>>;
-    /// A tar of the server's `/data`.
-    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<Vec<u8>, DriverError>>;
-    /// Writes a tar of `/data` into the server's volume while its container does not run.
+    /// A tar of the server's `/data`, streamed.
+    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<ByteStream, DriverError>>;
+    /// Writes a tar of `/data` (streamed) into the server's volume while its container does
+    /// not run; an error in the stream fails the write.
     fn write_volume<'a>(
         &'a self,
         server: i64,
-        tar: Vec<u8>,
+        tar: ByteStream,
         helper: &'a Helper,
     ) -> BoxFuture<'a, Result<(), DriverError>>;
 }

@@ -8,7 +8,6 @@
 //! intervals of every container, every VM ever made) so that a test can check the engine's
 //! records against it.
 
-use crate::archive::{ArchiveError, ArchiveRef, ArchiveStore};
 use crate::cloud::{NewVm, Vm};
 use crate::docker::{ContainerInfo, ContainerSpec, Helper};
 use crate::driver::{BoxFuture, CloudDriver, DriverError, NodeDriver};
@@ -332,25 +331,28 @@ impl NodeDriver for FakeNode {
         }))
     }
 
-    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<Vec<u8>, DriverError>> {
+    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<crate::driver::ByteStream, DriverError>> {
         ready(self.call("download", |st, _| {
             let saves = st.volumes.get(&server).ok_or_else(|| DriverError::permanent("404: no such volume"))?;
-            Ok(format!("world:{server}:{saves}").into_bytes())
+            Ok(crate::archive::stream_of(format!("world:{server}:{saves}").into_bytes()))
         }))
     }
 
     fn write_volume<'a>(
         &'a self,
         server: i64,
-        tar: Vec<u8>,
+        tar: crate::driver::ByteStream,
         _helper: &'a Helper,
     ) -> BoxFuture<'a, Result<(), DriverError>> {
-        ready(self.call("write volume", |st, _| {
-            let text = String::from_utf8_lossy(&tar).into_owned();
-            let saves = text.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-            st.volumes.insert(server, saves);
-            Ok(())
-        }))
+        Box::pin(async move {
+            let tar = crate::archive::collect(tar).await.map_err(|e| DriverError::transient(e.to_string()))?;
+            self.call("write volume", |st, _| {
+                let text = String::from_utf8_lossy(&tar).into_owned();
+                let saves = text.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                st.volumes.insert(server, saves);
+                Ok(())
+            })
+        })
     }
 }
 
@@ -465,35 +467,5 @@ impl CloudDriver for FakeCloud {
     }
 }
 
-/// Archives in memory.
-#[derive(Default)]
-pub struct MemArchive {
-    items: Mutex<BTreeMap<String, Vec<u8>>>,
-}
-
-impl MemArchive {
-    pub fn keys(&self) -> Vec<String> {
-        self.items.lock().unwrap().keys().cloned().collect()
-    }
-}
-
-impl ArchiveStore for MemArchive {
-    fn put(&self, key: &str, data: &[u8]) -> Result<ArchiveRef, ArchiveError> {
-        self.items.lock().unwrap().insert(key.into(), data.to_vec());
-        Ok(ArchiveRef { key: key.into(), sha256: crate::archive::sha256_hex(data), bytes: data.len() as u64 })
-    }
-
-    fn read(&self, key: &str) -> Result<Vec<u8>, ArchiveError> {
-        self.items
-            .lock()
-            .unwrap()
-            .get(key)
-            .cloned()
-            .ok_or_else(|| ArchiveError::Io { key: key.into(), message: "not found".into() })
-    }
-
-    fn delete(&self, key: &str) -> Result<(), ArchiveError> {
-        self.items.lock().unwrap().remove(key);
-        Ok(())
-    }
-}
+/// Archives in memory (an `object_store` in-memory store behind the real archive code).
+pub type MemArchive = crate::archive::Archive;

@@ -3,7 +3,7 @@
 //! serve the HTTP API and run the reconcile loop every `tick_s`.
 
 use crate::api::{router, Api, ApiConfig};
-use crate::archive::DirArchive;
+use crate::archive::Archive;
 use crate::billing::BillingSetup;
 use crate::cloud::{CloudConfig, HetznerCloud};
 use crate::config::ControllerConfig;
@@ -72,7 +72,10 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         image: c.image.clone(),
         cmd: c.cmd.clone(),
         helper,
-        archive: Arc::new(DirArchive { root: c.archive_dir.clone() }),
+        archive: Arc::new(match &c.archive_s3 {
+            Some(s3) => Archive::s3(s3, &|k| std::env::var(k).ok())?,
+            None => Archive::dir(&c.archive_dir)?,
+        }),
         mode: c.mode,
         billing: BillingSetup {
             prices: cfg.scenario.prices.clone(),

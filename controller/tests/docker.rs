@@ -124,54 +124,39 @@ fn append_file(tar: &mut Vec<u8>, name: &str, data: &[u8]) {
     tar.extend(std::iter::repeat_n(0u8, (512 - data.len() % 512) % 512));
 }
 
-/// Flips a byte of everything it stores: an archive that does not read back as written.
-struct Corrupting(conductor_controller::archive::DirArchive);
-
-impl conductor_controller::archive::ArchiveStore for Corrupting {
-    fn put(
-        &self,
-        key: &str,
-        data: &[u8],
-    ) -> Result<conductor_controller::archive::ArchiveRef, conductor_controller::archive::ArchiveError> {
-        let r = self.0.put(key, data)?;
-        let mut bad = data.to_vec();
-        bad[data.len() / 2] ^= 0xff;
-        self.0.put(key, &bad)?;
-        Ok(r)
-    }
-    fn read(&self, key: &str) -> Result<Vec<u8>, conductor_controller::archive::ArchiveError> {
-        self.0.read(key)
-    }
-    fn delete(&self, key: &str) -> Result<(), conductor_controller::archive::ArchiveError> {
-        self.0.delete(key)
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_world_is_archived_verified_and_restored_with_matching_checksums() {
-    use conductor_controller::archive::{archive_server, restore_server, ArchiveStore, DirArchive};
+    use conductor_controller::archive::{archive_server, restore_server, Archive, S3Config};
     let Some(n) = node() else { return };
     let id = server_id(3);
     let dir = std::env::temp_dir().join(format!("conductor-archive-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = DirArchive { root: dir.clone() };
+    let store = Archive::dir(&dir).unwrap();
     n.remove(id, true).await.unwrap();
     n.ensure_container(&spec(id, &[])).await.unwrap();
     n.start(id).await.unwrap();
     n.wait_ready(id, Duration::from_secs(20)).await.unwrap();
     n.stop(id, Duration::from_secs(10)).await.unwrap();
 
-    // A store that does not keep what it was given: the archive fails verification and the
-    // node copy is kept.
-    let bad = Corrupting(DirArchive { root: dir.clone() });
-    let err = archive_server(&n, &bad, id, "bad").await.unwrap_err().to_string();
-    assert!(err.contains("checksum mismatch"), "{err}");
-    assert!(n.inspect(id).await.unwrap().is_some(), "node copy kept after a failed verification");
+    // An object store that does not answer: the archive fails and the node copy is kept.
+    let dead = S3Config {
+        bucket: "worlds".into(),
+        endpoint: "http://127.0.0.1:9".into(),
+        region: "us-east-1".into(),
+        access_key_env: "K".into(),
+        secret_key_env: "S".into(),
+    };
+    let unreachable = Archive::s3(&dead, &|_| Some("x".into())).unwrap();
+    let err = archive_server(&n, &unreachable, id, "bad.tar.zst").await.unwrap_err();
+    assert!(matches!(err, conductor_controller::archive::ArchiveError::Io { .. }), "{err}");
+    assert!(n.inspect(id).await.unwrap().is_some(), "node copy kept when the store fails");
 
-    let r = archive_server(&n, &store, id, &format!("s{id}-1")).await.unwrap();
+    let key = format!("s{id}-1.tar.zst");
+    let r = archive_server(&n, &store, id, &key).await.unwrap();
     assert_eq!(r.sha256.len(), 64);
     assert!(n.inspect(id).await.unwrap().is_none(), "node copy removed after a verified archive");
-    assert_eq!(conductor_controller::archive::sha256_hex(&store.read(&r.key).unwrap()), r.sha256);
+    assert_eq!(conductor_controller::archive::sha256_hex(&store.read_raw(&r.key).await.unwrap()), r.sha256);
+    assert!(dir.join(&key).exists(), "stored under its name, zstd");
 
     restore_server(&n, &store, &spec(id, &[]), &r, &helper()).await.unwrap();
     n.start(id).await.unwrap();
@@ -179,14 +164,15 @@ async fn a_world_is_archived_verified_and_restored_with_matching_checksums() {
     assert!(status.raw.contains("\"saves\":1"), "the archived world came back: {}", status.raw);
     n.stop(id, Duration::from_secs(10)).await.unwrap();
 
-    // A damaged archive is refused before anything is restored.
-    let path = dir.join(format!("{}.tar.gz", r.key));
+    // A damaged archive is refused: what the restore wrote is removed, no container made.
+    let path = dir.join(&key);
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[10] ^= 1;
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
     std::fs::write(&path, bytes).unwrap();
     n.remove(id, true).await.unwrap();
     let err = restore_server(&n, &store, &spec(id, &[]), &r, &helper()).await.unwrap_err().to_string();
-    assert!(err.contains("checksum mismatch"), "{err}");
+    assert!(err.contains("checksum mismatch") || err.contains("archive"), "{err}");
     assert!(n.inspect(id).await.unwrap().is_none(), "nothing created from a bad archive");
     let _ = std::fs::remove_dir_all(&dir);
 }

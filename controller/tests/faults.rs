@@ -60,7 +60,7 @@ impl World {
             faults,
             dedicated,
             vms: Arc::default(),
-            archive: Arc::default(),
+            archive: Arc::new(MemArchive::memory()),
             store: Arc::new(MemoryStore::new()),
         }
     }

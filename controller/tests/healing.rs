@@ -7,7 +7,7 @@
 
 mod common;
 
-use conductor_controller::archive::DirArchive;
+use conductor_controller::archive::Archive;
 use conductor_controller::billing::BillingSetup;
 use conductor_controller::cloud::{CloudConfig, HetznerCloud};
 use conductor_controller::docker::{DockerNode, Helper};
@@ -71,7 +71,7 @@ fn config(
         image: common::IMAGE.into(),
         cmd: None,
         helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
-        archive: Arc::new(DirArchive { root: archive.to_path_buf() }),
+        archive: Arc::new(Archive::dir(&archive.to_path_buf()).unwrap()),
         mode: Mode::Enforce,
         billing: BillingSetup { window: S, ..BillingSetup::default() },
         healing: Healing {

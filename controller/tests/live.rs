@@ -8,7 +8,7 @@
 
 mod common;
 
-use conductor_controller::archive::DirArchive;
+use conductor_controller::archive::Archive;
 use conductor_controller::billing::BillingSetup;
 use conductor_controller::cloud::{CloudConfig, HetznerCloud};
 use conductor_controller::docker::{DockerNode, Helper};
@@ -67,7 +67,7 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
         image: common::IMAGE.into(),
         cmd: None,
         helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
-        archive: Arc::new(DirArchive { root: archive.to_path_buf() }),
+        archive: Arc::new(Archive::dir(&archive.to_path_buf()).unwrap()),
         mode,
         billing: BillingSetup::default(),
         healing: Default::default(),

@@ -1,7 +1,7 @@
 //! The sign-up credit expires: at the expiry the part not yet spent (the credit is spent
 //! first) leaves the balance as one adjustment, once; spent credit and top-ups stay.
 
-use conductor_controller::archive::DirArchive;
+use conductor_controller::archive::Archive;
 use conductor_controller::billing::{signup_key, BillingSetup};
 use conductor_controller::docker::{DockerNode, Helper};
 use conductor_controller::live::{DedicatedNode, Live, LiveConfig, Mode};
@@ -46,7 +46,7 @@ fn config() -> LiveConfig {
         image: "unused".into(),
         cmd: None,
         helper: Helper { image: "unused".into(), cmd: Vec::new() },
-        archive: Arc::new(DirArchive { root: std::env::temp_dir() }),
+        archive: Arc::new(Archive::dir(&std::env::temp_dir()).unwrap()),
         mode: Mode::Observe,
         billing: BillingSetup { promo_expiry: Some(DAY), ..BillingSetup::default() },
         healing: Default::default(),

@@ -63,7 +63,7 @@ fn world() -> World {
         image: "standin".into(),
         cmd: None,
         helper: Helper { image: "standin".into(), cmd: vec![] },
-        archive: Arc::new(MemArchive::default()),
+        archive: Arc::new(MemArchive::memory()),
         mode: Mode::Enforce,
         billing: BillingSetup::default(),
         healing: Default::default(),

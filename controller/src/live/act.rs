@@ -299,7 +299,7 @@ pub struct Work {
     pub(super) jobs: Vec<Job>,
     pub(super) looks: Vec<observe::Look>,
     pub(super) cloud: Option<(Arc<dyn CloudDriver>, String)>,
-    archive: Arc<dyn ArchiveStore>,
+    archive: Arc<Archive>,
     helper: Helper,
     stop_timeout: Duration,
     call_timeout: Duration,
@@ -523,7 +523,7 @@ impl<S: Store> Live<S> {
                 Action::Stop { server: self.sid(server), node: self.nid(node) }
             }
             Command::Archive { server, node } => {
-                let key = format!("s{}-{now}", self.sid(server));
+                let key = format!("s{}-{now}.tar.zst", self.sid(server));
                 Action::Archive { server: self.sid(server), node: self.nid(node), key }
             }
             Command::Discard { server, node, keep_data } => {

@@ -27,7 +27,7 @@ mod settle;
 
 pub use act::{Action, RestoreFrom, Work};
 
-use crate::archive::{ArchiveRef, ArchiveStore};
+use crate::archive::{Archive, ArchiveRef};
 use crate::billing::{BillingSetup, Usage};
 use crate::driver::{CloudDriver, NodeDriver};
 use crate::events::*;
@@ -181,7 +181,7 @@ pub struct LiveConfig {
     pub image: String,
     pub cmd: Option<Vec<String>>,
     pub helper: crate::docker::Helper,
-    pub archive: Arc<dyn ArchiveStore>,
+    pub archive: Arc<Archive>,
     pub mode: Mode,
     pub billing: BillingSetup,
     pub healing: Healing,
