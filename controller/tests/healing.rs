@@ -71,7 +71,7 @@ fn config(
         image: common::IMAGE.into(),
         cmd: None,
         helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
-        archive: Arc::new(Archive::dir(&archive.to_path_buf()).unwrap()),
+        archive: Arc::new(Archive::dir(archive).unwrap()),
         mode: Mode::Enforce,
         billing: BillingSetup { window: S, ..BillingSetup::default() },
         healing: Healing {

@@ -67,7 +67,7 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
         image: common::IMAGE.into(),
         cmd: None,
         helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
-        archive: Arc::new(Archive::dir(&archive.to_path_buf()).unwrap()),
+        archive: Arc::new(Archive::dir(archive).unwrap()),
         mode,
         billing: BillingSetup::default(),
         healing: Default::default(),
