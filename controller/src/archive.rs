@@ -150,8 +150,15 @@ impl Archive {
             .with_region(&c.region)
             .with_access_key_id(key)
             .with_secret_access_key(secret)
-            .with_allow_http(c.endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(false)
+            // A world's transfer takes as long as it takes (the engine's data timeout bounds
+            // it); connecting does not.
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_allow_http(c.endpoint.starts_with("http://"))
+                    .with_timeout(std::time::Duration::from_secs(3600))
+                    .with_connect_timeout(std::time::Duration::from_secs(10)),
+            )
             // The engine retries on its own schedule: the client gives up sooner.
             .with_retry(object_store::RetryConfig {
                 max_retries: 3,
