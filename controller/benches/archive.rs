@@ -65,7 +65,8 @@ fn sh(script: &str) -> f64 {
 }
 
 fn main() {
-    let (Ok(docker), Ok(endpoint)) = (std::env::var("CONDUCTOR_TEST_DOCKER"), std::env::var("CONDUCTOR_TEST_S3")) else {
+    let (Ok(docker), Ok(endpoint)) = (std::env::var("CONDUCTOR_TEST_DOCKER"), std::env::var("CONDUCTOR_TEST_S3"))
+    else {
         println!("skipped: set CONDUCTOR_TEST_DOCKER and CONDUCTOR_TEST_S3 (.ci/podman.sh, .ci/s3.sh)");
         return;
     };
@@ -84,7 +85,8 @@ fn main() {
         secret_key_env: "S".into(),
     };
     let s3 = Archive::s3(&c, &|k| Some(if k == "K" { "conductor" } else { "conductor-secret" }.into())).unwrap();
-    let helper = Helper { image: "localhost/conductor-standin:test".into(), cmd: vec!["/standin".into(), "hold".into()] };
+    let helper =
+        Helper { image: "localhost/conductor-standin:test".into(), cmd: vec!["/standin".into(), "hold".into()] };
     let id = 880_100;
     let spec = ContainerSpec {
         server: id,

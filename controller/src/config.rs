@@ -132,6 +132,9 @@ pub struct ControllerSection {
     /// Operators' webhook (Discord-style `content`): dead nodes and their return, crash
     /// loops, commands failed for good, VMs that never became ready — once per incident.
     pub ops_webhook: Option<String>,
+    /// World copies (archives, restores, moves between nodes) at once in total; one per node.
+    #[serde(default = "two")]
+    pub max_copies: usize,
     /// Server `id`'s game port on its node is `game_port_base + id` (stable across restarts
     /// and restores, so a firewall can open one range); absent: any free port (the gateway's
     /// route follows it).
@@ -174,6 +177,9 @@ fn twenty_four() -> f64 {
 }
 fn thirty() -> u64 {
     30
+}
+fn two() -> usize {
+    2
 }
 fn one() -> f64 {
     1.0

@@ -116,6 +116,8 @@ struct NodeState {
     runs: BTreeMap<i64, Vec<(Millis, Option<Millis>)>>,
     /// When the containers were listed successfully (what the controller could see).
     listed: Vec<Millis>,
+    /// How long a world's download takes in real time (a big world; default none).
+    slow_data: std::time::Duration,
 }
 
 /// A node's Docker API in memory.
@@ -131,6 +133,11 @@ pub struct FakeNode {
 impl FakeNode {
     pub fn new(name: &str, clock: Arc<Clock>, faults: Arc<Faults>, boot_ms: Millis) -> Arc<FakeNode> {
         Arc::new(FakeNode { name: name.into(), clock, faults, boot_ms, state: Mutex::new(NodeState::default()) })
+    }
+
+    /// Downloads of worlds take this long (real time): a copy of a big world.
+    pub fn set_slow_data(&self, d: std::time::Duration) {
+        self.state.lock().unwrap().slow_data = d;
     }
 
     /// Silent (partitioned): every call fails as a timeout would; containers keep running.
@@ -334,7 +341,13 @@ impl NodeDriver for FakeNode {
     fn download_data(&self, server: i64) -> BoxFuture<'_, Result<crate::driver::ByteStream, DriverError>> {
         ready(self.call("download", |st, _| {
             let saves = st.volumes.get(&server).ok_or_else(|| DriverError::permanent("404: no such volume"))?;
-            Ok(crate::archive::stream_of(format!("world:{server}:{saves}").into_bytes()))
+            let (world, slow) = (format!("world:{server}:{saves}").into_bytes(), st.slow_data);
+            Ok(Box::pin(futures_util::stream::once(async move {
+                if !slow.is_zero() {
+                    tokio::time::sleep(slow).await;
+                }
+                Ok(bytes::Bytes::from(world))
+            })) as crate::driver::ByteStream)
         }))
     }
 

@@ -93,6 +93,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
             stale_after: c.stale_after_s as Millis * 1000,
             ops_webhook: c.ops_webhook.clone(),
             seed: cfg.scenario.seed,
+            max_copies: c.max_copies,
             ..Healing::default()
         },
     })

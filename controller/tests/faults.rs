@@ -129,6 +129,8 @@ impl World {
                 gc_grace: 30 * S,
                 retry_base: S,
                 retry_max: 10 * S,
+                // Every copy of the fakes is done within its step: replays are exact.
+                data_wait: std::time::Duration::from_secs(3600),
                 ..Healing::default()
             },
         }

@@ -13,14 +13,13 @@
 //! - After a restart the pending intents are resumed (`adopt.rs`): every call is idempotent
 //!   by deterministic names.
 
+pub(super) use super::work::{timed, Call, Done, Job, Output, Source, Verdict, Work};
 use super::*;
-use crate::archive;
-use crate::cloud::{NewVm, Vm, LABEL_MANAGED};
-use crate::docker::{ContainerSpec, Helper};
+use crate::cloud::{NewVm, LABEL_MANAGED};
+use crate::docker::ContainerSpec;
 use crate::driver::DriverError;
 use crate::store::{NewNode, NodeState};
 use conductor_core::{Command, NodeKind, Restore};
-use futures_util::future::join_all;
 use rand::{Rng, SeedableRng};
 
 /// An external action, in store ids (what a restarted controller can resume).
@@ -257,183 +256,6 @@ impl Intents {
     }
 }
 
-/// Where a placement's world comes from.
-enum Source {
-    Here,
-    Archive(ArchiveRef),
-    Node(Arc<dyn NodeDriver>),
-}
-
-/// One driver call sequence of an intent, with everything it needs (no engine access).
-enum Call {
-    Place { node: Arc<dyn NodeDriver>, spec: ContainerSpec, source: Source },
-    Stop { node: Arc<dyn NodeDriver>, server: i64 },
-    Archive { node: Arc<dyn NodeDriver>, server: i64, key: String },
-    Remove { node: Arc<dyn NodeDriver>, server: i64, volume: bool },
-    CreateVm { cloud: Arc<dyn CloudDriver>, new: NewVm },
-    DeleteVm { cloud: Arc<dyn CloudDriver>, id: Option<i64>, name: String, selector: String },
-}
-
-pub(super) struct Job {
-    local: u64,
-    /// Calls of one group run one after the other (one node's, or the cloud's).
-    group: String,
-    call: Result<Call, Verdict>,
-}
-
-/// Why an intent needs no call (or cannot have one).
-#[derive(Clone, Debug)]
-pub(super) enum Verdict {
-    Unnecessary(String),
-    Failed(DriverError),
-}
-
-pub(super) enum Output {
-    Unit,
-    Archived(ArchiveRef),
-    Vm(Vm),
-}
-
-/// What a step looks at and carries out, detached from the engine (phase 2 of a step).
-pub struct Work {
-    pub(super) jobs: Vec<Job>,
-    pub(super) looks: Vec<observe::Look>,
-    pub(super) cloud: Option<(Arc<dyn CloudDriver>, String)>,
-    archive: Arc<Archive>,
-    helper: Helper,
-    stop_timeout: Duration,
-    call_timeout: Duration,
-    data_timeout: Duration,
-    log_lines: usize,
-}
-
-/// What the work found and did.
-pub struct Done {
-    pub(super) outcomes: Vec<(u64, Result<Output, Verdict>)>,
-    pub(super) seen: Vec<observe::Seen>,
-    pub(super) cloud: Option<Result<Vec<Vm>, DriverError>>,
-}
-
-/// `fut` under a deadline: a call that does not answer in time failed transiently.
-pub(super) async fn timed<T>(
-    deadline: Duration,
-    fut: impl std::future::Future<Output = Result<T, DriverError>>,
-) -> Result<T, DriverError> {
-    match tokio::time::timeout(deadline, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(DriverError::transient(format!("no answer within {deadline:?}"))),
-    }
-}
-
-impl Work {
-    pub(super) fn empty(cfg: &LiveConfig) -> Work {
-        Work {
-            jobs: Vec::new(),
-            looks: Vec::new(),
-            cloud: None,
-            archive: cfg.archive.clone(),
-            helper: cfg.helper.clone(),
-            stop_timeout: cfg.stop_timeout,
-            call_timeout: cfg.healing.call_timeout,
-            data_timeout: cfg.healing.data_timeout,
-            log_lines: cfg.healing.log_lines,
-        }
-    }
-
-    /// Looks first (what exists before this step's actions), then the intents' calls:
-    /// one group (a node, the cloud) at a time each, groups in parallel.
-    pub async fn run(self) -> Done {
-        let looks = join_all(self.looks.iter().map(|l| l.run(self.call_timeout, self.log_lines)));
-        let cloud = async {
-            match &self.cloud {
-                Some((c, selector)) => Some(timed(self.call_timeout, c.list(selector)).await),
-                None => None,
-            }
-        };
-        let (seen, cloud) = futures_util::join!(looks, cloud);
-        let mut groups: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
-        for j in &self.jobs {
-            groups.entry(&j.group).or_default().push(j);
-        }
-        let runs = join_all(groups.into_values().map(|jobs| async {
-            let mut out = Vec::new();
-            for j in jobs {
-                let r = match &j.call {
-                    Ok(call) => self.call(call).await.map_err(Verdict::Failed),
-                    Err(v) => Err(v.clone()),
-                };
-                out.push((j.local, r));
-            }
-            out
-        }))
-        .await;
-        let mut outcomes: Vec<(u64, Result<Output, Verdict>)> = runs.into_iter().flatten().collect();
-        outcomes.sort_by_key(|o| o.0);
-        Done { outcomes, seen, cloud }
-    }
-
-    async fn call(&self, call: &Call) -> Result<Output, DriverError> {
-        let t = self.call_timeout;
-        match call {
-            Call::Place { node, spec, source } => {
-                let id = spec.server;
-                match source {
-                    Source::Here => {
-                        timed(t, node.ensure_container(spec)).await?;
-                    }
-                    Source::Archive(r) => {
-                        let restore = archive::restore_server(&**node, self.archive.as_ref(), spec, r, &self.helper);
-                        timed(self.data_timeout, async { restore.await.map_err(DriverError::from) }).await?;
-                    }
-                    Source::Node(src) if src.engine() == node.engine() => {
-                        // One engine: the world is already there.
-                        timed(t, node.ensure_container(spec)).await?;
-                    }
-                    Source::Node(src) => {
-                        // A retry after the copy started here is not copied again.
-                        if !timed(t, node.running(id)).await? {
-                            // A copy of a stopped world only (a container left running there
-                            // by an earlier failure is stopped first; the game saves).
-                            timed(t + self.stop_timeout, src.stop(id, self.stop_timeout)).await?;
-                            let tar = timed(self.data_timeout, src.download_data(id)).await?;
-                            timed(self.data_timeout, node.write_volume(id, tar, &self.helper)).await?;
-                        }
-                        timed(t, node.ensure_container(spec)).await?;
-                    }
-                }
-                // The old copy is removed by its own intent once this is done.
-                timed(t, node.start(id)).await?;
-                Ok(match source {
-                    Source::Archive(r) => Output::Archived(r.clone()),
-                    _ => Output::Unit,
-                })
-            }
-            Call::Stop { node, server } => {
-                let deadline = t + self.stop_timeout;
-                timed(deadline, node.stop(*server, self.stop_timeout)).await.map(|_| Output::Unit)
-            }
-            Call::Archive { node, server, key } => {
-                let made = archive::archive_server(&**node, self.archive.as_ref(), *server, key);
-                timed(self.data_timeout, async { made.await.map_err(DriverError::from) }).await.map(Output::Archived)
-            }
-            Call::Remove { node, server, volume } => {
-                timed(t, node.remove(*server, *volume)).await.map(|_| Output::Unit)
-            }
-            Call::CreateVm { cloud, new } => timed(t, cloud.create(new)).await.map(Output::Vm),
-            Call::DeleteVm { cloud, id, name, selector } => {
-                let id = match id {
-                    Some(id) => Some(*id),
-                    None => timed(t, cloud.list(selector)).await?.into_iter().find(|v| &v.name == name).map(|v| v.id),
-                };
-                if let Some(id) = id {
-                    timed(t, cloud.delete(id)).await?;
-                }
-                Ok(Output::Unit)
-            }
-        }
-    }
-}
-
 impl<S: Store> Live<S> {
     pub(super) fn container(&self, server: ServerId, node: i64) -> ContainerSpec {
         ContainerSpec {
@@ -583,7 +405,7 @@ impl<S: Store> Live<S> {
 
     /// The intents due now whose target has no earlier intent waiting, as calls.
     pub(super) async fn due_work(&mut self, now: Millis) -> Result<Work, LiveError> {
-        let mut work = Work::empty(&self.cfg);
+        let mut work = Work::empty(&self.cfg, &self.lane);
         // An intent waits for the earlier ones on the same server and node (a stop before
         // the restart there), or on the same VM; on other nodes it goes its own way (the
         // removal of a stray copy is not held up by a placement elsewhere).

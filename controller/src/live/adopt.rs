@@ -57,6 +57,7 @@ impl<S: Store> Live<S> {
             exhausted: Default::default(),
             ports: HashMap::new(),
             gateway_players: HashMap::new(),
+            lane: super::work::Lane::new(cfg.healing.max_copies, cfg.healing.data_wait),
             metrics: Metrics::default(),
             cfg,
         };

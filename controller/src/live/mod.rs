@@ -24,8 +24,10 @@ mod act;
 mod adopt;
 mod observe;
 mod settle;
+mod work;
 
-pub use act::{Action, RestoreFrom, Work};
+pub use act::{Action, RestoreFrom};
+pub use work::Work;
 
 use crate::archive::{Archive, ArchiveRef};
 use crate::billing::{BillingSetup, Usage};
@@ -116,6 +118,10 @@ pub struct Healing {
     pub seed: u64,
     /// Lines of a crashed server's output kept in its `server.crashed` event.
     pub log_lines: usize,
+    /// World copies (archives, restores, moves) at once, in total (`max_copies`); one per
+    /// node at a time. A step waits `data_wait` for those it starts, then goes on.
+    pub max_copies: usize,
+    pub data_wait: Duration,
 }
 
 impl Default for Healing {
@@ -136,6 +142,8 @@ impl Default for Healing {
             ops_webhook: None,
             seed: 1,
             log_lines: 20,
+            max_copies: 2,
+            data_wait: Duration::from_secs(2),
         }
     }
 }
@@ -276,6 +284,8 @@ pub struct Live<S: Store> {
     ports: HashMap<ServerId, u16>,
     /// Open player connections per server as each gateway reported them, until when valid.
     gateway_players: HashMap<String, (Millis, HashMap<i64, u32>)>,
+    /// World copies running outside the steps.
+    lane: work::Lane,
 }
 
 fn spec(s: &crate::store::Server) -> ServerSpec {
@@ -426,7 +436,7 @@ impl<S: Store> Live<S> {
         self.remember_scaling(now).await?;
         self.meter(now).await?;
         if self.cfg.mode == Mode::Observe {
-            return Ok(Work::empty(&self.cfg));
+            return Ok(Work::empty(&self.cfg, &self.lane));
         }
         let mut work = self.due_work(now).await?;
         self.looks(&mut work);

@@ -1,0 +1,129 @@
+//! World copies run in the slow lane: an archive that takes long (a big world) does not hold
+//! up the loop — the step that starts it returns after `data_wait`, heartbeats and other
+//! servers' starts go on meanwhile, and the archive is recorded by the first step after it
+//! is done. At most `max_copies` copies run at once.
+
+use conductor_controller::billing::BillingSetup;
+use conductor_controller::docker::Helper;
+use conductor_controller::driver::NodeDriver;
+use conductor_controller::fake::{Clock, FakeNode, Faults, MemArchive};
+use conductor_controller::live::{DedicatedNode, GameAccess, Healing, Live, LiveConfig, Mode};
+use conductor_controller::store::{NewEntry, NewServer, Store};
+use conductor_controller::MemoryStore;
+use conductor_core::catalogue::Reserve;
+use conductor_core::model::CostMode;
+use conductor_core::{CloudType, DedicatedType, Millis, Residence, SchedulerConfig, ServerId};
+use rust_decimal::Decimal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const T0: Millis = 1_760_000_000_000;
+
+/// One step 5 s (virtual) after the last; its wall time.
+async fn step(live: &mut Live<MemoryStore>, clock: &Clock) -> Duration {
+    let now = clock.now() + 5_000;
+    clock.set(now);
+    let t = Instant::now();
+    live.tick(now).await.unwrap();
+    t.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
+    let clock = Clock::new(T0);
+    let node = FakeNode::new("ded-0", clock.clone(), Faults::none(), 0);
+    let kind = DedicatedType {
+        name: "AX41".into(),
+        ram_mib: 65536,
+        cores: 8,
+        disk_gb: 1000,
+        monthly_eur: Decimal::from(70),
+        reserve: Reserve::Mib(2300),
+    };
+    let vm = CloudType {
+        name: "cx23".into(),
+        ram_mib: 4096,
+        cores: 2,
+        disk_gb: 40,
+        hourly_eur: Decimal::new(6, 3),
+        monthly_cap_eur: Decimal::from(4),
+        reserve: Reserve::Mib(0),
+    };
+    let store = Arc::new(MemoryStore::new());
+    let owner = store.create_owner("o", T0).await.unwrap().id;
+    store.post(NewEntry::topup(owner, Decimal::from(100), "credit", T0)).await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let s = NewServer {
+            owner,
+            name: name.into(),
+            ram_mib: 1024,
+            disk_mb: 100,
+            pay_per_use: false,
+            cost_mode: CostMode::Off,
+        };
+        ids.push(store.create_server(s, T0).await.unwrap().id);
+    }
+    let mut scheduler = SchedulerConfig::reference(vm, 0);
+    scheduler.sleep_window = 60_000;
+    let cfg = LiveConfig {
+        game: GameAccess::default(),
+        scheduler,
+        dedicated: vec![DedicatedNode { name: "ded-0".into(), kind, docker: node.clone() as Arc<dyn NodeDriver> }],
+        cloud: None,
+        idle_timeout: 300_000,
+        stop_timeout: Duration::from_secs(1),
+        image: "standin".into(),
+        cmd: None,
+        helper: Helper { image: "standin".into(), cmd: vec![] },
+        archive: Arc::new(MemArchive::memory()),
+        mode: Mode::Enforce,
+        billing: BillingSetup::default(),
+        healing: Healing { data_wait: Duration::from_millis(50), max_copies: 1, ..Healing::default() },
+    };
+    let mut live = Live::start(store.clone(), cfg, T0).await.unwrap();
+    let residence = |live: &Live<MemoryStore>, i: u32| live.core().residence(ServerId(i));
+    for &id in &ids[..2] {
+        live.request_start(id, clock.now()).await.unwrap();
+    }
+    for _ in 0..3 {
+        step(&mut live, &clock).await;
+    }
+    assert!(matches!(residence(&live, 0), Residence::Running { .. }));
+    // a and b stop; their archives are due a minute later and take 1.5 s each.
+    node.set_slow_data(Duration::from_millis(1500));
+    for &id in &ids[..2] {
+        live.request_stop(id, clock.now()).await.unwrap();
+    }
+    for _ in 0..13 {
+        let took = step(&mut live, &clock).await;
+        assert!(took < Duration::from_millis(1000), "a step waited for a copy: {took:?}");
+    }
+    assert!(live.pending_intents() >= 1, "the archives are under way");
+    assert!(matches!(residence(&live, 0), Residence::Sleeping { .. } | Residence::Archived));
+    // Meanwhile c starts, and the node's heartbeats and listings go on.
+    let listed = node.listed().len();
+    live.request_start(ids[2], clock.now()).await.unwrap();
+    for _ in 0..3 {
+        step(&mut live, &clock).await;
+    }
+    assert!(matches!(residence(&live, 2), Residence::Running { .. }), "c started during the copies");
+    assert!(node.listed().len() >= listed + 3, "the node was listed every step");
+    // One copy at a time (max_copies = 1): both are done after ~3 s, each recorded once.
+    let archived = |store: Arc<MemoryStore>| async move {
+        let events = store.events(0, 10_000).await.unwrap();
+        events.into_iter().filter(|e| e.kind == conductor_controller::events::SERVER_ARCHIVED).count()
+    };
+    assert_eq!(archived(store.clone()).await, 0, "not recorded before it is done");
+    let t = Instant::now();
+    while archived(store.clone()).await < 2 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the archives never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        step(&mut live, &clock).await;
+    }
+    assert!(t.elapsed() >= Duration::from_millis(2000), "one at a time: {:?}", t.elapsed());
+    assert_eq!(archived(store.clone()).await, 2);
+    assert_eq!(live.pending_intents(), 0);
+    let left: Vec<i64> = node.volumes().into_keys().collect();
+    assert_eq!(left, vec![ids[2]], "a's and b's node copies went once archived (c runs)");
+}
