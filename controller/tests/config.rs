@@ -60,3 +60,29 @@ fn the_healing_knobs_reach_the_engine_and_the_core() {
     let e = example(&[("# crash_limit = 3", "crash_limit = 0")]).err().unwrap();
     assert!(e.contains("lifecycle.crash_limit"), "{e}");
 }
+
+#[test]
+fn the_example_s_archive_store_is_a_directory_or_an_s3_bucket_with_credentials_from_the_environment() {
+    let cfg = example(&[]).unwrap();
+    assert!(cfg.controller.archive_s3.is_none());
+    assert_eq!(cfg.controller.max_copies, 2);
+    let live = conductor_controller::serve::live_config(&cfg).unwrap();
+    assert!(live.archive.what.starts_with("dir:"), "{}", live.archive.what);
+    assert_eq!((live.healing.max_copies, live.game.port_base), (2, Some(30000)));
+    // The commented S3 section, switched on.
+    let s3 = [
+        ("# [controller.archive_s3]", "[controller.archive_s3]"),
+        ("# bucket = \"worlds\"", "bucket = \"worlds\""),
+        ("# endpoint = \"https://fsn1.your-objectstorage.com\"", "endpoint = \"https://fsn1.your-objectstorage.com\""),
+        ("# region = \"fsn1\"", "region = \"fsn1\""),
+        ("# access_key_env = \"CONDUCTOR_S3_ACCESS_KEY\"", "access_key_env = \"CONDUCTOR_TEST_CFG_S3_KEY\""),
+        ("# secret_key_env = \"CONDUCTOR_S3_SECRET_KEY\"", "secret_key_env = \"CONDUCTOR_TEST_CFG_S3_SECRET\""),
+    ];
+    let cfg = example(&s3).unwrap();
+    assert_eq!(cfg.controller.archive_s3.as_ref().map(|s| s.bucket.as_str()), Some("worlds"));
+    // Without the credentials in the environment: a clear error naming the variable.
+    let e = conductor_controller::serve::live_config(&cfg).err().unwrap().to_string();
+    assert!(e.contains("CONDUCTOR_TEST_CFG_S3_KEY is not set"), "{e}");
+    let e = example(&[("# [controller.archive_s3]", "[controller.archive_s3]\ncolour = 1")]).err().unwrap();
+    assert!(e.contains("archive_s3"), "{e}");
+}
