@@ -256,6 +256,11 @@ impl Intents {
     }
 }
 
+/// When an archive was decided, from its name (`s<id>-<ms>[.tar.zst]`).
+fn archive_time(key: &str) -> Option<Millis> {
+    key.split_once('-')?.1.split('.').next()?.parse().ok()
+}
+
 impl<S: Store> Live<S> {
     pub(super) fn container(&self, server: ServerId, node: i64) -> ContainerSpec {
         ContainerSpec {
@@ -293,6 +298,14 @@ impl<S: Store> Live<S> {
     pub(super) async fn enqueue(&mut self, now: Millis, action: Action, _why: Option<&str>) -> Result<(), LiveError> {
         if self.intents.items.values().any(|p| p.action == action) {
             return Ok(());
+        }
+        // The archive of a world already waiting (resumed after a restart: its name was made
+        // at the first decision) is the same archive: one copy, not two.
+        if let Action::Archive { server, node, .. } = &action {
+            let same = |p: &&Pending| matches!(&p.action, Action::Archive { server: s, node: n, .. } if s == server && n == node);
+            if self.intents.items.values().any(|p| same(&p)) {
+                return Ok(());
+            }
         }
         let key = format!("{}:{:?}:{}.{}", action.kind(), action.target(), self.intents.base, self.intents.next);
         let data = serde_json::to_value(&action).expect("plain data");
@@ -490,6 +503,16 @@ impl<S: Store> Live<S> {
                 Err(Verdict::Failed(DriverError::transient("the node is dead: carried out when it returns")))
             }
             Action::Archive { server, node, key } => {
+                // Archived since its last stop already (an earlier intent for the same stop):
+                // there is nothing on the node to archive any more.
+                let core = self.by_store_id.get(server).copied();
+                let made = |r: &ArchiveRef| archive_time(&r.key);
+                let since = core.and_then(|id| self.archives.get(&id).and_then(made).map(|t| (id, t)));
+                if let Some((id, t)) = since {
+                    if t >= self.core.stopped_at(id) && archive_time(key).is_some_and(|k| k >= t) {
+                        return Err(Verdict::Unnecessary(format!("archived already ({})", self.archives[&id].key)));
+                    }
+                }
                 Ok(Call::Archive { node: self.driver(*node)?.1, server: *server, key: key.clone() })
             }
             Action::Discard { server, node, keep_data } => {
