@@ -8,10 +8,10 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::daemons::*;
 use conductor_controller::docker::{DockerNode, Helper};
 use conductor_controller::driver::{ByteStream, NodeDriver};
+use conductor_controller::fake::world::{noise, tar};
 use conductor_controller::store::Store;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,37 +20,9 @@ const ADMIN: &str = "copies-admin-token-123";
 const IMAGE: &str = "localhost/conductor-standin:test";
 const FIRST_ID: i64 = 7100;
 
-fn noise(i: u64) -> Bytes {
-    let mut x = 0x9E37_79B9_7F4A_7C15 ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    let mut v = vec![0u8; 1 << 20];
-    for c in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        c.copy_from_slice(&x.to_le_bytes());
-    }
-    Bytes::from(v)
-}
-
 /// A tar of one incompressible file of `mib` MiB.
 fn region(mib: u64) -> ByteStream {
-    let mut h = [0u8; 512];
-    h[..10].copy_from_slice(b"region.dat");
-    h[100..108].copy_from_slice(b"0000644\0");
-    h[108..116].copy_from_slice(b"0000000\0");
-    h[116..124].copy_from_slice(b"0000000\0");
-    h[124..136].copy_from_slice(format!("{:011o}\0", mib << 20).as_bytes());
-    h[136..148].copy_from_slice(b"14712345670\0");
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    let items = std::iter::once(Bytes::copy_from_slice(&h))
-        .chain((0..mib).map(noise))
-        .chain(std::iter::once(Bytes::from(vec![0u8; 1024])));
-    Box::pin(futures_util::stream::iter(items.map(Ok)))
+    tar(vec![("region.dat".into(), mib, true)])
 }
 
 /// SHA-256 of one file's contents in a tar stream (ustar; Docker names it `data/…`).

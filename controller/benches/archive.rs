@@ -6,50 +6,16 @@
 //! `cargo bench -p conductor-controller --bench archive` (`CONDUCTOR_BENCH_SIZES_GB=1,10`).
 //! Worlds are half incompressible, half zeros (a region file and empty chunks).
 
-use bytes::Bytes;
 use conductor_controller::archive::{archive_server, restore_server, Archive, S3Config};
 use conductor_controller::docker::{ContainerSpec, DockerNode, Helper};
 use conductor_controller::driver::{ByteStream, NodeDriver};
+use conductor_controller::fake::world::tar;
 use std::process::Command;
 use std::time::Instant;
 
-fn noise(i: u64) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15 ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    let mut v = vec![0u8; 1 << 20];
-    for c in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        c.copy_from_slice(&x.to_le_bytes());
-    }
-    v
-}
-
-fn header(name: &str, bytes: u64) -> Bytes {
-    let mut h = [0u8; 512];
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    h[100..108].copy_from_slice(b"0000644\0");
-    h[108..116].copy_from_slice(b"0000000\0");
-    h[116..124].copy_from_slice(b"0000000\0");
-    h[124..136].copy_from_slice(format!("{bytes:011o}\0").as_bytes());
-    h[136..148].copy_from_slice(b"14712345670\0");
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    Bytes::copy_from_slice(&h)
-}
-
 /// `mib` MiB as two files: half noise, half zeros.
 fn world(mib: u64) -> ByteStream {
-    let half = mib / 2;
-    let a = std::iter::once(header("region.dat", half << 20)).chain((0..half).map(|i| Bytes::from(noise(i))));
-    let b = std::iter::once(header("empty.dat", (mib - half) << 20))
-        .chain((0..mib - half).map(|_| Bytes::from(vec![0u8; 1 << 20])));
-    let end = std::iter::once(Bytes::from(vec![0u8; 1024]));
-    Box::pin(futures_util::stream::iter(a.chain(b).chain(end).map(Ok)))
+    tar(vec![("region.dat".into(), mib / 2, true), ("empty.dat".into(), mib - mib / 2, false)])
 }
 
 fn kib(field: &str) -> u64 {

@@ -482,3 +482,55 @@ impl CloudDriver for FakeCloud {
 
 /// Archives in memory (an `object_store` in-memory store behind the real archive code).
 pub type MemArchive = crate::archive::Archive;
+
+/// Worlds for tests and benchmarks, generated as they stream (never whole in memory).
+pub mod world {
+    use crate::driver::ByteStream;
+    use bytes::Bytes;
+
+    /// One pseudo-random (incompressible) MiB, the same for the same index.
+    pub fn noise(i: u64) -> Bytes {
+        let mut x = 0x9E37_79B9_7F4A_7C15 ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let mut v = vec![0u8; 1 << 20];
+        for c in v.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.copy_from_slice(&x.to_le_bytes());
+        }
+        Bytes::from(v)
+    }
+
+    /// A ustar header of a regular file.
+    pub fn header(name: &str, bytes: u64) -> Bytes {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{bytes:011o}\0").as_bytes());
+        h[136..148].copy_from_slice(b"14712345670\0");
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        Bytes::copy_from_slice(&h)
+    }
+
+    /// A tar of files (name, MiB, incompressible or zeros), streamed.
+    pub fn tar(files: Vec<(String, u64, bool)>) -> ByteStream {
+        let items = files.into_iter().flat_map(|(name, mib, noisy)| {
+            std::iter::once(header(&name, mib << 20)).chain((0..mib).map(move |i| {
+                if noisy {
+                    noise(i)
+                } else {
+                    Bytes::from(vec![0u8; 1 << 20])
+                }
+            }))
+        });
+        let end = std::iter::once(Bytes::from(vec![0u8; 1024]));
+        Box::pin(futures_util::stream::iter(items.chain(end).map(Ok)))
+    }
+}

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use conductor_controller::archive::{archive_server, collect, restore_server, Archive, ArchiveError, S3Config};
 use conductor_controller::docker::{ContainerSpec, DockerNode, Helper};
 use conductor_controller::driver::{ByteStream, NodeDriver};
+use conductor_controller::fake::world::{noise, tar};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::time::Instant;
@@ -32,22 +33,9 @@ fn s3() -> Option<Archive> {
     }
 }
 
-/// A pseudo-random MiB (incompressible), seeded by its index.
-fn noise(i: u64) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15 ^ i.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    let mut v = vec![0u8; 1 << 20];
-    for c in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        c.copy_from_slice(&x.to_le_bytes());
-    }
-    v
-}
-
 fn chunks(n: u64) -> ByteStream {
     Box::pin(futures_util::stream::iter(
-        (0..n).map(|i| Ok(Bytes::from(if i % 2 == 0 { noise(i) } else { vec![0; 1 << 20] }))),
+        (0..n).map(|i| Ok(if i % 2 == 0 { noise(i) } else { Bytes::from(vec![0; 1 << 20]) })),
     ))
 }
 
@@ -91,29 +79,6 @@ async fn archives_round_trip_through_s3_in_parts_and_corruption_is_caught() {
     let key2 = format!("t{}-broken.tar.zst", std::process::id());
     assert!(a.put_stream(&key2, broken).await.is_err());
     assert!(!a.list().await.unwrap().iter().any(|(k, _)| k == &key2), "no partial archive under its name");
-}
-
-/// A tar of `files` (name, MiB, incompressible?), generated as it streams.
-fn tar_stream(files: Vec<(String, u64, bool)>) -> ByteStream {
-    let items = files.into_iter().flat_map(|(name, mib, noisy)| {
-        let mut h = [0u8; 512];
-        h[..name.len()].copy_from_slice(name.as_bytes());
-        h[100..108].copy_from_slice(b"0000644\0");
-        h[108..116].copy_from_slice(b"0000000\0");
-        h[116..124].copy_from_slice(b"0000000\0");
-        h[124..136].copy_from_slice(format!("{:011o}\0", mib << 20).as_bytes());
-        h[136..148].copy_from_slice(b"14712345670\0");
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        std::iter::once(Bytes::copy_from_slice(&h))
-            .chain((0..mib).map(move |i| Bytes::from(if noisy { noise(i) } else { vec![0u8; 1 << 20] })))
-    });
-    let end = std::iter::once(Bytes::from(vec![0u8; 1024]));
-    Box::pin(futures_util::stream::iter(items.chain(end).map(Ok)))
 }
 
 fn rss_kib(field: &str) -> u64 {
@@ -163,7 +128,7 @@ async fn a_world_of_several_gb_goes_to_s3_and_back_in_bounded_memory() {
         ("empty-chunks.dat".to_owned(), mb - mb / 2 - 1, false),
     ];
     let t = Instant::now();
-    n.write_volume(id, tar_stream(files), &helper).await.unwrap();
+    n.write_volume(id, tar(files), &helper).await.unwrap();
     n.ensure_container(&spec).await.unwrap();
     eprintln!("world written in {:.1} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
