@@ -8,57 +8,18 @@
 
 use conductor_controller::docker::DockerNode;
 use conductor_controller::driver::NodeDriver;
-use conductor_controller::PgStore;
+mod common;
+
+use common::daemons::*;
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "gateway-admin-token-123";
 const IMAGE: &str = "localhost/conductor-standin:test";
 const FIRST_ID: i64 = 7000;
 const DOMAIN: &str = "play.test";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], log: &Path) -> Daemon {
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Daemon(
-        Command::new(env!("CARGO_BIN_EXE_conductor"))
-            .args(args)
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap(),
-    )
-}
 
 fn js() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway/tests/js")
@@ -86,21 +47,6 @@ fn services() -> Option<(String, String)> {
     }
 }
 
-fn state(api: u16, id: i64) -> String {
-    http(api, "GET", &format!("/v1/servers/{id}"), ADMIN, "").1["state"].as_str().unwrap_or("").to_owned()
-}
-
-fn wait_state(api: u16, id: i64, want: &str, log: &Path) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(60) {
-        if state(api, id) == want {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("server {id} never {want} (is {}):\n{}", state(api, id), std::fs::read_to_string(log).unwrap_or_default());
-}
-
 /// A base such that `base + id` is a free port for the few ids this test makes.
 fn port_base() -> u16 {
     loop {
@@ -121,19 +67,7 @@ fn players_reach_servers_by_name_wake_them_by_joining_and_never_by_pinging() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("daemons.log");
-    let db = format!("conductor_gateway_{pid}");
-    let url = format!("{}/{db}", &admin_url[..admin_url.rfind('/').unwrap()]);
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {db}")).execute(&mut c).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut c).await.unwrap();
-        let store = PgStore::connect(&url).await.unwrap();
-        sqlx::query(&format!("ALTER SEQUENCE servers_id_seq RESTART WITH {FIRST_ID}"))
-            .execute(store.pool())
-            .await
-            .unwrap();
-    });
+    let (url, _store) = fresh_db(&rt, &admin_url, &format!("conductor_gateway_{pid}"), FIRST_ID);
     let docker = DockerNode::connect(&docker_endpoint, "127.0.0.1").unwrap();
     // Containers of an earlier run with the same ids would be adopted with their old ports.
     for id in FIRST_ID..FIRST_ID + 8 {
@@ -216,9 +150,9 @@ report_every_s = 1
 
     // The lobby has run once and sleeps now.
     http(api, "POST", &format!("/v1/servers/{lobby}/start"), &token, "");
-    wait_state(api, lobby, "running", &log);
+    wait_state(api, ADMIN, lobby, "running", Duration::from_secs(60), &log);
     http(api, "POST", &format!("/v1/servers/{lobby}/stop"), &token, "");
-    wait_state(api, lobby, "sleeping", &log);
+    wait_state(api, ADMIN, lobby, "sleeping", Duration::from_secs(60), &log);
     std::thread::sleep(Duration::from_secs(3)); // the gateways follow
     let pinged = Instant::now();
     for gw in [&a, &b] {
@@ -232,7 +166,7 @@ report_every_s = 1
     assert_eq!(kicked["result"], "kicked", "{kicked}");
     let reason = kicked["reason"].as_str().unwrap_or_default().to_owned();
     assert!(reason.starts_with("The server is starting. Join again in about"), "{reason}");
-    wait_state(api, arena, "running", &log);
+    wait_state(api, ADMIN, arena, "running", Duration::from_secs(60), &log);
     std::thread::sleep(Duration::from_secs(3));
     let joined = peer(&["join", &b, custom, "late", "0"]);
     assert_eq!(joined["result"], "spawned", "{joined}");
@@ -242,14 +176,14 @@ report_every_s = 1
     assert_eq!(unknown["reason"], "There is no server at this address.", "{unknown}");
     let off = peer(&["join", &a, &host("fixed"), "x", "0"]);
     assert_eq!(off["reason"], "This server is stopped. Its owner can start it from the panel.", "{off}");
-    assert_eq!(state(api, fixed), "new", "not started");
+    assert_eq!(state(api, ADMIN, fixed), "new", "not started");
 
     // A minute after the pings, the lobby's container has still not started.
     while pinged.elapsed() < Duration::from_secs(60) {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(!rt.block_on(docker.running(lobby)).unwrap(), "a status ping started the lobby");
-    assert_eq!(state(api, lobby), "sleeping");
+    assert_eq!(state(api, ADMIN, lobby), "sleeping");
 
     // A bot joining the sleeping lobby wakes it and lands in the world without reconnecting,
     // while another bot plays on the arena behind the same port.
@@ -283,7 +217,7 @@ report_every_s = 1
         http(api, "POST", &format!("/v1/servers/{id}/stop"), &token, "");
     }
     for id in [lobby, arena] {
-        wait_state(api, id, "sleeping", &log);
+        wait_state(api, ADMIN, id, "sleeping", Duration::from_secs(60), &log);
         rt.block_on(NodeDriver::remove(&docker, id, true)).unwrap();
     }
 }
