@@ -186,6 +186,8 @@ promo_credit_eur = 5
     let bytes = std::fs::read(archive.join(&object)).unwrap();
     assert_eq!(conductor_controller::archive::sha256_hex(&bytes), done[0].data["sha256"].as_str().unwrap());
     assert!(bytes.len() > 900 << 20, "the whole world: {} bytes", bytes.len());
+    assert!(!files(&archive).iter().any(|n| n.contains('#')), "the staged part of the killed upload was removed");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("removed the staged part of an unfinished upload"));
     assert!(!rt.block_on(docker.volumes()).unwrap().contains(&id), "the node copy went once verified");
     assert!(
         events.iter().any(|e| e.kind == conductor_controller::events::INTENT_RESUMED),

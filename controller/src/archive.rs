@@ -114,6 +114,8 @@ pub struct Archive {
     parts_in_flight: usize,
     /// zstd level of new archives.
     level: i32,
+    /// The directory of a directory store (its staged uploads can be found there).
+    root: Option<std::path::PathBuf>,
 }
 
 /// Whether a restored stream was the archive it claims (known once the stream ended).
@@ -125,7 +127,7 @@ const CHUNK: usize = 256 * 1024;
 
 impl Archive {
     pub fn new(store: Arc<dyn ObjectStore>, what: impl Into<String>) -> Archive {
-        Archive { store, what: what.into(), part: 8 << 20, parts_in_flight: 2, level: 3 }
+        Archive { store, what: what.into(), part: 8 << 20, parts_in_flight: 2, level: 3, root: None }
     }
 
     /// A directory (created if missing).
@@ -133,7 +135,9 @@ impl Archive {
         std::fs::create_dir_all(root).map_err(|e| format!("archive directory {}: {e}", root.display()))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(root)
             .map_err(|e| format!("archive directory {}: {e}", root.display()))?;
-        Ok(Archive::new(Arc::new(fs), format!("dir:{}", root.display())))
+        let mut a = Archive::new(Arc::new(fs), format!("dir:{}", root.display()));
+        a.root = Some(root.to_path_buf());
+        Ok(a)
     }
 
     pub fn memory() -> Archive {
@@ -312,6 +316,24 @@ impl Archive {
         let (path, _) = object_of(key);
         self.store.put(&ObjectPath::from(path.as_str()), data.into()).await.map_err(|e| Self::io(key, e))?;
         Ok(())
+    }
+
+    /// Removes the staged parts of uploads that never completed (a directory store names
+    /// them `<archive>#<n>`; they are never taken for archives). Only while nothing uploads:
+    /// the daemon calls it at start-up, before its engine runs. The names removed.
+    pub fn remove_partial_uploads(&self) -> Result<Vec<String>, ArchiveError> {
+        let Some(root) = &self.root else { return Ok(Vec::new()) };
+        let mut removed = Vec::new();
+        let entries = std::fs::read_dir(root).map_err(|e| Self::io("(staged uploads)", e))?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains('#') && e.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::remove_file(e.path()).map_err(|err| Self::io(&name, err))?;
+                removed.push(name);
+            }
+        }
+        removed.sort();
+        Ok(removed)
     }
 
     /// Every archive's name and size.
@@ -547,6 +569,20 @@ mod tests {
         // A missing archive is an error, not an empty world.
         let gone = ArchiveRef { key: "nope.tar.zst".into(), sha256: r.sha256.clone(), bytes: 0 };
         assert!(matches!(a.open(&gone).await, Err(ArchiveError::Io { .. })));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn staged_parts_of_unfinished_uploads_are_removed_and_archives_kept() {
+        let root = std::env::temp_dir().join(format!("conductor-partials-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let a = Archive::dir(&root).unwrap();
+        let r = a.put_stream("s1-1.tar.zst", stream_of(vec![7; 1000])).await.unwrap();
+        std::fs::write(root.join("s2-1.tar.zst#1"), b"half").unwrap();
+        assert_eq!(a.remove_partial_uploads().unwrap(), vec!["s2-1.tar.zst#1".to_string()]);
+        a.verify(&r).await.unwrap();
+        assert!(a.remove_partial_uploads().unwrap().is_empty());
+        assert!(Archive::memory().remove_partial_uploads().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

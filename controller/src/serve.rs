@@ -110,6 +110,11 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
     // No node or cloud is contacted before the engine runs: one that does not answer
     // starts as unreachable (its dead timer runs) and the rest of the fleet works.
     let live_cfg = live_config(&cfg)?;
+    // Uploads a killed predecessor left half done are redone by their intents: their
+    // staged parts go (nothing uploads before the engine runs).
+    for name in live_cfg.archive.remove_partial_uploads()? {
+        eprintln!("conductor: removed the staged part of an unfinished upload: {name}");
+    }
     let live = Arc::new(tokio::sync::Mutex::new(Live::start(store.clone(), live_cfg, now()).await?));
     eprintln!("conductor: state adopted; mode {:?}", c.mode);
 
