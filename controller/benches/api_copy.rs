@@ -20,9 +20,8 @@ use conductor_controller::live::{DedicatedNode, Healing, Live, LiveConfig, Mode}
 use conductor_controller::mcping::Status;
 use conductor_controller::store::{token_hash, NewEntry, NewServer, Store};
 use conductor_controller::MemoryStore;
-use conductor_core::catalogue::Reserve;
 use conductor_core::model::CostMode;
-use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use conductor_core::{Millis, SchedulerConfig};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,23 +115,8 @@ async fn run() {
     let clock = Clock::new(now());
     let fake = FakeNode::new("ded-0", clock.clone(), Faults::none(), 0);
     let node = Arc::new(BigWorld { inner: fake.clone(), mb });
-    let kind = DedicatedType {
-        name: "AX41".into(),
-        ram_mib: 65536,
-        cores: 8,
-        disk_gb: 1000,
-        monthly_eur: Decimal::from(70),
-        reserve: Reserve::Mib(2300),
-    };
-    let vm = CloudType {
-        name: "cx43".into(),
-        ram_mib: 16384,
-        cores: 8,
-        disk_gb: 160,
-        hourly_eur: Decimal::new(21, 3),
-        monthly_cap_eur: Decimal::from(15),
-        reserve: Reserve::Percent(Decimal::from(15)),
-    };
+    let kind = conductor_controller::fake::ax41();
+    let vm = conductor_controller::fake::cx23();
     let store = Arc::new(MemoryStore::new());
     let t0 = now();
     let owner = store.create_owner("o", t0).await.unwrap().id;

@@ -16,10 +16,9 @@ use conductor_controller::fake::{Clock, FakeNode, Faults, MemArchive};
 use conductor_controller::live::{DedicatedNode, Healing, Live, LiveConfig, Mode};
 use conductor_controller::store::{NewEntry, NewServer, Store};
 use conductor_controller::MemoryStore;
-use conductor_core::catalogue::Reserve;
 use conductor_core::model::CostMode;
 use conductor_core::scheduler::{Outbox, Timer};
-use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use conductor_core::{Millis, SchedulerConfig};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,23 +38,8 @@ async fn run() {
     let faults = Faults::none();
     let nodes: Vec<Arc<FakeNode>> =
         (0..NODES).map(|i| FakeNode::new(&format!("ded-{i}"), clock.clone(), faults.clone(), 10_000)).collect();
-    let kind = DedicatedType {
-        name: "AX41".into(),
-        ram_mib: 65536,
-        cores: 8,
-        disk_gb: 1000,
-        monthly_eur: Decimal::from(70),
-        reserve: Reserve::Mib(2300),
-    };
-    let vm = CloudType {
-        name: "cx43".into(),
-        ram_mib: 16384,
-        cores: 8,
-        disk_gb: 160,
-        hourly_eur: Decimal::new(21, 3),
-        monthly_cap_eur: Decimal::from(15),
-        reserve: Reserve::Percent(Decimal::from(15)),
-    };
+    let kind = conductor_controller::fake::ax41();
+    let vm = conductor_controller::fake::cx23();
     let store = Arc::new(MemoryStore::new());
     let owner = store.create_owner("o", T0).await.unwrap().id;
     let credit = NewEntry::topup(owner, Decimal::from(1_000_000_000), "credit", T0);

@@ -483,6 +483,32 @@ impl CloudDriver for FakeCloud {
 /// Archives in memory (an `object_store` in-memory store behind the real archive code).
 pub type MemArchive = crate::archive::Archive;
 
+/// The dedicated node type of the engine's tests and benchmarks: an AX41 (64 GiB, 2.3 GiB
+/// kept for the system).
+pub fn ax41() -> conductor_core::DedicatedType {
+    conductor_core::DedicatedType {
+        name: "AX41".into(),
+        ram_mib: 65536,
+        cores: 8,
+        disk_gb: 1000,
+        monthly_eur: rust_decimal::Decimal::from(70),
+        reserve: conductor_core::catalogue::Reserve::Mib(2300),
+    }
+}
+
+/// Their cloud VM type: a cx23 (4 GiB).
+pub fn cx23() -> conductor_core::CloudType {
+    conductor_core::CloudType {
+        name: "cx23".into(),
+        ram_mib: 4096,
+        cores: 2,
+        disk_gb: 40,
+        hourly_eur: rust_decimal::Decimal::new(6, 3),
+        monthly_cap_eur: rust_decimal::Decimal::from(4),
+        reserve: conductor_core::catalogue::Reserve::Mib(0),
+    }
+}
+
 /// Worlds for tests and benchmarks, generated as they stream (never whole in memory).
 pub mod world {
     use crate::driver::ByteStream;

@@ -10,9 +10,8 @@ use conductor_controller::fake::{Clock, FakeNode, Faults, MemArchive};
 use conductor_controller::live::{DedicatedNode, GameAccess, Healing, Live, LiveConfig, Mode};
 use conductor_controller::store::{NewEntry, NewServer, Store};
 use conductor_controller::MemoryStore;
-use conductor_core::catalogue::Reserve;
 use conductor_core::model::CostMode;
-use conductor_core::{CloudType, DedicatedType, Millis, Residence, SchedulerConfig, ServerId};
+use conductor_core::{Millis, Residence, SchedulerConfig, ServerId};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,23 +31,8 @@ async fn step(live: &mut Live<MemoryStore>, clock: &Clock) -> Duration {
 async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
     let clock = Clock::new(T0);
     let node = FakeNode::new("ded-0", clock.clone(), Faults::none(), 0);
-    let kind = DedicatedType {
-        name: "AX41".into(),
-        ram_mib: 65536,
-        cores: 8,
-        disk_gb: 1000,
-        monthly_eur: Decimal::from(70),
-        reserve: Reserve::Mib(2300),
-    };
-    let vm = CloudType {
-        name: "cx23".into(),
-        ram_mib: 4096,
-        cores: 2,
-        disk_gb: 40,
-        hourly_eur: Decimal::new(6, 3),
-        monthly_cap_eur: Decimal::from(4),
-        reserve: Reserve::Mib(0),
-    };
+    let kind = conductor_controller::fake::ax41();
+    let vm = conductor_controller::fake::cx23();
     let store = Arc::new(MemoryStore::new());
     let owner = store.create_owner("o", T0).await.unwrap().id;
     store.post(NewEntry::topup(owner, Decimal::from(100), "credit", T0)).await.unwrap();

@@ -13,10 +13,8 @@ use conductor_controller::fake::{Clock, FakeNode, Faults, MemArchive};
 use conductor_controller::live::{DedicatedNode, GameAccess, Live, LiveConfig, Mode};
 use conductor_controller::store::token_hash;
 use conductor_controller::MemoryStore;
-use conductor_core::catalogue::Reserve;
-use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use conductor_core::{Millis, SchedulerConfig};
 use http_body_util::BodyExt;
-use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,23 +33,8 @@ struct World {
 fn world() -> World {
     let clock = Clock::new(T0);
     let node = FakeNode::new("ded-0", clock.clone(), Faults::none(), 0);
-    let kind = DedicatedType {
-        name: "AX41".into(),
-        ram_mib: 65536,
-        cores: 8,
-        disk_gb: 1000,
-        monthly_eur: Decimal::from(70),
-        reserve: Reserve::Mib(2300),
-    };
-    let vm = CloudType {
-        name: "cx23".into(),
-        ram_mib: 4096,
-        cores: 2,
-        disk_gb: 40,
-        hourly_eur: Decimal::new(6, 3),
-        monthly_cap_eur: Decimal::from(4),
-        reserve: Reserve::Mib(0),
-    };
+    let kind = conductor_controller::fake::ax41();
+    let vm = conductor_controller::fake::cx23();
     let store = Arc::new(MemoryStore::new());
     let cfg = LiveConfig {
         game: GameAccess { port_base: Some(20_000), boot: 40_000, restore_mb_per_s: 100 },
