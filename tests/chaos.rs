@@ -371,26 +371,30 @@ cooldown_s = 6
 fn converge(rt: &tokio::runtime::Runtime, store: &PgStore, daemon: &mut Child, log: &std::path::Path) {
     let started = Instant::now();
     let mut quiet = 0;
+    let mut last = String::new();
     while started.elapsed() < Duration::from_secs(240) {
         std::thread::sleep(Duration::from_secs(1));
         if let Ok(Some(status)) = daemon.try_wait() {
             panic!("the daemon exited ({status}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
         }
         let (intents, busy) = rt.block_on(async {
-            let intents = store.pending_intents().await.unwrap().len();
-            let busy = store
+            let intents: Vec<String> =
+                store.pending_intents().await.unwrap().into_iter().map(|i| format!("{} {}", i.key, i.data)).collect();
+            let busy: Vec<String> = store
                 .servers(None)
                 .await
                 .unwrap()
                 .iter()
                 .filter(|s| matches!(s.state, ServerState::Starting | ServerState::Queued))
-                .count();
+                .map(|s| format!("server {} {:?}", s.id, s.state))
+                .collect();
             (intents, busy)
         });
-        quiet = if intents == 0 && busy == 0 { quiet + 1 } else { 0 };
+        last = format!("pending intents: {intents:?}\nstarting or queued: {busy:?}");
+        quiet = if intents.is_empty() && busy.is_empty() { quiet + 1 } else { 0 };
         if quiet >= 25 {
             return;
         }
     }
-    panic!("no convergence within 240 s:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+    panic!("no convergence within 240 s:\n{last}\n{}", std::fs::read_to_string(log).unwrap_or_default());
 }

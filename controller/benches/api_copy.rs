@@ -134,6 +134,7 @@ async fn run() {
     // The archive is due a second after the stop: the copy starts at once.
     scheduler.sleep_window = 1_000;
     let cfg = LiveConfig {
+        worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler,
         dedicated: vec![DedicatedNode { name: "ded-0".into(), kind, docker: node.clone() as Arc<dyn NodeDriver> }],

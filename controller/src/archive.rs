@@ -48,7 +48,12 @@ impl From<ArchiveError> for DriverError {
 pub struct ArchiveRef {
     pub key: String,
     pub sha256: String,
+    /// Stored (compressed) bytes.
     pub bytes: u64,
+    /// The world's tar before compression: its measured size (0 where unknown: older
+    /// archives).
+    #[serde(default)]
+    pub world_bytes: u64,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -188,9 +193,9 @@ impl Archive {
         let (mut compressed, done) = pipe(tar, move |r, w| {
             let mut hashed = HashWriter { inner: w, hash: Sha256::new(), bytes: 0 };
             let mut enc = zstd::stream::write::Encoder::new(&mut hashed, level)?;
-            io::copy(r, &mut enc)?;
+            let world = io::copy(r, &mut enc)?;
             enc.finish()?;
-            Ok((hex(&hashed.hash.finalize()), hashed.bytes))
+            Ok((hex(&hashed.hash.finalize()), hashed.bytes, world))
         });
         let upload = self.store.put_multipart(&ObjectPath::from(path.as_str())).await.map_err(|e| Self::io(key, e))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, self.part);
@@ -216,7 +221,7 @@ impl Archive {
             let _ = done.await;
             return Err(e);
         }
-        let (sha256, bytes) = match done.await {
+        let (sha256, bytes, world_bytes) = match done.await {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
                 let _ = w.abort().await;
@@ -228,7 +233,7 @@ impl Archive {
             }
         };
         w.finish().await.map_err(|e| Self::io(key, e))?;
-        Ok(ArchiveRef { key: key.into(), sha256, bytes })
+        Ok(ArchiveRef { key: key.into(), sha256, bytes, world_bytes })
     }
 
     /// The stored bytes (compressed), as a stream.
@@ -468,6 +473,20 @@ pub async fn archive_server(
     Ok(r)
 }
 
+/// Copies a server's world (running or not) from `node` into the store as `key`, verified
+/// by reading it back; the node copy stays (a backup).
+pub async fn backup_server(
+    node: &dyn NodeDriver,
+    store: &Archive,
+    server: i64,
+    key: &str,
+) -> Result<ArchiveRef, ArchiveError> {
+    let tar = node.download_data(server).await?;
+    let r = store.put_stream(key, tar).await?;
+    store.verify(&r).await?;
+    Ok(r)
+}
+
 /// Restores a world into the server's volume and creates its container (not started). The
 /// checksum is checked as the archive streams: a mismatch fails the write, and what was
 /// written goes again.
@@ -567,7 +586,7 @@ mod tests {
         assert!(collect(s).await.is_err(), "the stream ends in an error");
         assert_eq!(verdict.await.unwrap().unwrap_err().kind(), io::ErrorKind::InvalidData);
         // A missing archive is an error, not an empty world.
-        let gone = ArchiveRef { key: "nope.tar.zst".into(), sha256: r.sha256.clone(), bytes: 0 };
+        let gone = ArchiveRef { key: "nope.tar.zst".into(), sha256: r.sha256.clone(), bytes: 0, world_bytes: 0 };
         assert!(matches!(a.open(&gone).await, Err(ArchiveError::Io { .. })));
     }
 
@@ -595,7 +614,7 @@ mod tests {
         // Old keys had no extension; their objects were `<key>.tar.gz`.
         a.write_raw("s3-1", gz.clone()).await.unwrap();
         assert_eq!(object_of("s3-1"), ("s3-1.tar.gz".into(), Codec::Gzip));
-        let r = ArchiveRef { key: "s3-1".into(), sha256: sha256_hex(&gz), bytes: gz.len() as u64 };
+        let r = ArchiveRef { key: "s3-1".into(), sha256: sha256_hex(&gz), bytes: gz.len() as u64, world_bytes: 0 };
         let (s, verdict) = a.open(&r).await.unwrap();
         assert_eq!(collect(s).await.unwrap(), tar);
         verdict.await.unwrap().unwrap();

@@ -141,10 +141,12 @@ pub struct Usage {
     pub owner: i64,
     pub server: i64,
     ram_mib: u32,
+    /// The world's size for sleeping charges: declared, then measured (`world.measured`).
     disk_mb: u64,
-    open: Option<(Phase, Millis)>,
-    /// Closed spans that may still overlap unmetered windows.
-    spans: Vec<(Phase, Millis, Millis)>,
+    /// The phase it is in, since when, at what quantity per ms.
+    open: Option<(Phase, Millis, u128)>,
+    /// Closed spans (phase, from, to, quantity per ms) that may still overlap unmetered windows.
+    spans: Vec<(Phase, Millis, Millis, u128)>,
     /// Usage per phase (active, sleeping) before `folded`.
     base: [u128; 2],
     folded: Millis,
@@ -175,6 +177,7 @@ impl Usage {
             SERVER_CRASHED,
             SERVER_LOST,
             SERVER_FAILED,
+            WORLD_MEASURED,
         ]
         .contains(&kind)
     }
@@ -185,14 +188,8 @@ impl Usage {
     pub fn on(&mut self, kind: &str, at: Millis) {
         use crate::events::*;
         match kind {
-            SERVER_STARTED | SERVER_RESUMED => {
-                self.close(at);
-                self.open = Some((Phase::Active, at));
-            }
-            SERVER_SLEPT => {
-                self.close(at);
-                self.open = Some((Phase::Sleeping, at));
-            }
+            SERVER_STARTED | SERVER_RESUMED => self.open_at(Phase::Active, at),
+            SERVER_SLEPT => self.open_at(Phase::Sleeping, at),
             SERVER_PLACED | SERVER_ARCHIVED | SERVER_DELETED | SERVER_CRASHED | SERVER_LOST | SERVER_FAILED => {
                 self.close(at)
             }
@@ -200,17 +197,36 @@ impl Usage {
         }
     }
 
+    fn open_at(&mut self, p: Phase, at: Millis) {
+        self.close(at);
+        self.open = Some((p, at, self.rate_of(p)));
+    }
+
     fn close(&mut self, at: Millis) {
-        if let Some((p, since)) = self.open.take() {
+        if let Some((p, since, rate)) = self.open.take() {
             if at > since {
-                self.spans.push((p, since, at));
+                self.spans.push((p, since, at, rate));
             }
         }
     }
 
+    /// The world was measured at `at` (`world.measured`): sleeping is charged at this size
+    /// from then on (what was metered before keeps its size, so a replay agrees).
+    pub fn measured(&mut self, at: Millis, disk_mb: u64) {
+        self.disk_mb = disk_mb;
+        if let Some((Phase::Sleeping, _, _)) = self.open {
+            self.open_at(Phase::Sleeping, at);
+        }
+    }
+
+    /// The size sleeping is charged for now (MB).
+    pub fn disk_mb(&self) -> u64 {
+        self.disk_mb
+    }
+
     /// The phase it is billed for now, if any.
     pub fn phase(&self) -> Option<(Phase, Millis)> {
-        self.open
+        self.open.map(|(p, since, _)| (p, since))
     }
 
     /// Quantity per ms in phase `p`: plan RAM (MiB) running, disk (MB) asleep.
@@ -224,12 +240,12 @@ impl Usage {
     /// Quantity of phase `p` in `[from, to)` (spans and the open phase clipped to it).
     pub fn quantity(&self, p: Phase, from: Millis, to: Millis) -> u128 {
         let clip = |a: Millis, b: Millis| (b.min(to) - a.max(from)).max(0) as u128;
-        let closed: u128 = self.spans.iter().filter(|s| s.0 == p).map(|s| clip(s.1, s.2)).sum();
+        let closed: u128 = self.spans.iter().filter(|s| s.0 == p).map(|s| clip(s.1, s.2) * s.3).sum();
         let open = match self.open {
-            Some((q, since)) if q == p => clip(since, to),
+            Some((q, since, rate)) if q == p => clip(since, to) * rate,
             _ => 0,
         };
-        (closed + open) * self.rate_of(p)
+        closed + open
     }
 
     /// The usage of each window `[w, w + window)` for `w` from `from` up to `to` (windows

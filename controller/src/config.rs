@@ -139,12 +139,60 @@ pub struct ControllerSection {
     /// and restores, so a firewall can open one range); absent: any free port (the gateway's
     /// route follows it).
     pub game_port_base: Option<u16>,
+    /// Backups of every world (`[controller.backups]`).
+    #[serde(default)]
+    pub backups: BackupsConfig,
+    /// A world past this percentage of its plan's disk (`disk_mb`) is not started; past
+    /// 100 % its owner is told.
+    #[serde(default = "one_fifty")]
+    pub hard_quota_pct: u32,
     /// One per `[[fleet.dedicated]]` node, in the same order.
     #[serde(default)]
     pub node: Vec<NodeConfig>,
     pub cloud: Option<CloudConfigFile>,
 }
 
+/// `[controller.backups]`: when worlds are copied and how many copies are kept.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupsConfig {
+    /// A backup at every stop.
+    pub on_stop: bool,
+    /// Every this many hours while a server runs (0: none).
+    pub every_h: u32,
+    /// Kept: the newest `keep_last`, and the newest of each of the last `keep_daily` days
+    /// and `keep_weekly` weeks (UTC).
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+}
+
+impl Default for BackupsConfig {
+    fn default() -> Self {
+        let r = conductor_core::backups::Retention::default();
+        BackupsConfig { on_stop: true, every_h: 6, keep_last: r.last, keep_daily: r.daily, keep_weekly: r.weekly }
+    }
+}
+
+impl ControllerSection {
+    pub fn worlds(&self) -> crate::live::Worlds {
+        let b = &self.backups;
+        crate::live::Worlds {
+            backup_on_stop: b.on_stop,
+            backup_every_h: b.every_h,
+            retention: conductor_core::backups::Retention {
+                last: b.keep_last,
+                daily: b.keep_daily,
+                weekly: b.keep_weekly,
+            },
+            hard_quota_pct: self.hard_quota_pct,
+        }
+    }
+}
+
+fn one_fifty() -> u32 {
+    150
+}
 fn localhost() -> String {
     "127.0.0.1".into()
 }
@@ -229,6 +277,12 @@ impl ControllerConfig {
         }
         if controller.billing_window_s == 0 || !(controller.warn_hours.is_finite() && controller.warn_hours >= 0.0) {
             return Err(invalid("controller.billing_window_s must be positive and warn_hours not negative".into()));
+        }
+        if controller.hard_quota_pct < 100 {
+            return Err(invalid(format!(
+                "controller.hard_quota_pct: at least 100 (the plan's disk itself), got {}",
+                controller.hard_quota_pct
+            )));
         }
         if scenario.cloud.is_some() != controller.cloud.is_some() {
             return Err(invalid("controller.cloud: needed exactly when [fleet.cloud] is set".into()));

@@ -24,6 +24,14 @@ pub const SERVER_CRASH_LOOP: &str = "server.crash-loop";
 pub const SERVER_START_FAILED: &str = "server.start-failed";
 pub const SERVER_LOST: &str = "server.lost";
 pub const SERVER_FAILED: &str = "server.failed";
+
+// Worlds: copies, sizes and recovery.
+pub const BACKUP_CREATED: &str = "backup.created";
+pub const BACKUP_DELETED: &str = "backup.deleted";
+pub const BACKUP_RESTORED: &str = "backup.restored";
+pub const WORLD_MEASURED: &str = "world.measured";
+pub const WORLD_OVER_QUOTA: &str = "world.over-quota";
+pub const WORLD_RECOVERED: &str = "world.recovered";
 // Nodes.
 pub const NODE_CREATE_REQUESTED: &str = "node.create-requested";
 pub const NODE_CREATED: &str = "node.created";
@@ -80,6 +88,12 @@ pub const ALL: &[&str] = &[
     SERVER_START_FAILED,
     SERVER_LOST,
     SERVER_FAILED,
+    BACKUP_CREATED,
+    BACKUP_DELETED,
+    BACKUP_RESTORED,
+    WORLD_MEASURED,
+    WORLD_OVER_QUOTA,
+    WORLD_RECOVERED,
     NODE_CREATE_REQUESTED,
     NODE_CREATED,
     NODE_READY,

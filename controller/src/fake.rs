@@ -118,6 +118,8 @@ struct NodeState {
     listed: Vec<Millis>,
     /// How long a world's download takes in real time (a big world; default none).
     slow_data: std::time::Duration,
+    /// Worlds given a size: their tar is that many bytes (zeros, then the save counter).
+    world_bytes: BTreeMap<i64, u64>,
 }
 
 /// A node's Docker API in memory.
@@ -136,6 +138,11 @@ impl FakeNode {
     }
 
     /// Downloads of worlds take this long (real time): a copy of a big world.
+    /// The tar of `server`'s world is `bytes` long from now on (its measured size).
+    pub fn set_world_bytes(&self, server: i64, bytes: u64) {
+        self.state.lock().unwrap().world_bytes.insert(server, bytes);
+    }
+
     pub fn set_slow_data(&self, d: std::time::Duration) {
         self.state.lock().unwrap().slow_data = d;
     }
@@ -342,12 +349,21 @@ impl NodeDriver for FakeNode {
         ready(self.call("download", |st, _| {
             let saves = st.volumes.get(&server).ok_or_else(|| DriverError::permanent("404: no such volume"))?;
             let (world, slow) = (format!("world:{server}:{saves}").into_bytes(), st.slow_data);
-            Ok(Box::pin(futures_util::stream::once(async move {
+            // A sized world: zeros first, in 1 MiB chunks (bounded memory), the counter last.
+            let mut pad = st.world_bytes.get(&server).map_or(0, |&b| b.saturating_sub(world.len() as u64));
+            let zeros = bytes::Bytes::from(vec![0u8; 1 << 20]);
+            let padding = futures_util::stream::iter(std::iter::from_fn(move || {
+                let n = pad.min(1 << 20);
+                pad -= n;
+                (n > 0).then(|| Ok(zeros.slice(..n as usize)))
+            }));
+            let last = futures_util::stream::once(async move {
                 if !slow.is_zero() {
                     tokio::time::sleep(slow).await;
                 }
                 Ok(bytes::Bytes::from(world))
-            })) as crate::driver::ByteStream)
+            });
+            Ok(Box::pin(futures_util::StreamExt::chain(padding, last)) as crate::driver::ByteStream)
         }))
     }
 
@@ -360,7 +376,7 @@ impl NodeDriver for FakeNode {
         Box::pin(async move {
             let tar = crate::archive::collect(tar).await.map_err(|e| DriverError::transient(e.to_string()))?;
             self.call("write volume", |st, _| {
-                let text = String::from_utf8_lossy(&tar).into_owned();
+                let text = String::from_utf8_lossy(&tar[tar.len().saturating_sub(64)..]).into_owned();
                 let saves = text.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
                 st.volumes.insert(server, saves);
                 Ok(())

@@ -59,6 +59,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         cmd: c.helper_cmd.clone().unwrap_or_else(|| vec!["/standin".into(), "hold".into()]),
     };
     Ok(LiveConfig {
+        worlds: c.worlds(),
         game: crate::live::GameAccess {
             port_base: c.game_port_base,
             boot: cfg.scenario.lifecycle.boot.planning_value(),

@@ -102,6 +102,7 @@ impl World {
             n.clone() as Arc<dyn NodeDriver>
         });
         LiveConfig {
+            worlds: Default::default(),
             game: conductor_controller::live::GameAccess::default(),
             scheduler,
             dedicated,

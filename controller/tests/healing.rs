@@ -59,6 +59,7 @@ fn config(
     scheduler.dead_after = 20 * S;
     scheduler.sleep_window = 60 * S;
     LiveConfig {
+        worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler,
         dedicated: nodes

@@ -51,6 +51,7 @@ async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
     let mut scheduler = SchedulerConfig::reference(vm, 0);
     scheduler.sleep_window = 60_000;
     let cfg = LiveConfig {
+        worlds: Default::default(),
         game: GameAccess::default(),
         scheduler,
         dedicated: vec![DedicatedNode { name: "ded-0".into(), kind, docker: node.clone() as Arc<dyn NodeDriver> }],

@@ -51,6 +51,7 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
     };
     let for_vm = docker.clone();
     LiveConfig {
+        worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler: SchedulerConfig::reference(vm, 3),
         dedicated: vec![DedicatedNode { name: "ded-1".into(), kind: dedicated, docker }],

@@ -10,6 +10,7 @@
 //! Because both drivers call the same [`Scheduler`], a decision taken in the twin and in
 //! the controller for the same state at the same time is identical.
 
+pub mod backups;
 pub mod billing;
 pub mod catalogue;
 pub mod consolidation;

@@ -6,6 +6,7 @@
 //! `{"error": {"code", "message"}}` with a stable code; store internals are logged, not sent.
 
 mod gateway;
+mod worlds;
 
 pub use gateway::{valid_host, RouteFeed};
 
@@ -225,6 +226,9 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/servers/{id}/stop", axum::routing::post(stop_server::<S>))
         .route("/v1/servers/{id}/restart", axum::routing::post(restart_server::<S>))
         .route("/v1/servers/{id}", axum::routing::delete(delete_server::<S>))
+        .route("/v1/servers/{id}/backups", get(worlds::list::<S>).post(worlds::create::<S>))
+        .route("/v1/servers/{id}/backups/{backup}", axum::routing::delete(worlds::delete::<S>))
+        .route("/v1/servers/{id}/backups/{backup}/restore", axum::routing::post(worlds::restore::<S>))
         .route("/v1/wake/{id}", axum::routing::post(gateway::wake::<S>))
         .route("/v1/routes", get(gateway::routes::<S>))
         .route("/v1/gateways/{id}/players", axum::routing::put(gateway::players::<S>))
@@ -566,17 +570,22 @@ async fn show_server<S: Store + 'static>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     use crate::billing::{phase_cost, Phase};
     let server = visible(&api, &headers, &id).await?;
+    let (current, world) = match &api.live {
+        Some(live) => {
+            let live = live.lock().await;
+            (live.current_phase(server.id, (api.config.now)()), live.world_size(server.id).ok())
+        }
+        None => (None, None),
+    };
+    // Sleeping is charged at the measured size once there is one.
+    let disk_mb = world.as_ref().and_then(|w| w.measured_mb).unwrap_or(server.disk_mb);
     let per_minute = phase_cost(
         Phase::of_state(server.state),
         server.ram_mib,
-        server.disk_mb,
+        disk_mb,
         conductor_core::time::MINUTE,
         &api.config.prices,
     );
-    let current = match &api.live {
-        Some(live) => live.lock().await.current_phase(server.id, (api.config.now)()),
-        None => None,
-    };
     let id = server.id;
     let mut view = serde_json::to_value(ServerView::from(server)).expect("plain data");
     view["billing"] = json!({
@@ -587,6 +596,9 @@ async fn show_server<S: Store + 'static>(
             "cost": cost.to_string(),
         })),
     });
+    if let Some(w) = world {
+        view["world"] = serde_json::to_value(w).expect("plain data");
+    }
     debug_assert_eq!(view["id"], id);
     Ok(Json(view))
 }
@@ -779,6 +791,10 @@ fn live_error(e: crate::live::LiveError) -> ApiError {
         e @ crate::live::LiveError::BalanceExhausted { .. } => {
             ApiError::new(StatusCode::PAYMENT_REQUIRED, "balance_exhausted", e.to_string())
         }
+        e @ crate::live::LiveError::OverQuota { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "over_quota", e.to_string())
+        }
+        crate::live::LiveError::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
         crate::live::LiveError::Driver(m) => {
             eprintln!("driver error: {m}");
             ApiError::new(

@@ -13,6 +13,7 @@
 //! - After a restart the pending intents are resumed (`adopt.rs`): every call is idempotent
 //!   by deterministic names.
 
+pub(super) use super::intents::{Action, Intents, Pending, RestoreFrom, Target};
 pub(super) use super::work::{timed, Call, Done, Job, Output, Source, Verdict, Work};
 use super::*;
 use crate::cloud::{NewVm, LABEL_MANAGED};
@@ -20,246 +21,6 @@ use crate::docker::ContainerSpec;
 use crate::driver::DriverError;
 use crate::store::{NewNode, NodeState};
 use conductor_core::{Command, NodeKind, Restore};
-use rand::{Rng, SeedableRng};
-
-/// An external action, in store ids (what a restarted controller can resume).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// Create (restore) and start `server`'s container on `node`.
-    Place {
-        server: i64,
-        node: i64,
-        restore: RestoreFrom,
-    },
-    /// Stop it gracefully; the world stays in its volume.
-    Stop {
-        server: i64,
-        node: i64,
-    },
-    /// Archive its world from `node` (verified), then remove the node copy.
-    Archive {
-        server: i64,
-        node: i64,
-        key: String,
-    },
-    /// Remove what a failed placement left (the world too unless `keep_data`).
-    Discard {
-        server: i64,
-        node: i64,
-        keep_data: bool,
-    },
-    /// Remove a container (and with `volume` its world): deleted servers, strays.
-    Remove {
-        server: i64,
-        node: i64,
-        volume: bool,
-    },
-    CreateVm {
-        node: i64,
-        name: String,
-        vm_type: String,
-    },
-    /// Delete the VM of this name (the node row, if the store knows it).
-    DeleteVm {
-        node: Option<i64>,
-        name: String,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "from", rename_all = "snake_case")]
-pub enum RestoreFrom {
-    None,
-    Archive,
-    Node { node: i64 },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Target {
-    Server(i64),
-    Vm(String),
-}
-
-impl Action {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Place { .. } => "place",
-            Action::Stop { .. } => "stop",
-            Action::Archive { .. } => "archive",
-            Action::Discard { .. } => "discard",
-            Action::Remove { .. } => "remove",
-            Action::CreateVm { .. } => "create_vm",
-            Action::DeleteVm { .. } => "delete_vm",
-        }
-    }
-
-    fn target(&self) -> Target {
-        match self {
-            Action::Place { server, .. }
-            | Action::Stop { server, .. }
-            | Action::Archive { server, .. }
-            | Action::Discard { server, .. }
-            | Action::Remove { server, .. } => Target::Server(*server),
-            Action::CreateVm { name, .. } | Action::DeleteVm { name, .. } => Target::Vm(name.clone()),
-        }
-    }
-
-    /// Whether repeated failure ends it (and the core decides what next); the others must
-    /// happen eventually and are retried for as long as it takes.
-    fn gives_up(&self) -> bool {
-        matches!(self, Action::Place { .. } | Action::CreateVm { .. })
-    }
-
-    /// The nodes (store ids) it acts on.
-    fn nodes(&self) -> Vec<i64> {
-        match self {
-            Action::Place { node, restore: RestoreFrom::Node { node: from }, .. } => vec![*node, *from],
-            Action::Place { node, .. }
-            | Action::Stop { node, .. }
-            | Action::Archive { node, .. }
-            | Action::Discard { node, .. }
-            | Action::Remove { node, .. } => vec![*node],
-            Action::CreateVm { .. } | Action::DeleteVm { .. } => Vec::new(),
-        }
-    }
-
-    fn server(&self) -> Option<i64> {
-        match self.target() {
-            Target::Server(s) => Some(s),
-            Target::Vm(_) => None,
-        }
-    }
-}
-
-/// An intent not yet done.
-pub(super) struct Pending {
-    store_id: i64,
-    key: String,
-    action: Action,
-    attempts: u32,
-    next_at: Millis,
-    in_flight: bool,
-    /// Operators were told it keeps failing.
-    alerted: bool,
-    /// When it was first asked for, and whether it was reported as old.
-    since: Millis,
-    stale: bool,
-}
-
-/// The intents not yet done, in the order they were asked for.
-pub(super) struct Intents {
-    items: BTreeMap<u64, Pending>,
-    next: u64,
-    /// Makes keys unique across restarts (the seq of this start-up's `controller.started`).
-    base: i64,
-    rng: rand::rngs::StdRng,
-}
-
-impl Intents {
-    pub(super) fn new(base: i64, seed: u64) -> Intents {
-        Intents { items: BTreeMap::new(), next: 0, base, rng: rand::rngs::StdRng::seed_from_u64(seed) }
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Whether an intent on `server` that acts on `node` (store ids) is not yet done.
-    pub(super) fn for_server_on(&self, server: i64, node: i64) -> bool {
-        self.items.values().any(|p| p.action.server() == Some(server) && p.action.nodes().contains(&node))
-    }
-
-    /// The (server, node) pairs the intent `local` acts on.
-    pub(super) fn touches(&self, local: u64) -> Vec<(i64, i64)> {
-        let Some(p) = self.items.get(&local) else { return Vec::new() };
-        let Some(s) = p.action.server() else { return Vec::new() };
-        p.action.nodes().into_iter().map(|n| (s, n)).collect()
-    }
-
-    /// Whether a placement of `server` is under way.
-    fn placing(&self, server: i64) -> bool {
-        self.items.values().any(|p| p.in_flight && matches!(&p.action, Action::Place { server: s, .. } if *s == server))
-    }
-
-    /// A node answers again: what waits for it is tried at once.
-    pub(super) fn kick(&mut self, node: i64, now: Millis) {
-        for p in self.items.values_mut().filter(|p| p.action.nodes().contains(&node)) {
-            // Its failures were the node's silence: the backoff starts over.
-            p.next_at = p.next_at.min(now);
-            if !p.action.gives_up() {
-                p.attempts = 0;
-            }
-        }
-    }
-
-    /// Each pending intent: key, attempts, when it is tried next, in flight.
-    pub(super) fn describe(&self) -> Vec<(String, u32, Millis, bool)> {
-        self.items.values().map(|p| (p.key.clone(), p.attempts, p.next_at, p.in_flight)).collect()
-    }
-
-    pub(super) fn for_vm(&self, name: &str) -> bool {
-        self.items.values().any(|p| p.action.target() == Target::Vm(name.to_owned()))
-    }
-
-    /// Queues an intent (recorded in the store as `store_id`); returns its local number.
-    fn push(&mut self, store_id: i64, key: String, action: Action, since: Millis, now: Millis) -> u64 {
-        let local = self.next;
-        self.next += 1;
-        let p = Pending {
-            store_id,
-            key,
-            action,
-            attempts: 0,
-            next_at: now,
-            in_flight: false,
-            alerted: false,
-            since,
-            stale: false,
-        };
-        self.items.insert(local, p);
-        local
-    }
-
-    /// Adopts an intent a previous run left pending.
-    pub(super) fn resume(&mut self, store_id: i64, key: String, action: Action, since: Millis, now: Millis) {
-        self.push(store_id, key, action, since, now);
-    }
-
-    /// Drops the pending intents of `server` of this kind (a start timeout ends its
-    /// placement's intent). Returns their store ids.
-    fn cancel(&mut self, server: i64, kind: &str) -> Vec<i64> {
-        let gone: Vec<u64> = self
-            .items
-            .iter()
-            .filter(|(_, p)| !p.in_flight && p.action.server() == Some(server) && p.action.kind() == kind)
-            .map(|(k, _)| *k)
-            .collect();
-        gone.into_iter().filter_map(|k| self.items.remove(&k)).map(|p| p.store_id).collect()
-    }
-
-    /// Drops a waiting placement of `server` (not under way).
-    fn cancel_place(&mut self, server: i64) -> Vec<i64> {
-        let gone: Vec<u64> = self
-            .items
-            .iter()
-            .filter(|(_, p)| !p.in_flight && matches!(&p.action, Action::Place { server: s, .. } if *s == server))
-            .map(|(k, _)| *k)
-            .collect();
-        gone.into_iter().filter_map(|k| self.items.remove(&k)).map(|p| p.store_id).collect()
-    }
-
-    fn backoff(&mut self, attempts: u32, h: &Healing) -> Millis {
-        let exp = h.retry_base.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(h.retry_max);
-        let jitter: f64 = self.rng.random_range(0.5..1.5);
-        ((exp as f64) * jitter).round() as Millis
-    }
-}
-
-/// When an archive was decided, from its name (`s<id>-<ms>[.tar.zst]`).
-fn archive_time(key: &str) -> Option<Millis> {
-    key.split_once('-')?.1.split('.').next()?.parse().ok()
-}
 
 impl<S: Store> Live<S> {
     pub(super) fn container(&self, server: ServerId, node: i64) -> ContainerSpec {
@@ -428,8 +189,10 @@ impl<S: Store> Live<S> {
             let p = &self.intents.items[&local];
             let target = p.action.target();
             let keys: Vec<(Target, i64)> = match target {
-                Target::Server(_) => p.action.nodes().into_iter().map(|n| (target.clone(), n)).collect(),
-                Target::Vm(_) => vec![(target, 0)],
+                Target::Server(_) | Target::Backups(_) => {
+                    p.action.nodes().into_iter().map(|n| (target.clone(), n)).collect()
+                }
+                Target::Vm(_) | Target::Object(_) => vec![(target, 0)],
             };
             let waits = keys.iter().any(|k| blocked.contains(k));
             blocked.extend(keys);
@@ -444,7 +207,7 @@ impl<S: Store> Live<S> {
         Ok(work)
     }
 
-    fn driver(&self, store_node: i64) -> Result<(NodeId, Arc<dyn NodeDriver>), Verdict> {
+    pub(super) fn driver(&self, store_node: i64) -> Result<(NodeId, Arc<dyn NodeDriver>), Verdict> {
         use conductor_core::scheduler::NodeState as N;
         let node = self.core_node(store_node).ok_or_else(|| Verdict::Unnecessary("node unknown".into()))?;
         if matches!(self.core.node(node).state, N::Dead | N::Deleted) {
@@ -469,8 +232,11 @@ impl<S: Store> Live<S> {
             | Action::Stop { node, .. }
             | Action::Archive { node, .. }
             | Action::Discard { node, .. }
-            | Action::Remove { node, .. } => format!("node:{node}"),
+            | Action::Remove { node, .. }
+            | Action::Backup { node, .. }
+            | Action::RestoreBackup { node, .. } => format!("node:{node}"),
             Action::CreateVm { .. } | Action::DeleteVm { .. } => "cloud".into(),
+            Action::DropObject { .. } => "archive".into(),
         };
         let call = (|| match action {
             Action::Place { server, node, restore } => {
@@ -506,10 +272,10 @@ impl<S: Store> Live<S> {
                 // Archived since its last stop already (an earlier intent for the same stop):
                 // there is nothing on the node to archive any more.
                 let core = self.by_store_id.get(server).copied();
-                let made = |r: &ArchiveRef| archive_time(&r.key);
+                let made = |r: &ArchiveRef| super::worlds::key_time(&r.key);
                 let since = core.and_then(|id| self.archives.get(&id).and_then(made).map(|t| (id, t)));
                 if let Some((id, t)) = since {
-                    if t >= self.core.stopped_at(id) && archive_time(key).is_some_and(|k| k >= t) {
+                    if t >= self.core.stopped_at(id) && super::worlds::key_time(key).is_some_and(|k| k >= t) {
                         return Err(Verdict::Unnecessary(format!("archived already ({})", self.archives[&id].key)));
                     }
                 }
@@ -543,6 +309,9 @@ impl<S: Store> Live<S> {
                 let id = node.and_then(|n| self.core_node(n)).and_then(|n| self.vm_ids.get(&n).copied());
                 let selector = format!("{LABEL_MANAGED}={}", c.cluster);
                 Ok(Call::DeleteVm { cloud: c.client.clone(), id, name: name.clone(), selector })
+            }
+            Action::Backup { .. } | Action::RestoreBackup { .. } | Action::DropObject { .. } => {
+                self.resolve_world(action)
             }
         })();
         (group, call)
@@ -664,6 +433,9 @@ impl<S: Store> Live<S> {
                     // The run is billed until the container really stopped.
                     let peak = self.peak_players.remove(&id).unwrap_or(0);
                     self.event(now, SERVER_SLEPT, Some(*server), Some(*node), json!({ "peak_players": peak })).await?;
+                    if self.cfg.worlds.backup_on_stop {
+                        self.backup(now, *server, *node, "stop").await?;
+                    }
                 } else {
                     self.event(now, CONTAINER_STOPPED, Some(*server), Some(*node), json!({})).await?;
                 }
@@ -679,8 +451,10 @@ impl<S: Store> Live<S> {
                 if self.core.residence(id) == Residence::Archived {
                     self.store.set_server_state(*server, ServerState::Archived, None, now).await?;
                 }
-                let data = json!({ "archive": r.key, "sha256": r.sha256, "bytes": r.bytes });
+                let data =
+                    json!({ "archive": r.key, "sha256": r.sha256, "bytes": r.bytes, "world_bytes": r.world_bytes });
                 self.event(now, SERVER_ARCHIVED, Some(*server), None, data).await?;
+                self.measured(now, *server, r.world_bytes).await?;
                 self.archives.insert(id, r);
             }
             Action::Discard { server, node, keep_data } => {
@@ -712,6 +486,9 @@ impl<S: Store> Live<S> {
                 self.strays.remove(&format!("vm:{name}"));
                 let data = json!({ "name": name });
                 self.event(now, NODE_DELETED, None, *node, data).await?;
+            }
+            Action::Backup { .. } | Action::RestoreBackup { .. } | Action::DropObject { .. } => {
+                self.world_done(now, action, out).await?;
             }
         }
         Ok(())

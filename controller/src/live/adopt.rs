@@ -43,6 +43,9 @@ impl<S: Store> Live<S> {
             idle_since: HashMap::new(),
             peak_players: HashMap::new(),
             archives: HashMap::new(),
+            backups: HashMap::new(),
+            measured: HashMap::new(),
+            dead_since: None,
             intents: act::Intents::new(started, cfg.healing.seed),
             strays: HashMap::new(),
             kept: HashSet::new(),
@@ -115,7 +118,9 @@ impl<S: Store> Live<S> {
         let mut memory = None;
         // Billable phases (replayed into each server's usage below) and the last metering
         // checkpoint (windows after it are metered again: posting is idempotent).
-        let mut billable: Vec<(i64, String, Millis)> = Vec::new();
+        let mut billable: Vec<(i64, String, Millis, Option<u64>)> = Vec::new();
+        // Backups and measured sizes.
+        let mut worlds = super::worlds::Replay::default();
         let mut checkpoint = None;
         let mut after = 0;
         loop {
@@ -123,20 +128,25 @@ impl<S: Store> Live<S> {
             let Some(last) = page.last() else { break };
             after = last.seq;
             for e in &page {
+                worlds.on(e);
                 match (e.kind.as_str(), e.server) {
                     (SERVER_ARCHIVED, Some(store_id)) => {
                         if let (Some(key), Some(sha)) = (e.data["archive"].as_str(), e.data["sha256"].as_str()) {
                             let bytes = e.data["bytes"].as_u64().unwrap_or(0);
-                            archived.insert(store_id, ArchiveRef { key: key.into(), sha256: sha.into(), bytes });
+                            let world_bytes = e.data["world_bytes"].as_u64().unwrap_or(0);
+                            let r = ArchiveRef { key: key.into(), sha256: sha.into(), bytes, world_bytes };
+                            archived.insert(store_id, r);
                         }
                     }
                     (SERVER_DELETED, Some(store_id)) => {
                         live.deleted.insert(store_id);
-                        billable.push((store_id, e.kind.clone(), e.at));
+                        billable.push((store_id, e.kind.clone(), e.at, None));
                     }
                     (SCALING_MEMORY, _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
                     (BILLING_METERED, _) => checkpoint = e.data["until"].as_i64(),
-                    (kind, Some(store_id)) if Usage::follows(kind) => billable.push((store_id, kind.into(), e.at)),
+                    (kind, Some(store_id)) if Usage::follows(kind) => {
+                        billable.push((store_id, kind.into(), e.at, e.data["world_mb"].as_u64()))
+                    }
                     _ => {}
                 }
             }
@@ -156,7 +166,7 @@ impl<S: Store> Live<S> {
             .collect();
         // Servers that ever ran (a world of theirs exists somewhere).
         let ran: std::collections::HashSet<i64> =
-            billable.iter().filter(|(_, kind, _)| kind == SERVER_STARTED).map(|(s, _, _)| *s).collect();
+            billable.iter().filter(|b| b.1 == SERVER_STARTED).map(|b| b.0).collect();
         // Servers.
         let mut requeue = Vec::new();
         for s in live.store.servers(None).await? {
@@ -223,11 +233,16 @@ impl<S: Store> Live<S> {
         }
         live.core.start(now, &mut live.out);
         let first = billable.first().map(|b| b.2);
-        for (store_id, kind, at) in billable {
+        for (store_id, kind, at, mb) in billable {
             if let Some(&id) = live.by_store_id.get(&store_id) {
-                live.usage[id.0 as usize].on(&kind, at);
+                match mb.filter(|_| kind == WORLD_MEASURED) {
+                    Some(mb) => live.usage[id.0 as usize].measured(at, mb),
+                    None => live.usage[id.0 as usize].on(&kind, at),
+                }
             }
         }
+        live.backups = worlds.backups;
+        live.measured = worlds.measured;
         let window = live.cfg.billing.window;
         let floor = |t: Millis| t - t.rem_euclid(window);
         live.metered_until = checkpoint.or(first.map(floor)).unwrap_or_else(|| floor(now));

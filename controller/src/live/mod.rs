@@ -22,12 +22,15 @@
 
 mod act;
 mod adopt;
+mod intents;
 mod observe;
 mod settle;
 mod work;
+mod worlds;
 
-pub use act::{Action, RestoreFrom};
+pub use intents::{Action, RestoreFrom};
 pub use work::Work;
+pub use worlds::{Backup, WorldSize, Worlds};
 
 use crate::archive::{Archive, ArchiveRef};
 use crate::billing::{BillingSetup, Usage};
@@ -61,6 +64,12 @@ pub enum LiveError {
     /// The owner's balance is used up: nothing starts until a top-up.
     #[error("the balance is used up ({balance} EUR): top up to start servers")]
     BalanceExhausted { balance: crate::store::Money },
+    /// The world is past its plan's hard limit: it is not started.
+    #[error("the world is {world_mb} MB, past the hard limit of {limit_mb} MB for its plan's {quota_mb} MB: free space in the world or choose a larger plan")]
+    OverQuota { world_mb: u64, quota_mb: u64, limit_mb: u64 },
+    /// What was asked does not fit the server's state (`code` says what).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
 }
 
 /// A dedicated node: its type (capacity) and how to reach its Docker API.
@@ -194,6 +203,7 @@ pub struct LiveConfig {
     pub billing: BillingSetup,
     pub healing: Healing,
     pub game: GameAccess,
+    pub worlds: Worlds,
 }
 
 /// Counters for `/metrics` (since start-up).
@@ -254,6 +264,11 @@ pub struct Live<S: Store> {
     peak_players: HashMap<ServerId, u32>,
     /// Latest verified archive of each server.
     archives: HashMap<ServerId, ArchiveRef>,
+    /// Each server's backups (store ids), oldest first, and its measured size (MB).
+    backups: HashMap<i64, Vec<worlds::Backup>>,
+    measured: HashMap<i64, u64>,
+    /// Since when the node being declared dead was silent (its servers' recovery).
+    dead_since: Option<Millis>,
     /// The intents not yet done, by local sequence (their order).
     intents: act::Intents,
     /// Containers, volumes and VMs nobody knows, since when they were seen.
@@ -401,6 +416,7 @@ impl<S: Store> Live<S> {
         if balance <= crate::store::Money::ZERO {
             return Err(LiveError::BalanceExhausted { balance });
         }
+        self.check_quota(store_id)?;
         self.event(now, SERVER_REQUESTED, Some(store_id), None, json!({})).await?;
         self.core.request_start(now, id, &mut self.out);
         self.apply(now).await
@@ -435,6 +451,7 @@ impl<S: Store> Live<S> {
         }
         self.remember_scaling(now).await?;
         self.meter(now).await?;
+        self.schedule_backups(now).await?;
         if self.cfg.mode == Mode::Observe {
             return Ok(Work::empty(&self.cfg, &self.lane));
         }
@@ -561,12 +578,28 @@ impl<S: Store> Live<S> {
         node: Option<i64>,
         data: serde_json::Value,
     ) -> Result<(), LiveError> {
-        self.store.append_event(NewEvent { at, kind: kind.into(), server, node, data }).await?;
+        self.event_seq(at, kind, server, node, data).await.map(|_| ())
+    }
+
+    /// [`Self::event`], giving the event's sequence number.
+    async fn event_seq(
+        &mut self,
+        at: Millis,
+        kind: &str,
+        server: Option<i64>,
+        node: Option<i64>,
+        data: serde_json::Value,
+    ) -> Result<i64, LiveError> {
+        let measured = (kind == WORLD_MEASURED).then(|| data["world_mb"].as_u64()).flatten();
+        let seq = self.store.append_event(NewEvent { at, kind: kind.into(), server, node, data }).await?;
         // Billing follows what is recorded, so a restart that replays the log agrees.
         if let Some(id) = server.and_then(|s| self.by_store_id.get(&s).copied()) {
-            self.usage[id.0 as usize].on(kind, at);
+            match measured {
+                Some(mb) => self.usage[id.0 as usize].measured(at, mb),
+                None => self.usage[id.0 as usize].on(kind, at),
+            }
         }
-        Ok(())
+        Ok(seq)
     }
 
     /// Records the notes and turns the commands of the last core step(s) into intents.
@@ -685,6 +718,7 @@ impl<S: Store> Live<S> {
                 self.metrics.nodes_dead += 1;
                 if let Some(h) = self.health.get_mut(node.0 as usize) {
                     h.dead = true;
+                    self.dead_since = h.silent_since;
                 }
                 if let Some(store_node) = self.store_node(node) {
                     let state = if self.core.node(node).kind == conductor_core::NodeKind::Cloud {
@@ -704,6 +738,7 @@ impl<S: Store> Live<S> {
                     self.record_state(server, now).await?;
                     let data = json!({ "was_active": was_active, "archive": archived });
                     self.event(now, SERVER_FAILED, Some(id), None, data).await?;
+                    self.recover(now, server, was_active).await?;
                 }
             }
             other => {

@@ -31,6 +31,9 @@ pub(super) enum Call {
     Remove { node: Arc<dyn NodeDriver>, server: i64, volume: bool },
     CreateVm { cloud: Arc<dyn CloudDriver>, new: NewVm },
     DeleteVm { cloud: Arc<dyn CloudDriver>, id: Option<i64>, name: String, selector: String },
+    Backup { node: Arc<dyn NodeDriver>, server: i64, key: String },
+    RestoreBackup { node: Arc<dyn NodeDriver>, spec: ContainerSpec, backup: ArchiveRef },
+    DropObject { key: String },
 }
 
 pub(super) struct Job {
@@ -206,7 +209,7 @@ impl Call {
     /// Whether this call moves a world's bytes (an archive, a restore, a copy between nodes).
     fn copies_a_world(&self) -> bool {
         match self {
-            Call::Archive { .. } => true,
+            Call::Archive { .. } | Call::Backup { .. } | Call::RestoreBackup { .. } => true,
             Call::Place { source: Source::Archive(_), .. } => true,
             Call::Place { node, source: Source::Node(src), .. } => src.engine() != node.engine(),
             _ => false,
@@ -218,8 +221,11 @@ impl Call {
             Call::Place { node, .. }
             | Call::Stop { node, .. }
             | Call::Archive { node, .. }
-            | Call::Remove { node, .. } => node.engine(),
+            | Call::Remove { node, .. }
+            | Call::Backup { node, .. }
+            | Call::RestoreBackup { node, .. } => node.engine(),
             Call::CreateVm { .. } | Call::DeleteVm { .. } => "cloud",
+            Call::DropObject { .. } => "archive",
         }
     }
 }
@@ -272,6 +278,22 @@ impl Ctx {
             Call::Remove { node, server, volume } => {
                 timed(t, node.remove(*server, *volume)).await.map(|_| Output::Unit)
             }
+            Call::Backup { node, server, key } => {
+                let made = archive::backup_server(&**node, self.archive.as_ref(), *server, key);
+                timed(self.data_timeout, async { made.await.map_err(DriverError::from) }).await.map(Output::Archived)
+            }
+            Call::RestoreBackup { node, spec, backup } => {
+                // The world of now was backed up by the intent before this one.
+                let (archive, helper) = (self.archive.as_ref(), &self.helper);
+                let done = async {
+                    node.remove(spec.server, true).await?;
+                    archive::restore_server(&**node, archive, spec, backup, helper).await
+                };
+                timed(self.data_timeout, async { done.await.map_err(DriverError::from) }).await.map(|_| Output::Unit)
+            }
+            Call::DropObject { key } => timed(t, async { self.archive.delete(key).await.map_err(DriverError::from) })
+                .await
+                .map(|_| Output::Unit),
             Call::CreateVm { cloud, new } => timed(t, cloud.create(new)).await.map(Output::Vm),
             Call::DeleteVm { cloud, id, name, selector } => {
                 let id = match id {
