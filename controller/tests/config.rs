@@ -86,3 +86,16 @@ fn the_example_s_archive_store_is_a_directory_or_an_s3_bucket_with_credentials_f
     let e = example(&[("# [controller.archive_s3]", "[controller.archive_s3]\ncolour = 1")]).err().unwrap();
     assert!(e.contains("archive_s3"), "{e}");
 }
+
+#[test]
+fn the_backup_and_quota_knobs_reach_the_engine() {
+    let cfg = example(&[("every_h = 6", "every_h = 2"), ("keep_daily = 7", "keep_daily = 10")]).unwrap();
+    let w = conductor_controller::serve::live_config(&cfg).unwrap().worlds;
+    assert!(w.backup_on_stop);
+    assert_eq!((w.backup_every_h, w.hard_quota_pct), (2, 150));
+    assert_eq!((w.retention.last, w.retention.daily, w.retention.weekly), (3, 10, 4));
+    let e = example(&[("hard_quota_pct = 150", "hard_quota_pct = 90")]).err().unwrap();
+    assert!(e.contains("controller.hard_quota_pct: at least 100"), "{e}");
+    let e = example(&[("keep_weekly = 4", "keep_weekly = 4\nkeep_monthly = 2")]).err().unwrap();
+    assert!(e.contains("controller.backups") && e.contains("keep_monthly"), "{e}");
+}

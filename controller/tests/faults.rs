@@ -259,7 +259,12 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
                 0
             };
             if std::env::var("CONDUCTOR_FAULT_SEED").is_ok() && quiet == 0 {
-                eprintln!("step {step}: intents {:?} starting {starting} provisioning {provisioning}", live.intents());
+                eprintln!(
+                    "step {step}: intents {:?} strays {} queue {} starting {starting} provisioning {provisioning}",
+                    live.intents(),
+                    live.strays(),
+                    live.core().queue_len()
+                );
             }
             if quiet >= 3 {
                 break;

@@ -343,8 +343,13 @@ impl<S: Store> Live<S> {
                     let kind = p.action.kind();
                     let attempts = p.attempts + 1;
                     let gives_up = p.action.gives_up();
-                    if e.is_transient() && !(gives_up && attempts >= self.cfg.healing.max_attempts) {
-                        let wait = self.intents.backoff(attempts, &self.cfg.healing);
+                    let action = p.action.clone();
+                    // The removal of a second running copy of a world (its node came back
+                    // after the server restarted elsewhere) is retried at the base interval
+                    // whatever the error: two copies must not diverge for long.
+                    let urgent = self.second_copy(&action);
+                    if (e.is_transient() || urgent) && !(gives_up && attempts >= self.cfg.healing.max_attempts) {
+                        let wait = self.intents.backoff(if urgent { 1 } else { attempts }, &self.cfg.healing);
                         let p = self.intents.items.get_mut(&local).expect("present");
                         p.attempts = attempts;
                         p.next_at = now + wait;
@@ -367,6 +372,18 @@ impl<S: Store> Live<S> {
             }
         }
         Ok(())
+    }
+
+    /// Whether `action` removes a container of a server that lives on another node now,
+    /// from a node that answers.
+    fn second_copy(&self, action: &Action) -> bool {
+        let Action::Remove { server, node, .. } = action else { return false };
+        let (Some(&id), Some(here)) = (self.by_store_id.get(server), self.core_node(*node)) else { return false };
+        let elsewhere = match self.core.residence(id) {
+            Residence::Running { node: n } | Residence::Starting { node: n } => n != here,
+            _ => false,
+        };
+        elsewhere && !self.waits_for_dead(*node)
     }
 
     /// An intent failed for good: recorded, operators told, the core asked what next.

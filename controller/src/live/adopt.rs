@@ -45,6 +45,7 @@ impl<S: Store> Live<S> {
             archives: HashMap::new(),
             backups: HashMap::new(),
             measured: HashMap::new(),
+            dying: None,
             dead_since: None,
             intents: act::Intents::new(started, cfg.healing.seed),
             strays: HashMap::new(),

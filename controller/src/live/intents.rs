@@ -194,9 +194,15 @@ impl Intents {
         self.items.len()
     }
 
-    /// Whether an intent on `server` that acts on `node` (store ids) is not yet done.
+    /// Whether an intent on `server` that acts on `node` (store ids) is not yet done. A
+    /// backup does not count: it only reads, and must not hold up the removal of a second
+    /// copy (it is unnecessary once the world has left).
     pub(super) fn for_server_on(&self, server: i64, node: i64) -> bool {
-        self.items.values().any(|p| p.action.server() == Some(server) && p.action.nodes().contains(&node))
+        self.items.values().any(|p| {
+            p.action.server() == Some(server)
+                && p.action.nodes().contains(&node)
+                && !matches!(&p.action, Action::Backup { reason, .. } if reason != PRE_RESTORE)
+        })
     }
 
     /// The (server, node) pairs the intent `local` acts on.

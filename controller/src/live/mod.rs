@@ -267,7 +267,9 @@ pub struct Live<S: Store> {
     /// Each server's backups (store ids), oldest first, and its measured size (MB).
     backups: HashMap<i64, Vec<worlds::Backup>>,
     measured: HashMap<i64, u64>,
-    /// Since when the node being declared dead was silent (its servers' recovery).
+    /// The node being declared dead (store id) and since when it was silent (its servers'
+    /// recovery).
+    dying: Option<i64>,
     dead_since: Option<Millis>,
     /// The intents not yet done, by local sequence (their order).
     intents: act::Intents,
@@ -720,6 +722,7 @@ impl<S: Store> Live<S> {
                     h.dead = true;
                     self.dead_since = h.silent_since;
                 }
+                self.dying = self.store_node(node);
                 if let Some(store_node) = self.store_node(node) {
                     let state = if self.core.node(node).kind == conductor_core::NodeKind::Cloud {
                         crate::store::NodeState::Deleted
@@ -739,6 +742,12 @@ impl<S: Store> Live<S> {
                     let data = json!({ "was_active": was_active, "archive": archived });
                     self.event(now, SERVER_FAILED, Some(id), None, data).await?;
                     self.recover(now, server, was_active).await?;
+                    if let (true, Some(dead)) = (was_active, self.dying) {
+                        // Its container there goes as soon as the node answers again (not
+                        // only once a listing shows it): two copies must not run for long.
+                        let volume = self.archives.contains_key(&server);
+                        self.enqueue(now, Action::Remove { server: id, node: dead, volume }, None).await?;
+                    }
                 }
             }
             other => {

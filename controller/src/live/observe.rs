@@ -428,10 +428,13 @@ impl<S: Store> Live<S> {
         let listed: HashSet<String> = volumes.iter().map(|v| format!("{prefix}{v}")).collect();
         self.strays.retain(|k, _| !k.starts_with(&prefix) || listed.contains(k));
         for &v in volumes {
-            if containers.iter().any(|c| c.server == v)
-                || self.intents.for_server_on(v, store_node)
-                || self.touched.contains(&(v, store_node))
-            {
+            let key = format!("{prefix}{v}");
+            if self.touched.contains(&(v, store_node)) {
+                continue;
+            }
+            if containers.iter().any(|c| c.server == v) || self.intents.for_server_on(v, store_node) {
+                // In use: not a stray (any more).
+                self.strays.remove(&key);
                 continue;
             }
             let id = self.by_store_id.get(&v).copied();
@@ -440,10 +443,12 @@ impl<S: Store> Live<S> {
                     || matches!((&here, self.docker.get(n.0 as usize).cloned().flatten()), (Some(a), Some(b)) if a.engine() == b.engine())
             });
             if lives_here {
+                // Its world came back here (a restart on this node): what was seen before
+                // is no stray.
+                self.strays.remove(&key);
                 continue;
             }
             let removable = self.deleted.contains(&v) || id.is_some_and(|s| self.archives.contains_key(&s));
-            let key = format!("{prefix}{v}");
             if !removable {
                 if self.kept.insert(key) {
                     let data = json!({ "volume": crate::docker::volume_name(v), "will": "keep: no other copy of this world is known" });
