@@ -42,6 +42,16 @@ pub fn document() -> Value {
             "/v1/servers/{id}/start": { "post": with_id(op("Start (placed or queued)", "admin or its owner", "202")) },
             "/v1/servers/{id}/stop": { "post": with_id(op("Stop gracefully (world saved)", "admin or its owner", "202")) },
             "/v1/servers/{id}/restart": { "post": with_id(op("Stop, then start", "admin or its owner", "202")) },
+            "/v1/servers/{id}/backups": {
+                "get": with_id(op("The server's backups (time, reason, sizes, checksum) and its world's measured size and quota", "admin or its owner", "200")),
+                "post": with_id(op("Take a backup now (running or sleeping world; archived: 409 archived)", "admin or its owner", "202"))
+            },
+            "/v1/servers/{id}/backups/{backup}": {
+                "delete": op("Delete a backup", "admin or its owner", "204")
+            },
+            "/v1/servers/{id}/backups/{backup}/restore": {
+                "post": op("Restore a backup into the stopped server (the world of now is backed up first; running: 409 server_running)", "admin or its owner", "202")
+            },
             "/v1/wake/{id}": { "post": with_id(op("Wake a pay-per-use server for a joining player (gateway; others: 409 not_pay_per_use)", "admin", "202")) },
             "/v1/routes": { "get": op("The gateways' route table: a snapshot, or ?since=VERSION&epoch=EPOCH&wait_s=N for the changes since (long poll); another epoch gets a snapshot", "admin", "200") },
             "/v1/gateways/{id}/players": { "put": op("A gateway's open player connections: {\"players\": {\"<server id>\": n}, \"ttl_s\": 15}", "admin", "204") },

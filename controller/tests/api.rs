@@ -227,6 +227,7 @@ async fn deletes_forecasts_admin_views_and_the_openapi_document() {
         "/v1/wake/{id}",
         "/v1/routes",
         "/v1/servers/{id}/hosts",
+        "/v1/servers/{id}/backups",
         "/v1/fleet",
         "/v1/scaling",
         "/v1/scaling/mode",

@@ -110,18 +110,22 @@ impl Rig {
         self.store.events(0, 100_000).await.unwrap().into_iter().filter(|e| e.kind == kind).collect()
     }
 
-    /// The world a stored copy holds (the fake's `world:<id>:<saves>`, after any zeros).
     async fn world_of(&self, r: &ArchiveRef) -> String {
-        let (stream, verdict) = self.archive.open(r).await.unwrap();
-        let bytes = collect(stream).await.unwrap();
-        verdict.await.unwrap().unwrap();
-        let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64)..]).into_owned();
-        text.trim_start_matches('\0').to_owned()
+        world_in(&self.archive, r).await
     }
 
     fn residence(&self, i: u32) -> Residence {
         self.live.core().residence(ServerId(i))
     }
+}
+
+/// The world a stored copy holds (the fake's `world:<id>:<saves>`, after any zeros).
+async fn world_in(archive: &MemArchive, r: &ArchiveRef) -> String {
+    let (stream, verdict) = archive.open(r).await.unwrap();
+    let bytes = collect(stream).await.unwrap();
+    verdict.await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64)..]).into_owned();
+    text.trim_start_matches('\0').to_owned()
 }
 
 fn utc_hour(t: Millis) -> i64 {
@@ -345,4 +349,143 @@ async fn sleeping_is_charged_at_the_measured_size_and_a_world_past_its_hard_limi
         other => panic!("a world past its hard limit was started: {other:?}"),
     }
     assert!(!r.live.world_size(id).unwrap().over_quota, "no plan disk: no quota");
+}
+
+mod http {
+    use super::*;
+    use axum::body::Body as HttpBody;
+    use axum::http::{Request, StatusCode};
+    use conductor_controller::api::{router, Api, ApiConfig};
+    use conductor_controller::store::token_hash;
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    async fn call(app: &axum::Router, method: &str, path: &str, token: &str) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(HttpBody::empty())
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_backup_api_lists_takes_restores_and_deletes_and_refuses_bad_requests_clearly() {
+        let worlds = Worlds { backup_every_h: 0, ..Worlds::default() };
+        let (r, ids) = rig(1, worlds, &[100, 1]).await;
+        let (id, small) = (ids[0], ids[1]);
+        r.nodes[0].set_world_bytes(small, 2_000_000);
+        r.store.add_token(r.owner, token_hash("owner-token"), T0).await.unwrap();
+        let stranger = r.store.create_owner("mallory", T0).await.unwrap().id;
+        r.store.add_token(stranger, token_hash("stranger-token"), T0).await.unwrap();
+        let clock = r.clock.clone();
+        let now_clock = clock.clone();
+        let api = Arc::new(Api {
+            store: r.store.clone(),
+            config: ApiConfig {
+                admin_token_sha256: token_hash("admin-secret-token"),
+                max_plan_mib: 60 * 1024,
+                now: Box::new(move || now_clock.now()),
+                prices: Default::default(),
+                stripe_secret: None,
+                warn_before: 86_400_000,
+            },
+            live: Some(Arc::new(tokio::sync::Mutex::new(r.live))),
+            routes: Default::default(),
+        });
+        let app = router(api.clone());
+        let run = |ms: Millis| {
+            let (api, clock) = (api.clone(), clock.clone());
+            async move {
+                let end = clock.now() + ms;
+                while clock.now() < end {
+                    let now = clock.now() + MIN;
+                    clock.set(now);
+                    conductor_controller::serve::step(api.live.as_ref().unwrap(), now).await.unwrap();
+                }
+            }
+        };
+        let me = "owner-token";
+        let (s, v) = call(&app, "POST", &format!("/v1/servers/{id}/backups"), me).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("no_world")), "{v}");
+
+        for s in [id, small] {
+            assert_eq!(call(&app, "POST", &format!("/v1/servers/{s}/start"), me).await.0, StatusCode::ACCEPTED);
+        }
+        run(3 * MIN).await;
+        let (s, v) = call(&app, "POST", &format!("/v1/servers/{id}/backups"), me).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        for s in [id, small] {
+            call(&app, "POST", &format!("/v1/servers/{s}/stop"), me).await;
+        }
+        run(3 * MIN).await;
+        let (s, v) = call(&app, "GET", &format!("/v1/servers/{id}/backups"), me).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let list = v["backups"].as_array().unwrap().clone();
+        let reasons: Vec<&str> = list.iter().map(|b| b["reason"].as_str().unwrap()).collect();
+        assert_eq!(reasons, vec!["manual", "stop"]);
+        assert!(list.iter().all(|b| b["sha256"].as_str().unwrap().len() == 64 && b["bytes"].as_u64().unwrap() > 0));
+        assert_eq!(v["world"]["measured_mb"], 1);
+        let first = list[0]["id"].as_i64().unwrap();
+
+        // Another owner sees neither the server nor its backups; unknown ids are 404.
+        let (s, _) = call(&app, "GET", &format!("/v1/servers/{id}/backups"), "stranger-token").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _) = call(&app, "POST", &format!("/v1/servers/{id}/backups/{first}/restore"), "stranger-token").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, v) = call(&app, "POST", &format!("/v1/servers/{id}/backups/123456/restore"), me).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        let (s, _) = call(&app, "POST", &format!("/v1/servers/{id}/backups/nonsense/restore"), me).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let small_first = {
+            let (_, v) = call(&app, "GET", &format!("/v1/servers/{small}/backups"), me).await;
+            v["backups"][0]["id"].as_i64().unwrap()
+        };
+        let (s, _) = call(&app, "POST", &format!("/v1/servers/{id}/backups/{small_first}/restore"), me).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "a backup of another server");
+
+        // A running server is not restored.
+        call(&app, "POST", &format!("/v1/servers/{id}/start"), me).await;
+        run(2 * MIN).await;
+        let (s, v) = call(&app, "POST", &format!("/v1/servers/{id}/backups/{first}/restore"), me).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("server_running")), "{v}");
+        call(&app, "POST", &format!("/v1/servers/{id}/stop"), me).await;
+        run(3 * MIN).await;
+        let (s, v) = call(&app, "POST", &format!("/v1/servers/{id}/backups/{first}/restore"), me).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        run(3 * MIN).await;
+        // Kept (last 3): the two stops and the pre-restore copy; the manual one that was
+        // restored went by the retention rule, but not its bytes before the restore used them.
+        let (_, v) = call(&app, "GET", &format!("/v1/servers/{id}/backups"), me).await;
+        let reasons: Vec<&str> =
+            v["backups"].as_array().unwrap().iter().map(|b| b["reason"].as_str().unwrap()).collect();
+        assert_eq!(reasons, vec!["stop", "stop", "pre-restore"]);
+        let manual = ArchiveRef {
+            key: list[0]["key"].as_str().unwrap().to_owned(),
+            sha256: list[0]["sha256"].as_str().unwrap().to_owned(),
+            bytes: list[0]["bytes"].as_u64().unwrap(),
+            world_bytes: 0,
+        };
+        let saves = world_in(&r.archive, &manual).await.rsplit(':').next().unwrap().parse::<u64>().unwrap();
+        assert_eq!(r.nodes[0].volumes()[&id], saves, "the manual backup's world is back");
+
+        let second = list[1]["id"].as_i64().unwrap();
+        let (s, _) = call(&app, "DELETE", &format!("/v1/servers/{id}/backups/{second}"), me).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (s, _) = call(&app, "DELETE", &format!("/v1/servers/{id}/backups/{second}"), me).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
+        // The small plan's world (2 MB of 1 MB, hard limit 1 MB): flagged and not started.
+        let (s, v) = call(&app, "GET", &format!("/v1/servers/{small}"), me).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["world"]["over_quota"], true, "{v}");
+        let (s, v) = call(&app, "POST", &format!("/v1/servers/{small}/start"), me).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("over_quota")), "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("past the hard limit"), "{v}");
+    }
 }

@@ -30,6 +30,7 @@ pub(super) async fn list<S: Store + 'static>(
                 "id": b.id,
                 "taken_at": conductor_sim::timefmt::format_rfc3339(b.taken_at),
                 "reason": b.reason,
+                "key": b.key,
                 "bytes": b.bytes,
                 "world_bytes": b.world_bytes,
                 "sha256": b.sha256,
