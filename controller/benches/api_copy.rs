@@ -71,7 +71,11 @@ impl NodeDriver for BigWorld {
     fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>> {
         self.inner.logs_tail(server, lines)
     }
-    fn download_data(&self, _server: i64) -> BoxFuture<'_, Result<ByteStream, DriverError>> {
+    fn download_data<'a>(
+        &'a self,
+        _server: i64,
+        _helper: &'a Helper,
+    ) -> BoxFuture<'a, Result<ByteStream, DriverError>> {
         // Generated as it streams: the world is never in memory here either.
         let mb = self.mb;
         let chunks = futures_util::stream::iter((0..mb).map(move |i| Ok(bytes::Bytes::from(world_chunk(i)))));

@@ -100,7 +100,7 @@ fn main() {
             rt.block_on(async {
                 use futures_util::StreamExt;
                 let t = Instant::now();
-                let mut s = NodeDriver::download_data(&n, id).await.unwrap();
+                let mut s = NodeDriver::download_data(&n, id, &helper).await.unwrap();
                 while s.next().await.is_some() {}
                 let dl = t.elapsed().as_secs_f64();
                 let t = Instant::now();
@@ -126,7 +126,7 @@ fn main() {
         let rss = kib("VmRSS:");
         let key = format!("bench-{gb}g.tar.zst");
         let t = Instant::now();
-        let r = rt.block_on(archive_server(&n, &s3, id, &key)).unwrap();
+        let r = rt.block_on(archive_server(&n, &s3, id, &key, &helper)).unwrap();
         let archive = t.elapsed().as_secs_f64();
         let t = Instant::now();
         rt.block_on(restore_server(&n, &s3, &spec, &r, &helper)).unwrap();

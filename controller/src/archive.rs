@@ -465,8 +465,9 @@ pub async fn archive_server(
     store: &Archive,
     server: i64,
     key: &str,
+    helper: &Helper,
 ) -> Result<ArchiveRef, ArchiveError> {
-    let tar = node.download_data(server).await?;
+    let tar = node.download_data(server, helper).await?;
     let r = store.put_stream(key, tar).await?;
     store.verify(&r).await?;
     node.remove(server, true).await?;
@@ -480,8 +481,9 @@ pub async fn backup_server(
     store: &Archive,
     server: i64,
     key: &str,
+    helper: &Helper,
 ) -> Result<ArchiveRef, ArchiveError> {
-    let tar = node.download_data(server).await?;
+    let tar = node.download_data(server, helper).await?;
     let r = store.put_stream(key, tar).await?;
     store.verify(&r).await?;
     Ok(r)

@@ -146,6 +146,15 @@ pub struct ControllerSection {
     /// 100 % its owner is told.
     #[serde(default = "one_fifty")]
     pub hard_quota_pct: u32,
+    /// Garbage collection of the archive store: listed every `object_gc_every_s` (0: never);
+    /// an object nothing references is removed `object_grace_s` after it was found; a
+    /// deleted server's copies are kept `deleted_retention_days`.
+    #[serde(default = "thirty_six_hundred")]
+    pub object_gc_every_s: u64,
+    #[serde(default = "one_day_s")]
+    pub object_grace_s: u64,
+    #[serde(default = "thirty_days")]
+    pub deleted_retention_days: u32,
     /// One per `[[fleet.dedicated]]` node, in the same order.
     #[serde(default)]
     pub node: Vec<NodeConfig>,
@@ -186,12 +195,23 @@ impl ControllerSection {
                 weekly: b.keep_weekly,
             },
             hard_quota_pct: self.hard_quota_pct,
+            objects: crate::live::ObjectGc {
+                every: self.object_gc_every_s as i64 * 1000,
+                grace: self.object_grace_s as i64 * 1000,
+                deleted_retention: i64::from(self.deleted_retention_days) * 86_400_000,
+            },
         }
     }
 }
 
 fn one_fifty() -> u32 {
     150
+}
+fn one_day_s() -> u64 {
+    86_400
+}
+fn thirty_days() -> u32 {
+    30
 }
 fn localhost() -> String {
     "127.0.0.1".into()

@@ -352,6 +352,14 @@ impl DockerNode {
             Err(e) => return Err(e.into()),
         }
         if volume {
+            // A volume helper (one that just read it for an archive, or a crash's left-over)
+            // would hold the volume.
+            let helper = format!("conductor-helper-s{server}");
+            let options = RemoveContainerOptions { force: true, ..Default::default() };
+            match self.docker.remove_container(&helper, Some(options)).await {
+                Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             match self.docker.remove_volume(&volume_name(server), None::<RemoveVolumeOptions>).await {
                 Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -398,6 +406,18 @@ impl DockerNode {
     }
 
     /// Every container this controller manages on the node (by label), running or not.
+    /// The names of the volume helpers that exist on the engine (left-overs are a bug).
+    pub async fn helpers(&self) -> Result<Vec<String>, DockerError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=helper")])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let listed = self.docker.list_containers(Some(options)).await?;
+        Ok(listed
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .collect())
+    }
+
     pub async fn list_managed(&self) -> Result<Vec<ContainerInfo>, DockerError> {
         // Podman reports a container being stopped as "stopping", a state bollard's model
         // does not know (the whole list would fail to parse): list the steady states both
@@ -503,16 +523,26 @@ impl DockerNode {
         Ok(())
     }
 
-    /// Writes a tar stream of `/data` into the server's volume while its container
-    /// does not run: through a short-lived helper container that mounts the volume (Podman
-    /// mounts volumes of a never-started container only when it starts). `helper` is an
-    /// image and a command that idles until SIGTERM without writing anything.
-    pub async fn write_volume(
-        &self,
-        server: i64,
-        tar: crate::driver::ByteStream,
-        helper: &Helper,
-    ) -> Result<(), DockerError> {
+    /// The tar of `/data` as a stream, from the server's container or — when only its
+    /// volume is left (a failed placement's container was removed, the world kept) — from a
+    /// helper container mounting the volume, removed once the stream ends or is dropped.
+    pub async fn download_world(&self, server: i64, helper: &Helper) -> Result<crate::driver::ByteStream, DockerError> {
+        if self.inspect(server).await?.is_some() {
+            return Ok(self.download_stream(server));
+        }
+        let name = self.start_helper(server, helper).await?;
+        let options = DownloadFromContainerOptions { path: "/data".into() };
+        let stream = self.docker.download_from_container(&name, Some(options));
+        let guard = HelperGuard { docker: self.docker.clone(), name };
+        Ok(Box::pin(stream.map(move |c| {
+            let _owned = &guard;
+            c.map_err(std::io::Error::other)
+        })))
+    }
+
+    /// Creates and starts the helper container mounting the server's volume (one left over
+    /// from a crash goes first); its name.
+    async fn start_helper(&self, server: i64, helper: &Helper) -> Result<String, DockerError> {
         let name = format!("conductor-helper-s{server}");
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "helper".to_string()),
@@ -529,17 +559,49 @@ impl DockerNode {
             ..Default::default()
         };
         let remove = RemoveContainerOptions { force: true, ..Default::default() };
-        // A helper left over from a crash goes first.
         let _ = self.docker.remove_container(&name, Some(remove.clone())).await;
         let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
         self.docker.create_container(Some(options), body).await?;
-        let result = async {
-            self.docker.start_container(&name, None::<StartContainerOptions>).await?;
-            self.upload(&name, tar).await
+        if let Err(e) = self.docker.start_container(&name, None::<StartContainerOptions>).await {
+            let _ = self.docker.remove_container(&name, Some(remove)).await;
+            return Err(e.into());
         }
-        .await;
+        Ok(name)
+    }
+
+    /// Writes a tar stream of `/data` into the server's volume while its container
+    /// does not run: through a short-lived helper container that mounts the volume (Podman
+    /// mounts volumes of a never-started container only when it starts). `helper` is an
+    /// image and a command that idles until SIGTERM without writing anything.
+    pub async fn write_volume(
+        &self,
+        server: i64,
+        tar: crate::driver::ByteStream,
+        helper: &Helper,
+    ) -> Result<(), DockerError> {
+        let name = self.start_helper(server, helper).await?;
+        let result = self.upload(&name, tar).await;
+        let remove = RemoveContainerOptions { force: true, ..Default::default() };
         let _ = self.docker.remove_container(&name, Some(remove)).await;
         result
+    }
+}
+
+/// Removes a helper container when the stream reading from it is dropped.
+struct HelperGuard {
+    docker: Docker,
+    name: String,
+}
+
+impl Drop for HelperGuard {
+    fn drop(&mut self) {
+        let (docker, name) = (self.docker.clone(), std::mem::take(&mut self.name));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let remove = RemoveContainerOptions { force: true, ..Default::default() };
+                let _ = docker.remove_container(&name, Some(remove)).await;
+            });
+        }
     }
 }
 
@@ -622,8 +684,12 @@ impl crate::driver::NodeDriver for DockerNode {
     fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>> {
         Box::pin(async move { Ok(DockerNode::logs_tail(self, server, lines).await?) })
     }
-    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<crate::driver::ByteStream, DriverError>> {
-        Box::pin(async move { Ok(self.download_stream(server)) })
+    fn download_data<'a>(
+        &'a self,
+        server: i64,
+        helper: &'a Helper,
+    ) -> BoxFuture<'a, Result<crate::driver::ByteStream, DriverError>> {
+        Box::pin(async move { Ok(self.download_world(server, helper).await?) })
     }
     fn write_volume<'a>(
         &'a self,

@@ -83,8 +83,9 @@ pub trait NodeDriver: Send + Sync {
     fn probe(&self, server: i64) -> BoxFuture<'_, Result<Status, DriverError>>;
     /// The last lines the server printed (for a crash report).
     fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>>;
-    /// A tar of the server's `/data`, streamed.
-    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<ByteStream, DriverError>>;
+    /// A tar of the server's `/data`, streamed (from its container, or from a `helper`
+    /// mounting its volume when only the volume is left).
+    fn download_data<'a>(&'a self, server: i64, helper: &'a Helper) -> BoxFuture<'a, Result<ByteStream, DriverError>>;
     /// Writes a tar of `/data` (streamed) into the server's volume while its container does
     /// not run; an error in the stream fails the write.
     fn write_volume<'a>(

@@ -345,7 +345,11 @@ impl NodeDriver for FakeNode {
         }))
     }
 
-    fn download_data(&self, server: i64) -> BoxFuture<'_, Result<crate::driver::ByteStream, DriverError>> {
+    fn download_data<'a>(
+        &'a self,
+        server: i64,
+        _helper: &'a Helper,
+    ) -> BoxFuture<'a, Result<crate::driver::ByteStream, DriverError>> {
         ready(self.call("download", |st, _| {
             let saves = st.volumes.get(&server).ok_or_else(|| DriverError::permanent("404: no such volume"))?;
             let (world, slow) = (format!("world:{server}:{saves}").into_bytes(), st.slow_data);

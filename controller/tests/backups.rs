@@ -11,7 +11,9 @@ use conductor_controller::docker::Helper;
 use conductor_controller::driver::NodeDriver;
 use conductor_controller::events::*;
 use conductor_controller::fake::{Clock, FakeNode, Faults, MemArchive};
-use conductor_controller::live::{DedicatedNode, GameAccess, Healing, Live, LiveConfig, LiveError, Mode, Worlds};
+use conductor_controller::live::{
+    DedicatedNode, GameAccess, Healing, Live, LiveConfig, LiveError, Mode, ObjectGc, Worlds,
+};
 use conductor_controller::store::{Event, NewEntry, NewServer, Store};
 use conductor_controller::MemoryStore;
 use conductor_core::backups::Retention;
@@ -349,6 +351,56 @@ async fn sleeping_is_charged_at_the_measured_size_and_a_world_past_its_hard_limi
         other => panic!("a world past its hard limit was started: {other:?}"),
     }
     assert!(!r.live.world_size(id).unwrap().over_quota, "no plan disk: no quota");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_store_is_collected_after_a_grace_and_never_loses_a_live_worlds_copy() {
+    let objects = ObjectGc { every: 5 * MIN, grace: 30 * MIN, deleted_retention: 2 * HOUR };
+    let worlds = Worlds { backup_every_h: 0, objects, ..Worlds::default() };
+    let (mut r, ids) = rig(1, worlds, &[100, 100]).await;
+    let (kept, gone) = (ids[0], ids[1]);
+    for s in [kept, gone] {
+        r.live.request_start(s, r.clock.now()).await.unwrap();
+    }
+    r.run(3 * MIN).await;
+    for s in [kept, gone] {
+        r.live.request_stop(s, r.clock.now()).await.unwrap();
+    }
+    r.run(3 * MIN).await;
+    let live_copy = r.live.backups(kept).unwrap()[0].key.clone();
+    let deleted_copy = r.live.backups(gone).unwrap()[0].key.clone();
+    r.live.delete_server(gone, r.clock.now()).await.unwrap();
+    let deleted_at = r.clock.now();
+    // What nothing references: a copy of a live server (left by a killed daemon), one of a
+    // server this store does not know, and a file that is none of ours.
+    let stray = format!("s{kept}-1700000000000.tar.zst");
+    let foreign = "s999999-1700000000000.tar.zst";
+    for k in [stray.as_str(), foreign, "snapshot-2024.tar.gz"] {
+        r.archive.write_raw(k, b"x".to_vec()).await.unwrap();
+    }
+    let stored = |r: &Rig| {
+        let a = r.archive.clone();
+        async move { a.list().await.unwrap().into_iter().map(|(k, _)| k).collect::<Vec<_>>() }
+    };
+    // Found within one listing period, removed a grace later; the rest stays.
+    r.run(10 * MIN).await;
+    let found: Vec<String> =
+        r.events(GC_FOUND).await.iter().filter_map(|e| e.data["key"].as_str().map(str::to_owned)).collect();
+    assert!(found.contains(&stray) && found.contains(&foreign.to_owned()), "{found:?}");
+    assert!(stored(&r).await.contains(&stray), "not before its grace");
+    r.run(35 * MIN).await;
+    let now_stored = stored(&r).await;
+    assert!(!now_stored.contains(&stray), "removed after its grace: {now_stored:?}");
+    for k in [live_copy.as_str(), deleted_copy.as_str(), foreign, "snapshot-2024.tar.gz"] {
+        assert!(now_stored.iter().any(|s| s == k), "{k} kept: {now_stored:?}");
+    }
+    // The deleted server's copies go once its retention and a grace have passed.
+    let until = deleted_at + 2 * HOUR + 40 * MIN - r.clock.now();
+    r.run(until).await;
+    let now_stored = stored(&r).await;
+    assert!(!now_stored.contains(&deleted_copy), "{now_stored:?}");
+    assert!(now_stored.contains(&live_copy), "a live server's only backup is never collected");
+    assert_eq!(r.events(GC_FOUND).await.iter().filter(|e| e.data["key"] == foreign).count(), 1, "reported once");
 }
 
 mod http {

@@ -3,6 +3,7 @@
 //! `CONDUCTOR_REQUIRE_SERVICES=1` turns a missing engine into a failure, as in CI).
 
 use conductor_controller::docker::{container_name, Access, ContainerSpec, DockerNode};
+use conductor_controller::driver::NodeDriver;
 use std::time::Duration;
 
 const IMAGE: &str = "localhost/conductor-standin:test";
@@ -147,14 +148,25 @@ async fn a_world_is_archived_verified_and_restored_with_matching_checksums() {
         secret_key_env: "S".into(),
     };
     let unreachable = Archive::s3(&dead, &|_| Some("x".into())).unwrap();
-    let err = archive_server(&n, &unreachable, id, "bad.tar.zst").await.unwrap_err();
+    let err = archive_server(&n, &unreachable, id, "bad.tar.zst", &helper()).await.unwrap_err();
     assert!(matches!(err, conductor_controller::archive::ArchiveError::Io { .. }), "{err}");
     assert!(n.inspect(id).await.unwrap().is_some(), "node copy kept when the store fails");
 
+    // Only the volume left (a failed placement's container was removed, its world kept):
+    // archived through a helper mounting the volume, which goes afterwards.
+    NodeDriver::remove(&n, id, false).await.unwrap();
+    assert!(n.inspect(id).await.unwrap().is_none());
     let key = format!("s{id}-1.tar.zst");
-    let r = archive_server(&n, &store, id, &key).await.unwrap();
+    let r = archive_server(&n, &store, id, &key, &helper()).await.unwrap();
     assert_eq!(r.sha256.len(), 64);
-    assert!(n.inspect(id).await.unwrap().is_none(), "node copy removed after a verified archive");
+    for _ in 0..50 {
+        if !n.helpers().await.unwrap().iter().any(|c| c == &format!("conductor-helper-s{id}")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!n.helpers().await.unwrap().iter().any(|c| c == &format!("conductor-helper-s{id}")), "helper left");
+    assert!(!NodeDriver::volumes(&n).await.unwrap().contains(&id), "the volume goes once archived");
     assert_eq!(conductor_controller::archive::sha256_hex(&store.read_raw(&r.key).await.unwrap()), r.sha256);
     assert!(dir.join(&key).exists(), "stored under its name, zstd");
 

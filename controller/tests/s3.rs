@@ -139,7 +139,7 @@ async fn a_world_of_several_gb_goes_to_s3_and_back_in_bounded_memory() {
     let rss_before = rss_kib("VmRSS:");
     let key = format!("s{id}-{}.tar.zst", std::process::id());
     let t = Instant::now();
-    let r = archive_server(&n, &a, id, &key).await.unwrap();
+    let r = archive_server(&n, &a, id, &key, &helper).await.unwrap();
     let archive_s = t.elapsed().as_secs_f64();
     assert!(n.inspect(id).await.unwrap().is_none(), "the node copy goes once verified");
     let t = Instant::now();

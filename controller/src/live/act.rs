@@ -204,6 +204,7 @@ impl<S: Store> Live<S> {
             self.intents.items.get_mut(&local).expect("present").in_flight = true;
             work.jobs.push(Job { local, group, call });
         }
+        work.objects = self.objects_due(now);
         Ok(work)
     }
 

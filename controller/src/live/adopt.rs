@@ -47,6 +47,10 @@ impl<S: Store> Live<S> {
             measured: HashMap::new(),
             dying: None,
             dead_since: None,
+            orphans: HashMap::new(),
+            foreign: HashSet::new(),
+            objects_listed: None,
+            deleted_at: HashMap::new(),
             intents: act::Intents::new(started, cfg.healing.seed),
             strays: HashMap::new(),
             kept: HashSet::new(),
@@ -141,6 +145,7 @@ impl<S: Store> Live<S> {
                     }
                     (SERVER_DELETED, Some(store_id)) => {
                         live.deleted.insert(store_id);
+                        live.deleted_at.insert(store_id, e.at);
                         billable.push((store_id, e.kind.clone(), e.at, None));
                     }
                     (SCALING_MEMORY, _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),

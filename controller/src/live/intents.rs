@@ -221,6 +221,18 @@ impl Intents {
         })
     }
 
+    /// The stored copies pending intents write or read (never garbage).
+    pub(super) fn object_keys(&self) -> Vec<String> {
+        self.items
+            .values()
+            .filter_map(|p| match &p.action {
+                Action::Archive { key, .. } | Action::Backup { key, .. } => Some(key.clone()),
+                Action::RestoreBackup { backup, .. } => Some(backup.key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether a pending restore uses the stored copy `key`.
     pub(super) fn restores_from(&self, key: &str) -> bool {
         self.items.values().any(|p| matches!(&p.action, Action::RestoreBackup { backup, .. } if backup.key == key))

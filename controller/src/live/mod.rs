@@ -23,12 +23,14 @@
 mod act;
 mod adopt;
 mod intents;
+mod objects;
 mod observe;
 mod settle;
 mod work;
 mod worlds;
 
 pub use intents::{Action, RestoreFrom};
+pub use objects::ObjectGc;
 pub use work::Work;
 pub use worlds::{Backup, WorldSize, Worlds};
 
@@ -271,6 +273,13 @@ pub struct Live<S: Store> {
     /// recovery).
     dying: Option<i64>,
     dead_since: Option<Millis>,
+    /// Archive-store objects nobody references, since when (GC); objects of servers this
+    /// store does not know (reported once); when the store was last listed.
+    orphans: HashMap<String, Millis>,
+    foreign: HashSet<String>,
+    objects_listed: Option<Millis>,
+    /// When each deleted server was deleted (its copies are kept `deleted_retention`).
+    deleted_at: HashMap<i64, Millis>,
     /// The intents not yet done, by local sequence (their order).
     intents: act::Intents,
     /// Containers, volumes and VMs nobody knows, since when they were seen.
@@ -389,6 +398,7 @@ impl<S: Store> Live<S> {
             }
         }
         self.deleted.insert(store_id);
+        self.deleted_at.insert(store_id, now);
         self.store.set_server_state(store_id, ServerState::Deleted, None, now).await?;
         self.event(now, SERVER_DELETED, Some(store_id), None, json!({})).await
     }
@@ -472,6 +482,9 @@ impl<S: Store> Live<S> {
         self.apply(now).await?;
         self.observed(now, done.seen, done.cloud).await?;
         self.apply(now).await?;
+        if let Some(Ok(listed)) = done.objects {
+            self.collect_objects(now, listed).await?;
+        }
         self.report_stale(now).await?;
         self.remember_scaling(now).await
     }

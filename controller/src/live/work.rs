@@ -61,6 +61,8 @@ pub struct Work {
     pub(super) jobs: Vec<Job>,
     pub(super) looks: Vec<observe::Look>,
     pub(super) cloud: Option<(Arc<dyn CloudDriver>, String)>,
+    /// List the archive store (its garbage collection).
+    pub(super) objects: bool,
     ctx: Ctx,
     lane: Lane,
     log_lines: usize,
@@ -114,6 +116,8 @@ pub struct Done {
     pub(super) outcomes: Vec<(u64, Result<Output, Verdict>)>,
     pub(super) seen: Vec<observe::Seen>,
     pub(super) cloud: Option<Result<Vec<Vm>, DriverError>>,
+    /// The archive store's objects (name, bytes), when this step listed them.
+    pub(super) objects: Option<Result<Vec<(String, u64)>, DriverError>>,
 }
 
 /// `fut` under a deadline: a call that does not answer in time failed transiently.
@@ -133,6 +137,7 @@ impl Work {
             jobs: Vec::new(),
             looks: Vec::new(),
             cloud: None,
+            objects: false,
             ctx: Ctx {
                 archive: cfg.archive.clone(),
                 helper: cfg.helper.clone(),
@@ -157,7 +162,16 @@ impl Work {
                 None => None,
             }
         };
-        let (seen, cloud) = futures_util::join!(looks, cloud);
+        let objects = async {
+            match self.objects {
+                true => Some(
+                    timed(self.ctx.data_timeout, async { self.ctx.archive.list().await.map_err(DriverError::from) })
+                        .await,
+                ),
+                false => None,
+            }
+        };
+        let (seen, cloud, objects) = futures_util::join!(looks, cloud, objects);
         let mut groups: BTreeMap<String, Vec<Job>> = BTreeMap::new();
         for j in self.jobs {
             groups.entry(j.group.clone()).or_default().push(j);
@@ -187,7 +201,7 @@ impl Work {
         let _ = tokio::time::timeout(lane.wait, join_all(copies)).await;
         outcomes.append(&mut lane.finished.lock().unwrap());
         outcomes.sort_by_key(|o| o.0);
-        Done { outcomes, seen, cloud }
+        Done { outcomes, seen, cloud, objects }
     }
 }
 
@@ -254,7 +268,7 @@ impl Ctx {
                             // A copy of a stopped world only (a container left running there
                             // by an earlier failure is stopped first; the game saves).
                             timed(t + self.stop_timeout, src.stop(id, self.stop_timeout)).await?;
-                            let tar = timed(self.data_timeout, src.download_data(id)).await?;
+                            let tar = timed(self.data_timeout, src.download_data(id, &self.helper)).await?;
                             timed(self.data_timeout, node.write_volume(id, tar, &self.helper)).await?;
                         }
                         timed(t, node.ensure_container(spec)).await?;
@@ -272,14 +286,14 @@ impl Ctx {
                 timed(deadline, node.stop(*server, self.stop_timeout)).await.map(|_| Output::Unit)
             }
             Call::Archive { node, server, key } => {
-                let made = archive::archive_server(&**node, self.archive.as_ref(), *server, key);
+                let made = archive::archive_server(&**node, self.archive.as_ref(), *server, key, &self.helper);
                 timed(self.data_timeout, async { made.await.map_err(DriverError::from) }).await.map(Output::Archived)
             }
             Call::Remove { node, server, volume } => {
                 timed(t, node.remove(*server, *volume)).await.map(|_| Output::Unit)
             }
             Call::Backup { node, server, key } => {
-                let made = archive::backup_server(&**node, self.archive.as_ref(), *server, key);
+                let made = archive::backup_server(&**node, self.archive.as_ref(), *server, key, &self.helper);
                 timed(self.data_timeout, async { made.await.map_err(DriverError::from) }).await.map(Output::Archived)
             }
             Call::RestoreBackup { node, spec, backup } => {

@@ -28,11 +28,19 @@ pub struct Worlds {
     pub retention: Retention,
     /// A world past this percentage of its plan's disk is not started (100 %: the quota).
     pub hard_quota_pct: u32,
+    /// Garbage collection of the archive store.
+    pub objects: super::objects::ObjectGc,
 }
 
 impl Default for Worlds {
     fn default() -> Self {
-        Worlds { backup_on_stop: true, backup_every_h: 6, retention: Retention::default(), hard_quota_pct: 150 }
+        Worlds {
+            backup_on_stop: true,
+            backup_every_h: 6,
+            retention: Retention::default(),
+            hard_quota_pct: 150,
+            objects: Default::default(),
+        }
     }
 }
 
