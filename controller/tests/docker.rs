@@ -186,6 +186,7 @@ async fn a_world_is_archived_verified_and_restored_with_matching_checksums() {
     let err = restore_server(&n, &store, &spec(id, &[]), &r, &helper()).await.unwrap_err().to_string();
     assert!(err.contains("checksum mismatch") || err.contains("archive"), "{err}");
     assert!(n.inspect(id).await.unwrap().is_none(), "nothing created from a bad archive");
+    assert!(!NodeDriver::volumes(&n).await.unwrap().contains(&id), "what the bad restore wrote is removed");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
