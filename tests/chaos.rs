@@ -60,7 +60,31 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, S
     (status, body)
 }
 
-fn spawn(args: &[&str], log: &std::path::Path) -> Child {
+/// A child process SIGKILLed when dropped: a failing assertion must not leave a daemon
+/// running against the shared engine (it would remove the next run's containers).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Killed {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+fn spawn(args: &[&str], log: &std::path::Path) -> Killed {
     let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_conductor"))
         .args(args)
@@ -68,6 +92,7 @@ fn spawn(args: &[&str], log: &std::path::Path) -> Child {
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
         .spawn()
+        .map(Killed)
         .unwrap()
 }
 
