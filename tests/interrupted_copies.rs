@@ -163,7 +163,8 @@ promo_credit_eur = 5
     let t = Instant::now();
     let staged = loop {
         let f = files(&archive);
-        if let Some(s) = f.iter().find(|n| n.contains('#')) {
+        // The archive's (`s<id>-…`), not the stop's backup (`b<id>-…`, a small world then).
+        if let Some(s) = f.iter().find(|n| n.starts_with('s') && n.contains('#')) {
             break s.clone();
         }
         assert!(
@@ -174,7 +175,8 @@ promo_credit_eur = 5
         std::thread::sleep(Duration::from_millis(50));
     };
     drop(daemon);
-    assert!(!files(&archive).iter().any(|n| n.ends_with(".tar.zst")), "a half archive under a real name: {staged}");
+    let archived = |n: &String| n.starts_with('s') && n.ends_with(".tar.zst");
+    assert!(!files(&archive).iter().any(archived), "a half archive under a real name: {staged}");
     let daemon = spawn(&serve, &log);
     wait_healthy(api, &log);
     wait_state(api, &token, id, "archived", Duration::from_secs(180), &log);

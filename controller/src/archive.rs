@@ -467,9 +467,7 @@ pub async fn archive_server(
     key: &str,
     helper: &Helper,
 ) -> Result<ArchiveRef, ArchiveError> {
-    let tar = node.download_data(server, helper).await?;
-    let r = store.put_stream(key, tar).await?;
-    store.verify(&r).await?;
+    let r = backup_server(node, store, server, key, helper).await?;
     node.remove(server, true).await?;
     Ok(r)
 }
