@@ -499,21 +499,21 @@ pub async fn restore_server(
 ) -> Result<(), ArchiveError> {
     let (tar, verdict) = store.open(r).await?;
     let written = node.write_volume(spec.server, tar, helper).await;
-    match verdict.await {
-        Ok(Ok(())) => {}
+    let failed = match verdict.await {
+        Ok(Ok(())) => written.err().map(ArchiveError::from),
         Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
-            // Not the world that was archived: what was written is not kept.
-            let _ = node.remove(spec.server, true).await;
-            return Err(ArchiveError::Checksum {
-                key: r.key.clone(),
-                expected: r.sha256.clone(),
-                found: e.to_string(),
-            });
+            Some(ArchiveError::Checksum { key: r.key.clone(), expected: r.sha256.clone(), found: e.to_string() })
         }
-        Ok(Err(e)) => return Err(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
-        Err(e) => return Err(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+        // A damaged stream (not a zstd frame, cut short) or a reader that failed.
+        Ok(Err(e)) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+        Err(e) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+    };
+    if let Some(e) = failed {
+        // Not (all of) the world that was archived: what was written is not kept — the
+        // archive stays the copy of record, and a retry writes it again.
+        let _ = node.remove(spec.server, true).await;
+        return Err(e);
     }
-    written?;
     node.ensure_container(spec).await?;
     Ok(())
 }
