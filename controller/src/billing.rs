@@ -219,11 +219,6 @@ impl Usage {
         }
     }
 
-    /// The size sleeping is charged for now (MB).
-    pub fn disk_mb(&self) -> u64 {
-        self.disk_mb
-    }
-
     /// The phase it is billed for now, if any.
     pub fn phase(&self) -> Option<(Phase, Millis)> {
         self.open.map(|(p, since, _)| (p, since))
