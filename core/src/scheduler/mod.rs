@@ -3,6 +3,11 @@
 //!
 //! The rules are those of SPEC §6, §7 and — with first-fit placement and the reference
 //! reactive parameters — exactly the pinned reference policy of SPEC §11.
+//!
+//! Map: inputs from the driver (`request_start`, `wanted_end`, `boot_complete`,
+//! `node_ready`, `timer`) and the queries are here; what it answers with is `commands.rs`;
+//! admission and the queue `admission.rs`; node disk `disk.rs`; live start-up `adopt.rs`;
+//! failures `failures.rs`; scaling `scaling.rs`; migrations `moves.rs`; jobs `jobs.rs`.
 
 use crate::catalogue::{CloudType, DedicatedType};
 use crate::consolidation::{ConsolidationParams, Movable, Outcome, PlanNode};
@@ -12,6 +17,8 @@ use crate::placement::{Candidate, Strategy};
 use crate::policy::{to_next_hour, DemandForecast, PolicyState, Proposal, ScaleIn, ScalingPolicy, Utilisation, View};
 use crate::time::{Millis, HOUR, MINUTE};
 use std::collections::BTreeMap;
+
+pub use commands::*;
 
 /// Everything the scheduler needs to decide, fixed for its lifetime.
 #[derive(Clone, Debug)]
@@ -51,195 +58,6 @@ impl SchedulerConfig {
     }
 }
 
-/// A preemptible job (low-priority work on idle dedicated capacity).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobId(pub u32);
-
-/// Identifies one placement, so that a late boot completion of an earlier placement is
-/// recognised and ignored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PlacementId(pub u64);
-
-/// Where a placed server's data comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Restore {
-    /// The data is already on the target node (or the server is new): boot only.
-    None,
-    /// Restore from archive storage, then boot.
-    FromArchive,
-    /// Copy from the node it slept on (which cannot take it now), then boot.
-    FromNode(NodeId),
-}
-
-/// Timers the core asks the driver to deliver back through [`Scheduler::timer`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Timer {
-    /// The queued request `seq` of `server` has waited `give_up`.
-    GiveUp { server: ServerId, seq: u64 },
-    /// `server` has slept for the sleep window since stop number `epoch`.
-    Archive { server: ServerId, epoch: u32 },
-    /// A scaling tick.
-    Tick,
-    /// `node` became unreachable at `since`: declare it dead if it still is.
-    DeadCheck { node: NodeId, since: Millis },
-    /// The notice of `job` ran out.
-    JobKill { job: JobId },
-}
-
-/// What the driver must carry out. Plain data; the driver reports completion back through
-/// [`Scheduler::boot_complete`] and [`Scheduler::node_ready`].
-#[must_use]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Reserve `server`'s RAM on `node` (done) and start it there, restoring its data first
-    /// as `restore` says. Report the server running with `placement`.
-    Place { server: ServerId, node: NodeId, restore: Restore, placement: PlacementId },
-    /// Stop `server` gracefully; its data stays on `node` (it is now sleeping).
-    Stop { server: ServerId, node: NodeId },
-    /// Archive the sleeping `server` from `node` and delete the node copy once verified.
-    Archive { server: ServerId, node: NodeId },
-    /// Create a cloud VM of `vm_type`; it will be known as `node`. Report it ready.
-    CreateVm { node: NodeId, vm_type: String },
-    /// Delete the cloud VM `node` (it holds no starting or running server).
-    DeleteVm { node: NodeId },
-    /// Call [`Scheduler::timer`] with `timer` at `at`.
-    Wake { at: Millis, timer: Timer },
-    /// Start preemptible `job` on `node`; report [`Scheduler::job_done`] when it ends.
-    StartJob { job: JobId, node: NodeId },
-    /// Tell `job` it will be killed at `kill_at` (a paying server needs the room).
-    NoticeJob { job: JobId, node: NodeId, kill_at: Millis },
-    /// Kill `job` now (its notice ran out).
-    KillJob { job: JobId, node: NodeId },
-    /// A placement of `server` on `node` failed: remove what it left there (the container;
-    /// the world too unless `keep_data`, i.e. unless the world sleeps on that node).
-    Discard { server: ServerId, node: NodeId, keep_data: bool },
-    /// Move running `server` from `from` to `to` (save, copy its disk, boot there); its RAM
-    /// is already reserved on `to`. Report it running with `placement`.
-    Migrate { server: ServerId, from: NodeId, to: NodeId, placement: PlacementId },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AbandonReason {
-    /// Waited longer than `give_up` in the queue.
-    GaveUp,
-    /// The wanted interval ended before the server ran.
-    IntervalEnded,
-    /// Its placement failed (the driver gave up on it) once `give_up` had passed.
-    StartFailed,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScaleAction {
-    Create {
-        node: NodeId,
-    },
-    Delete {
-        node: NodeId,
-    },
-    /// Draining starts: no new servers, sleepers archived early.
-    Cordon {
-        node: NodeId,
-    },
-    /// Capacity is wanted again: a draining VM takes servers again (cheaper than a new one).
-    Uncordon {
-        node: NodeId,
-    },
-}
-
-/// Facts worth recording (event log, KPIs); nothing to carry out.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Note {
-    Queued {
-        server: ServerId,
-    },
-    Abandoned {
-        server: ServerId,
-        requested_at: Millis,
-        reason: AbandonReason,
-    },
-    /// The server is running; `requested_at` is when its start was requested.
-    Running {
-        server: ServerId,
-        requested_at: Millis,
-    },
-    /// A scaling decision with the policy that took it, the utilisation it saw and the
-    /// policy's own figures.
-    Scaled {
-        action: ScaleAction,
-        policy: &'static str,
-        seen: Utilisation,
-        reason: String,
-    },
-    /// A policy in shadow mode would have created `add` VMs.
-    Shadow {
-        policy: &'static str,
-        add: u32,
-        reason: String,
-    },
-    /// `node` was declared dead; its servers are restarted elsewhere from their archive.
-    NodeDead {
-        node: NodeId,
-    },
-    /// `server` lost its copy on a dead node and now lives only in its latest archive; if it
-    /// was starting or running it is restarted elsewhere.
-    Failed {
-        server: ServerId,
-        was_active: bool,
-    },
-    /// Consolidation moves `server`; it plays again when its migration boot completes.
-    Migrated {
-        server: ServerId,
-        from: NodeId,
-        to: NodeId,
-    },
-    /// A migrated (or otherwise restarted without a request) server runs again.
-    Resumed {
-        server: ServerId,
-    },
-    /// A VM that will never be ready (its create failed for good, or it did not get ready
-    /// in time): the slot is free again, the policy may ask for another after its cooldown.
-    VmFailed {
-        node: NodeId,
-    },
-    /// The placement of `server` could not start it; its RAM is free again and its request
-    /// waits in the queue (or is abandoned past `give_up`).
-    StartFailed {
-        server: ServerId,
-        node: NodeId,
-    },
-    /// `server` crashed on `node`: it sleeps there and is started again (`restarted`), or —
-    /// after `crashes` crashes within the crash window — stays stopped (a crash loop).
-    Crashed {
-        server: ServerId,
-        node: NodeId,
-        crashes: u32,
-        restarted: bool,
-    },
-    /// An `auto` owner is told that `server` will move (not before `moves_at`).
-    Announced {
-        server: ServerId,
-        moves_at: Millis,
-    },
-    /// A `suggest` owner is asked to accept moving `server`, which would save this much.
-    Recommended {
-        server: ServerId,
-        saving_per_hour: rust_decimal::Decimal,
-    },
-}
-
-/// Output of one scheduler step.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    pub commands: Vec<Command>,
-    pub notes: Vec<Note>,
-}
-
-impl Outbox {
-    pub fn clear(&mut self) {
-        self.commands.clear();
-        self.notes.clear();
-    }
-}
 
 /// Where a server is in its lifecycle (SPEC §6). `queued` is a property of its request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -505,67 +323,6 @@ impl Scheduler {
         id
     }
 
-    /// Start-up of a live controller: a cloud VM that already exists (found by label),
-    /// ready or still provisioning. Returns its node.
-    pub fn adopt_vm(&mut self, ready: bool, created_at: Millis) -> Option<NodeId> {
-        let node = self.new_vm(created_at)?;
-        if ready {
-            // As `node_ready` does, without scanning the queue: adoption is not an event.
-            let n = &mut self.nodes[node.0 as usize];
-            n.state = NodeState::Ready;
-            self.provisioning -= 1;
-            self.usable_provisioning_mib -= u64::from(n.usable_mib);
-            self.usable_ready_mib += u64::from(n.usable_mib);
-            let at = self.ready.partition_point(|&id| id < node);
-            self.ready.insert(at, node);
-        }
-        Some(node)
-    }
-
-    /// Start-up of a live controller: a server found running (or starting) on `node`.
-    /// Returns the placement its boot completion must carry.
-    pub fn adopt_running(&mut self, server: ServerId, node: NodeId, booted: bool) -> PlacementId {
-        let residence = if booted { Residence::Running { node } } else { Residence::Starting { node } };
-        self.reserve(server, node, residence)
-    }
-
-    /// Start-up of a live controller: a server that was starting on `node` when the
-    /// previous run ended, for a start requested at `requested_at`; `before` is where its
-    /// world was before this placement (where it returns if the placement fails). The
-    /// request is placed again or given up by the usual rules.
-    pub fn adopt_starting(
-        &mut self,
-        server: ServerId,
-        node: NodeId,
-        requested_at: Millis,
-        before: Residence,
-    ) -> PlacementId {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let s = &mut self.servers[server.0 as usize];
-        s.request = Some(Request { seq, at: requested_at, queued: false });
-        s.before = before;
-        self.reserve(server, node, Residence::Starting { node })
-    }
-
-    /// Start-up of a live controller: a server whose world sleeps on `node` since
-    /// `stopped_at` (its archive timer is asked for), or lies in the archive.
-    pub fn adopt_stopped(&mut self, server: ServerId, node: Option<NodeId>, stopped_at: Millis, out: &mut Outbox) {
-        let s = &mut self.servers[server.0 as usize];
-        match node {
-            Some(node) => {
-                s.residence = Residence::Sleeping { node };
-                s.stops += 1;
-                s.stopped_at = stopped_at;
-                let epoch = s.stops;
-                self.nodes[node.0 as usize].sleepers.push(server);
-                let at = stopped_at + self.config.sleep_window;
-                out.commands.push(Command::Wake { at, timer: Timer::Archive { server, epoch } });
-            }
-            None => s.residence = Residence::Archived,
-        }
-    }
-
     /// Starts the scaling clock at `now` (the window start): the first tick is one
     /// interval later.
     pub fn start(&mut self, now: Millis, out: &mut Outbox) {
@@ -591,23 +348,6 @@ impl Scheduler {
     }
 
     /// Puts the pending request of `server` (not placed) into the queue, in its arrival
-    /// order, with its give-up timer.
-    fn enqueue(&mut self, now: Millis, server: ServerId, out: &mut Outbox) {
-        let s = &mut self.servers[server.0 as usize];
-        let Some(r) = s.request.as_mut() else { return };
-        r.queued = true;
-        let (seq, at) = (r.seq, r.at);
-        let ram = s.spec.ram_mib;
-        self.queued_mib += u64::from(ram);
-        self.queue.entry(ram).or_default().insert(seq, server);
-        self.queue_len += 1;
-        out.notes.push(Note::Queued { server });
-        if !self.jobs.is_empty() {
-            self.reclaim_for(now, u64::from(ram), out);
-        }
-        out.commands.push(Command::Wake { at: at + self.config.give_up, timer: Timer::GiveUp { server, seq } });
-    }
-
     /// The wanted run interval of `server` ended: a queued request is abandoned; a starting
     /// or running server stops and sleeps on its node (SPEC §11 rule 5).
     pub fn wanted_end(&mut self, now: Millis, server: ServerId, out: &mut Outbox) {
@@ -819,176 +559,11 @@ impl Scheduler {
         self.cloud_vms
     }
 
-    fn dequeue(&mut self, server: ServerId, seq: u64) {
-        let ram = self.servers[server.0 as usize].spec.ram_mib;
-        let Some(group) = self.queue.get_mut(&ram) else { return };
-        if group.remove(&seq).is_some() {
-            self.queued_mib -= u64::from(ram);
-            self.queue_len -= 1;
-            if group.is_empty() {
-                self.queue.remove(&ram);
-            }
-        }
-    }
-
-    /// The largest free RAM on a node that accepts servers.
-    fn max_free_mib(&self) -> u64 {
-        self.ready.iter().map(|id| self.nodes[id.0 as usize].free_mib()).max().unwrap_or(0)
-    }
-
-    /// Rule 2: the node it sleeps on if that has room, else the strategy's choice.
-    fn try_place(&mut self, server: ServerId, out: &mut Outbox) -> bool {
-        let s = &self.servers[server.0 as usize];
-        let need = u64::from(s.spec.ram_mib);
-        let residence = s.residence;
-        let avoid = s.avoid;
-        if let Residence::Sleeping { node } = residence {
-            let n = &self.nodes[node.0 as usize];
-            if n.state == NodeState::Ready && n.free_mib() >= need && avoid != Some(node) {
-                self.place(server, node, Restore::None, out);
-                return true;
-            }
-        }
-        // A node whose last placement of this server failed is taken only if no other fits.
-        let mut chosen = None;
-        for skip in [avoid, None] {
-            self.candidates.clear();
-            self.candidates.extend(self.ready.iter().filter(|&&id| Some(id) != skip).map(|&id| {
-                let n = &self.nodes[id.0 as usize];
-                Candidate { id, kind: n.kind, free_mib: n.free_mib() }
-            }));
-            chosen = self.config.strategy.choose(&self.candidates, need, self.last_placed);
-            if chosen.is_some() || avoid.is_none() {
-                break;
-            }
-        }
-        let Some(node) = chosen else {
-            return false;
-        };
-        if residence == (Residence::Sleeping { node }) {
-            self.place(server, node, Restore::None, out);
-            return true;
-        }
-        let restore = match residence {
-            Residence::New => Restore::None,
-            Residence::Sleeping { node: from } => Restore::FromNode(from),
-            Residence::Archived => Restore::FromArchive,
-            Residence::Starting { .. } | Residence::Running { .. } => unreachable!("placing an active server"),
-        };
-        self.place(server, node, restore, out);
-        true
-    }
-
-    fn place(&mut self, server: ServerId, node: NodeId, restore: Restore, out: &mut Outbox) {
-        let s = &mut self.servers[server.0 as usize];
-        s.before = s.residence;
-        let placement = self.reserve(server, node, Residence::Starting { node });
-        self.last_placed = Some(node);
-        out.commands.push(Command::Place { server, node, restore, placement });
-    }
-
-    /// Reserves `server`'s RAM on `node` under a new placement and moves it to `residence`.
-    fn reserve(&mut self, server: ServerId, node: NodeId, residence: Residence) -> PlacementId {
-        let s = &mut self.servers[server.0 as usize];
-        let ram = u64::from(s.spec.ram_mib);
-        self.next_placement += 1;
-        let placement = PlacementId(self.next_placement);
-        s.placement = placement;
-        s.residence = residence;
-        let n = &mut self.nodes[node.0 as usize];
-        n.reserved_mib += ram;
-        n.active += 1;
-        n.servers.push(server);
-        self.reserved_mib += ram;
-        placement
-    }
-
-    /// Frees the RAM `server` holds on `node`: it no longer starts or runs there.
-    fn release(&mut self, server: ServerId, node: NodeId) {
-        let s = &mut self.servers[server.0 as usize];
-        let ram = u64::from(s.spec.ram_mib);
-        if let Some(from) = s.migrating_from.take() {
-            self.nodes[from.0 as usize].outgoing -= 1;
-        }
-        let n = &mut self.nodes[node.0 as usize];
-        n.reserved_mib -= ram;
-        n.active -= 1;
-        n.servers.retain(|&s| s != server);
-        self.reserved_mib -= ram;
-        let s = &mut self.servers[server.0 as usize];
-        if let Some(ram) = s.pending_ram.take() {
-            s.spec.ram_mib = ram;
-        }
-    }
-
-    fn stop(&mut self, now: Millis, server: ServerId, node: NodeId, out: &mut Outbox) {
-        self.release(server, node);
-        let s = &mut self.servers[server.0 as usize];
-        s.residence = Residence::Sleeping { node };
-        s.stops += 1;
-        s.stopped_at = now;
-        let epoch = s.stops;
-        self.nodes[node.0 as usize].sleepers.push(server);
-        let n = &self.nodes[node.0 as usize];
-        out.commands.push(Command::Stop { server, node });
-        if n.state == NodeState::Cordoned {
-            // The node is going away: do not leave the world on it.
-            self.servers[server.0 as usize].residence = Residence::Archived;
-            out.commands.push(Command::Archive { server, node });
-        } else {
-            out.commands
-                .push(Command::Wake { at: now + self.config.sleep_window, timer: Timer::Archive { server, epoch } });
-        }
-        self.scan_queue(now, out);
-    }
-
-    /// Rule 3: one pass over the queue in arrival order, placing every request that fits.
-    ///
-    /// Placing only shrinks free RAM, so a request that does not fit at its turn cannot fit
-    /// later in the same pass. The pass is therefore the same as repeatedly placing the
-    /// earliest-arrived request whose RAM is at most the largest free RAM of any node — which
-    /// visits only the heads of the RAM groups that can fit, not the whole queue.
-    fn scan_queue(&mut self, _now: Millis, out: &mut Outbox) {
-        #[cfg(test)]
-        if self.naive_scan {
-            let mut pass: Vec<(u64, ServerId)> =
-                self.queue.values().flat_map(|g| g.iter().map(|(&seq, &server)| (seq, server))).collect();
-            pass.sort_unstable();
-            for (seq, server) in pass {
-                if self.try_place(server, out) {
-                    self.dequeue(server, seq);
-                    if let Some(r) = self.servers[server.0 as usize].request.as_mut() {
-                        r.queued = false;
-                    }
-                }
-            }
-            return;
-        }
-        while self.queue_len > 0 {
-            let max_free = u32::try_from(self.max_free_mib()).unwrap_or(u32::MAX);
-            let head = self
-                .queue
-                .range(..=max_free)
-                .filter_map(|(_, group)| group.first_key_value())
-                .min_by_key(|(&seq, _)| seq)
-                .map(|(&seq, &server)| (seq, server));
-            let Some((seq, server)) = head else { break };
-            let placed = self.try_place(server, out);
-            debug_assert!(placed, "a request no larger than the largest free RAM fits");
-            self.dequeue(server, seq);
-            if let Some(r) = self.servers[server.0 as usize].request.as_mut() {
-                r.queued = false;
-            }
-            if !placed {
-                break;
-            }
-        }
-        if !self.job_queue.is_empty() {
-            self.start_jobs(out);
-        }
-    }
 }
 
+mod adopt;
+mod admission;
+mod commands;
 mod failures;
 mod jobs;
 mod moves;

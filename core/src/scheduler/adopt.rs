@@ -1,0 +1,68 @@
+//! Start-up of a live controller: what it finds running, starting, stopped or provisioning
+//! is adopted into the decision state without being decided again.
+
+use super::*;
+
+impl Scheduler {
+    /// Start-up of a live controller: a cloud VM that already exists (found by label),
+    /// ready or still provisioning. Returns its node.
+    pub fn adopt_vm(&mut self, ready: bool, created_at: Millis) -> Option<NodeId> {
+        let node = self.new_vm(created_at)?;
+        if ready {
+            // As `node_ready` does, without scanning the queue: adoption is not an event.
+            let n = &mut self.nodes[node.0 as usize];
+            n.state = NodeState::Ready;
+            self.provisioning -= 1;
+            self.usable_provisioning_mib -= u64::from(n.usable_mib);
+            self.usable_ready_mib += u64::from(n.usable_mib);
+            let at = self.ready.partition_point(|&id| id < node);
+            self.ready.insert(at, node);
+        }
+        Some(node)
+    }
+
+    /// Start-up of a live controller: a server found running (or starting) on `node`.
+    /// Returns the placement its boot completion must carry.
+    pub fn adopt_running(&mut self, server: ServerId, node: NodeId, booted: bool) -> PlacementId {
+        let residence = if booted { Residence::Running { node } } else { Residence::Starting { node } };
+        self.reserve(server, node, residence)
+    }
+
+    /// Start-up of a live controller: a server that was starting on `node` when the
+    /// previous run ended, for a start requested at `requested_at`; `before` is where its
+    /// world was before this placement (where it returns if the placement fails). The
+    /// request is placed again or given up by the usual rules.
+    pub fn adopt_starting(
+        &mut self,
+        server: ServerId,
+        node: NodeId,
+        requested_at: Millis,
+        before: Residence,
+    ) -> PlacementId {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let s = &mut self.servers[server.0 as usize];
+        s.request = Some(Request { seq, at: requested_at, queued: false });
+        s.before = before;
+        self.reserve(server, node, Residence::Starting { node })
+    }
+
+    /// Start-up of a live controller: a server whose world sleeps on `node` since
+    /// `stopped_at` (its archive timer is asked for), or lies in the archive.
+    pub fn adopt_stopped(&mut self, server: ServerId, node: Option<NodeId>, stopped_at: Millis, out: &mut Outbox) {
+        let s = &mut self.servers[server.0 as usize];
+        match node {
+            Some(node) => {
+                s.residence = Residence::Sleeping { node };
+                s.stops += 1;
+                s.stopped_at = stopped_at;
+                let epoch = s.stops;
+                self.nodes[node.0 as usize].sleepers.push(server);
+                let at = stopped_at + self.config.sleep_window;
+                out.commands.push(Command::Wake { at, timer: Timer::Archive { server, epoch } });
+            }
+            None => s.residence = Residence::Archived,
+        }
+    }
+
+}
