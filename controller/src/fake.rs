@@ -511,6 +511,7 @@ pub fn ax41() -> conductor_core::DedicatedType {
         ram_mib: 65536,
         cores: 8,
         disk_gb: 1000,
+        disk_reserve_gb: 0,
         monthly_eur: rust_decimal::Decimal::from(70),
         reserve: conductor_core::catalogue::Reserve::Mib(2300),
     }
@@ -523,6 +524,7 @@ pub fn cx23() -> conductor_core::CloudType {
         ram_mib: 4096,
         cores: 2,
         disk_gb: 40,
+        disk_reserve_gb: 0,
         hourly_eur: rust_decimal::Decimal::new(6, 3),
         monthly_cap_eur: rust_decimal::Decimal::from(4),
         reserve: conductor_core::catalogue::Reserve::Mib(0),

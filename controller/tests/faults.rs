@@ -71,6 +71,7 @@ impl World {
             ram_mib: 4096,
             cores: 2,
             disk_gb: 40,
+            disk_reserve_gb: 0,
             hourly_eur: Decimal::new(6, 3),
             monthly_cap_eur: Decimal::new(399, 2),
             reserve: Reserve::Mib(0),
@@ -80,6 +81,7 @@ impl World {
             ram_mib: 4096,
             cores: 2,
             disk_gb: 40,
+            disk_reserve_gb: 0,
             monthly_eur: Decimal::from(10),
             reserve: Reserve::Mib(0),
         };

@@ -36,6 +36,7 @@ fn small(name: &str, ram_mib: u32) -> DedicatedType {
         ram_mib,
         cores: 2,
         disk_gb: 40,
+        disk_reserve_gb: 0,
         monthly_eur: Decimal::from(10),
         reserve: Reserve::Mib(0),
     }
@@ -51,6 +52,7 @@ fn config(
         ram_mib: 2048,
         cores: 2,
         disk_gb: 40,
+        disk_reserve_gb: 0,
         hourly_eur: Decimal::new(6, 3),
         monthly_cap_eur: Decimal::new(399, 2),
         reserve: Reserve::Mib(0),

@@ -37,6 +37,7 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
         ram_mib: 2048,
         cores: 2,
         disk_gb: 40,
+        disk_reserve_gb: 0,
         hourly_eur: Decimal::new(6, 3),
         monthly_cap_eur: Decimal::new(399, 2),
         reserve: Reserve::Mib(0),
@@ -46,6 +47,7 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
         ram_mib: 1024,
         cores: 2,
         disk_gb: 40,
+        disk_reserve_gb: 0,
         monthly_eur: Decimal::from(10),
         reserve: Reserve::Mib(0),
     };

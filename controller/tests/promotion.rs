@@ -22,6 +22,7 @@ fn config() -> LiveConfig {
         ram_mib: 4096,
         cores: 2,
         disk_gb: 40,
+        disk_reserve_gb: 0,
         hourly_eur: Money::new(6, 3),
         monthly_cap_eur: Money::new(399, 2),
         reserve: Reserve::Mib(0),
@@ -31,6 +32,7 @@ fn config() -> LiveConfig {
         ram_mib: 65536,
         cores: 6,
         disk_gb: 512,
+        disk_reserve_gb: 0,
         monthly_eur: Money::from(70),
         reserve: Reserve::Mib(2300),
     };

@@ -18,6 +18,7 @@ fn main() {
         ram_mib: 16384,
         cores: 8,
         disk_gb: 160,
+        disk_reserve_gb: 0,
         hourly_eur: Decimal::new(21, 3),
         monthly_cap_eur: Decimal::new(1399, 2),
         reserve: Reserve::Percent(Decimal::from(15)),
@@ -27,6 +28,7 @@ fn main() {
         ram_mib: 65536,
         cores: 6,
         disk_gb: 1024,
+        disk_reserve_gb: 0,
         monthly_eur: Decimal::from(70),
         reserve: Reserve::Mib(2300),
     };

@@ -33,6 +33,8 @@ pub struct DedicatedType {
     pub ram_mib: u32,
     pub cores: u32,
     pub disk_gb: u32,
+    /// Disk the node keeps for its system, images and copies in transit (SPEC §5).
+    pub disk_reserve_gb: u32,
     pub monthly_eur: Decimal,
     pub reserve: Reserve,
 }
@@ -40,6 +42,11 @@ pub struct DedicatedType {
 impl DedicatedType {
     pub fn usable_mib(&self) -> u32 {
         self.reserve.usable_mib(self.ram_mib)
+    }
+
+    /// Disk worlds may occupy, in MB (10^6 bytes).
+    pub fn usable_disk_mb(&self) -> u64 {
+        usable_disk_mb(self.disk_gb, self.disk_reserve_gb)
     }
 }
 
@@ -49,6 +56,8 @@ pub struct CloudType {
     pub ram_mib: u32,
     pub cores: u32,
     pub disk_gb: u32,
+    /// Disk the VM keeps for its system, images and copies in transit (SPEC §5).
+    pub disk_reserve_gb: u32,
     pub hourly_eur: Decimal,
     pub monthly_cap_eur: Decimal,
     pub reserve: Reserve,
@@ -58,6 +67,16 @@ impl CloudType {
     pub fn usable_mib(&self) -> u32 {
         self.reserve.usable_mib(self.ram_mib)
     }
+
+    /// Disk worlds may occupy, in MB (10^6 bytes).
+    pub fn usable_disk_mb(&self) -> u64 {
+        usable_disk_mb(self.disk_gb, self.disk_reserve_gb)
+    }
+}
+
+/// Usable disk = disk − reserve, GB (10^9 bytes) to MB.
+fn usable_disk_mb(disk_gb: u32, reserve_gb: u32) -> u64 {
+    u64::from(disk_gb.saturating_sub(reserve_gb)) * 1000
 }
 
 #[cfg(test)]

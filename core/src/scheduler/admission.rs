@@ -21,7 +21,6 @@ impl Scheduler {
         out.commands.push(Command::Wake { at: at + self.config.give_up, timer: Timer::GiveUp { server, seq } });
     }
 
-
     pub(super) fn dequeue(&mut self, server: ServerId, seq: u64) {
         let ram = self.servers[server.0 as usize].spec.ram_mib;
         let Some(group) = self.queue.get_mut(&ram) else { return };

@@ -64,5 +64,4 @@ impl Scheduler {
             None => s.residence = Residence::Archived,
         }
     }
-
 }

@@ -58,7 +58,6 @@ impl SchedulerConfig {
     }
 }
 
-
 /// Where a server is in its lifecycle (SPEC §6). `queued` is a property of its request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Residence {
@@ -558,11 +557,10 @@ impl Scheduler {
     pub fn cloud_vms(&self) -> u32 {
         self.cloud_vms
     }
-
 }
 
-mod adopt;
 mod admission;
+mod adopt;
 mod commands;
 mod failures;
 mod jobs;

@@ -11,6 +11,7 @@ fn vm() -> CloudType {
         ram_mib: 8192,
         cores: 2,
         disk_gb: 80,
+        disk_reserve_gb: 0,
         hourly_eur: Decimal::new(1, 2),
         monthly_cap_eur: Decimal::from(5),
         reserve: Reserve::Mib(0),
@@ -23,6 +24,7 @@ fn node(ram_mib: u32) -> DedicatedType {
         ram_mib,
         cores: 4,
         disk_gb: 100,
+        disk_reserve_gb: 0,
         monthly_eur: Decimal::from(50),
         reserve: Reserve::Mib(0),
     }
