@@ -150,6 +150,10 @@ pub struct Usage {
     /// Usage per phase (active, sleeping) before `folded`.
     base: [u128; 2],
     folded: Millis,
+    /// The sleep window (SPEC §8: sleeping is billed from the stop until the server is
+    /// placed again or the window ends), and when the current sleep stops being billed.
+    sleep_window: Millis,
+    sleep_until: Millis,
 }
 
 fn index(p: Phase) -> usize {
@@ -161,7 +165,24 @@ fn index(p: Phase) -> usize {
 
 impl Usage {
     pub fn new(owner: i64, server: i64, ram_mib: u32, disk_mb: u64) -> Usage {
-        Usage { owner, server, ram_mib, disk_mb, open: None, spans: Vec::new(), base: [0; 2], folded: Millis::MIN }
+        Usage {
+            owner,
+            server,
+            ram_mib,
+            disk_mb,
+            open: None,
+            spans: Vec::new(),
+            base: [0; 2],
+            folded: Millis::MIN,
+            sleep_window: Millis::MAX / 4,
+            sleep_until: Millis::MAX,
+        }
+    }
+
+    /// Sleeping is billed for at most `window` after each stop (default: until archived).
+    pub fn with_sleep_window(mut self, window: Millis) -> Usage {
+        self.sleep_window = window;
+        self
     }
 
     /// Whether events of this kind change billable phases.
@@ -189,7 +210,10 @@ impl Usage {
         use crate::events::*;
         match kind {
             SERVER_STARTED | SERVER_RESUMED => self.open_at(Phase::Active, at),
-            SERVER_SLEPT => self.open_at(Phase::Sleeping, at),
+            SERVER_SLEPT => {
+                self.open_at(Phase::Sleeping, at);
+                self.sleep_until = at.saturating_add(self.sleep_window);
+            }
             SERVER_PLACED | SERVER_ARCHIVED | SERVER_DELETED | SERVER_CRASHED | SERVER_LOST | SERVER_FAILED => {
                 self.close(at)
             }
@@ -204,6 +228,7 @@ impl Usage {
 
     fn close(&mut self, at: Millis) {
         if let Some((p, since, rate)) = self.open.take() {
+            let at = if p == Phase::Sleeping { at.min(self.sleep_until) } else { at };
             if at > since {
                 self.spans.push((p, since, at, rate));
             }
@@ -237,7 +262,10 @@ impl Usage {
         let clip = |a: Millis, b: Millis| (b.min(to) - a.max(from)).max(0) as u128;
         let closed: u128 = self.spans.iter().filter(|s| s.0 == p).map(|s| clip(s.1, s.2) * s.3).sum();
         let open = match self.open {
-            Some((q, since, rate)) if q == p => clip(since, to) * rate,
+            Some((q, since, rate)) if q == p => {
+                let end = if q == Phase::Sleeping { to.min(self.sleep_until) } else { to };
+                clip(since, end) * rate
+            }
             _ => 0,
         };
         closed + open

@@ -44,10 +44,12 @@ pub struct PlanNode {
     /// Takes new servers (ready, not cordoned).
     pub accepts: bool,
     pub free_mib: u64,
+    /// Disk free for worlds (`u64::MAX` where disk decides nothing).
+    pub free_disk_mb: u64,
     /// What deleting it saves per hour (0 for dedicated nodes).
     pub hourly: Decimal,
-    /// Its starting and running servers.
-    pub servers: Vec<(ServerId, u64, Movable)>,
+    /// Its starting and running servers: id, plan RAM, whether it may move, world size (MB).
+    pub servers: Vec<(ServerId, u64, Movable, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,14 +86,15 @@ pub fn plan(nodes: &[PlanNode], params: &ConsolidationParams, budget: u32) -> Ou
             continue;
         }
         // First-fit decreasing onto the other accepting nodes, in node order.
-        let mut free: Vec<(NodeId, u64)> =
-            nodes.iter().filter(|n| n.accepts && n.id != vm.id).map(|n| (n.id, n.free_mib)).collect();
+        let mut free: Vec<(NodeId, u64, u64)> =
+            nodes.iter().filter(|n| n.accepts && n.id != vm.id).map(|n| (n.id, n.free_mib, n.free_disk_mb)).collect();
         let mut servers = vm.servers.clone();
         servers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut moves = Vec::with_capacity(servers.len());
-        for &(server, ram, _) in &servers {
-            let Some(slot) = free.iter_mut().find(|(_, f)| *f >= ram) else { break };
+        for &(server, ram, _, disk) in &servers {
+            let Some(slot) = free.iter_mut().find(|(_, f, d)| *f >= ram && *d >= disk) else { break };
             slot.1 -= ram;
+            slot.2 = slot.2.saturating_sub(disk);
             moves.push((server, slot.0));
         }
         if moves.len() < servers.len() {
@@ -130,8 +133,9 @@ mod tests {
             is_cloud,
             accepts: true,
             free_mib,
+            free_disk_mb: u64::MAX,
             hourly: if is_cloud { Decimal::new(16, 3) } else { Decimal::ZERO },
-            servers: servers.iter().map(|&(s, r, m)| (ServerId(s), r, m)).collect(),
+            servers: servers.iter().map(|&(s, r, m)| (ServerId(s), r, m, 0)).collect(),
         }
     }
 
@@ -190,7 +194,7 @@ mod tests {
                         let ram = [1024u64, 2048, 4096][rng.random_range(0..3)];
                         if used + ram <= capacity {
                             used += ram;
-                            servers.push((ServerId(next_server), ram, Movable::Yes));
+                            servers.push((ServerId(next_server), ram, Movable::Yes, 0));
                             next_server += 1;
                         }
                     }
@@ -209,7 +213,7 @@ mod tests {
                 let ram = nodes.iter().flat_map(|n| &n.servers).find(|s| s.0 == server).unwrap().1;
                 let target = nodes.iter_mut().find(|n| n.id == to).unwrap();
                 target.free_mib -= ram;
-                target.servers.push((server, ram, Movable::No)); // just moved: once per interval
+                target.servers.push((server, ram, Movable::No, 0)); // just moved: once per interval
             }
             nodes.retain(|n| n.id != p.vm);
             if let Outcome::Migrate(next) = plan(&nodes, &params(), 10) {

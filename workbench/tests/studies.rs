@@ -272,8 +272,8 @@ fn compare_shows_two_runs_side_by_side_with_differences() {
 }
 
 /// Issue 3's shipped results: `scenarios/best.toml` is at least 30 % cheaper than the reference
-/// policy on the demo with no more abandoned starts, `scenarios/fast-starts.toml` has a p95
-/// start wait ≤ 30 s at a higher cost (their comments say so), and
+/// policy on the demo with no more abandoned starts, `scenarios/fast-starts.toml` has at most
+/// half the reference's p95 start wait at a higher cost (their comments say so), and
 /// `scenarios/ablation.toml` starts from that very design, each variant changing something.
 #[test]
 fn the_shipped_best_meets_the_cost_goal_and_the_ablation_starts_from_it() {
@@ -290,7 +290,10 @@ fn the_shipped_best_meets_the_cost_goal_and_the_ablation_starts_from_it() {
     assert!(best.starts_abandoned <= reference.starts_abandoned, "{best:?}");
     // The other end of the trade-off, as fast-starts.toml's comment states it.
     let fast = single("fast-starts");
-    assert!(fast.start_wait_p95_s <= 30.0 && fast.starts_abandoned <= reference.starts_abandoned, "{fast:?}");
+    assert!(
+        fast.start_wait_p95_s <= reference.start_wait_p95_s / 2.0 && fast.starts_abandoned <= reference.starts_abandoned,
+        "{fast:?}"
+    );
     assert!(fast.infra_cost_eur > reference.infra_cost_eur, "{fast:?}");
 
     let ablation = Study::load(&root().join("scenarios/ablation.toml")).unwrap();

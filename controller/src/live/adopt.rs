@@ -179,7 +179,9 @@ impl<S: Store> Live<S> {
             let id = live.core.add_server(spec(&s));
             live.server_ids.push(s.id);
             live.by_store_id.insert(s.id, id);
-            live.usage.push(Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb));
+            live.usage.push(
+                Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb).with_sleep_window(live.core.config().sleep_window),
+            );
             let node = s.node.and_then(|n| store_node_to_core.get(&n).copied());
             if let Some(r) = archived.remove(&s.id) {
                 live.archives.insert(id, r);

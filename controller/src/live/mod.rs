@@ -409,7 +409,9 @@ impl<S: Store> Live<S> {
             let id = self.core.add_server(spec(s));
             self.server_ids.push(s.id);
             self.by_store_id.insert(s.id, id);
-            self.usage.push(Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb));
+            self.usage.push(
+                Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb).with_sleep_window(self.core.config().sleep_window),
+            );
         }
     }
 

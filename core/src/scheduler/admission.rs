@@ -46,6 +46,7 @@ impl Scheduler {
         let avoid = s.avoid;
         if let Residence::Sleeping { node } = residence {
             let n = &self.nodes[node.0 as usize];
+            // Its world is there: no disk needed.
             if n.state == NodeState::Ready && n.free_mib() >= need && avoid != Some(node) {
                 self.place(server, node, Restore::None, out);
                 return true;
@@ -54,11 +55,7 @@ impl Scheduler {
         // A node whose last placement of this server failed is taken only if no other fits.
         let mut chosen = None;
         for skip in [avoid, None] {
-            self.candidates.clear();
-            self.candidates.extend(self.ready.iter().filter(|&&id| Some(id) != skip).map(|&id| {
-                let n = &self.nodes[id.0 as usize];
-                Candidate { id, kind: n.kind, free_mib: n.free_mib() }
-            }));
+            self.fill_candidates(server, skip);
             chosen = self.config.strategy.choose(&self.candidates, need, self.last_placed);
             if chosen.is_some() || avoid.is_none() {
                 break;
@@ -81,12 +78,25 @@ impl Scheduler {
         true
     }
 
+    /// The ready nodes (but `skip`) that could take `server`'s world, as placement
+    /// candidates in node order.
+    pub(super) fn fill_candidates(&mut self, server: ServerId, skip: Option<NodeId>) {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        candidates.extend(self.ready.iter().filter(|&&id| Some(id) != skip && self.disk_room(id, server)).map(|&id| {
+            let n = &self.nodes[id.0 as usize];
+            Candidate { id, kind: n.kind, free_mib: n.free_mib() }
+        }));
+        self.candidates = candidates;
+    }
+
     pub(super) fn place(&mut self, server: ServerId, node: NodeId, restore: Restore, out: &mut Outbox) {
         let s = &mut self.servers[server.0 as usize];
         s.before = s.residence;
         let placement = self.reserve(server, node, Residence::Starting { node });
         self.last_placed = Some(node);
         out.commands.push(Command::Place { server, node, restore, placement });
+        self.relieve(node, out);
     }
 
     /// Reserves `server`'s RAM on `node` under a new placement and moves it to `residence`.
@@ -96,7 +106,7 @@ impl Scheduler {
         self.next_placement += 1;
         let placement = PlacementId(self.next_placement);
         s.placement = placement;
-        s.residence = residence;
+        self.set_residence(server, residence);
         let n = &mut self.nodes[node.0 as usize];
         n.reserved_mib += ram;
         n.active += 1;
@@ -125,8 +135,8 @@ impl Scheduler {
 
     pub(super) fn stop(&mut self, now: Millis, server: ServerId, node: NodeId, out: &mut Outbox) {
         self.release(server, node);
+        self.set_residence(server, Residence::Sleeping { node });
         let s = &mut self.servers[server.0 as usize];
-        s.residence = Residence::Sleeping { node };
         s.stops += 1;
         s.stopped_at = now;
         let epoch = s.stops;
@@ -135,7 +145,7 @@ impl Scheduler {
         out.commands.push(Command::Stop { server, node });
         if n.state == NodeState::Cordoned {
             // The node is going away: do not leave the world on it.
-            self.servers[server.0 as usize].residence = Residence::Archived;
+            self.set_residence(server, Residence::Archived);
             out.commands.push(Command::Archive { server, node });
         } else {
             out.commands
@@ -150,11 +160,21 @@ impl Scheduler {
     /// later in the same pass. The pass is therefore the same as repeatedly placing the
     /// earliest-arrived request whose RAM is at most the largest free RAM of any node — which
     /// visits only the heads of the RAM groups that can fit, not the whole queue.
+    ///
+    /// With a disk rule a request may not fit for want of disk while a later one does: the
+    /// pass then visits, in arrival order, every request no larger than the largest free RAM.
     pub(super) fn scan_queue(&mut self, _now: Millis, out: &mut Outbox) {
         #[cfg(test)]
-        if self.naive_scan {
-            let mut pass: Vec<(u64, ServerId)> =
-                self.queue.values().flat_map(|g| g.iter().map(|(&seq, &server)| (seq, server))).collect();
+        let literal = self.naive_scan;
+        #[cfg(not(test))]
+        let literal = false;
+        if literal || self.config.disk.is_some() {
+            let max_free = if literal { u32::MAX } else { u32::try_from(self.max_free_mib()).unwrap_or(u32::MAX) };
+            let mut pass: Vec<(u64, ServerId)> = self
+                .queue
+                .range(..=max_free)
+                .flat_map(|(_, g)| g.iter().map(|(&seq, &server)| (seq, server)))
+                .collect();
             pass.sort_unstable();
             for (seq, server) in pass {
                 if self.try_place(server, out) {
@@ -164,8 +184,16 @@ impl Scheduler {
                     }
                 }
             }
-            return;
+        } else {
+            self.scan_heads(out);
         }
+        if !self.job_queue.is_empty() {
+            self.start_jobs(out);
+        }
+    }
+
+    /// The fast pass without a disk rule (see `scan_queue`).
+    fn scan_heads(&mut self, out: &mut Outbox) {
         while self.queue_len > 0 {
             let max_free = u32::try_from(self.max_free_mib()).unwrap_or(u32::MAX);
             let head = self
@@ -184,9 +212,6 @@ impl Scheduler {
             if !placed {
                 break;
             }
-        }
-        if !self.job_queue.is_empty() {
-            self.start_jobs(out);
         }
     }
 }

@@ -50,10 +50,10 @@ impl Scheduler {
     /// Start-up of a live controller: a server whose world sleeps on `node` since
     /// `stopped_at` (its archive timer is asked for), or lies in the archive.
     pub fn adopt_stopped(&mut self, server: ServerId, node: Option<NodeId>, stopped_at: Millis, out: &mut Outbox) {
-        let s = &mut self.servers[server.0 as usize];
         match node {
             Some(node) => {
-                s.residence = Residence::Sleeping { node };
+                self.set_residence(server, Residence::Sleeping { node });
+                let s = &mut self.servers[server.0 as usize];
                 s.stops += 1;
                 s.stopped_at = stopped_at;
                 let epoch = s.stops;
@@ -61,7 +61,7 @@ impl Scheduler {
                 let at = stopped_at + self.config.sleep_window;
                 out.commands.push(Command::Wake { at, timer: Timer::Archive { server, epoch } });
             }
-            None => s.residence = Residence::Archived,
+            None => self.set_residence(server, Residence::Archived),
         }
     }
 }

@@ -51,8 +51,9 @@ impl Scheduler {
                 Residence::Sleeping { node: n } if n == node => false,
                 _ => continue,
             };
-            s.residence = Residence::Archived;
             out.notes.push(Note::Failed { server, was_active });
+            self.set_residence(server, Residence::Archived);
+            let s = &mut self.servers[i];
             if was_active {
                 let ram = u64::from(s.spec.ram_mib);
                 self.reserved_mib -= ram;
@@ -111,10 +112,12 @@ impl Scheduler {
         self.release(server, node);
         let s = &mut self.servers[server.0 as usize];
         s.avoid = Some(node);
-        s.residence = match s.before {
+        let back = match s.before {
             Residence::Starting { .. } | Residence::Running { .. } => Residence::Archived,
             before => before,
         };
+        self.set_residence(server, back);
+        let s = &mut self.servers[server.0 as usize];
         let keep_data = s.residence == (Residence::Sleeping { node });
         if let Residence::Sleeping { node: at } = s.residence {
             // Its archive timer fired (and was ignored) while it was starting: ask again.
@@ -182,15 +185,14 @@ impl Scheduler {
     /// still where it was before that placement — on its old node, in the archive, or
     /// nowhere yet (a new server). Only a stopped server is corrected.
     pub fn restore_undone(&mut self, _now: Millis, server: ServerId, _out: &mut Outbox) {
-        let s = &mut self.servers[server.0 as usize];
+        let s = &self.servers[server.0 as usize];
         let Residence::Sleeping { .. } = s.residence else { return };
         match s.before {
             Residence::Sleeping { node } => {
-                s.residence = Residence::Sleeping { node };
+                self.set_residence(server, Residence::Sleeping { node });
                 self.nodes[node.0 as usize].sleepers.push(server);
             }
-            Residence::Archived => s.residence = Residence::Archived,
-            Residence::New => s.residence = Residence::New,
+            before @ (Residence::Archived | Residence::New) => self.set_residence(server, before),
             _ => {}
         }
     }
@@ -208,9 +210,8 @@ impl Scheduler {
     /// carried out after a restart of its own, say): a server still taken to sleep on a node
     /// is archived now.
     pub fn world_archived(&mut self, server: ServerId) {
-        let s = &mut self.servers[server.0 as usize];
-        if let Residence::Sleeping { .. } = s.residence {
-            s.residence = Residence::Archived;
+        if let Residence::Sleeping { .. } = self.servers[server.0 as usize].residence {
+            self.set_residence(server, Residence::Archived);
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::time::{Millis, HOUR, MINUTE};
 use std::collections::BTreeMap;
 
 pub use commands::*;
+pub use disk::DiskRule;
 
 /// Everything the scheduler needs to decide, fixed for its lifetime.
 #[derive(Clone, Debug)]
@@ -39,6 +40,8 @@ pub struct SchedulerConfig {
     /// of restarted (a crash loop); its owner is told.
     pub crash_limit: u32,
     pub crash_window: Millis,
+    /// Node disk as a capacity (SPEC §5); `None` (the reference policy) ignores disk.
+    pub disk: Option<DiskRule>,
 }
 
 impl SchedulerConfig {
@@ -54,6 +57,7 @@ impl SchedulerConfig {
             job_notice: 5 * MINUTE,
             crash_limit: 3,
             crash_window: 10 * MINUTE,
+            disk: None,
         }
     }
 }
@@ -89,6 +93,9 @@ pub struct Node {
     pub type_name: String,
     pub ram_mib: u32,
     pub usable_mib: u32,
+    /// Disk worlds may occupy (MB), and what its worlds occupy (see `disk.rs`).
+    pub disk_mb: u64,
+    pub disk_used_mb: u64,
     pub state: NodeState,
     pub created_at: Millis,
     /// RAM reserved by starting and running servers.
@@ -113,6 +120,7 @@ impl Node {
         type_name: &str,
         ram_mib: u32,
         usable_mib: u32,
+        disk_mb: u64,
         state: NodeState,
         created_at: Millis,
     ) -> Node {
@@ -121,6 +129,8 @@ impl Node {
             type_name: type_name.to_owned(),
             ram_mib,
             usable_mib,
+            disk_mb,
+            disk_used_mb: 0,
             state,
             created_at,
             reserved_mib: 0,
@@ -279,7 +289,10 @@ impl Scheduler {
     pub fn new(config: SchedulerConfig, dedicated: &[DedicatedType], servers: Vec<ServerSpec>) -> Self {
         let nodes: Vec<Node> = dedicated
             .iter()
-            .map(|t| Node::new(NodeKind::Dedicated, &t.name, t.ram_mib, t.usable_mib(), NodeState::Ready, Millis::MIN))
+            .map(|t| {
+                let (ram, usable, disk) = (t.ram_mib, t.usable_mib(), t.usable_disk_mb());
+                Node::new(NodeKind::Dedicated, &t.name, ram, usable, disk, NodeState::Ready, Millis::MIN)
+            })
             .collect();
         let usable_ready_mib = nodes.iter().map(|n| u64::from(n.usable_mib)).sum();
         let policies = vec![PolicyState::default(); config.scaling.policies.len()];
@@ -385,8 +398,9 @@ impl Scheduler {
         if s.placement != placement {
             return;
         }
-        s.residence = Residence::Running { node };
         s.avoid = None;
+        self.set_residence(server, Residence::Running { node });
+        let s = &mut self.servers[server.0 as usize];
         if let Some(r) = s.request.take() {
             out.notes.push(Note::Running { server, requested_at: r.at });
         }
@@ -439,9 +453,13 @@ impl Scheduler {
             Timer::Archive { server, epoch } => {
                 let s = &mut self.servers[server.0 as usize];
                 if let Residence::Sleeping { node } = s.residence {
-                    if s.stops == epoch {
-                        s.residence = Residence::Archived;
+                    if s.stops == epoch && !self.keeps_past_window(node) {
+                        self.set_residence(server, Residence::Archived);
                         out.commands.push(Command::Archive { server, node });
+                        if self.config.disk.is_some() && self.queue_len > 0 {
+                            // Its disk is free now: a request may fit.
+                            self.scan_queue(now, out);
+                        }
                     }
                 }
             }
@@ -562,6 +580,7 @@ impl Scheduler {
 mod admission;
 mod adopt;
 mod commands;
+mod disk;
 mod failures;
 mod jobs;
 mod moves;

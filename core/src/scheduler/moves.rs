@@ -37,11 +37,7 @@ impl Scheduler {
         let target = if n.free_mib() + old >= new {
             Some(node)
         } else {
-            self.candidates.clear();
-            self.candidates.extend(self.ready.iter().filter(|&&id| id != node).map(|&id| {
-                let n = &self.nodes[id.0 as usize];
-                Candidate { id, kind: n.kind, free_mib: n.free_mib() }
-            }));
+            self.fill_candidates(server, Some(node));
             self.config.strategy.choose(&self.candidates, new, self.last_placed)
         };
         let Some(to) = target else {
@@ -103,6 +99,7 @@ impl Scheduler {
                     is_cloud: n.kind == NodeKind::Cloud,
                     accepts: true,
                     free_mib: n.free_mib(),
+                    free_disk_mb: if self.config.disk.is_some() { n.free_disk_mb() } else { u64::MAX },
                     hourly: if n.kind == NodeKind::Cloud { hourly } else { rust_decimal::Decimal::ZERO },
                     servers: Vec::new(),
                 }
@@ -111,7 +108,7 @@ impl Scheduler {
         for pn in nodes.iter_mut() {
             for &server in &self.nodes[pn.id.0 as usize].servers {
                 let s = &self.servers[server.0 as usize];
-                pn.servers.push((server, u64::from(s.spec.ram_mib), self.movable(s, now, p)));
+                pn.servers.push((server, u64::from(s.spec.ram_mib), self.movable(s, now, p), s.spec.disk_mb));
             }
         }
         match crate::consolidation::plan(&nodes, p, budget) {
@@ -147,11 +144,11 @@ impl Scheduler {
         self.next_placement += 1;
         let placement = PlacementId(self.next_placement);
         s.placement = placement;
-        s.residence = Residence::Starting { node: to };
         s.migrating_from = Some(from);
         s.last_migrated = Some(now);
         s.consent = Consent::None;
         s.asked = false;
+        self.set_residence(server, Residence::Starting { node: to });
         let f = &mut self.nodes[from.0 as usize];
         f.reserved_mib -= ram;
         f.active -= 1;

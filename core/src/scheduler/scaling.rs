@@ -168,6 +168,7 @@ impl Scheduler {
             &vm.name,
             vm.ram_mib,
             vm.usable_mib(),
+            vm.usable_disk_mb(),
             NodeState::Provisioning,
             now,
         ));
@@ -220,9 +221,8 @@ impl Scheduler {
         sleepers.sort_unstable();
         sleepers.dedup();
         for server in sleepers {
-            let s = &mut self.servers[server.0 as usize];
-            if s.residence == (Residence::Sleeping { node }) {
-                s.residence = Residence::Archived;
+            if self.servers[server.0 as usize].residence == (Residence::Sleeping { node }) {
+                self.set_residence(server, Residence::Archived);
                 out.commands.push(Command::Archive { server, node });
             }
         }

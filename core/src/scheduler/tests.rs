@@ -426,3 +426,142 @@ fn a_placement_never_carried_out_leaves_the_world_where_it_was() {
     s.restore_undone(6 * SECOND, ServerId(2), &mut out);
     assert_eq!(s.residence(ServerId(2)), Residence::Running { node: NodeId(0) });
 }
+
+// ---------------------------------------------------------------- node disk (SPEC §5)
+
+/// A node of 16 GiB RAM and 100 GB of disk (no reserves).
+fn disk_node() -> DedicatedType {
+    node(16384)
+}
+
+fn world(ram_mib: u32, disk_gb: u64) -> ServerSpec {
+    ServerSpec { ram_mib, disk_mb: disk_gb * 1000, pay_per_use: true, cost_mode: CostMode::Off }
+}
+
+fn with_disk(rule: Option<DiskRule>) -> SchedulerConfig {
+    SchedulerConfig { scaling: ScalingPolicy::fixed(), disk: rule, ..SchedulerConfig::reference(vm(), 0) }
+}
+
+fn placed_on(out: &Outbox, server: ServerId) -> Option<NodeId> {
+    out.commands.iter().find_map(|c| match c {
+        Command::Place { server: s, node, .. } if *s == server => Some(*node),
+        _ => None,
+    })
+}
+
+fn archived(out: &Outbox) -> Vec<ServerId> {
+    out.commands
+        .iter()
+        .filter_map(|c| if let Command::Archive { server, .. } = c { Some(*server) } else { None })
+        .collect()
+}
+
+#[test]
+fn a_node_whose_disk_is_full_takes_no_world() {
+    // Two nodes, 100 GB each; worlds of 60, 50, 30 and 20 GB, 2 GiB of RAM each (RAM never
+    // binds). First fit by RAM and disk: 60 → node 0 (40 left); 50 → node 1 (50 left);
+    // 30 → node 0 (10 left); 20 → node 1 (node 0 has 10). Without the rule all go to node 0.
+    let specs = vec![world(2048, 60), world(2048, 50), world(2048, 30), world(2048, 20)];
+    let rule = DiskRule { high_watermark_pct: 100, keep_past_window: false };
+    for (config, want) in [(with_disk(Some(rule)), [0, 1, 0, 1]), (with_disk(None), [0, 0, 0, 0])] {
+        let mut s = Scheduler::new(config, &[disk_node(), disk_node()], specs.clone());
+        let mut out = Outbox::default();
+        for i in 0..4 {
+            s.request_start(i, ServerId(i as u32), &mut out);
+        }
+        let got: Vec<u32> = (0..4).map(|i| placed_on(&out, ServerId(i)).unwrap().0).collect();
+        assert_eq!(got, want);
+        assert!(archived(&out).is_empty());
+    }
+    // Counted either way: 60 + 30 on node 0 with the rule.
+    let mut s = Scheduler::new(with_disk(Some(rule)), &[disk_node(), disk_node()], specs);
+    let mut out = Outbox::default();
+    for i in 0..4 {
+        s.request_start(i, ServerId(i as u32), &mut out);
+    }
+    assert_eq!((s.node(NodeId(0)).disk_used_mb, s.node(NodeId(1)).disk_used_mb), (90_000, 70_000));
+    assert_eq!(s.node(NodeId(0)).free_disk_mb(), 10_000);
+}
+
+#[test]
+fn a_request_without_disk_room_waits_until_a_world_leaves() {
+    // One node of 100 GB: a (70 GB) sleeps there; b (40 GB) has RAM but no disk: queued.
+    // a's sleep window ends → a is archived, its 70 GB freed → b is placed (restore).
+    let rule = DiskRule { high_watermark_pct: 100, keep_past_window: false };
+    let mut s = Scheduler::new(with_disk(Some(rule)), &[disk_node()], vec![world(2048, 70), world(2048, 40)]);
+    let mut out = Outbox::default();
+    s.request_start(0, ServerId(0), &mut out);
+    s.wanted_end(10, ServerId(0), &mut out);
+    out.clear();
+    s.request_start(20, ServerId(1), &mut out);
+    assert!(s.is_queued(ServerId(1)));
+    let window = s.config().sleep_window;
+    out.clear();
+    s.timer(10 + window, Timer::Archive { server: ServerId(0), epoch: 1 }, &mut out);
+    assert_eq!(archived(&out), vec![ServerId(0)]);
+    assert_eq!(placed_on(&out, ServerId(1)), Some(NodeId(0)));
+    assert_eq!(s.node(NodeId(0)).disk_used_mb, 40_000);
+}
+
+#[test]
+fn past_the_watermark_sleepers_are_archived_oldest_stop_first() {
+    // 100 GB, watermark 80 %: worlds of 30 GB each. s1 stops at t=10, s0 at t=20 (s1 is the
+    // older sleeper although its id is larger): 60 GB used. s2 is placed: 90 GB > 80 GB → s1
+    // is archived (60 GB ≤ 80 GB: enough); s0 stays asleep.
+    let rule = DiskRule { high_watermark_pct: 80, keep_past_window: false };
+    let mut s = Scheduler::new(with_disk(Some(rule)), &[disk_node()], vec![world(1024, 30); 3]);
+    let mut out = Outbox::default();
+    s.request_start(0, ServerId(0), &mut out);
+    s.request_start(0, ServerId(1), &mut out);
+    s.wanted_end(10, ServerId(1), &mut out);
+    s.wanted_end(20, ServerId(0), &mut out);
+    assert!(archived(&out).is_empty());
+    out.clear();
+    s.request_start(30, ServerId(2), &mut out);
+    assert_eq!(placed_on(&out, ServerId(2)), Some(NodeId(0)));
+    assert_eq!(archived(&out), vec![ServerId(1)]);
+    assert_eq!(s.residence(ServerId(1)), Residence::Archived);
+    assert_eq!(s.residence(ServerId(0)), Residence::Sleeping { node: NodeId(0) });
+    assert_eq!(s.node(NodeId(0)).disk_used_mb, 60_000);
+    // A world that grows (measured live) pushes the node past the watermark again: 60 + 25
+    // = 85 GB > 80 → the oldest sleeper left (s0) goes.
+    out.clear();
+    s.set_world_mb(ServerId(2), 55_000, &mut out);
+    assert_eq!(archived(&out), vec![ServerId(0)]);
+    assert_eq!(s.node(NodeId(0)).disk_used_mb, 55_000);
+    // Without the rule nothing is archived early.
+    let mut s = Scheduler::new(with_disk(None), &[disk_node()], vec![world(1024, 30); 3]);
+    let mut out = Outbox::default();
+    for i in 0..2 {
+        s.request_start(0, ServerId(i), &mut out);
+        s.wanted_end(10, ServerId(i), &mut out);
+    }
+    s.request_start(30, ServerId(2), &mut out);
+    s.set_world_mb(ServerId(2), 90_000, &mut out);
+    assert!(archived(&out).is_empty());
+    assert_eq!(s.node(NodeId(0)).disk_used_mb, 150_000);
+}
+
+#[test]
+fn kept_past_the_window_while_there_is_room() {
+    // keep_past_window: s0 (30 GB) sleeps past its window (30 % < 80 %); it is archived
+    // once s1 (60 GB) makes the node 90 % full. Without the option it goes at the window.
+    let window = with_disk(None).sleep_window;
+    for keep in [true, false] {
+        let rule = DiskRule { high_watermark_pct: 80, keep_past_window: keep };
+        let mut s = Scheduler::new(with_disk(Some(rule)), &[disk_node()], vec![world(1024, 30), world(1024, 60)]);
+        let mut out = Outbox::default();
+        s.request_start(0, ServerId(0), &mut out);
+        s.wanted_end(10, ServerId(0), &mut out);
+        out.clear();
+        s.timer(10 + window, Timer::Archive { server: ServerId(0), epoch: 1 }, &mut out);
+        if !keep {
+            assert_eq!(archived(&out), vec![ServerId(0)]);
+            continue;
+        }
+        assert!(archived(&out).is_empty());
+        assert_eq!(s.residence(ServerId(0)), Residence::Sleeping { node: NodeId(0) });
+        s.request_start(20 + window, ServerId(1), &mut out);
+        assert_eq!(archived(&out), vec![ServerId(0)]);
+    }
+}

@@ -875,9 +875,12 @@ impl<'a> Engine<'a> {
                 self.running.1 -= u64::from(self.phase_ram[i]);
             }
             Phase::Sleeping(since) => {
-                self.sleeping_mb_ms[i] += u128::from(s.disk_mb) * (now - since) as u128;
+                // Billed from the stop until it is placed again or the sleep window ends
+                // (SPEC §8): a world kept on disk past the window sleeps for free.
+                let billed_to = now.min(since + self.scenario.scheduler.sleep_window);
+                self.sleeping_mb_ms[i] += u128::from(s.disk_mb) * (billed_to - since) as u128;
                 let size = s.disk_mb;
-                self.log_usage(i, false, size, since, now);
+                self.log_usage(i, false, size, since, billed_to);
                 self.sleeping.0 -= 1;
                 self.sleeping.1 -= s.disk_mb;
             }

@@ -517,7 +517,7 @@ impl Scenario {
         let transforms = transforms(&raw.transform, &mut prices, &err)?;
 
         let pol = &raw.policy;
-        let PolicyParts { scaling, strategy, forecast_source, migration } =
+        let PolicyParts { scaling, strategy, forecast_source, migration, disk } =
             policy(pol, &lifecycle, cloud.as_ref(), max_vms, &err)?;
         if dedicated.is_empty() && cloud.is_none() {
             return Err(err("fleet", "the fleet is empty: add [[fleet.dedicated]] groups or [fleet.cloud]".into()));
@@ -639,6 +639,7 @@ impl Scenario {
                 job_notice,
                 crash_limit,
                 crash_window,
+                disk,
             },
             forecast_source,
             failures,

@@ -2,6 +2,7 @@
 //! §7), and how the twin plays forecasts and migrations.
 
 use super::*;
+use conductor_core::scheduler::DiskRule;
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,22 @@ pub(super) struct RawPolicy {
     predictive: Option<RawPredictive>,
     spare_pool: Option<RawSparePool>,
     consolidation: Option<RawConsolidation>,
+    disk: Option<RawDisk>,
+}
+
+/// `[policy.disk]`: node disk as a capacity (SPEC §5). On by default for `custom` and
+/// `fixed` policies; the reference policy has no disk rule.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDisk {
+    /// Place and restore worlds only where they fit (default true).
+    enforce: Option<bool>,
+    /// Archive sleepers early, oldest first, while a node's worlds fill more than this
+    /// percentage of its usable disk (default 85).
+    high_watermark_pct: Option<u8>,
+    /// Keep sleepers on disk past the sleep window while their node is below the watermark
+    /// (default false); the customer pays for the window only.
+    keep_past_window: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -121,6 +138,7 @@ pub(super) struct PolicyParts {
     pub strategy: Strategy,
     pub forecast_source: Option<ForecastSource>,
     pub migration: Option<MigrationModel>,
+    pub disk: Option<DiskRule>,
 }
 
 pub(super) fn policy(
@@ -311,5 +329,25 @@ pub(super) fn policy(
         }
         PolicyKind::Fixed => (ScalingPolicy::fixed(), pol.placement.unwrap_or_default()),
     };
-    Ok(PolicyParts { scaling, strategy, forecast_source, migration })
+    let disk = match (pol.kind, &pol.disk) {
+        (PolicyKind::Reference, _) => None,
+        (_, None) => Some(DiskRule::default()),
+        (_, Some(d)) if !d.enforce.unwrap_or(true) => {
+            if d.high_watermark_pct.is_some() || d.keep_past_window.is_some() {
+                return Err(err("policy.disk.enforce", "other disk keys need enforce = true".into()));
+            }
+            None
+        }
+        (_, Some(d)) => {
+            let pct = d.high_watermark_pct.unwrap_or(DiskRule::default().high_watermark_pct);
+            if pct == 0 || pct > 100 {
+                return Err(err(
+                    "policy.disk.high_watermark_pct",
+                    format!("expected a percentage in 1..=100, got {pct}"),
+                ));
+            }
+            Some(DiskRule { high_watermark_pct: pct, keep_past_window: d.keep_past_window.unwrap_or(false) })
+        }
+    };
+    Ok(PolicyParts { scaling, strategy, forecast_source, migration, disk })
 }
