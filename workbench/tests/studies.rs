@@ -291,7 +291,8 @@ fn the_shipped_best_meets_the_cost_goal_and_the_ablation_starts_from_it() {
     // The other end of the trade-off, as fast-starts.toml's comment states it.
     let fast = single("fast-starts");
     assert!(
-        fast.start_wait_p95_s <= reference.start_wait_p95_s / 2.0 && fast.starts_abandoned <= reference.starts_abandoned,
+        fast.start_wait_p95_s <= reference.start_wait_p95_s / 2.0
+            && fast.starts_abandoned <= reference.starts_abandoned,
         "{fast:?}"
     );
     assert!(fast.infra_cost_eur > reference.infra_cost_eur, "{fast:?}");

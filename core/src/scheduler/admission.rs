@@ -150,6 +150,8 @@ impl Scheduler {
         } else {
             out.commands
                 .push(Command::Wake { at: now + self.config.sleep_window, timer: Timer::Archive { server, epoch } });
+            // A node past its disk watermark lets its oldest sleepers go, this one included.
+            self.relieve(node, out);
         }
         self.scan_queue(now, out);
     }

@@ -175,6 +175,7 @@ pub(super) fn policy(
                 ("policy.predictive", pol.predictive.is_some()),
                 ("policy.spare_pool", pol.spare_pool.is_some()),
                 ("policy.consolidation", pol.consolidation.is_some()),
+                ("policy.disk", pol.disk.is_some()),
             ];
             if let Some((key, _)) = knobs.iter().find(|(_, set)| *set) {
                 return Err(err(
