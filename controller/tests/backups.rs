@@ -3,7 +3,8 @@
 //! rule removes exactly what it says (by hand below); restoring a backup brings its world
 //! back and backs up the world of now first; a dead node's server restarts from its newest
 //! backup and the play it lost is recorded; sleeping is charged at the measured size; a
-//! world past its plan's hard limit is not started; bad requests are refused clearly.
+//! world past its plan's hard limit is not started; a node's disk filled by measured worlds
+//! takes no more (the core's disk rule, as in the twin); bad requests are refused clearly.
 
 use conductor_controller::archive::{collect, sha256_hex, ArchiveRef};
 use conductor_controller::billing::BillingSetup;
@@ -18,7 +19,8 @@ use conductor_controller::store::{Event, NewEntry, NewServer, Store};
 use conductor_controller::MemoryStore;
 use conductor_core::backups::Retention;
 use conductor_core::model::CostMode;
-use conductor_core::{Millis, Residence, SchedulerConfig, ServerId};
+use conductor_core::scheduler::DiskRule;
+use conductor_core::{Millis, NodeId, Residence, SchedulerConfig, ServerId};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,9 +38,17 @@ struct Rig {
     live: Live<MemoryStore>,
     owner: i64,
     worlds: Worlds,
+    disk: Option<NodeDisk>,
 }
 
+/// Nodes of this type with this disk rule (default: AX41s, the reference policy's no rule).
+type NodeDisk = (conductor_core::DedicatedType, DiskRule);
+
 async fn rig(nodes: usize, worlds: Worlds, servers: &[u64]) -> (Rig, Vec<i64>) {
+    rig_with(nodes, worlds, servers, None).await
+}
+
+async fn rig_with(nodes: usize, worlds: Worlds, servers: &[u64], disk: Option<NodeDisk>) -> (Rig, Vec<i64>) {
     let clock = Clock::new(T0);
     let fakes: Vec<Arc<FakeNode>> =
         (0..nodes).map(|i| FakeNode::new(&format!("ded-{i}"), clock.clone(), Faults::none(), 0)).collect();
@@ -58,14 +68,16 @@ async fn rig(nodes: usize, worlds: Worlds, servers: &[u64]) -> (Rig, Vec<i64>) {
         ids.push(store.create_server(s, T0).await.unwrap().id);
     }
     let archive = Arc::new(MemArchive::memory());
-    let cfg = config(&fakes, &archive, worlds.clone());
+    let cfg = config(&fakes, &archive, worlds.clone(), disk.clone());
     let live = Live::start(store.clone(), cfg, T0).await.unwrap();
-    (Rig { clock, nodes: fakes, store, archive, live, owner, worlds }, ids)
+    (Rig { clock, nodes: fakes, store, archive, live, owner, worlds, disk }, ids)
 }
 
-fn config(nodes: &[Arc<FakeNode>], archive: &Arc<MemArchive>, worlds: Worlds) -> LiveConfig {
+fn config(nodes: &[Arc<FakeNode>], archive: &Arc<MemArchive>, worlds: Worlds, disk: Option<NodeDisk>) -> LiveConfig {
     let mut scheduler = SchedulerConfig::reference(conductor_controller::fake::cx23(), 0);
     scheduler.dead_after = 5 * MIN;
+    scheduler.disk = disk.as_ref().map(|d| d.1);
+    let kind = disk.map_or_else(conductor_controller::fake::ax41, |d| d.0);
     LiveConfig {
         worlds,
         game: GameAccess::default(),
@@ -74,7 +86,7 @@ fn config(nodes: &[Arc<FakeNode>], archive: &Arc<MemArchive>, worlds: Worlds) ->
             .iter()
             .map(|n| DedicatedNode {
                 name: n.name.clone(),
-                kind: conductor_controller::fake::ax41(),
+                kind: kind.clone(),
                 docker: n.clone() as Arc<dyn NodeDriver>,
             })
             .collect(),
@@ -94,7 +106,7 @@ fn config(nodes: &[Arc<FakeNode>], archive: &Arc<MemArchive>, worlds: Worlds) ->
 impl Rig {
     /// The controller restarts (a new engine on the same store, archive and nodes).
     async fn restart(&mut self) {
-        let cfg = config(&self.nodes, &self.archive, self.worlds.clone());
+        let cfg = config(&self.nodes, &self.archive, self.worlds.clone(), self.disk.clone());
         self.live = Live::start(self.store.clone(), cfg, self.clock.now()).await.unwrap();
     }
 
@@ -351,6 +363,46 @@ async fn sleeping_is_charged_at_the_measured_size_and_a_world_past_its_hard_limi
         other => panic!("a world past its hard limit was started: {other:?}"),
     }
     assert!(!r.live.world_size(id).unwrap().over_quota, "no plan disk: no quota");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_disk_is_filled_by_measured_worlds_takes_no_more_and_archives_its_oldest_sleeper() {
+    // Nodes with 3 GB of disk for worlds, no watermark below full. s0 and s1 declare no disk:
+    // both go to node 0 (first fit). Their stop backups measure 2 GB and 1.5 GB: 3.5 GB > 3 GB,
+    // so the oldest sleeper (same stop: server order, s0) is archived at once, not after the
+    // 48 h window — 1.5 GB left. s2 declares 2 GB: no room on node 0 (1.5 GB free) → node 1.
+    let kind = conductor_core::DedicatedType { disk_gb: 3, disk_reserve_gb: 0, ..conductor_controller::fake::ax41() };
+    let rule = DiskRule { high_watermark_pct: 100, keep_past_window: false };
+    let worlds = Worlds { backup_every_h: 0, ..Worlds::default() };
+    let (mut r, ids) = rig_with(2, worlds, &[0, 0, 2000], Some((kind, rule))).await;
+    r.nodes[0].set_world_bytes(ids[0], 2_000_000_000);
+    r.nodes[0].set_world_bytes(ids[1], 1_500_000_000);
+    for &s in &ids[..2] {
+        r.live.request_start(s, r.clock.now()).await.unwrap();
+    }
+    r.run(3 * MIN).await;
+    assert_eq!(r.residence(1), Residence::Running { node: NodeId(0) });
+    for &s in &ids[..2] {
+        r.live.request_stop(s, r.clock.now()).await.unwrap();
+    }
+    r.run(5 * MIN).await;
+    assert_eq!(r.residence(0), Residence::Archived, "archived early: the disk was full");
+    assert_eq!(r.residence(1), Residence::Sleeping { node: NodeId(0) });
+    let archived = r.events(SERVER_ARCHIVED).await;
+    assert_eq!(archived.iter().map(|e| e.server).collect::<Vec<_>>(), vec![Some(ids[0])]);
+    assert!(!r.nodes[0].volumes().contains_key(&ids[0]), "the node copy went once the archive was verified");
+    assert_eq!(r.live.core().node(NodeId(0)).disk_used_mb, 1500);
+    // A restart counts the same disk (measured sizes replayed) and places the same way.
+    r.restart().await;
+    assert_eq!(r.live.core().node(NodeId(0)).disk_used_mb, 1500);
+    r.live.request_start(ids[2], r.clock.now()).await.unwrap();
+    r.run(3 * MIN).await;
+    assert_eq!(r.residence(2), Residence::Running { node: NodeId(1) });
+    // Without the rule (the reference policy) s2 would have gone to node 0.
+    let (mut blind, ids) = rig(2, Worlds { backup_every_h: 0, ..Worlds::default() }, &[0, 0, 2000]).await;
+    blind.live.request_start(ids[2], blind.clock.now()).await.unwrap();
+    blind.run(3 * MIN).await;
+    assert_eq!(blind.residence(2), Residence::Running { node: NodeId(0) });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

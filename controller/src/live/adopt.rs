@@ -176,7 +176,10 @@ impl<S: Store> Live<S> {
         // Servers.
         let mut requeue = Vec::new();
         for s in live.store.servers(None).await? {
-            let id = live.core.add_server(spec(&s));
+            // The world's measured size where it was measured (as `measured()` told the core).
+            let mut world = spec(&s);
+            world.disk_mb = worlds.measured.get(&s.id).copied().unwrap_or(world.disk_mb);
+            let id = live.core.add_server(world);
             live.server_ids.push(s.id);
             live.by_store_id.insert(s.id, id);
             live.usage.push(

@@ -315,6 +315,10 @@ impl<S: Store> Live<S> {
         }
         let was_over = self.world_size(store_id)?.over_quota;
         self.measured.insert(store_id, mb);
+        // The core counts its node's disk at this size (and archives sleepers there early
+        // if the node passed its watermark).
+        let id = self.by_store_id[&store_id];
+        self.core.set_world_mb(id, mb, &mut self.out);
         let data = json!({ "world_bytes": world_bytes, "world_mb": mb });
         self.event(now, WORLD_MEASURED, Some(store_id), None, data).await?;
         let w = self.world_size(store_id)?;
