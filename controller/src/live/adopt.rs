@@ -60,6 +60,7 @@ impl<S: Store> Live<S> {
             fresh: HashSet::new(),
             memory: ScalingMemory::default(),
             usage: Vec::new(),
+            plan_disk_mb: Vec::new(),
             metered_until: Millis::MIN,
             warned: Default::default(),
             exhausted: Default::default(),
@@ -185,6 +186,7 @@ impl<S: Store> Live<S> {
             live.usage.push(
                 Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb).with_sleep_window(live.core.config().sleep_window),
             );
+            live.plan_disk_mb.push(s.disk_mb);
             let node = s.node.and_then(|n| store_node_to_core.get(&n).copied());
             if let Some(r) = archived.remove(&s.id) {
                 live.archives.insert(id, r);

@@ -300,6 +300,9 @@ pub struct Live<S: Store> {
     memory: ScalingMemory,
     /// Each server's billable phases (index = core server id), and where metering stands.
     usage: Vec<Usage>,
+    /// Each server's plan disk (MB, index = core server id): its quota. The core counts the
+    /// world's measured size instead, once measured.
+    plan_disk_mb: Vec<u64>,
     metered_until: Millis,
     /// Owners warned of a low balance, and owners whose servers were stopped at zero (each
     /// told once until their balance recovers).
@@ -412,6 +415,7 @@ impl<S: Store> Live<S> {
             self.usage.push(
                 Usage::new(s.owner, s.id, s.ram_mib, s.disk_mb).with_sleep_window(self.core.config().sleep_window),
             );
+            self.plan_disk_mb.push(s.disk_mb);
         }
     }
 

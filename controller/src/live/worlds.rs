@@ -149,7 +149,7 @@ impl<S: Store> Live<S> {
     /// A server's measured size and quota.
     pub fn world_size(&self, store_id: i64) -> Result<WorldSize, LiveError> {
         let id = self.id_of(store_id)?;
-        let quota_mb = self.core.spec(id).disk_mb;
+        let quota_mb = self.plan_disk_mb[id.0 as usize];
         let measured_mb = self.measured.get(&store_id).copied();
         Ok(WorldSize {
             measured_mb,
