@@ -10,6 +10,11 @@
 //!
 //! `cargo bench -p conductor-controller --bench api_copy` (`CONDUCTOR_BENCH_WORKERS`: runtime
 //! workers, default 2).
+//!
+//! With `CONDUCTOR_BENCH_DOCKER` (a Docker API endpoint, e.g. Podman's socket) and
+//! `CONDUCTOR_BENCH_S3` (an S3-compatible endpoint, `bash .ci/s3.sh`) the world is real: it is
+//! written into a volume on that engine first, read back through its archive endpoint (a
+//! helper container) and stored in that S3 bucket; the rest of the node stays in memory.
 
 use conductor_controller::api::{router, Api, ApiConfig};
 use conductor_controller::billing::BillingSetup;
@@ -28,10 +33,12 @@ use std::time::{Duration, Instant};
 
 const ADMIN: &str = "bench-admin-token";
 
-/// A fake node whose one world is big: the copy does the daemon's real work on real bytes.
+/// A fake node whose one world is big: the copy does the daemon's real work on real bytes,
+/// generated here or read from a real Docker volume.
 struct BigWorld {
     inner: Arc<FakeNode>,
     mb: usize,
+    real: Option<(conductor_controller::docker::DockerNode, i64, Helper)>,
 }
 
 impl NodeDriver for BigWorld {
@@ -76,6 +83,9 @@ impl NodeDriver for BigWorld {
         _server: i64,
         _helper: &'a Helper,
     ) -> BoxFuture<'a, Result<ByteStream, DriverError>> {
+        if let Some((docker, volume, helper)) = &self.real {
+            return Box::pin(async move { docker.download_world(*volume, helper).await.map_err(DriverError::from) });
+        }
         // Generated as it streams: the world is never in memory here either.
         let mb = self.mb;
         let chunks = futures_util::stream::iter((0..mb).map(move |i| Ok(bytes::Bytes::from(world_chunk(i)))));
@@ -118,7 +128,12 @@ async fn run() {
     let mb: usize = std::env::var("CONDUCTOR_BENCH_WORLD_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     let clock = Clock::new(now());
     let fake = FakeNode::new("ded-0", clock.clone(), Faults::none(), 0);
-    let node = Arc::new(BigWorld { inner: fake.clone(), mb });
+    let real = real_world(mb).await;
+    let archive = match &real {
+        Some(_) => Arc::new(s3_archive()),
+        None => Arc::new(MemArchive::memory()),
+    };
+    let node = Arc::new(BigWorld { inner: fake.clone(), mb, real });
     let kind = conductor_controller::fake::ax41();
     let vm = conductor_controller::fake::cx23();
     let store = Arc::new(MemoryStore::new());
@@ -148,7 +163,7 @@ async fn run() {
         image: "standin".into(),
         cmd: None,
         helper: Helper { image: "standin".into(), cmd: vec![] },
-        archive: Arc::new(MemArchive::memory()),
+        archive: archive.clone(),
         mode: Mode::Enforce,
         billing: BillingSetup::default(),
         healing: Healing::default(),
@@ -219,9 +234,58 @@ async fn run() {
     });
     let from = skip.take_while(|t| *t < Duration::from_millis(1_200)).count();
     let during = during.split_off(from.min(during.len()));
-    println!("world {mb} MiB; archive (stop → world in the store, node copy removed) {:.1} s", copy.as_secs_f64());
+    let at = if node.real.is_some() { "real Docker volume → S3" } else { "in memory" };
+    println!(
+        "world {mb} MiB ({at}); archive (stop → world in the store, node copy removed) {:.1} s",
+        copy.as_secs_f64()
+    );
+    println!("peak RSS {} MiB", rss_kib("VmHWM:") / 1024);
+    if let Some((docker, volume, _)) = &node.real {
+        NodeDriver::remove(docker, *volume, true).await.unwrap();
+    }
     report("GET /v1/servers/{id}, nothing copying", baseline);
     report("GET /v1/servers/{id}, during the copy ", during);
+}
+
+/// The world of the real mode: `mb` MiB (half incompressible) written into a volume of the
+/// engine at `CONDUCTOR_BENCH_DOCKER`, when both it and `CONDUCTOR_BENCH_S3` are set.
+async fn real_world(mb: usize) -> Option<(conductor_controller::docker::DockerNode, i64, Helper)> {
+    let endpoint = std::env::var("CONDUCTOR_BENCH_DOCKER").ok()?;
+    std::env::var("CONDUCTOR_BENCH_S3").ok()?;
+    let docker = conductor_controller::docker::DockerNode::connect(&endpoint, "127.0.0.1").unwrap();
+    let helper =
+        Helper { image: "localhost/conductor-standin:test".into(), cmd: vec!["/standin".into(), "hold".into()] };
+    // One fixed id: what a broken run left is removed by the next.
+    let volume = 880_201;
+    NodeDriver::remove(&docker, volume, true).await.unwrap();
+    let mb = mb as u64;
+    let files = vec![
+        ("region.dat".to_owned(), mb / 2, true),
+        ("level.dat".to_owned(), 1, true),
+        ("empty-chunks.dat".to_owned(), mb - mb / 2 - 1, false),
+    ];
+    let t = Instant::now();
+    docker.write_volume(volume, conductor_controller::fake::world::tar(files), &helper).await.unwrap();
+    println!("world of {mb} MiB written into volume {volume} in {:.1} s", t.elapsed().as_secs_f64());
+    Some((docker, volume, helper))
+}
+
+fn s3_archive() -> conductor_controller::archive::Archive {
+    let c = conductor_controller::archive::S3Config {
+        bucket: "conductor-test".into(),
+        endpoint: std::env::var("CONDUCTOR_BENCH_S3").unwrap(),
+        region: "us-east-1".into(),
+        access_key_env: "K".into(),
+        secret_key_env: "S".into(),
+    };
+    let env = |k: &str| Some(if k == "K" { "conductor" } else { "conductor-secret" }.to_owned());
+    conductor_controller::archive::Archive::s3(&c, &env).unwrap()
+}
+
+fn rss_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 async fn wait_for(

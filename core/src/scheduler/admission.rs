@@ -163,20 +163,13 @@ impl Scheduler {
     /// earliest-arrived request whose RAM is at most the largest free RAM of any node — which
     /// visits only the heads of the RAM groups that can fit, not the whole queue.
     ///
-    /// With a disk rule a request may not fit for want of disk while a later one does: the
-    /// pass then visits, in arrival order, every request no larger than the largest free RAM.
+    /// With a disk rule a request may not fit for want of disk while a later one of the same
+    /// size does: the pass then walks each RAM group past such requests (`scan_merged`).
     pub(super) fn scan_queue(&mut self, _now: Millis, out: &mut Outbox) {
         #[cfg(test)]
-        let literal = self.naive_scan;
-        #[cfg(not(test))]
-        let literal = false;
-        if literal || self.config.disk.is_some() {
-            let max_free = if literal { u32::MAX } else { u32::try_from(self.max_free_mib()).unwrap_or(u32::MAX) };
-            let mut pass: Vec<(u64, ServerId)> = self
-                .queue
-                .range(..=max_free)
-                .flat_map(|(_, g)| g.iter().map(|(&seq, &server)| (seq, server)))
-                .collect();
+        if self.naive_scan {
+            let mut pass: Vec<(u64, ServerId)> =
+                self.queue.values().flat_map(|g| g.iter().map(|(&seq, &server)| (seq, server))).collect();
             pass.sort_unstable();
             for (seq, server) in pass {
                 if self.try_place(server, out) {
@@ -186,11 +179,51 @@ impl Scheduler {
                     }
                 }
             }
+            return self.after_scan(out);
+        }
+        if self.config.disk.is_some() {
+            self.scan_merged(out);
         } else {
             self.scan_heads(out);
         }
+        self.after_scan(out);
+    }
+
+    fn after_scan(&mut self, out: &mut Outbox) {
         if !self.job_queue.is_empty() {
             self.start_jobs(out);
+        }
+    }
+
+    /// The literal pass in arrival order over the RAM groups that can fit: a merge of the
+    /// groups' cursors, each advanced past the requests it tried. A group larger than the
+    /// largest free RAM is left (placing only shrinks free RAM).
+    fn scan_merged(&mut self, out: &mut Outbox) {
+        use std::cmp::Reverse;
+        let mut max_free = self.max_free_mib();
+        let cap = u32::try_from(max_free).unwrap_or(u32::MAX);
+        let mut heads: std::collections::BinaryHeap<Reverse<(u64, u32)>> = self
+            .queue
+            .range(..=cap)
+            .filter_map(|(&ram, g)| g.first_key_value().map(|(&seq, _)| Reverse((seq, ram))))
+            .collect();
+        while let Some(Reverse((seq, ram))) = heads.pop() {
+            if u64::from(ram) > max_free {
+                continue;
+            }
+            let group = &self.queue[&ram];
+            let server = group[&seq];
+            let next = group.range(seq + 1..).next().map(|(&next, _)| next);
+            if self.try_place(server, out) {
+                self.dequeue(server, seq);
+                if let Some(r) = self.servers[server.0 as usize].request.as_mut() {
+                    r.queued = false;
+                }
+                max_free = self.max_free_mib();
+            }
+            if let Some(next) = next {
+                heads.push(Reverse((next, ram)));
+            }
         }
     }
 

@@ -96,16 +96,30 @@ fn adopting_what_exists_equals_having_seen_it_happen() {
     assert_eq!(place(&a), place(&b));
 }
 
-/// The fast queue scan makes exactly the decisions of the literal one-pass scan, for
-/// random streams of requests, stops, boots, ticks, VMs and timers.
+/// The fast queue scans make exactly the decisions of the literal one-pass scan, for
+/// random streams of requests, stops, boots, ticks, VMs and timers — without a disk rule
+/// (heads of RAM groups) and with one that binds (worlds of 5–45 GB on 100 GB nodes, VMs
+/// of 80 GB: the merged walk).
 #[test]
 fn fast_queue_scan_matches_the_literal_scan() {
-    for seed in 0..200u64 {
+    let mut disk_bound_seeds = 0;
+    for seed in 0..400u64 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let sizes = [1024, 2048, 3072, 4096, 6144, 8192];
-        let servers: Vec<ServerSpec> = (0..40).map(|_| spec(sizes[rng.random_range(0..sizes.len())])).collect();
+        let disk = seed % 2 == 1;
+        let servers: Vec<ServerSpec> = (0..40)
+            .map(|_| {
+                let ram = sizes[rng.random_range(0..sizes.len())];
+                if disk {
+                    world(ram, rng.random_range(5..=45))
+                } else {
+                    spec(ram)
+                }
+            })
+            .collect();
         let nodes = [node(16384), node(12288)];
-        let config = SchedulerConfig::reference(vm(), 4);
+        let rule = DiskRule { high_watermark_pct: rng.random_range(70..=100), keep_past_window: rng.random_bool(0.5) };
+        let config = SchedulerConfig { disk: disk.then_some(rule), ..SchedulerConfig::reference(vm(), 4) };
         let mut fast = Scheduler::new(config.clone(), &nodes, servers.clone());
         let mut slow = Scheduler::new(config, &nodes, servers);
         slow.naive_scan = true;
@@ -115,6 +129,7 @@ fn fast_queue_scan_matches_the_literal_scan() {
         slow.start(now, &mut b);
         let mut pending: Vec<Command> = Vec::new();
         let mut queued_at_some_point = false;
+        let mut disk_bound = false;
         for _ in 0..400 {
             assert_eq!(a.commands, b.commands, "seed {seed}");
             assert_eq!(a.notes, b.notes, "seed {seed}");
@@ -122,6 +137,8 @@ fn fast_queue_scan_matches_the_literal_scan() {
                 assert_eq!(n.servers.len() as u32, n.active, "seed {seed}: a node's server list matches its count");
             }
             queued_at_some_point |= fast.queue_len() > 1;
+            // A request waits for disk while its RAM would fit: the case the walk is for.
+            disk_bound |= fast.queue.keys().any(|&ram| u64::from(ram) <= fast.max_free_mib());
             pending.append(&mut a.commands);
             a.clear();
             b.clear();
@@ -160,7 +177,10 @@ fn fast_queue_scan_matches_the_literal_scan() {
         }
         assert!(queued_at_some_point, "seed {seed} never exercised the queue");
         assert_eq!(fast.queue_len(), slow.queue_len());
+        assert!(!disk_bound || disk, "seed {seed}: without a disk rule what fits by RAM is placed");
+        disk_bound_seeds += u32::from(disk_bound);
     }
+    assert!(disk_bound_seeds >= 50, "only {disk_bound_seeds} of 200 disk seeds had a request waiting for disk");
 }
 
 #[test]
