@@ -369,7 +369,7 @@ async fn sleeping_is_charged_at_the_measured_size_and_a_world_past_its_hard_limi
 async fn a_node_whose_disk_is_filled_by_measured_worlds_takes_no_more_and_archives_its_oldest_sleeper() {
     // Nodes with 3 GB of disk for worlds, no watermark below full. s0 and s1 declare no disk:
     // both go to node 0 (first fit). Their stop backups measure 2 GB and 1.5 GB: 3.5 GB > 3 GB,
-    // so the oldest sleeper (same stop: server order, s0) is archived at once, not after the
+    // so the oldest sleeper (same stop time: the one that stopped first, s0) is archived at once, not after the
     // 48 h window — 1.5 GB left. s2 declares 2 GB: no room on node 0 (1.5 GB free) → node 1.
     let kind = conductor_core::DedicatedType { disk_gb: 3, disk_reserve_gb: 0, ..conductor_controller::fake::ax41() };
     let rule = DiskRule { high_watermark_pct: 100, keep_past_window: false };

@@ -33,6 +33,11 @@ impl Scheduler {
         }
     }
 
+    /// The largest free disk on a node that accepts servers.
+    fn max_free_disk_mb(&self) -> u64 {
+        self.ready.iter().map(|id| self.nodes[id.0 as usize].free_disk_mb()).max().unwrap_or(0)
+    }
+
     /// The largest free RAM on a node that accepts servers.
     pub(super) fn max_free_mib(&self) -> u64 {
         self.ready.iter().map(|id| self.nodes[id.0 as usize].free_mib()).max().unwrap_or(0)
@@ -83,10 +88,17 @@ impl Scheduler {
     pub(super) fn fill_candidates(&mut self, server: ServerId, skip: Option<NodeId>) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
-        candidates.extend(self.ready.iter().filter(|&&id| Some(id) != skip && self.disk_room(id, server)).map(|&id| {
-            let n = &self.nodes[id.0 as usize];
-            Candidate { id, kind: n.kind, free_mib: n.free_mib() }
-        }));
+        // Without a disk rule every node has room; with one, the node its world is on or one
+        // with that much free disk (the server is looked up once, not per node).
+        let need = self.disk_need(server);
+        let room = |id: NodeId, n: &Node| need.is_none_or(|(home, mb)| home == Some(id) || n.free_disk_mb() >= mb);
+        candidates.extend(
+            self.ready
+                .iter()
+                .map(|&id| (id, &self.nodes[id.0 as usize]))
+                .filter(|&(id, n)| Some(id) != skip && room(id, n))
+                .map(|(id, n)| Candidate { id, kind: n.kind, free_mib: n.free_mib() }),
+        );
         self.candidates = candidates;
     }
 
@@ -140,7 +152,7 @@ impl Scheduler {
         s.stops += 1;
         s.stopped_at = now;
         let epoch = s.stops;
-        self.nodes[node.0 as usize].sleepers.push(server);
+        self.add_sleeper(node, server);
         let n = &self.nodes[node.0 as usize];
         out.commands.push(Command::Stop { server, node });
         if n.state == NodeState::Cordoned {
@@ -207,6 +219,9 @@ impl Scheduler {
             .range(..=cap)
             .filter_map(|(&ram, g)| g.first_key_value().map(|(&seq, _)| Reverse((seq, ram))))
             .collect();
+        // A world larger than every ready node's free disk fits only where it already is:
+        // such requests are passed over without trying every node.
+        let mut max_disk = self.max_free_disk_mb();
         while let Some(Reverse((seq, ram))) = heads.pop() {
             if u64::from(ram) > max_free {
                 continue;
@@ -214,12 +229,15 @@ impl Scheduler {
             let group = &self.queue[&ram];
             let server = group[&seq];
             let next = group.range(seq + 1..).next().map(|(&next, _)| next);
-            if self.try_place(server, out) {
+            let s = &self.servers[server.0 as usize];
+            let at_home = matches!(s.residence, Residence::Sleeping { node } if self.nodes[node.0 as usize].state == NodeState::Ready);
+            if (s.spec.disk_mb <= max_disk || at_home) && self.try_place(server, out) {
                 self.dequeue(server, seq);
                 if let Some(r) = self.servers[server.0 as usize].request.as_mut() {
                     r.queued = false;
                 }
                 max_free = self.max_free_mib();
+                max_disk = self.max_free_disk_mb();
             }
             if let Some(next) = next {
                 heads.push(Reverse((next, ram)));

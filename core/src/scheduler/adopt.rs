@@ -57,7 +57,7 @@ impl Scheduler {
                 s.stops += 1;
                 s.stopped_at = stopped_at;
                 let epoch = s.stops;
-                self.nodes[node.0 as usize].sleepers.push(server);
+                self.add_sleeper(node, server);
                 let at = stopped_at + self.config.sleep_window;
                 out.commands.push(Command::Wake { at, timer: Timer::Archive { server, epoch } });
             }

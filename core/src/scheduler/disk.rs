@@ -64,14 +64,12 @@ impl Scheduler {
         }
     }
 
-    /// Whether `node` has room for the world of `server` (always, without a disk rule, or
-    /// when the world is already there).
-    pub(super) fn disk_room(&self, node: NodeId, server: ServerId) -> bool {
-        if self.config.disk.is_none() {
-            return true;
-        }
+    /// What placing `server` needs of a node's disk: nothing without a disk rule, else room
+    /// for its world (MB) unless the node is the one it is on.
+    pub(super) fn disk_need(&self, server: ServerId) -> Option<(Option<NodeId>, u64)> {
+        self.config.disk?;
         let s = &self.servers[server.0 as usize];
-        world_node(s.residence) == Some(node) || self.nodes[node.0 as usize].free_disk_mb() >= s.spec.disk_mb
+        Some((world_node(s.residence), s.spec.disk_mb))
     }
 
     /// The world of `server` measures `disk_mb` now (the live controller measures it at
@@ -87,31 +85,39 @@ impl Scheduler {
     }
 
     /// Rule of the high watermark: while `node` is past it, archive its sleepers, oldest
-    /// stop first (ties in server order).
+    /// stop first (ties in the order they stopped). The list is in stop order, so this only
+    /// looks at the sleepers it archives and the stale entries before them.
     pub(super) fn relieve(&mut self, node: NodeId, out: &mut Outbox) {
         let Some(rule) = self.config.disk else { return };
         if !self.nodes[node.0 as usize].over_watermark(&rule) {
             return;
         }
         let mut sleepers = std::mem::take(&mut self.nodes[node.0 as usize].sleepers);
-        sleepers.sort_unstable();
-        sleepers.dedup();
-        sleepers.retain(|&s| self.servers[s.0 as usize].residence == (Residence::Sleeping { node }));
-        let mut oldest = sleepers.clone();
-        oldest.sort_by_key(|&s| (self.servers[s.0 as usize].stopped_at, s));
-        let mut archived = 0;
-        for &server in &oldest {
-            if !self.nodes[node.0 as usize].over_watermark(&rule) {
-                break;
+        let mut seen = 0;
+        while seen < sleepers.len() && self.nodes[node.0 as usize].over_watermark(&rule) {
+            let (t, server) = sleepers[seen];
+            seen += 1;
+            if self.sleeps_on(node, server, t) {
+                self.set_residence(server, Residence::Archived);
+                out.commands.push(Command::Archive { server, node });
             }
-            self.set_residence(server, Residence::Archived);
-            out.commands.push(Command::Archive { server, node });
-            archived += 1;
         }
-        if archived > 0 {
-            sleepers.retain(|&s| self.servers[s.0 as usize].residence == (Residence::Sleeping { node }));
-        }
+        sleepers.drain(..seen);
         self.nodes[node.0 as usize].sleepers = sleepers;
+    }
+
+    /// Whether the entry `(stopped_at, server)` of `node`'s sleepers is current.
+    pub(super) fn sleeps_on(&self, node: NodeId, server: ServerId, stopped_at: Millis) -> bool {
+        let s = &self.servers[server.0 as usize];
+        s.residence == (Residence::Sleeping { node }) && s.stopped_at == stopped_at
+    }
+
+    /// `server` sleeps on `node` now (since its `stopped_at`): listed in stop order.
+    pub(super) fn add_sleeper(&mut self, node: NodeId, server: ServerId) {
+        let t = self.servers[server.0 as usize].stopped_at;
+        let list = &mut self.nodes[node.0 as usize].sleepers;
+        let at = list.partition_point(|&(u, _)| u <= t);
+        list.insert(at, (t, server));
     }
 
     /// Whether a sleeper whose window ended stays on `node` (rule `keep_past_window`).

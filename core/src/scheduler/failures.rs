@@ -123,7 +123,7 @@ impl Scheduler {
             // Its archive timer fired (and was ignored) while it was starting: ask again.
             let due = (s.stopped_at + self.config.sleep_window).max(now);
             let epoch = s.stops;
-            self.nodes[at.0 as usize].sleepers.push(server);
+            self.add_sleeper(at, server);
             out.commands.push(Command::Wake { at: due, timer: Timer::Archive { server, epoch } });
         }
         out.notes.push(Note::StartFailed { server, node });
@@ -190,7 +190,7 @@ impl Scheduler {
         match s.before {
             Residence::Sleeping { node } => {
                 self.set_residence(server, Residence::Sleeping { node });
-                self.nodes[node.0 as usize].sleepers.push(server);
+                self.add_sleeper(node, server);
             }
             before @ (Residence::Archived | Residence::New) => self.set_residence(server, before),
             _ => {}

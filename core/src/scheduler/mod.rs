@@ -110,8 +110,9 @@ pub struct Node {
     /// Its starting and running servers (so decisions need not scan every server).
     pub servers: Vec<ServerId>,
     /// Servers that went to sleep here (lazy: entries may have left since; check the
-    /// server's residence). Lets cordoning and deletion find sleepers without a full scan.
-    sleepers: Vec<ServerId>,
+    /// server's residence and stop time), in the order they stopped. Lets cordoning, deletion
+    /// and the disk watermark find sleepers without a full scan.
+    sleepers: Vec<(Millis, ServerId)>,
 }
 
 impl Node {

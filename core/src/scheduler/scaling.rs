@@ -217,7 +217,9 @@ impl Scheduler {
 
     /// Archives every server asleep on `node` (in server order).
     pub(super) fn archive_sleepers(&mut self, node: NodeId, out: &mut Outbox) {
-        let mut sleepers = std::mem::take(&mut self.nodes[node.0 as usize].sleepers);
+        let taken = std::mem::take(&mut self.nodes[node.0 as usize].sleepers);
+        let mut sleepers: Vec<ServerId> =
+            taken.into_iter().filter(|&(t, s)| self.sleeps_on(node, s, t)).map(|(_, s)| s).collect();
         sleepers.sort_unstable();
         sleepers.dedup();
         for server in sleepers {
