@@ -5,8 +5,9 @@
 //! `CONDUCTOR_BENCH_WORLD_MB` (default 256) of half-compressible bytes.
 //!
 //! A client asks `GET /v1/servers/{id}` (it takes the engine lock) back to back, first with
-//! nothing copying, then while the stopped server's world is archived (download, gzip,
-//! SHA-256, store, read-back verification), and prints p50/p99/max of each phase.
+//! nothing copying, then while the stopped server's world is archived (download, zstd,
+//! SHA-256, store, read-back verification), then — in the real mode — while it is restored
+//! and started again, and prints p50/p99/max of each phase.
 //!
 //! `cargo bench -p conductor-controller --bench api_copy` (`CONDUCTOR_BENCH_WORKERS`: runtime
 //! workers, default 2).
@@ -92,7 +93,15 @@ impl NodeDriver for BigWorld {
         Box::pin(async move { Ok(Box::pin(chunks) as ByteStream) })
     }
     fn write_volume<'a>(&'a self, s: i64, tar: ByteStream, h: &'a Helper) -> BoxFuture<'a, Result<(), DriverError>> {
-        self.inner.write_volume(s, tar, h)
+        match &self.real {
+            // The restore goes into the real volume; the in-memory node only learns it exists.
+            Some((docker, volume, helper)) => Box::pin(async move {
+                docker.write_volume(*volume, tar, helper).await.map_err(DriverError::from)?;
+                let nothing = futures_util::stream::iter(Vec::<Result<bytes::Bytes, std::io::Error>>::new());
+                self.inner.write_volume(s, Box::pin(nothing), h).await
+            }),
+            None => self.inner.write_volume(s, tar, h),
+        }
     }
 }
 
@@ -214,6 +223,7 @@ async fn run() {
         }
         v
     };
+    let rss_before = rss_kib("VmRSS:") / 1024;
     live.lock().await.request_stop(id, now()).await.unwrap();
     // The copy runs from the step after the archive is due until the world is in the store.
     let started = Instant::now();
@@ -234,17 +244,36 @@ async fn run() {
     });
     let from = skip.take_while(|t| *t < Duration::from_millis(1_200)).count();
     let during = during.split_off(from.min(during.len()));
+    let mut restore = None;
+    if node.real.is_some() {
+        // Back: S3 → the real volume (the node's copy was removed with the archive).
+        let started = Instant::now();
+        live.lock().await.request_start(id, now()).await.unwrap();
+        let mut during = Vec::new();
+        while !matches!(
+            live.lock().await.core().residence(conductor_core::ServerId(0)),
+            conductor_core::Residence::Running { .. }
+        ) {
+            during.push(get().await);
+            assert!(started.elapsed() < Duration::from_secs(900), "the restore never finished");
+        }
+        restore = Some((started.elapsed(), during));
+    }
     let at = if node.real.is_some() { "real Docker volume → S3" } else { "in memory" };
     println!(
         "world {mb} MiB ({at}); archive (stop → world in the store, node copy removed) {:.1} s",
         copy.as_secs_f64()
     );
-    println!("peak RSS {} MiB", rss_kib("VmHWM:") / 1024);
+    println!("peak RSS {} MiB ({rss_before} MiB before the archive)", rss_kib("VmHWM:") / 1024);
     if let Some((docker, volume, _)) = &node.real {
         NodeDriver::remove(docker, *volume, true).await.unwrap();
     }
     report("GET /v1/servers/{id}, nothing copying", baseline);
     report("GET /v1/servers/{id}, during the copy ", during);
+    if let Some((took, during)) = restore {
+        println!("restore (start → running from the archive) {:.1} s", took.as_secs_f64());
+        report("GET /v1/servers/{id}, during the restore", during);
+    }
 }
 
 /// The world of the real mode: `mb` MiB (half incompressible) written into a volume of the
