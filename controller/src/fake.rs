@@ -556,7 +556,13 @@ pub mod world {
         h[100..108].copy_from_slice(b"0000644\0");
         h[108..116].copy_from_slice(b"0000000\0");
         h[116..124].copy_from_slice(b"0000000\0");
-        h[124..136].copy_from_slice(format!("{bytes:011o}\0").as_bytes());
+        if bytes < 1 << 33 {
+            h[124..136].copy_from_slice(format!("{bytes:011o}\0").as_bytes());
+        } else {
+            // 8 GiB and more do not fit 11 octal digits: GNU base-256 (read by Go's and GNU tar).
+            h[124] = 0x80;
+            h[128..136].copy_from_slice(&bytes.to_be_bytes());
+        }
         h[136..148].copy_from_slice(b"14712345670\0");
         h[156] = b'0';
         h[257..263].copy_from_slice(b"ustar\0");
