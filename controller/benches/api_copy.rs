@@ -267,6 +267,12 @@ async fn run() {
     println!("peak RSS {} MiB ({rss_before} MiB before the archive)", rss_kib("VmHWM:") / 1024);
     if let Some((docker, volume, _)) = &node.real {
         NodeDriver::remove(docker, *volume, true).await.unwrap();
+        // The server's archive and backups in the shared bucket go too.
+        for (key, _) in archive.list().await.unwrap() {
+            if key.starts_with(&format!("s{id}-")) || key.starts_with(&format!("b{id}-")) {
+                archive.delete(&key).await.unwrap();
+            }
+        }
     }
     report("GET /v1/servers/{id}, nothing copying", baseline);
     report("GET /v1/servers/{id}, during the copy ", during);

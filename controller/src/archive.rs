@@ -499,14 +499,17 @@ pub async fn restore_server(
 ) -> Result<(), ArchiveError> {
     let (tar, verdict) = store.open(r).await?;
     let written = node.write_volume(spec.server, tar, helper).await;
-    let failed = match verdict.await {
-        Ok(Ok(())) => written.err().map(ArchiveError::from),
-        Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+    let failed = match (verdict.await, written) {
+        (Ok(Err(e)), _) if e.kind() == io::ErrorKind::InvalidData => {
             Some(ArchiveError::Checksum { key: r.key.clone(), expected: r.sha256.clone(), found: e.to_string() })
         }
+        // The node refused the world (its disk is full, say): the reader stopped because
+        // of it, so the node's error is the cause to report, not the broken pipe.
+        (_, Err(e)) => Some(ArchiveError::from(e)),
+        (Ok(Ok(())), Ok(())) => None,
         // A damaged stream (not a zstd frame, cut short) or a reader that failed.
-        Ok(Err(e)) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
-        Err(e) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+        (Ok(Err(e)), Ok(())) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+        (Err(e), Ok(())) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
     };
     if let Some(e) = failed {
         // Not (all of) the world that was archived: what was written is not kept — the
@@ -588,6 +591,34 @@ mod tests {
         // A missing archive is an error, not an empty world.
         let gone = ArchiveRef { key: "nope.tar.zst".into(), sha256: r.sha256.clone(), bytes: 0, world_bytes: 0 };
         assert!(matches!(a.open(&gone).await, Err(ArchiveError::Io { .. })));
+    }
+
+    /// A node that cannot take the world (its disk fills half-way) is the error a restore
+    /// reports — not the broken pipe its reader sees — and what it wrote is removed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restore_onto_a_full_disk_says_so_and_keeps_nothing() {
+        use crate::fake::{Clock, FakeNode, Faults};
+        let a = Archive::memory();
+        let (tar, _) = world(64);
+        let r = a.put_stream("s3-5.tar.zst", tar).await.unwrap();
+        let node = FakeNode::new("ded-0", Clock::new(0), Faults::none(), 0);
+        node.set_disk_left(Some(8 << 20));
+        let spec = ContainerSpec {
+            server: 3,
+            image: "standin".into(),
+            cmd: None,
+            memory_mib: 512,
+            env: vec![],
+            host_port: None,
+            node: None,
+        };
+        let helper = Helper { image: "standin".into(), cmd: vec![] };
+        let e = restore_server(&*node, &a, &spec, &r, &helper).await.unwrap_err().to_string();
+        assert!(e.contains("no space left on device"), "{e}");
+        assert!(node.volumes().is_empty() && node.containers().is_empty(), "nothing kept");
+        node.set_disk_left(None);
+        restore_server(&*node, &a, &spec, &r, &helper).await.unwrap();
+        assert!(node.volumes().contains_key(&3));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

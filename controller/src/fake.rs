@@ -120,6 +120,8 @@ struct NodeState {
     slow_data: std::time::Duration,
     /// Worlds given a size: their tar is that many bytes (zeros, then the save counter).
     world_bytes: BTreeMap<i64, u64>,
+    /// A disk that fills: a world written past this many bytes fails (and stops reading).
+    disk_left: Option<u64>,
 }
 
 /// A node's Docker API in memory.
@@ -141,6 +143,11 @@ impl FakeNode {
     /// The tar of `server`'s world is `bytes` long from now on (its measured size).
     pub fn set_world_bytes(&self, server: i64, bytes: u64) {
         self.state.lock().unwrap().world_bytes.insert(server, bytes);
+    }
+
+    /// Writing a world fails with "no space left on device" once it passes `bytes`.
+    pub fn set_disk_left(&self, bytes: Option<u64>) {
+        self.state.lock().unwrap().disk_left = bytes;
     }
 
     pub fn set_slow_data(&self, d: std::time::Duration) {
@@ -378,7 +385,20 @@ impl NodeDriver for FakeNode {
         _helper: &'a Helper,
     ) -> BoxFuture<'a, Result<(), DriverError>> {
         Box::pin(async move {
-            let tar = crate::archive::collect(tar).await.map_err(|e| DriverError::transient(e.to_string()))?;
+            let left = self.state.lock().unwrap().disk_left;
+            let mut tar = tar;
+            let mut all = Vec::new();
+            while let Some(chunk) = futures_util::StreamExt::next(&mut tar).await {
+                all.extend_from_slice(&chunk.map_err(|e| DriverError::transient(e.to_string()))?);
+                if left.is_some_and(|n| all.len() as u64 > n) {
+                    // Like Docker's answer on a full disk; the stream is dropped unread.
+                    return Err(DriverError::permanent(format!(
+                        "{}: write volume: no space left on device",
+                        self.name
+                    )));
+                }
+            }
+            let tar = all;
             self.call("write volume", |st, _| {
                 let text = String::from_utf8_lossy(&tar[tar.len().saturating_sub(64)..]).into_owned();
                 let saves = text.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);
