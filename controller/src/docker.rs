@@ -90,6 +90,10 @@ pub fn volume_name(server: i64) -> String {
     format!("conductor-data-s{server}-world")
 }
 
+/// How long the engine may take to take in a whole world (an upload answers at its end):
+/// 5 h (a 50 GB world at 3 MB/s).
+const WORLD_COPY_TIMEOUT: Duration = Duration::from_secs(5 * 3600);
+
 /// One node's Docker API.
 pub struct DockerNode {
     docker: Docker,
@@ -519,7 +523,11 @@ impl DockerNode {
         let path = if name.as_deref().is_some_and(|n| n == "data" || n.starts_with("data/")) { "/" } else { "/data" };
         let options = bollard::query_parameters::UploadToContainerOptions { path: path.into(), ..Default::default() };
         let body = futures_util::stream::once(async move { Ok(first) }).chain(tar);
-        self.docker.upload_to_container(container, Some(options), bollard::body_try_stream(body)).await?;
+        // The engine answers once the whole world is in: the client's 120 s for a request
+        // would cut a world of more than ~25 GB short (it did, at 30 GB), so an upload gets
+        // `WORLD_COPY_TIMEOUT` instead.
+        let docker = self.docker.clone().with_timeout(WORLD_COPY_TIMEOUT);
+        docker.upload_to_container(container, Some(options), bollard::body_try_stream(body)).await?;
         Ok(())
     }
 
