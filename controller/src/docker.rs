@@ -426,7 +426,9 @@ impl DockerNode {
         // Podman reports a container being stopped as "stopping", a state bollard's model
         // does not know (the whole list would fail to parse): list the steady states both
         // engines accept as filters (Podman rejects `dead` and `restarting`), and retry
-        // briefly; a container skipped mid-transition is seen at the next tick.
+        // briefly; a container skipped mid-transition is seen at the next tick. Podman also
+        // fails a whole list with a 500 ("does not exist in database") when a container is
+        // removed while it lists: retried the same way.
         let states = ["created", "running", "paused", "exited"];
         let filters = HashMap::from([
             ("label".to_string(), vec![format!("{LABEL_MANAGED}=true")]),
@@ -437,6 +439,12 @@ impl DockerNode {
         for _ in 0..10 {
             match &listed {
                 Err(bollard::errors::Error::JsonDataError { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    listed = self.docker.list_containers(Some(options.clone())).await;
+                }
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 500, message })
+                    if message.contains("does not exist in database") =>
+                {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     listed = self.docker.list_containers(Some(options.clone())).await;
                 }
