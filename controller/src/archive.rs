@@ -503,13 +503,15 @@ pub async fn restore_server(
         (Ok(Err(e)), _) if e.kind() == io::ErrorKind::InvalidData => {
             Some(ArchiveError::Checksum { key: r.key.clone(), expected: r.sha256.clone(), found: e.to_string() })
         }
-        // The node refused the world (its disk is full, say): the reader stopped because
-        // of it, so the node's error is the cause to report, not the broken pipe.
-        (_, Err(e)) => Some(ArchiveError::from(e)),
+        // The node refused the world (its disk is full, say): the reader only saw its pipe
+        // break, so the node's error is the cause to report.
+        (Ok(Err(e)), Err(w)) if e.kind() == io::ErrorKind::BrokenPipe => Some(ArchiveError::from(w)),
+        (Ok(Ok(())), Err(w)) => Some(ArchiveError::from(w)),
         (Ok(Ok(())), Ok(())) => None,
-        // A damaged stream (not a zstd frame, cut short) or a reader that failed.
-        (Ok(Err(e)), Ok(())) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
-        (Err(e), Ok(())) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+        // A damaged stream (not a zstd frame, cut short) or a reader that failed: the cause,
+        // whatever the node made of what it got.
+        (Ok(Err(e)), _) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
+        (Err(e), _) => Some(ArchiveError::Io { key: r.key.clone(), message: e.to_string() }),
     };
     if let Some(e) = failed {
         // Not (all of) the world that was archived: what was written is not kept — the
