@@ -90,6 +90,10 @@ pub fn volume_name(server: i64) -> String {
     format!("conductor-data-s{server}-world")
 }
 
+/// Every engine's identity: a volume labelled with an id made once (see `DockerNode::ping`).
+pub const ENGINE_VOLUME: &str = "conductor-engine";
+const ENGINE_LABEL: &str = "conductor.engine";
+
 /// How long the engine may take to take in a whole world (an upload answers at its end):
 /// 5 h (a 50 GB world at 3 MB/s).
 const WORLD_COPY_TIMEOUT: Duration = Duration::from_secs(5 * 3600);
@@ -104,6 +108,9 @@ pub struct DockerNode {
     pub publish_ip: String,
     /// The endpoint it was connected with: two nodes with the same one are one engine.
     endpoint: String,
+    /// The engine's own identity, once read from its marker volume (see [`ENGINE_VOLUME`]):
+    /// two endpoints of one engine (two test fronts, a node configured twice) are one.
+    engine_id: std::sync::OnceLock<String>,
     /// The SSH process forwarding a local socket to the node's (ssh:// endpoints).
     _tunnel: Option<SshTunnel>,
 }
@@ -123,23 +130,41 @@ pub struct Access {
     pub tls_key: Option<std::path::PathBuf>,
 }
 
-/// A Docker API over TLS with a client certificate (mutual TLS, as `dockerd --tlsverify`).
-fn tls_docker(address: &str, access: &Access) -> Result<Docker, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (Some(ca), Some(cert), Some(key)) = (&access.tls_ca, &access.tls_cert, &access.tls_key) else {
-        return Err("tls:// needs tls_ca, tls_cert and tls_key".into());
-    };
-    let pem = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| format!("{what} {}: {e}", path.display());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).map_err(|e| pem("tls_ca", ca, &e))? {
-        roots.add(c.map_err(|e| pem("tls_ca", ca, &e))?).map_err(|e| pem("tls_ca", ca, &e))?;
+impl Access {
+    /// The tls:// credentials, read from their files.
+    fn tls_identity(&self) -> Result<crate::pki::TlsIdentity, String> {
+        let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) else {
+            return Err("tls:// needs tls_ca, tls_cert and tls_key".into());
+        };
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+        };
+        Ok(crate::pki::TlsIdentity {
+            ca_pem: read("tls_ca", ca)?,
+            cert_pem: read("tls_cert", cert)?,
+            key_pem: crate::pki::Secret::new(read("tls_key", key)?),
+            server_name: None,
+        })
     }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem("tls_cert", cert, &e))?
+}
+
+/// A Docker API over TLS with a client certificate (mutual TLS, as `dockerd --tlsverify`).
+/// The engine's certificate must name `id.server_name` if given (a VM dialled by address
+/// whose certificate names the VM), else the dialled host.
+fn tls_docker(address: &str, id: &crate::pki::TlsIdentity) -> Result<Docker, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(id.ca_pem.as_bytes()) {
+        roots.add(c.map_err(|e| format!("tls_ca: {e}"))?).map_err(|e| format!("tls_ca: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("tls_ca: no certificate in it".into());
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(id.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| pem("tls_cert", cert, &e))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem("tls_key", key, &e))?;
+        .map_err(|e| format!("tls_cert: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(id.key_pem.expose().as_bytes()).map_err(|e| format!("tls_key: {e}"))?;
     let config =
         rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -147,7 +172,12 @@ fn tls_docker(address: &str, access: &Access) -> Result<Docker, String> {
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("tls_cert/tls_key: {e}"))?;
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only().enable_http1().build();
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_only();
+    if let Some(name) = &id.server_name {
+        let name = ServerName::try_from(name.clone()).map_err(|e| format!("server name {name:?}: {e}"))?;
+        builder = builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let https = builder.enable_http1().build();
     let client = std::sync::Arc::new(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https),
     );
@@ -262,7 +292,7 @@ impl DockerNode {
                 Docker::connect_with_http(&url, 120, bollard::API_DEFAULT_VERSION).map_err(|e| fail(e.to_string()))?;
             (d, None)
         } else if let Some(address) = endpoint.strip_prefix("tls://") {
-            (tls_docker(address, access).map_err(fail)?, None)
+            (tls_docker(address, &access.tls_identity().map_err(fail)?).map_err(fail)?, None)
         } else if let Some(target) = endpoint.strip_prefix("ssh://") {
             let tunnel = SshTunnel::open(target, access).map_err(fail)?;
             (socket(&tunnel.local.to_string_lossy())?, Some(tunnel))
@@ -276,12 +306,57 @@ impl DockerNode {
             h if h.parse::<std::net::IpAddr>().is_ok() => h.to_owned(),
             _ => "0.0.0.0".to_owned(),
         };
-        Ok(DockerNode { docker, host: host.into(), publish_ip, endpoint: endpoint.into(), _tunnel: tunnel })
+        Ok(DockerNode {
+            docker,
+            host: host.into(),
+            publish_ip,
+            endpoint: endpoint.into(),
+            _tunnel: tunnel,
+            engine_id: Default::default(),
+        })
+    }
+
+    /// `address` (`host:port`) over mutual TLS with in-memory credentials (a VM the
+    /// controller issued certificates for); game ports are published on and reached at `host`.
+    pub fn connect_tls(address: &str, host: &str, id: &crate::pki::TlsIdentity) -> Result<DockerNode, DockerError> {
+        let endpoint = format!("tls://{address}");
+        let docker =
+            tls_docker(address, id).map_err(|message| DockerError::Endpoint { endpoint: endpoint.clone(), message })?;
+        let publish_ip = if host.parse::<std::net::IpAddr>().is_ok() { host.to_owned() } else { "0.0.0.0".to_owned() };
+        Ok(DockerNode { docker, host: host.into(), publish_ip, endpoint, _tunnel: None, engine_id: Default::default() })
     }
 
     pub async fn ping(&self) -> Result<(), DockerError> {
         self.docker.ping().await?;
+        if self.engine_id.get().is_none() {
+            let id = self.engine_marker().await?;
+            let _ = self.engine_id.set(id);
+        }
         Ok(())
+    }
+
+    /// Reads (or makes) the engine's marker volume. Engines' own IDs cannot serve: Podman
+    /// answers a new one at every `/info`.
+    async fn engine_marker(&self) -> Result<String, DockerError> {
+        use bollard::models::VolumeCreateOptions;
+        let read = |v: &bollard::models::Volume| v.labels.get(ENGINE_LABEL).cloned();
+        if let Ok(v) = self.docker.inspect_volume(ENGINE_VOLUME).await {
+            if let Some(id) = read(&v) {
+                return Ok(id);
+            }
+        }
+        let digest =
+            <sha2::Sha256 as sha2::Digest>::digest(format!("{}-{:?}", self.endpoint, std::time::SystemTime::now()));
+        let fresh: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        let options = VolumeCreateOptions {
+            name: Some(ENGINE_VOLUME.into()),
+            labels: Some(HashMap::from([(ENGINE_LABEL.to_string(), fresh.clone())])),
+            ..Default::default()
+        };
+        // Two controllers' first pings may race: whoever made it, its label is the answer.
+        let _ = self.docker.create_volume(options).await;
+        let v = self.docker.inspect_volume(ENGINE_VOLUME).await?;
+        Ok(read(&v).unwrap_or(fresh))
     }
 
     /// Creates the server's container unless it exists (a retry finds the first one).
@@ -664,7 +739,7 @@ impl DockerNode {
 
 impl crate::driver::NodeDriver for DockerNode {
     fn engine(&self) -> &str {
-        &self.endpoint
+        self.engine_id.get().unwrap_or(&self.endpoint)
     }
     fn game_host(&self) -> &str {
         &self.host

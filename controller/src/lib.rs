@@ -19,6 +19,7 @@ pub mod mcping;
 pub mod memory;
 pub mod openapi;
 pub mod pg;
+pub mod pki;
 pub mod serve;
 pub mod store;
 

@@ -6,6 +6,8 @@ use conductor_controller::docker::{container_name, Access, ContainerSpec, Docker
 use conductor_controller::driver::NodeDriver;
 use std::time::Duration;
 
+mod common;
+
 const IMAGE: &str = "localhost/conductor-standin:test";
 
 fn node() -> Option<DockerNode> {
@@ -356,4 +358,45 @@ async fn a_node_is_driven_over_mutual_tls_and_a_foreign_certificate_is_refused()
     let e = DockerNode::connect_with(&url, "h", &bad).err().unwrap().to_string();
     assert!(e.contains("tls_ca") && e.contains("nope.pem"), "{e}");
     std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// A VM's engine as the controller makes it: certificates issued by the controller's CA,
+/// the engine's naming the VM (dialled by address, checked by name), and the engine's
+/// identity the same through any endpoint that reaches it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_vm_engine_is_reached_with_certificates_the_controller_issued() {
+    use conductor_controller::pki::{vm_server_name, Pki, Role};
+    let Some(local) = node() else { return };
+    let endpoint = std::env::var("CONDUCTOR_TEST_DOCKER").unwrap();
+    let socket = endpoint.strip_prefix("unix://").expect("the test engine is a Unix socket").to_owned();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let pki = Pki::from_key_pem(Pki::generate_key().unwrap().expose(), "test").unwrap();
+    let server = pki.issue(&vm_server_name("vm-a"), Role::Server, now, 2).unwrap();
+    let client = pki.issue("controller.conductor", Role::Client, now, 2).unwrap();
+    let front =
+        common::tls::front("127.0.0.1:0", pki.ca_pem(), &server.cert_pem, server.key_pem.expose(), socket.clone())
+            .await;
+    let address = front.addr.to_string();
+
+    let vm =
+        DockerNode::connect_tls(&address, "127.0.0.1", &pki.client(&client, Some(vm_server_name("vm-a")))).unwrap();
+    vm.ping().await.unwrap();
+    local.ping().await.unwrap();
+    assert_eq!(NodeDriver::engine(&vm), NodeDriver::engine(&local), "one engine through two endpoints");
+    assert_ne!(NodeDriver::engine(&vm), format!("tls://{address}"));
+
+    // Another VM's name, a certificate from another CA, or a VM's server certificate used as
+    // a client: refused.
+    let wrong =
+        DockerNode::connect_tls(&address, "127.0.0.1", &pki.client(&client, Some(vm_server_name("vm-b")))).unwrap();
+    assert!(wrong.ping().await.is_err(), "the engine's certificate names vm-a, not vm-b");
+    let foreign = Pki::from_key_pem(Pki::generate_key().unwrap().expose(), "test").unwrap();
+    let foreign_client = foreign.issue("controller.conductor", Role::Client, now, 2).unwrap();
+    let mut id = pki.client(&foreign_client, Some(vm_server_name("vm-a")));
+    id.ca_pem = pki.ca_pem().to_owned();
+    let n = DockerNode::connect_tls(&address, "127.0.0.1", &id).unwrap();
+    assert!(n.ping().await.is_err(), "a client certificate of another CA must not reach the engine");
+    let as_client = pki.client(&server, Some(vm_server_name("vm-a")));
+    let n = DockerNode::connect_tls(&address, "127.0.0.1", &as_client).unwrap();
+    assert!(n.ping().await.is_err(), "a server certificate is no client certificate");
 }

@@ -1,6 +1,8 @@
 //! Services for the controller's tests: a fresh PostgreSQL database, the Podman engine.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use conductor_controller::docker::DockerNode;
 use conductor_controller::PgStore;
 
