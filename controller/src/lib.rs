@@ -6,6 +6,7 @@
 pub mod api;
 pub mod archive;
 pub mod billing;
+pub mod bootstrap;
 pub mod cloud;
 pub mod config;
 pub mod docker;

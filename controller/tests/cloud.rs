@@ -113,3 +113,150 @@ async fn limits_and_slow_actions_are_reported_not_retried() {
     let err = cloud.wait_action(action.unwrap(), Duration::from_millis(500)).await.unwrap_err().to_string();
     assert!(err.contains("not finished"), "{err}");
 }
+
+mod cloud_init {
+    use conductor_controller::bootstrap::{render, Vars, ATTACH, PREPARE, VM};
+    use conductor_controller::pki::Secret;
+
+    fn vars() -> Vars {
+        Vars {
+            ca_pem: "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n".into(),
+            cert_pem: "-----BEGIN CERTIFICATE-----\nVM\n-----END CERTIFICATE-----\n".into(),
+            key_pem: Secret::new("-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n".into()),
+            docker_port: 2376,
+            controller_cidrs: vec!["10.0.0.2/32".into()],
+            gateway_cidrs: vec!["10.0.1.0/24".into()],
+            images: vec!["localhost/conductor-standin:test".into()],
+        }
+    }
+
+    /// The YAML as JSON, by a YAML parser that is not ours (Python's).
+    fn parse(text: &str) -> serde_json::Value {
+        use std::io::Write;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", "import sys, yaml, json; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 with PyYAML");
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "not valid YAML: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn files(doc: &serde_json::Value) -> Vec<(String, String, String)> {
+        doc["write_files"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| {
+                        let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+                        (s("path"), s("permissions"), s("content"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn commands(doc: &serde_json::Value) -> Vec<String> {
+        let cmd = |c: &serde_json::Value| {
+            c.as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect::<Vec<_>>().join(" ")
+        };
+        doc["runcmd"].as_array().unwrap().iter().map(cmd).collect()
+    }
+
+    const FILES: [&str; 6] = [
+        "/etc/docker/tls/ca.pem",
+        "/etc/docker/tls/cert.pem",
+        "/etc/docker/tls/key.pem",
+        "/etc/docker/daemon.json",
+        "/etc/systemd/system/docker.service.d/conductor.conf",
+        "/etc/nftables.conf",
+    ];
+
+    #[test]
+    fn the_vm_bootstrap_writes_exactly_these_files_and_runs_exactly_these_commands() {
+        let text = render("vm.yaml", VM, &vars()).unwrap();
+        assert!(text.expose().starts_with("#cloud-config\n"));
+        let doc = parse(text.expose());
+        let written = files(&doc);
+        assert_eq!(written.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), FILES);
+        // The values arrive whole; only the key is private.
+        assert_eq!(written[0].2, vars().ca_pem);
+        assert_eq!(written[2].2, vars().key_pem.expose());
+        assert_eq!(
+            written.iter().map(|f| f.1.as_str()).collect::<Vec<_>>(),
+            ["0644", "0644", "0600", "0644", "0644", "0644"]
+        );
+        let daemon: serde_json::Value = serde_json::from_str(&written[3].2).unwrap();
+        assert_eq!(daemon["hosts"][1], "tcp://0.0.0.0:2376");
+        assert_eq!(
+            (daemon["tlsverify"].as_bool(), daemon["tlskey"].as_str()),
+            (Some(true), Some("/etc/docker/tls/key.pem"))
+        );
+        assert_eq!(doc["packages"], serde_json::json!(["docker.io", "nftables"]));
+        assert_eq!(
+            commands(&doc),
+            [
+                "systemctl daemon-reload",
+                "systemctl enable --now nftables",
+                "systemctl enable docker",
+                "systemctl restart docker",
+                "sh -c docker pull localhost/conductor-standin:test",
+                "docker volume create --label conductor.bootstrap=done conductor-bootstrap",
+            ]
+        );
+        // The snapshot variant: the same files, no install, no pull.
+        let attach = parse(render("attach.yaml", ATTACH, &vars()).unwrap().expose());
+        assert_eq!(files(&attach).iter().map(|f| f.0.clone()).collect::<Vec<_>>(), FILES);
+        assert!(attach.get("packages").is_none());
+        assert!(commands(&attach).iter().all(|c| !c.contains("pull")));
+        assert_eq!(
+            commands(&attach).last().unwrap(),
+            "docker volume create --label conductor.bootstrap=done conductor-bootstrap"
+        );
+        // The image preparation: no certificate, ends powered off and clean.
+        let prepare = parse(render("prepare.yaml", PREPARE, &vars()).unwrap().expose());
+        assert!(files(&prepare).is_empty());
+        assert_eq!(
+            commands(&prepare),
+            ["sh -c docker pull localhost/conductor-standin:test", "cloud-init clean --logs", "poweroff"]
+        );
+    }
+
+    /// nft itself checks the firewall's syntax (`-c`: nothing is applied), where installed.
+    #[test]
+    fn the_firewall_is_valid_nftables() {
+        let doc = parse(render("vm.yaml", VM, &vars()).unwrap().expose());
+        let rules = files(&doc).into_iter().find(|f| f.0 == "/etc/nftables.conf").unwrap().2;
+        let path = std::env::temp_dir().join(format!("conductor-nft-{}.conf", std::process::id()));
+        std::fs::write(&path, rules).unwrap();
+        match std::process::Command::new("nft").arg("-c").arg("-f").arg(&path).output() {
+            Ok(out) => assert!(out.status.success(), "nft -c: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(_) if std::env::var("CONDUCTOR_REQUIRE_SERVICES").is_err() => eprintln!("skipping: no nft"),
+            Err(e) => panic!("nft: {e}"),
+        }
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// cloud-init's own schema check (`.ci/cloud-init.sh` unpacks Debian's cloud-init and
+    /// prints the command: CONDUCTOR_TEST_CLOUD_INIT).
+    #[test]
+    fn the_templates_pass_cloud_inits_schema_check() {
+        let Ok(tool) = std::env::var("CONDUCTOR_TEST_CLOUD_INIT") else {
+            assert!(std::env::var("CONDUCTOR_REQUIRE_SERVICES").is_err(), "CONDUCTOR_TEST_CLOUD_INIT is not set");
+            eprintln!("skipping: set CONDUCTOR_TEST_CLOUD_INIT (bash .ci/cloud-init.sh prints it)");
+            return;
+        };
+        for (name, template) in [("vm.yaml", VM), ("attach.yaml", ATTACH), ("prepare.yaml", PREPARE)] {
+            let path = std::env::temp_dir().join(format!("conductor-{}-{name}", std::process::id()));
+            std::fs::write(&path, render(name, template, &vars()).unwrap().expose()).unwrap();
+            let out = std::process::Command::new(&tool).arg("-c").arg(&path).output().unwrap();
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && said.contains("Valid"), "{name}: {said}");
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
