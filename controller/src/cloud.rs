@@ -7,7 +7,7 @@
 
 use crate::driver::{BoxFuture, DriverError};
 use hcloud::apis::configuration::Configuration;
-use hcloud::apis::{actions_api, servers_api, Error as HError};
+use hcloud::apis::{actions_api, networks_api, servers_api, Error as HError};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -78,15 +78,23 @@ pub struct Vm {
     pub type_name: String,
     pub running: bool,
     pub labels: HashMap<String, String>,
+    /// Where the controller reaches it: its address on the configured private network, or
+    /// its public IPv4 without one (`None` until the cloud has assigned it).
+    pub address: Option<String>,
 }
 
-fn vm(s: &hcloud::models::Server) -> Vm {
+fn vm(s: &hcloud::models::Server, network: Option<i64>) -> Vm {
+    let address = match network {
+        Some(id) => s.private_net.iter().find(|p| p.network == Some(id)).and_then(|p| p.ip.clone()),
+        None => s.public_net.ipv4.as_ref().map(|v| v.ip.clone()).filter(|ip| !ip.is_empty()),
+    };
     Vm {
         id: s.id,
         name: s.name.clone(),
         type_name: s.server_type.name.clone(),
         running: s.status == hcloud::models::server::Status::Running,
         labels: s.labels.clone(),
+        address,
     }
 }
 
@@ -116,6 +124,10 @@ pub struct HetznerCloud {
     config: Configuration,
     knobs: CloudConfig,
     bucket: Mutex<Bucket>,
+    /// The private network VMs are attached to and reached on (by name), and its id once
+    /// looked up.
+    network: Option<String>,
+    network_id: Mutex<Option<i64>>,
 }
 
 /// A VM to create.
@@ -140,7 +152,36 @@ impl HetznerCloud {
             config.base_path_mapping.insert("https://api.hetzner.cloud/v1".into(), url.trim_end_matches('/').into());
         }
         let bucket = Mutex::new(Bucket { tokens: knobs.burst, at: Instant::now() });
-        HetznerCloud { config, knobs, bucket }
+        HetznerCloud { config, knobs, bucket, network: None, network_id: Mutex::new(None) }
+    }
+
+    /// VMs are attached to the private network `name` and reached on their address there.
+    pub fn with_network(mut self, name: Option<String>) -> HetznerCloud {
+        self.network = name;
+        self
+    }
+
+    /// The configured network's id (looked up once); a network that does not exist is a
+    /// permanent error naming it.
+    async fn network(&self) -> Result<Option<i64>, CloudError> {
+        let Some(name) = &self.network else { return Ok(None) };
+        if let Some(id) = *self.network_id.lock().await {
+            return Ok(Some(id));
+        }
+        let found = self
+            .call(|| async {
+                let params = networks_api::ListNetworksParams { name: Some(name.clone()), ..Default::default() };
+                let r = networks_api::list_networks(&self.config, params).await.map_err(api_error)?;
+                Ok(r.networks.iter().find(|n| &n.name == name).map(|n| n.id))
+            })
+            .await?;
+        let id = found.ok_or_else(|| CloudError::Api {
+            status: 404,
+            code: "not_found".into(),
+            message: format!("no network named {name:?} (controller.cloud.network)"),
+        })?;
+        *self.network_id.lock().await = Some(id);
+        Ok(Some(id))
     }
 
     /// Waits for a token of the rate budget.
@@ -190,20 +231,22 @@ impl HetznerCloud {
 
     /// VMs matching a label selector (e.g. `conductor-managed=prod`).
     pub async fn list(&self, selector: &str) -> Result<Vec<Vm>, CloudError> {
+        let network = self.network().await?;
         self.call(|| async {
             let params =
                 servers_api::ListServersParams { label_selector: Some(selector.to_owned()), ..Default::default() };
             let r = servers_api::list_servers(&self.config, params).await.map_err(api_error)?;
-            Ok(r.servers.iter().map(vm).collect())
+            Ok(r.servers.iter().map(|s| vm(s, network)).collect())
         })
         .await
     }
 
     pub async fn by_name(&self, name: &str) -> Result<Option<Vm>, CloudError> {
+        let network = self.network().await?;
         self.call(|| async {
             let params = servers_api::ListServersParams { name: Some(name.to_owned()), ..Default::default() };
             let r = servers_api::list_servers(&self.config, params).await.map_err(api_error)?;
-            Ok(r.servers.first().map(vm))
+            Ok(r.servers.first().map(|s| vm(s, network)))
         })
         .await
     }
@@ -211,6 +254,7 @@ impl HetznerCloud {
     /// Creates the VM, or finds it if a VM of that name exists (a retry after a crash or a
     /// lost answer). Returns the VM and the create action to wait for (if this call made it).
     pub async fn create(&self, new: &NewVm) -> Result<(Vm, Option<i64>), CloudError> {
+        let network = self.network().await?;
         let made = self
             .call(|| async {
                 let mut req = hcloud::models::CreateServerRequest::new(
@@ -222,12 +266,13 @@ impl HetznerCloud {
                 req.location = new.location.clone();
                 req.user_data = new.user_data.clone();
                 req.start_after_create = Some(true);
+                req.networks = network.map(|id| vec![id]);
                 let params = servers_api::CreateServerParams { create_server_request: req };
                 servers_api::create_server(&self.config, params).await.map_err(api_error)
             })
             .await;
         match made {
-            Ok(r) => Ok((vm(&r.server), Some(r.action.id))),
+            Ok(r) => Ok((vm(&r.server, network), Some(r.action.id))),
             Err(e) if e.code() == Some("uniqueness_error") => match self.by_name(&new.name).await? {
                 Some(existing) => Ok((existing, None)),
                 None => Err(e),

@@ -474,6 +474,7 @@ impl FakeCloud {
             type_name: v.type_name.clone(),
             running: now - v.created_at >= self.provisioning_ms,
             labels: v.labels.clone(),
+            address: Some(format!("10.0.0.{}", v.id)),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A local fake of the Hetzner Cloud API subset the controller uses (servers create, list
-//! with label selectors, get, delete; actions; server types), so that the real `hcloud`
+//! with label selectors, get, delete; actions; server types; networks by name), so that the real `hcloud`
 //! client can be tested here (the real API is unreachable). Responses are built from
 //! `hcloud`'s own models, so the client parses them as it parses the real thing.
 //!
@@ -38,6 +38,12 @@ pub struct Behaviour {
     /// Every `slow_every`-th request waits `slow_ms` before it is answered (0: none).
     pub slow_every: u32,
     pub slow_ms: u64,
+    /// The N-th server created on a network gets the address 127.`subnet`.0.N there (a test
+    /// gives each VM its own loopback address); its public IPv4 is 192.0.2.N (a documentation
+    /// range nothing answers on).
+    pub subnet: u8,
+    /// The private networks that exist (ids 1, 2, … in this order).
+    pub networks: Vec<String>,
 }
 
 impl Default for Behaviour {
@@ -51,6 +57,8 @@ impl Default for Behaviour {
             fail_every: 0,
             slow_every: 0,
             slow_ms: 0,
+            subnet: 0,
+            networks: vec!["conductor".into()],
         }
     }
 }
@@ -63,6 +71,9 @@ struct FakeServer {
     created: Instant,
     create_action: i64,
     user_data: Option<String>,
+    /// (network id, address) when attached to a network.
+    private: Option<(i64, String)>,
+    public_ip: String,
 }
 
 struct FakeAction {
@@ -78,6 +89,8 @@ struct Inner {
     servers: Vec<FakeServer>,
     actions: Vec<FakeAction>,
     next_id: i64,
+    /// Servers created so far (their addresses' last octet).
+    created: u8,
     window: Option<(Instant, u32)>,
     /// Every request seen: (method, path), for tests.
     log: Vec<(String, String)>,
@@ -183,6 +196,7 @@ impl FakeHetzner {
             .route("/v1/servers", get(list_servers).post(create_server))
             .route("/v1/servers/{id}", get(get_server).delete(delete_server))
             .route("/v1/actions/{id}", get(get_action))
+            .route("/v1/networks", get(list_networks))
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
             .with_state(self.clone())
     }
@@ -207,12 +221,18 @@ impl FakeHetzner {
             40,
             Vec::new(),
             models::ServerProtection::new(false, false),
-            models::ServerPublicNet::new(Vec::new(), None, None),
+            models::ServerPublicNet::new(Vec::new(), Some(models::Ipv4::new(false, String::new(), s.public_ip.clone())), None),
             false,
             server_type(&s.type_name).expect("validated type"),
             if running { models::server::Status::Running } else { models::server::Status::Initializing },
         );
         m.labels = s.labels.clone();
+        if let Some((network, ip)) = &s.private {
+            let mut p = models::ServerPrivateNet::new();
+            p.network = Some(*network);
+            p.ip = Some(ip.clone());
+            m.private_net = vec![p];
+        }
         m
     }
 
@@ -327,6 +347,14 @@ async fn create_server(State(fake): State<FakeHetzner>, body: axum::body::Bytes)
     if inner.servers.len() >= b.max_servers {
         return error(StatusCode::FORBIDDEN, "resource_limit_exceeded", "server limit exceeded");
     }
+    let network = req.networks.as_ref().and_then(|n| n.first().copied());
+    if let Some(n) = network {
+        if n < 1 || n as usize > b.networks.len() {
+            return error(StatusCode::NOT_FOUND, "not_found", "network not found");
+        }
+    }
+    inner.created = inner.created.wrapping_add(1).max(1);
+    let host = inner.created;
     inner.next_id += 1;
     let id = inner.next_id;
     inner.next_id += 1;
@@ -346,6 +374,8 @@ async fn create_server(State(fake): State<FakeHetzner>, body: axum::body::Bytes)
         created: Instant::now(),
         create_action: action_id,
         user_data: req.user_data.clone(),
+        private: network.map(|n| (n, format!("127.{}.0.{host}", b.subnet))),
+        public_ip: format!("192.0.2.{host}"),
     };
     let action_model = FakeHetzner::action_model(&action);
     inner.actions.push(action);
@@ -395,8 +425,62 @@ async fn get_action(State(fake): State<FakeHetzner>, Path(id): Path<i64>) -> Res
     }
 }
 
+#[derive(Deserialize)]
+struct NetworkQuery {
+    name: Option<String>,
+}
+
+async fn list_networks(State(fake): State<FakeHetzner>, Query(q): Query<NetworkQuery>) -> Response {
+    let b = fake.behaviour.lock().expect("behaviour lock").clone();
+    let networks: Vec<models::Network> = b
+        .networks
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| q.name.as_deref().is_none_or(|want| want == n.as_str()))
+        .map(|(i, n)| {
+            models::Network::new(
+                iso(std::time::SystemTime::now()),
+                false,
+                i as i64 + 1,
+                format!("127.{}.0.0/16", b.subnet),
+                HashMap::new(),
+                n.clone(),
+                models::Protection::new(false),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            )
+        })
+        .collect();
+    let n = networks.len();
+    Json(models::ListNetworksResponse { meta: meta(n), networks }).into_response()
+}
+
+/// A server as a test harness sees it: what the controller asked for and where it is.
+#[derive(Clone, Debug)]
+pub struct FakeServerView {
+    pub id: i64,
+    pub name: String,
+    pub private_ip: Option<String>,
+    pub user_data: Option<String>,
+}
+
 /// The user data each server was created with, by name (to check cloud-init in tests).
 impl FakeHetzner {
+    pub fn servers(&self) -> Vec<FakeServerView> {
+        let inner = self.inner.lock().expect("fake lock");
+        inner
+            .servers
+            .iter()
+            .map(|s| FakeServerView {
+                id: s.id,
+                name: s.name.clone(),
+                private_ip: s.private.as_ref().map(|p| p.1.clone()),
+                user_data: s.user_data.clone(),
+            })
+            .collect()
+    }
+
     pub fn user_data(&self) -> BTreeMap<String, Option<String>> {
         let inner = self.inner.lock().expect("fake lock");
         inner.servers.iter().map(|s| (s.name.clone(), s.user_data.clone())).collect()

@@ -260,3 +260,32 @@ mod cloud_init {
         }
     }
 }
+
+/// A VM is reached on its address on the configured private network; without one on its
+/// public address; a network that does not exist is named in a permanent error.
+#[tokio::test(flavor = "current_thread")]
+async fn vms_are_reached_on_their_private_network_address() {
+    let fake = FakeHetzner::new(Behaviour { action_ms: 0, subnet: 7, ..Behaviour::default() });
+    let url = fake.serve(0).await.unwrap();
+    let on_net = HetznerCloud::new("t", Some(&url), quick()).with_network(Some("conductor".into()));
+    let (a, _) = on_net.create(&new_vm("cdt-net-1")).await.unwrap();
+    let (b, _) = on_net.create(&new_vm("cdt-net-2")).await.unwrap();
+    assert_eq!((a.address.as_deref(), b.address.as_deref()), (Some("127.7.0.1"), Some("127.7.0.2")));
+    let listed = on_net.list(&format!("{LABEL_MANAGED}=test")).await.unwrap();
+    let mut addresses: Vec<_> = listed.iter().filter_map(|v| v.address.clone()).collect();
+    addresses.sort();
+    assert_eq!(addresses, ["127.7.0.1", "127.7.0.2"]);
+    // The fake's view agrees (what a test harness binds a front on).
+    assert_eq!(fake.servers()[0].private_ip.as_deref(), a.address.as_deref());
+
+    let public = HetznerCloud::new("t", Some(&url), quick());
+    let (c, _) = public.create(&new_vm("cdt-pub-3")).await.unwrap();
+    assert_eq!(c.address.as_deref(), Some("192.0.2.3"));
+    assert_eq!(fake.servers()[2].private_ip, None);
+
+    let missing = HetznerCloud::new("t", Some(&url), quick()).with_network(Some("elsewhere".into()));
+    let e = missing.create(&new_vm("cdt-x")).await.unwrap_err();
+    assert_eq!(e.retry(), conductor_controller::driver::Retry::Permanent, "{e}");
+    assert!(e.to_string().contains("\"elsewhere\""), "{e}");
+    assert_eq!(fake.servers().len(), 3, "nothing created");
+}
