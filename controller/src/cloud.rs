@@ -131,7 +131,7 @@ pub struct HetznerCloud {
 }
 
 /// A VM to create.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NewVm {
     /// Deterministic: the same intent always asks for the same name.
     pub name: String,
@@ -141,6 +141,20 @@ pub struct NewVm {
     pub location: Option<String>,
     pub user_data: Option<String>,
     pub labels: HashMap<String, String>,
+}
+
+/// The user data holds the VM's private key: never printed.
+impl std::fmt::Debug for NewVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewVm")
+            .field("name", &self.name)
+            .field("type_name", &self.type_name)
+            .field("image", &self.image)
+            .field("location", &self.location)
+            .field("user_data", &self.user_data.as_ref().map(|u| format!("<{} bytes>", u.len())))
+            .field("labels", &self.labels)
+            .finish()
+    }
 }
 
 impl HetznerCloud {

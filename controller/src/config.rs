@@ -62,15 +62,43 @@ pub struct CloudConfigFile {
     pub base_url: Option<String>,
     /// The value of the `conductor-managed` label on this controller's VMs.
     pub cluster: String,
+    /// The image VMs boot: an image name (`ubuntu-24.04`: the bootstrap installs the engine)
+    /// or `snapshot:<id>` (a snapshot prepared with `conductor node image`).
     pub image: String,
     pub location: Option<String>,
+    /// One engine for every VM (local runs and tests: `unix:///run/podman/podman.sock`),
+    /// reached at `vm_host`; VMs then get `user_data` as it is. Without it each VM is
+    /// bootstrapped and reached on its own address with certificates from `[controller.pki]`.
+    pub vm_docker: Option<String>,
+    pub vm_host: Option<String>,
     pub user_data: Option<String>,
-    /// The Docker API of every VM (local runs: one engine for all).
-    pub vm_docker: String,
-    #[serde(default = "localhost")]
-    pub vm_host: String,
+    /// The private network VMs are attached to and reached on (else their public IPv4).
+    pub network: Option<String>,
+    /// The port of each VM's Docker API (mutual TLS).
+    #[serde(default = "docker_tls_port")]
+    pub docker_port: u16,
+    /// Who may reach a VM's Docker API (the controller's addresses, CIDR) and, with
+    /// `gateway_cidrs`, its game ports.
+    #[serde(default)]
+    pub controller_cidrs: Vec<String>,
+    #[serde(default)]
+    pub gateway_cidrs: Vec<String>,
+    /// Your own cloud-init template instead of the shipped one (same placeholders).
+    pub cloud_init: Option<PathBuf>,
+    /// Days a VM's engine certificate is valid.
+    #[serde(default = "ninety")]
+    pub certificate_days: u32,
     #[serde(default = "one")]
     pub requests_per_s: f64,
+}
+
+/// `[controller.pki]`: the fleet CA's key (PKCS#8 PEM; `conductor pki init` makes one), from
+/// a file or an environment variable holding the PEM. Never logged.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PkiConfig {
+    pub ca_key: Option<PathBuf>,
+    pub ca_key_env: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -159,6 +187,7 @@ pub struct ControllerSection {
     #[serde(default)]
     pub node: Vec<NodeConfig>,
     pub cloud: Option<CloudConfigFile>,
+    pub pki: Option<PkiConfig>,
 }
 
 /// `[controller.backups]`: when worlds are copied and how many copies are kept.
@@ -204,6 +233,12 @@ impl ControllerSection {
     }
 }
 
+fn docker_tls_port() -> u16 {
+    2376
+}
+fn ninety() -> u32 {
+    90
+}
 fn one_fifty() -> u32 {
     150
 }
@@ -260,6 +295,10 @@ pub struct ControllerConfig {
     pub admin_token: String,
     pub cloud_token: Option<String>,
     pub stripe_secret: Option<String>,
+    /// The fleet CA (`[controller.pki]`), loaded.
+    pub pki: Option<std::sync::Arc<crate::pki::Pki>>,
+    /// The cloud-init template VMs boot with (per-VM mode): its name in errors, its text.
+    pub cloud_init: Option<(String, String)>,
 }
 
 fn secret(path: &Path, key: &str, value: &Option<String>, env: &Option<String>) -> Result<Option<String>, ConfigError> {
@@ -272,6 +311,11 @@ fn secret(path: &Path, key: &str, value: &Option<String>, env: &Option<String>) 
             .map_err(|_| invalid(format!("{key}_env: environment variable {var} is not set"))),
         (None, None) => Ok(None),
     }
+}
+
+fn cidr_ok(s: &str) -> bool {
+    let Some((ip, bits)) = s.split_once('/') else { return false };
+    ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
 }
 
 impl ControllerConfig {
@@ -323,6 +367,84 @@ impl ControllerConfig {
             &controller.stripe_webhook_secret,
             &controller.stripe_webhook_secret_env,
         )?;
-        Ok(ControllerConfig { file: path.into(), controller, scenario, admin_token, cloud_token, stripe_secret })
+        let pki = match &controller.pki {
+            None => None,
+            Some(p) => {
+                let pem = match (&p.ca_key, &p.ca_key_env) {
+                    (Some(file), None) => std::fs::read_to_string(file)
+                        .map_err(|e| invalid(format!("controller.pki.ca_key: reading {}: {e}", file.display())))?,
+                    (None, Some(var)) => std::env::var(var).map_err(|_| {
+                        invalid(format!("controller.pki.ca_key_env: environment variable {var} is not set"))
+                    })?,
+                    _ => return Err(invalid("controller.pki: give ca_key (a file) or ca_key_env, exactly one".into())),
+                };
+                let cluster = controller.cloud.as_ref().map_or("conductor", |c| c.cluster.as_str());
+                let pki = crate::pki::Pki::from_key_pem(&pem, cluster).map_err(|e| {
+                    invalid(format!("controller.pki: {e} (a PKCS#8 PEM key, as `conductor pki init` writes)"))
+                })?;
+                Some(std::sync::Arc::new(pki))
+            }
+        };
+        let mut cloud_init = None;
+        if let Some(c) = &controller.cloud {
+            match (&c.vm_docker, &pki) {
+                (Some(_), _) => {
+                    if c.vm_host.is_none() && c.network.is_some() {
+                        return Err(invalid("controller.cloud.network: VMs share vm_docker; give vm_host".into()));
+                    }
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        "controller.cloud: without vm_docker (one engine for all VMs) each VM is reached with certificates from [controller.pki]: add it".into(),
+                    ))
+                }
+                (None, Some(_)) => {
+                    if c.user_data.is_some() || c.vm_host.is_some() {
+                        return Err(invalid(
+                            "controller.cloud.user_data/vm_host: only with vm_docker; VMs boot from cloud_init (a template) and are reached on their own address".into(),
+                        ));
+                    }
+                    if c.controller_cidrs.is_empty() {
+                        return Err(invalid(
+                            "controller.cloud.controller_cidrs: required: the addresses VMs accept their Docker API from (e.g. [\"10.0.0.2/32\"])".into(),
+                        ));
+                    }
+                    for (key, list) in [("controller_cidrs", &c.controller_cidrs), ("gateway_cidrs", &c.gateway_cidrs)] {
+                        if let Some(bad) = list.iter().find(|x| !cidr_ok(x)) {
+                            return Err(invalid(format!("controller.cloud.{key}: {bad:?} is not an IPv4 CIDR (a.b.c.d/n)")));
+                        }
+                    }
+                    let template = match &c.cloud_init {
+                        Some(file) => {
+                            let text = std::fs::read_to_string(file).map_err(|e| {
+                                invalid(format!("controller.cloud.cloud_init: reading {}: {e}", file.display()))
+                            })?;
+                            (file.display().to_string(), text)
+                        }
+                        None if c.image.starts_with("snapshot:") => ("attach.yaml".into(), crate::bootstrap::ATTACH.into()),
+                        None => ("vm.yaml".into(), crate::bootstrap::VM.into()),
+                    };
+                    cloud_init = Some(template);
+                }
+            }
+            if let Some(id) = c.image.strip_prefix("snapshot:") {
+                if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(invalid(format!(
+                        "controller.cloud.image: snapshot:<id> takes the snapshot's numeric id, got {:?}",
+                        c.image
+                    )));
+                }
+            }
+        }
+        Ok(ControllerConfig {
+            file: path.into(),
+            controller,
+            scenario,
+            admin_token,
+            cloud_token,
+            stripe_secret,
+            pki,
+            cloud_init,
+        })
     }
 }

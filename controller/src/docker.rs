@@ -34,6 +34,9 @@ pub enum DockerError {
     NotReady { server: i64, waited: Duration, last: String },
     #[error("server {0}: no container")]
     NoContainer(i64),
+    /// A new VM's engine lacks what it needs to take servers.
+    #[error("node not ready: {0}")]
+    NodeNotReady(String),
     /// A stream of world data broke (the store, or a checksum while restoring).
     #[error("world data: {0}")]
     Data(String),
@@ -331,6 +334,38 @@ impl DockerNode {
         if self.engine_id.get().is_none() {
             let id = self.engine_marker().await?;
             let _ = self.engine_id.set(id);
+        }
+        Ok(())
+    }
+
+    /// See [`crate::driver::NodeDriver::ready_check`].
+    pub async fn ready_check(&self, images: &[String], marker: bool) -> Result<(), DockerError> {
+        self.ping().await?;
+        let missing = |e: &bollard::errors::Error| {
+            matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+        };
+        if marker {
+            match self.docker.inspect_volume(crate::bootstrap::READY_VOLUME).await {
+                Err(e) if missing(&e) => {
+                    return Err(DockerError::NodeNotReady(format!(
+                        "bootstrap not finished (no {} volume yet)",
+                        crate::bootstrap::READY_VOLUME
+                    )))
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
+        for image in images {
+            match self.docker.inspect_image(image).await {
+                Err(e) if missing(&e) => {
+                    return Err(DockerError::NodeNotReady(format!("image {image} is not on the node")))
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         Ok(())
     }
@@ -706,6 +741,7 @@ impl DockerError {
             }
             // Transport, timeouts, a reply mid-transition: worth another try.
             DockerError::Api(_) | DockerError::Endpoint { .. } | DockerError::NotReady { .. } => Retry::Transient,
+            DockerError::NodeNotReady(_) => Retry::Transient,
             DockerError::NoContainer(_) => Retry::Permanent,
             // The restore verdict decides about checksums; a broken stream may work next time.
             DockerError::Data(_) => Retry::Transient,
@@ -746,6 +782,9 @@ impl crate::driver::NodeDriver for DockerNode {
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move { Ok(DockerNode::ping(self).await?) })
+    }
+    fn ready_check<'a>(&'a self, images: &'a [String], marker: bool) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::ready_check(self, images, marker).await?) })
     }
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>> {
         Box::pin(async move { Ok(DockerNode::list_managed(self).await?) })

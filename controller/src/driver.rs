@@ -65,6 +65,13 @@ pub trait NodeDriver: Send + Sync {
     fn game_host(&self) -> &str;
     /// The heartbeat: does the engine answer?
     fn ping(&self) -> BoxFuture<'_, Result<(), DriverError>>;
+    /// Whether a new VM can take servers: its engine answers, its bootstrap reported done
+    /// (`marker`: the `conductor-bootstrap` volume exists) and every image is present. The
+    /// error says what is missing.
+    fn ready_check<'a>(&'a self, images: &'a [String], marker: bool) -> BoxFuture<'a, Result<(), DriverError>> {
+        let _ = (images, marker);
+        self.ping()
+    }
     /// Every container the controller manages on the node, running or not.
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerInfo>, DriverError>>;
     /// Whether the server's container runs (one container, not a listing).

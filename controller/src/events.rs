@@ -37,6 +37,8 @@ pub const NODE_CREATE_REQUESTED: &str = "node.create-requested";
 pub const NODE_CREATED: &str = "node.created";
 pub const NODE_READY: &str = "node.ready";
 pub const NODE_NEVER_READY: &str = "node.never-ready";
+/// A VM has an address and its Docker API is being checked (`{name, address}`).
+pub const NODE_BOOTED: &str = "node.booted";
 pub const NODE_UNREACHABLE: &str = "node.unreachable";
 pub const NODE_REACHABLE: &str = "node.reachable";
 pub const NODE_DEAD: &str = "node.dead";
@@ -97,6 +99,7 @@ pub const ALL: &[&str] = &[
     NODE_CREATE_REQUESTED,
     NODE_CREATED,
     NODE_READY,
+    NODE_BOOTED,
     NODE_NEVER_READY,
     NODE_UNREACHABLE,
     NODE_REACHABLE,

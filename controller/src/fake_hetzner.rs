@@ -221,7 +221,11 @@ impl FakeHetzner {
             40,
             Vec::new(),
             models::ServerProtection::new(false, false),
-            models::ServerPublicNet::new(Vec::new(), Some(models::Ipv4::new(false, String::new(), s.public_ip.clone())), None),
+            models::ServerPublicNet::new(
+                Vec::new(),
+                Some(models::Ipv4::new(false, String::new(), s.public_ip.clone())),
+                None,
+            ),
             false,
             server_type(&s.type_name).expect("validated type"),
             if running { models::server::Status::Running } else { models::server::Status::Initializing },

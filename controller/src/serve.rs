@@ -42,14 +42,28 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         (Some(cc), Some(token)) => {
             // Two attempts a call: the engine retries with its own backoff, outside any lock.
             let knobs = CloudConfig { requests_per_s: cc.requests_per_s, max_attempts: 2, ..CloudConfig::default() };
-            let vm_docker: Arc<dyn NodeDriver> = Arc::new(DockerNode::connect(&cc.vm_docker, &cc.vm_host)?);
+            let client = HetznerCloud::new(token, cc.base_url.as_deref(), knobs).with_network(cc.network.clone());
+            let (user_data, docker_for_vm, bootstrap_marker) = match (&cc.vm_docker, &cfg.pki, &cfg.cloud_init) {
+                (Some(endpoint), _, _) => {
+                    let host = cc.vm_host.as_deref().unwrap_or("127.0.0.1");
+                    let shared: Arc<dyn NodeDriver> = Arc::new(DockerNode::connect(endpoint, host)?);
+                    let for_vm: crate::live::DockerForVm = Box::new(move |_, _| Ok(shared.clone()));
+                    (CloudSetup::fixed_user_data(cc.user_data.clone()), for_vm, false)
+                }
+                (None, Some(pki), Some(template)) => {
+                    let images = vec![c.image.clone(), c.helper_image.clone().unwrap_or_else(|| c.image.clone())];
+                    vm_access(pki.clone(), template.clone(), cc, images)?
+                }
+                _ => return Err("controller.cloud: vm_docker or [controller.pki] is required".into()),
+            };
             Some(CloudSetup {
-                client: Arc::new(HetznerCloud::new(token, cc.base_url.as_deref(), knobs)),
+                client: Arc::new(client),
                 cluster: cc.cluster.clone(),
-                image: cc.image.clone(),
+                image: cc.image.strip_prefix("snapshot:").unwrap_or(&cc.image).to_owned(),
                 location: cc.location.clone(),
-                user_data: cc.user_data.clone(),
-                docker_for_vm: Box::new(move |_| vm_docker.clone()),
+                user_data,
+                docker_for_vm,
+                bootstrap_marker,
             })
         }
         _ => None,
@@ -98,6 +112,58 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
             ..Healing::default()
         },
     })
+}
+
+/// Per-VM mode: each VM boots the cloud-init `template` with an engine certificate issued
+/// for it, and is reached at `address:docker_port` with the controller's client certificate
+/// (issued once per start), checking the engine's certificate names that VM.
+pub fn vm_access(
+    pki: Arc<crate::pki::Pki>,
+    (template_name, template): (String, String),
+    cc: &crate::config::CloudConfigFile,
+    images: Vec<String>,
+) -> Result<(crate::live::UserData, crate::live::DockerForVm, bool), BoxError> {
+    use crate::pki::{vm_server_name, Role};
+    let now_s = now() / 1000;
+    let client = pki.issue("controller.conductor", Role::Client, now_s, 365)?;
+    let (port, days) = (cc.docker_port, cc.certificate_days);
+    let (controller_cidrs, gateway_cidrs) = (cc.controller_cidrs.clone(), cc.gateway_cidrs.clone());
+    let issuing = pki.clone();
+    // The template must render before any VM is asked for.
+    crate::bootstrap::render(
+        &template_name,
+        &template,
+        &crate::bootstrap::Vars {
+            ca_pem: pki.ca_pem().into(),
+            cert_pem: String::new(),
+            key_pem: crate::pki::Secret::new(String::new()),
+            docker_port: port,
+            controller_cidrs: controller_cidrs.clone(),
+            gateway_cidrs: gateway_cidrs.clone(),
+            images: images.clone(),
+        },
+    )?;
+    let user_data: crate::live::UserData = Box::new(move |name| {
+        let issued =
+            issuing.issue(&vm_server_name(name), Role::Server, now() / 1000, days).map_err(|e| e.to_string())?;
+        let vars = crate::bootstrap::Vars {
+            ca_pem: issuing.ca_pem().into(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            docker_port: port,
+            controller_cidrs: controller_cidrs.clone(),
+            gateway_cidrs: gateway_cidrs.clone(),
+            images: images.clone(),
+        };
+        let text = crate::bootstrap::render(&template_name, &template, &vars).map_err(|e| e.to_string())?;
+        Ok(Some(text.expose().to_owned()))
+    });
+    let docker_for_vm: crate::live::DockerForVm = Box::new(move |name, address| {
+        let id = pki.client(&client, Some(vm_server_name(name)));
+        let node = DockerNode::connect_tls(&format!("{address}:{port}"), address, &id).map_err(|e| e.to_string())?;
+        Ok(Arc::new(node) as Arc<dyn NodeDriver>)
+    });
+    Ok((user_data, docker_for_vm, true))
 }
 
 pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {

@@ -97,11 +97,11 @@ impl World {
             })
             .collect();
         let (vms, clock, faults) = (self.vms.clone(), self.clock.clone(), self.faults.clone());
-        let docker_for_vm = Box::new(move |name: &str| {
+        let docker_for_vm = Box::new(move |name: &str, _address: &str| {
             let mut vms = vms.lock().unwrap();
             let n =
                 vms.entry(name.to_owned()).or_insert_with(|| FakeNode::new(name, clock.clone(), faults.clone(), BOOT));
-            n.clone() as Arc<dyn NodeDriver>
+            Ok(n.clone() as Arc<dyn NodeDriver>)
         });
         LiveConfig {
             worlds: Default::default(),
@@ -113,8 +113,9 @@ impl World {
                 cluster: "test".into(),
                 image: "ubuntu".into(),
                 location: None,
-                user_data: None,
+                user_data: CloudSetup::fixed_user_data(None),
                 docker_for_vm,
+                bootstrap_marker: false,
             }),
             idle_timeout: 300 * S,
             stop_timeout: Duration::from_secs(10),

@@ -308,8 +308,9 @@ async fn a_cloud_outage_during_a_scale_up_does_not_stop_the_next_scale_up() {
         cluster: format!("outage{}", std::process::id()),
         image: "ubuntu-24.04".into(),
         location: None,
-        user_data: None,
-        docker_for_vm: Box::new(move |_| for_vm.clone() as Arc<dyn NodeDriver>),
+        user_data: CloudSetup::fixed_user_data(None),
+        docker_for_vm: Box::new(move |_, _| Ok(for_vm.clone() as Arc<dyn NodeDriver>)),
+        bootstrap_marker: false,
     };
     let a = server(&store, &docker, owner, "a").await;
     let b = server(&store, &docker, owner, "b").await;

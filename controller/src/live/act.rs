@@ -49,10 +49,8 @@ impl<S: Store> Live<S> {
             self.health.resize(i + 1, Health::default());
         }
         self.node_ids[i] = Some(store_id);
+        // Its Docker API once the cloud has given it an address (`observe::vms`).
         self.vm_names.insert(core, name.to_owned());
-        if let Some(c) = &self.cfg.cloud {
-            self.docker[i] = Some((c.docker_for_vm)(name));
-        }
     }
 
     /// Records an intent and queues it (an identical one already waiting is enough).
@@ -215,7 +213,14 @@ impl<S: Store> Live<S> {
             return Err(Verdict::Unnecessary(format!("node {} is gone", self.node_name(node))));
         }
         let d = self.docker.get(node.0 as usize).cloned().flatten();
-        d.map(|d| (node, d)).ok_or_else(|| Verdict::Failed(DriverError::permanent("node without a Docker API")))
+        d.map(|d| (node, d)).ok_or_else(|| {
+            // A VM's API is known from the cloud's next listing (its address): wait for it.
+            Verdict::Failed(if self.vm_names.contains_key(&node) {
+                DriverError::transient("the VM's address is not known yet")
+            } else {
+                DriverError::permanent("node without a Docker API")
+            })
+        })
     }
 
     fn waits_for_dead(&self, store_node: i64) -> bool {
@@ -295,12 +300,15 @@ impl<S: Store> Live<S> {
             Action::CreateVm { name, vm_type, .. } => {
                 let c = self.cfg.cloud.as_ref().ok_or_else(|| Verdict::Unnecessary("no cloud configured".into()))?;
                 let labels = std::collections::HashMap::from([(LABEL_MANAGED.to_string(), c.cluster.clone())]);
+                // Issued afresh at each attempt: a VM that exists already keeps its first
+                // certificates, which the same CA verifies.
+                let user_data = (c.user_data)(name).map_err(|e| Verdict::Failed(DriverError::permanent(e)))?;
                 let new = NewVm {
                     name: name.clone(),
                     type_name: vm_type.clone(),
                     image: c.image.clone(),
                     location: c.location.clone(),
-                    user_data: c.user_data.clone(),
+                    user_data,
                     labels,
                 };
                 Ok(Call::CreateVm { cloud: c.client.clone(), new })

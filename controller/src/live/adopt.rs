@@ -36,6 +36,8 @@ impl<S: Store> Live<S> {
             vm_ids: HashMap::new(),
             vm_names: HashMap::new(),
             provisioning_since: HashMap::new(),
+            ready_checks: HashMap::new(),
+            vm_addresses: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             placed_at: HashMap::new(),

@@ -81,8 +81,11 @@ pub struct DedicatedNode {
     pub docker: Arc<dyn NodeDriver>,
 }
 
-/// The Docker API of a VM, by its name.
-pub type DockerForVm = Box<dyn Fn(&str) -> Arc<dyn NodeDriver> + Send + Sync>;
+/// The Docker API of a VM, by its name and the address the cloud gave it.
+pub type DockerForVm = Box<dyn Fn(&str, &str) -> Result<Arc<dyn NodeDriver>, String> + Send + Sync>;
+
+/// A VM's user data, by its name (certificates are issued per VM).
+pub type UserData = Box<dyn Fn(&str) -> Result<Option<String>, String> + Send + Sync>;
 
 /// How VMs are made and reached.
 pub struct CloudSetup {
@@ -91,9 +94,20 @@ pub struct CloudSetup {
     pub cluster: String,
     pub image: String,
     pub location: Option<String>,
-    pub user_data: Option<String>,
-    /// The Docker API of a new VM (tests and local runs: one engine for all).
+    pub user_data: UserData,
+    /// The Docker API of a VM once the cloud has given it an address (tests and local runs:
+    /// one engine for all).
     pub docker_for_vm: DockerForVm,
+    /// A VM is ready only once its bootstrap reported done (the `conductor-bootstrap`
+    /// volume); a shared engine has no bootstrap.
+    pub bootstrap_marker: bool,
+}
+
+impl CloudSetup {
+    /// The same user data for every VM.
+    pub fn fixed_user_data(text: Option<String>) -> UserData {
+        Box::new(move |_| Ok(text.clone()))
+    }
 }
 
 /// How the engine notices and heals failures (`[controller]` keys in brackets).
@@ -254,6 +268,11 @@ pub struct Live<S: Store> {
     /// Each VM's (deterministic) name, and since when it provisions.
     vm_names: HashMap<NodeId, String>,
     provisioning_since: HashMap<NodeId, Millis>,
+    /// The last readiness check of each provisioning VM with a Docker API: why it is not
+    /// ready yet (`None`: it passed).
+    ready_checks: HashMap<NodeId, Option<String>>,
+    /// The address each VM's driver was made for.
+    vm_addresses: HashMap<NodeId, String>,
     timers: BTreeMap<(Millis, u64), Timer>,
     timer_seq: u64,
     /// When each starting server was placed (the start timeout runs from there).

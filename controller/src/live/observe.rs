@@ -30,6 +30,9 @@ pub(in crate::live) struct Look {
     driver: Arc<dyn NodeDriver>,
     /// Store ids of the servers that start or run there.
     active: Vec<i64>,
+    /// A provisioning VM: only its readiness is checked (the images it needs, and whether
+    /// its bootstrap must have reported done).
+    ready: Option<(Arc<[String]>, bool)>,
 }
 
 /// What was seen on one node.
@@ -40,10 +43,18 @@ pub(in crate::live) struct Seen {
     volumes: Option<Vec<i64>>,
     probes: HashMap<i64, Result<Status, DriverError>>,
     logs: HashMap<i64, String>,
+    /// A provisioning VM's readiness check.
+    ready: Option<Result<(), DriverError>>,
 }
 
 impl Look {
     pub(in crate::live) async fn run(&self, deadline: Duration, log_lines: usize) -> Seen {
+        if let Some((images, marker)) = &self.ready {
+            let ready = timed(deadline, self.driver.ready_check(images, *marker)).await;
+            let ping = ready.clone().map(|_| ());
+            let (probes, logs) = (HashMap::new(), HashMap::new());
+            return Seen { node: self.node, ping, containers: None, volumes: None, probes, logs, ready: Some(ready) };
+        }
         let mut seen = Seen {
             node: self.node,
             ping: timed(deadline, self.driver.ping()).await,
@@ -51,6 +62,7 @@ impl Look {
             volumes: None,
             probes: HashMap::new(),
             logs: HashMap::new(),
+            ready: None,
         };
         if seen.ping.is_err() {
             return seen;
@@ -88,13 +100,24 @@ impl<S: Store> Live<S> {
                 continue;
             };
             let look = match n.state {
-                CoreNode::Deleted | CoreNode::Provisioning => false,
+                CoreNode::Deleted => false,
+                CoreNode::Provisioning => {
+                    let marker = self.cfg.cloud.as_ref().is_some_and(|c| c.bootstrap_marker);
+                    let images: Arc<[String]> = self.images_needed().into();
+                    work.looks.push(Look {
+                        node,
+                        driver: driver.clone(),
+                        active: Vec::new(),
+                        ready: Some((images, marker)),
+                    });
+                    false
+                }
                 CoreNode::Dead => n.kind == conductor_core::NodeKind::Dedicated,
                 _ => true,
             };
             if look {
                 let active = n.servers.iter().map(|s| self.server_ids[s.0 as usize]).collect();
-                work.looks.push(Look { node, driver, active });
+                work.looks.push(Look { node, driver, active, ready: None });
             }
         }
         if let Some(c) = &self.cfg.cloud {
@@ -117,6 +140,11 @@ impl<S: Store> Live<S> {
         self.strays.retain(|k, _| !gone.iter().any(|g| k.starts_with(g)));
         let mut running: HashMap<NodeId, HashSet<i64>> = HashMap::new();
         for s in seen {
+            if let Some(ready) = s.ready {
+                // A VM that is not ready yet has no heartbeat: its ready timeout runs.
+                self.ready_checks.insert(s.node, ready.err().map(|e| e.message));
+                continue;
+            }
             let answered = self.heartbeat(now, s.node, &s.ping).await?;
             // A node back takes queued servers: their placements are intents before the
             // node's containers are judged.
@@ -477,6 +505,17 @@ impl<S: Store> Live<S> {
     /// vanished failed; VMs with our label that nobody knows go after `gc_grace`.
     async fn vms(&mut self, now: Millis, vms: Vec<Vm>) -> Result<(), LiveError> {
         let by_name: HashMap<&str, &Vm> = vms.iter().map(|v| (v.name.as_str(), v)).collect();
+        // Every VM's Docker API at the address the cloud lists (after a restart too).
+        let mut held: Vec<(NodeId, String)> = self.vm_names.iter().map(|(n, name)| (*n, name.clone())).collect();
+        held.sort();
+        for (node, name) in held {
+            if self.core.node(node).state == CoreNode::Deleted {
+                continue;
+            }
+            if let Some(vm) = by_name.get(name.as_str()) {
+                self.connect_vm(now, node, vm).await?;
+            }
+        }
         let provisioning: Vec<NodeId> = (0..self.core.nodes().len() as u32)
             .map(NodeId)
             .filter(|n| self.core.node(*n).state == CoreNode::Provisioning)
@@ -485,10 +524,14 @@ impl<S: Store> Live<S> {
             let Some(name) = self.vm_names.get(&node).cloned() else { continue };
             let since = *self.provisioning_since.entry(node).or_insert(now);
             let store_node = self.store_node(node);
+            if let Some(vm) = by_name.get(name.as_str()) {
+                self.vm_ids.insert(node, vm.id);
+            }
+            let checked = self.ready_checks.get(&node).cloned();
             match by_name.get(name.as_str()) {
-                Some(vm) if vm.running => {
-                    self.vm_ids.insert(node, vm.id);
+                Some(vm) if vm.running && checked == Some(None) => {
                     self.provisioning_since.remove(&node);
+                    self.ready_checks.remove(&node);
                     if let Some(n) = store_node {
                         self.store
                             .set_node_state(n, crate::store::NodeState::Ready, Some(vm.id.to_string()), now)
@@ -497,14 +540,22 @@ impl<S: Store> Live<S> {
                     self.event(now, NODE_READY, None, store_node, json!({})).await?;
                     self.core.node_ready(now, node, &mut self.out);
                 }
-                found if self.intents.for_vm(&name) => {
-                    let _ = found; // its create is still being carried out
-                }
+                found if found.is_none() && self.intents.for_vm(&name) => {} // its create is under way
                 found => {
                     let gone = found.is_none() && since < now;
                     if gone || now - since >= self.cfg.healing.vm_ready_timeout {
-                        let why = if gone { "not in the cloud" } else { "not ready in time" };
+                        let why = if gone {
+                            "not in the cloud".to_owned()
+                        } else {
+                            match (found.map(|v| (v.running, v.address.is_some())), checked) {
+                                (Some((false, _)), _) => "not running in time".to_owned(),
+                                (Some((true, false)), _) => "no address in time".to_owned(),
+                                (_, Some(Some(e))) => format!("Docker API not ready in time: {e}"),
+                                _ => "not ready in time".to_owned(),
+                            }
+                        };
                         self.provisioning_since.remove(&node);
+                        self.ready_checks.remove(&node);
                         let data = json!({ "name": name, "reason": why, "waited_ms": now - since });
                         self.event(now, NODE_NEVER_READY, None, store_node, data).await?;
                         self.core.vm_failed(now, node, &mut self.out);
@@ -549,6 +600,35 @@ impl<S: Store> Live<S> {
             }
         }
         Ok(())
+    }
+
+    /// The images a node must hold before it takes servers.
+    pub(super) fn images_needed(&self) -> Vec<String> {
+        let mut images = vec![self.cfg.image.clone(), self.cfg.helper.image.clone()];
+        images.dedup();
+        images
+    }
+
+    /// A VM's Docker API, once the cloud has told its address (and whenever it changes).
+    async fn connect_vm(&mut self, now: Millis, node: NodeId, vm: &Vm) -> Result<(), LiveError> {
+        let (Some(c), Some(address)) = (self.cfg.cloud.as_ref(), vm.address.as_deref()) else { return Ok(()) };
+        let i = node.0 as usize;
+        if self.docker[i].is_some() && self.vm_addresses.get(&node).map(String::as_str) == Some(address) {
+            return Ok(());
+        }
+        match (c.docker_for_vm)(&vm.name, address) {
+            Ok(driver) => {
+                self.docker[i] = Some(driver);
+                self.vm_addresses.insert(node, address.to_owned());
+                let data = json!({ "name": vm.name, "address": address });
+                self.event(now, NODE_BOOTED, None, self.store_node(node), data).await
+            }
+            Err(e) => {
+                // Retried at the next listing; the ready timeout bounds it.
+                self.ready_checks.insert(node, Some(format!("connecting to {address}: {e}")));
+                Ok(())
+            }
+        }
     }
 
     /// Notes of a VM that will never be ready.
