@@ -400,3 +400,25 @@ async fn a_vm_engine_is_reached_with_certificates_the_controller_issued() {
     let n = DockerNode::connect_tls(&address, "127.0.0.1", &as_client).unwrap();
     assert!(n.ping().await.is_err(), "a server certificate is no client certificate");
 }
+
+/// A new VM takes servers only once its bootstrap reported done and its images are there.
+#[tokio::test(flavor = "current_thread")]
+async fn a_vm_is_ready_only_with_its_bootstrap_marker_and_its_images() {
+    use conductor_controller::bootstrap::READY_VOLUME;
+    let Some(n) = node() else { return };
+    let endpoint = std::env::var("CONDUCTOR_TEST_DOCKER").unwrap();
+    let socket = endpoint.strip_prefix("unix://").unwrap().to_owned();
+    let podman = bollard::Docker::connect_with_socket(&socket, 30, bollard::API_DEFAULT_VERSION).unwrap();
+    // Other tests' VMs may have left the marker: this test owns it while it runs.
+    let _ = podman.remove_volume(READY_VOLUME, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+    let images = vec![IMAGE.to_owned()];
+    let e = n.ready_check(&images, true).await.expect_err("no marker yet").to_string();
+    assert!(e.contains("bootstrap not finished"), "{e}");
+    n.ready_check(&images, false).await.unwrap();
+    let options = bollard::models::VolumeCreateOptions { name: Some(READY_VOLUME.into()), ..Default::default() };
+    podman.create_volume(options).await.unwrap();
+    n.ready_check(&images, true).await.unwrap();
+    let missing = vec![IMAGE.to_owned(), "localhost/not-pulled:never".to_owned()];
+    let e = n.ready_check(&missing, true).await.expect_err("an image is missing").to_string();
+    assert!(e.contains("localhost/not-pulled:never"), "{e}");
+}

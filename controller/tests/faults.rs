@@ -406,6 +406,33 @@ async fn run_on(seed: u64, steps: u32, store: Arc<MemoryStore>) -> Result<(), St
             return Err(fail(seed, format!("server {id} stopped but {copies} containers run ({:?})", s.state)));
         }
     }
+    // No world lost: every server that ever ran has its world on a node that still exists
+    // or in the archive store (a VM is deleted only after its worlds are saved).
+    let objects = w.archive.list().await.map_err(|e| fail(seed, e.to_string()))?;
+    let events_all = store.events(0, 1_000_000).await.unwrap();
+    for &id in &ids {
+        let ran = w.all_nodes().iter().any(|n| n.runs().contains_key(&id));
+        let on_node = nodes.iter().any(|n| n.volumes().contains_key(&id));
+        // An archive, or a backup (an archive of an unchanged world may be its last backup).
+        let archived = objects
+            .iter()
+            .any(|(name, _)| name.starts_with(&format!("s{id}-")) || name.starts_with(&format!("b{id}-")));
+        // Only a node that died may take a world with it (without a backup yet): a server
+        // that was ever placed on a node before it died is left out.
+        let died_with_node = events_all.iter().any(|d| {
+            d.kind == NODE_DEAD
+                && events_all
+                    .iter()
+                    .any(|p| p.kind == SERVER_PLACED && p.server == Some(id) && p.node == d.node && p.at <= d.at)
+        });
+        if ran && !on_node && !archived && !died_with_node {
+            let state = store.server(id).await.unwrap().state;
+            return Err(fail(
+                seed,
+                format!("server {id}'s world is lost ({state:?}): on no node, in no archive ({objects:?})"),
+            ));
+        }
+    }
     // No orphan container: each belongs to a server placed or sleeping on that node.
     let core = live.core();
     let store_nodes = store.nodes().await.unwrap();
@@ -646,4 +673,69 @@ async fn an_intent_pending_too_long_is_reported_once() {
     assert_eq!(stale[0].server, Some(a));
     assert!(stale[0].data["pending_ms"].as_i64().unwrap() >= 30 * S);
     assert_eq!(live.metrics().stale_intents, 1);
+}
+
+/// The policy lets a VM go while a world on it still has to be saved (its stop was asked for
+/// and the next step comes late, the sleep window over): the VM is deleted only after that
+/// world's stop and archive are carried out on it.
+#[tokio::test(flavor = "current_thread")]
+async fn a_vm_let_go_is_deleted_only_after_its_worlds_are_saved() {
+    let w = World::new(7, 0.0, 0.0, 0.0);
+    let store = w.store.clone();
+    let owner = store.create_owner("o", T0).await.unwrap().id;
+    store.post(NewEntry::topup(owner, Decimal::from(1000), "credit", T0)).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, ram_mib) in [("a", 4096), ("b", 4096), ("c", 1024)] {
+        let s =
+            NewServer { owner, name: name.into(), ram_mib, disk_mb: 100, pay_per_use: false, cost_mode: CostMode::Off };
+        ids.push(store.create_server(s, T0).await.unwrap().id);
+    }
+    let mut live = Live::start(store.clone(), w.config(), T0).await.unwrap();
+    let mut now = T0;
+    for &id in &ids {
+        live.request_start(id, now).await.unwrap();
+    }
+    for _ in 0..200 {
+        now += STEP;
+        w.clock.set(now);
+        live.tick(now).await.unwrap();
+        let states = futures_util::future::join_all(ids.iter().map(|&id| store.server(id))).await;
+        if states.iter().all(|s| s.as_ref().unwrap().state == ServerState::Running) {
+            break;
+        }
+    }
+    let c = store.server(ids[2]).await.unwrap();
+    assert_eq!(c.state, ServerState::Running);
+    let vm_row = store.nodes().await.unwrap().into_iter().find(|n| Some(n.id) == c.node).unwrap();
+    assert_eq!(vm_row.kind, conductor_core::NodeKind::Cloud, "c runs on a VM");
+    let vm = w.vms.lock().unwrap()[&vm_row.name].clone();
+    assert!(vm.volumes().contains_key(&ids[2]));
+
+    // Everyone stops; the next step comes two days later.
+    for &id in &ids {
+        live.request_stop(id, now).await.unwrap();
+    }
+    now += 49 * 3600 * S;
+    for _ in 0..100 {
+        w.clock.set(now);
+        live.tick(now).await.unwrap();
+        if w.cloud.vms().iter().all(|v| v.deleted_at.is_some()) {
+            break;
+        }
+        now += STEP;
+    }
+    assert!(w.cloud.vms().iter().all(|v| v.deleted_at.is_some()), "the idle VM goes");
+    let objects = w.archive.list().await.unwrap();
+    assert!(
+        objects.iter().any(|(name, _)| name.starts_with(&format!("s{}-", ids[2]))),
+        "c's world was archived before its VM went: {objects:?}"
+    );
+    let events = store.events(0, 100_000).await.unwrap();
+    let archived = events.iter().position(|e| e.kind == SERVER_ARCHIVED && e.server == Some(ids[2])).unwrap();
+    let deleted = events.iter().position(|e| e.kind == NODE_DELETED && e.node == Some(vm_row.id)).unwrap();
+    assert!(archived < deleted, "archived, then deleted");
+    assert!(
+        !events.iter().any(|e| e.kind == INTENT_UNNECESSARY && e.server == Some(ids[2])),
+        "no intent of c was dropped as unnecessary"
+    );
 }

@@ -182,9 +182,18 @@ impl<S: Store> Live<S> {
         // the restart there), or on the same VM; on other nodes it goes its own way (the
         // removal of a stray copy is not held up by a placement elsewhere).
         let mut blocked: std::collections::BTreeSet<(Target, i64)> = std::collections::BTreeSet::new();
+        // A VM is deleted only after the earlier intents on it: its worlds are saved and
+        // archived first, whatever the core already decided.
+        let mut busy: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
         let locals: Vec<u64> = self.intents.items.keys().copied().collect();
         for local in locals {
             let p = &self.intents.items[&local];
+            if let Action::DeleteVm { node: Some(n), .. } = &p.action {
+                if busy.contains(n) {
+                    continue;
+                }
+            }
+            busy.extend(p.action.nodes());
             let target = p.action.target();
             let keys: Vec<(Target, i64)> = match target {
                 Target::Server(_) | Target::Backups(_) => {
@@ -209,7 +218,10 @@ impl<S: Store> Live<S> {
     pub(super) fn driver(&self, store_node: i64) -> Result<(NodeId, Arc<dyn NodeDriver>), Verdict> {
         use conductor_core::scheduler::NodeState as N;
         let node = self.core_node(store_node).ok_or_else(|| Verdict::Unnecessary("node unknown".into()))?;
-        if matches!(self.core.node(node).state, N::Dead | N::Deleted) {
+        // A VM the core has let go is still there until its deletion is carried out, which
+        // waits for the intents on it (the stop and archive of its sleepers): they run.
+        let state = self.core.node(node).state;
+        if state == N::Dead || (state == N::Deleted && !self.intents.deletes_vm(store_node)) {
             return Err(Verdict::Unnecessary(format!("node {} is gone", self.node_name(node))));
         }
         let d = self.docker.get(node.0 as usize).cloned().flatten();

@@ -244,6 +244,11 @@ impl Intents {
     }
 
     /// Whether a placement of `server` is under way.
+    /// Whether the deletion of the VM `node` (a store id) waits to be carried out.
+    pub(super) fn deletes_vm(&self, node: i64) -> bool {
+        self.items.values().any(|p| matches!(&p.action, Action::DeleteVm { node: Some(n), .. } if *n == node))
+    }
+
     pub(super) fn placing(&self, server: i64) -> bool {
         self.items.values().any(|p| p.in_flight && matches!(&p.action, Action::Place { server: s, .. } if *s == server))
     }

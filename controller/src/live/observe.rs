@@ -376,9 +376,13 @@ impl<S: Store> Live<S> {
         self.strays.retain(|k, _| !k.starts_with(&prefix) || listed.contains(k));
         for c in containers {
             // Made for another node on the same engine: that node's business (unless that
-            // node is gone: then nobody else looks at it).
+            // node is gone: then nobody else looks at it; a VM whose deletion waits for its
+            // worlds to be saved is not gone yet).
             let other_live = |n: i64| {
-                n != store_node && self.core_node(n).is_some_and(|cn| self.core.node(cn).state != CoreNode::Deleted)
+                n != store_node
+                    && self
+                        .core_node(n)
+                        .is_some_and(|cn| self.core.node(cn).state != CoreNode::Deleted || self.intents.deletes_vm(n))
             };
             if c.node.is_some_and(other_live) {
                 continue;
