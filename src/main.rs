@@ -51,6 +51,12 @@ enum Command {
     /// The price calculator: what a plan costs per minute and per month of play, and the
     /// saving against a fixed monthly price.
     Price(PriceArgs),
+    /// The fleet's certificate authority: make its key, print its certificate.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Fleet nodes: print the cloud-init that prepares a VM snapshot.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Serve a local fake of the Hetzner Cloud API (for local runs and tests).
     FakeHetzner {
         #[arg(long, default_value_t = 8081)]
@@ -150,6 +156,32 @@ struct PriceArgs {
 }
 
 #[derive(Subcommand)]
+enum PkiCommand {
+    /// Write a new CA key (PKCS#8 PEM, mode 0600) for `[controller.pki] ca_key`.
+    Init {
+        /// Where to write it (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the CA certificate of the controller's `[controller.pki]` (derived from its key).
+    Ca {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Print the cloud-init that prepares a VM to be snapshotted (engine and the configured
+    /// images, no certificates); boot a VM with it, snapshot it once it is off, then set
+    /// `image = "snapshot:<id>"` in `[controller.cloud]`.
+    Image {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum DatasetCommand {
     /// Generate a synthetic dataset with realistic demand (seeded, reproducible).
     Generate(GenerateArgs),
@@ -195,6 +227,9 @@ fn main() {
         Command::Gateway { config } => gateway(&config),
         Command::Export(args) => export(args),
         Command::Price(args) => price(args),
+        Command::Pki(PkiCommand::Init { out }) => pki_init(&out),
+        Command::Pki(PkiCommand::Ca { config }) => pki_ca(&config),
+        Command::Node(NodeCommand::Image { config }) => node_image(&config),
         Command::FakeHetzner { port, fail_every, slow_every, slow_ms } => {
             let b =
                 conductor_controller::fake_hetzner::Behaviour { fail_every, slow_every, slow_ms, ..Default::default() };
@@ -205,6 +240,45 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn pki_init(out: &Path) -> Result<()> {
+    use std::io::Write;
+    let key = conductor_controller::pki::Pki::generate_key()?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(out).with_context(|| format!("creating {}", out.display()))?;
+    file.write_all(key.expose().as_bytes()).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote the fleet CA key to {} (keep it secret; back it up)", out.display());
+    Ok(())
+}
+
+fn pki_ca(config: &Path) -> Result<()> {
+    let cfg = conductor_controller::config::ControllerConfig::load(config)?;
+    let pki = cfg.pki.ok_or_else(|| anyhow::anyhow!("{}: no [controller.pki] section", config.display()))?;
+    print!("{}", pki.ca_pem());
+    Ok(())
+}
+
+fn node_image(config: &Path) -> Result<()> {
+    let cfg = conductor_controller::config::ControllerConfig::load(config)?;
+    let c = &cfg.controller;
+    let images = vec![c.image.clone(), c.helper_image.clone().unwrap_or_else(|| c.image.clone())];
+    let vars = conductor_controller::bootstrap::Vars {
+        ca_pem: String::new(),
+        cert_pem: String::new(),
+        key_pem: conductor_controller::pki::Secret::new(String::new()),
+        docker_port: c.cloud.as_ref().map_or(2376, |cc| cc.docker_port),
+        controller_cidrs: Vec::new(),
+        gateway_cidrs: Vec::new(),
+        images,
+    };
+    let text =
+        conductor_controller::bootstrap::render("prepare.yaml", conductor_controller::bootstrap::PREPARE, &vars)?;
+    print!("{}", text.expose());
+    Ok(())
 }
 
 fn sim(args: SimArgs) -> Result<()> {

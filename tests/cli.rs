@@ -245,3 +245,37 @@ fn the_price_calculator_prints_the_quote_and_names_bad_input() {
     let out = conductor(&["price", "--ram-mib", "0", "--hours-per-week", "1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ram-mib: 1 to 1048576"), "{out:?}");
 }
+
+#[test]
+fn the_fleet_ca_is_made_once_and_the_snapshot_preparation_is_printed() {
+    let dir = temp_dir("pki-cli");
+    let key = dir.join("ca-key.pem");
+    ok(&conductor(&["pki", "init", "--out", key.to_str().unwrap()]));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600, "the key is private");
+    let again = conductor(&["pki", "init", "--out", key.to_str().unwrap()]);
+    assert!(!again.status.success(), "an existing key is never overwritten");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("ca-key.pem"));
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/controller.example.toml")).unwrap();
+    let config = example
+        .replace("admin_token_env = \"CONDUCTOR_ADMIN_TOKEN\"", "admin_token = \"local-admin-token-123\"")
+        .replace(
+            "catalogue = \"scenarios/catalogue.toml\"",
+            &format!("catalogue = \"{root}/scenarios/catalogue.toml\""),
+        )
+        .replace(
+            "vm_docker = \"unix:///run/podman/podman.sock\"",
+            &format!("controller_cidrs = [\"10.0.0.2/32\"]\n\n[controller.pki]\nca_key = \"{}\"", key.display()),
+        );
+    let file = dir.join("controller.toml");
+    std::fs::write(&file, config).unwrap();
+    let ca = ok(&conductor(&["pki", "ca", "--config", file.to_str().unwrap()]));
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    assert_eq!(ok(&conductor(&["pki", "ca", "--config", file.to_str().unwrap()])).lines().count(), ca.lines().count());
+    let image = ok(&conductor(&["node", "image", "--config", file.to_str().unwrap()]));
+    assert!(image.starts_with("#cloud-config"), "{image}");
+    assert!(image.contains("docker pull "), "{image}");
+    assert!(!image.contains("PRIVATE KEY"), "no key in a snapshot");
+}

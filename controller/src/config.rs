@@ -25,9 +25,9 @@ pub struct NodeConfig {
     /// `ssh://user@host[:port][/var/run/docker.sock]` (through the system's OpenSSH client).
     pub docker: String,
     /// Where the node's published game ports are reached (by the controller's status pings
-    /// and the gateways): its private network address for a remote node.
-    #[serde(default = "localhost")]
-    pub host: String,
+    /// and the gateways): its private network address. Required for a remote node
+    /// (`tcp`, `tls`, `ssh`); 127.0.0.1 for a local socket.
+    pub host: Option<String>,
     /// The address game ports are published on (default: `host` if it is an address,
     /// 127.0.0.1 for `localhost`, else all addresses).
     pub game_bind: Option<String>,
@@ -41,6 +41,11 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The address game ports are reached at (see `host`).
+    pub fn game_host(&self) -> &str {
+        self.host.as_deref().unwrap_or("127.0.0.1")
+    }
+
     pub fn access(&self) -> crate::docker::Access {
         crate::docker::Access {
             ssh_identity: self.ssh_identity.clone(),
@@ -248,9 +253,6 @@ fn one_day_s() -> u64 {
 fn thirty_days() -> u32 {
     30
 }
-fn localhost() -> String {
-    "127.0.0.1".into()
-}
 fn listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -338,6 +340,14 @@ impl ControllerConfig {
                 controller.node.len(),
                 scenario.dedicated.len()
             )));
+        }
+        for (i, n) in controller.node.iter().enumerate() {
+            if n.host.is_none() && !n.docker.starts_with("unix://") {
+                return Err(invalid(format!(
+                    "controller.node[{i}].host: required for a remote node ({}): its private address, where its game ports are published and reached",
+                    n.name
+                )));
+            }
         }
         if controller.billing_window_s == 0 || !(controller.warn_hours.is_finite() && controller.warn_hours >= 0.0) {
             return Err(invalid("controller.billing_window_s must be positive and warn_hours not negative".into()));

@@ -31,7 +31,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
     let c = &cfg.controller;
     let mut dedicated = Vec::new();
     for (node, kind) in c.node.iter().zip(&cfg.scenario.dedicated) {
-        let mut d = DockerNode::connect_with(&node.docker, &node.host, &node.access())?;
+        let mut d = DockerNode::connect_with(&node.docker, node.game_host(), &node.access())?;
         if let Some(ip) = &node.game_bind {
             d.publish_ip = ip.clone();
         }

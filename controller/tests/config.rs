@@ -99,3 +99,54 @@ fn the_backup_and_quota_knobs_reach_the_engine() {
     let e = example(&[("keep_weekly = 4", "keep_weekly = 4\nkeep_monthly = 2")]).err().unwrap();
     assert!(e.contains("controller.backups") && e.contains("keep_monthly"), "{e}");
 }
+
+/// Per-VM mode: no shared `vm_docker`, certificates from `[controller.pki]`; what is missing
+/// or malformed is named by its key.
+#[test]
+fn per_vm_mode_needs_the_ca_and_the_controllers_addresses() {
+    let key = conductor_controller::pki::Pki::generate_key().unwrap();
+    let key_file = std::env::temp_dir().join(format!("conductor-ca-{}.pem", std::process::id()));
+    std::fs::write(&key_file, key.expose()).unwrap();
+    let shared = "vm_docker = \"unix:///run/podman/podman.sock\"";
+    let per_vm = format!(
+        "network = \"conductor\"\ncontroller_cidrs = [\"10.0.0.2/32\"]\ngateway_cidrs = [\"10.0.1.0/24\"]\n\n[controller.pki]\nca_key = \"{}\"",
+        key_file.display()
+    );
+    let cfg = example(&[(shared, &per_vm)]).unwrap();
+    assert!(cfg.pki.as_ref().unwrap().ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(cfg.cloud_init.as_ref().unwrap().0, "vm.yaml");
+    let live = conductor_controller::serve::live_config(&cfg).unwrap();
+    let cloud = live.cloud.as_ref().unwrap();
+    assert!(cloud.bootstrap_marker);
+    // Each VM's user data carries a certificate of its own, under this CA.
+    let a = (cloud.user_data)("vm-a").unwrap().unwrap();
+    let b = (cloud.user_data)("vm-b").unwrap().unwrap();
+    assert!(a.starts_with("#cloud-config") && a != b);
+    assert!(format!("{:?}", cfg.controller.pki).contains("ca_key") && !format!("{:?}", cfg.pki).contains("PRIVATE"));
+
+    let e = example(&[(shared, "network = \"conductor\"")]).err().unwrap();
+    assert!(e.contains("[controller.pki]"), "{e}");
+    let no_cidrs = per_vm.replace("controller_cidrs = [\"10.0.0.2/32\"]\n", "");
+    let e = example(&[(shared, &no_cidrs)]).err().unwrap();
+    assert!(e.contains("controller.cloud.controller_cidrs: required"), "{e}");
+    let bad = per_vm.replace("10.0.1.0/24", "10.0.1.0");
+    let e = example(&[(shared, &bad)]).err().unwrap();
+    assert!(e.contains("controller.cloud.gateway_cidrs") && e.contains("\"10.0.1.0\""), "{e}");
+    let snap = example(&[(shared, &per_vm), ("image = \"ubuntu-24.04\"", "image = \"snapshot:123456\"")]).unwrap();
+    assert_eq!(snap.cloud_init.as_ref().unwrap().0, "attach.yaml");
+    let e = example(&[(shared, &per_vm), ("image = \"ubuntu-24.04\"", "image = \"snapshot:latest\"")]).err().unwrap();
+    assert!(e.contains("controller.cloud.image") && e.contains("numeric id"), "{e}");
+    let missing = per_vm.replace(&key_file.display().to_string(), "/nonexistent/ca.pem");
+    let e = example(&[(shared, &missing)]).err().unwrap();
+    assert!(e.contains("controller.pki.ca_key") && e.contains("/nonexistent/ca.pem"), "{e}");
+    let _ = std::fs::remove_file(key_file);
+}
+
+#[test]
+fn a_remote_node_names_the_address_its_game_ports_are_reached_at() {
+    let remote = "docker = \"tls://10.0.0.5:2376\"\ntls_ca = \"ca.pem\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"";
+    let e = example(&[("docker = \"unix:///run/podman/podman.sock\"\nhost = \"127.0.0.1\"", remote)]).err().unwrap();
+    assert!(e.contains("controller.node[0].host: required for a remote node (ded-1)"), "{e}");
+    let cfg = example(&[("host = \"127.0.0.1\"", "")]).unwrap();
+    assert_eq!(cfg.controller.node[0].game_host(), "127.0.0.1", "a local socket defaults to loopback");
+}
