@@ -284,6 +284,7 @@ async fn vms_boot_with_their_own_certificates_run_servers_on_their_address_and_g
         "published on the VM's address only"
     );
     let events = store.events(0, 10_000).await.unwrap();
+    assert_eq!(live.node_addresses()[&c_node], address, "the fleet view's address");
     let booted = events.iter().find(|e| e.kind == "node.booted").expect("node.booted");
     assert_eq!(booted.data["address"], address.as_str());
 

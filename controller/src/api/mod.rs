@@ -806,7 +806,7 @@ fn live_error(e: crate::live::LiveError) -> ApiError {
     }
 }
 
-/// Nodes with their RAM (admin only).
+/// Nodes with their RAM and the address their game ports are reached at (admin only).
 async fn fleet<S: Store>(
     State(api): State<Arc<Api<S>>>,
     headers: axum::http::HeaderMap,
@@ -815,6 +815,10 @@ async fn fleet<S: Store>(
         return Err(ApiError::forbidden("the fleet view"));
     }
     let servers = api.store.servers(None).await?;
+    let addresses = match &api.live {
+        Some(live) => live.lock().await.node_addresses(),
+        None => Default::default(),
+    };
     let nodes: Vec<serde_json::Value> = api
         .store
         .nodes()
@@ -830,6 +834,7 @@ async fn fleet<S: Store>(
             json!({
                 "id": n.id, "name": n.name, "kind": store::node_kind_str(n.kind), "type": n.type_name,
                 "state": n.state, "ram_mib": n.ram_mib, "usable_mib": n.usable_mib, "reserved_mib": reserved,
+                "address": addresses.get(&n.id),
             })
         })
         .collect();

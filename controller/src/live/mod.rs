@@ -345,6 +345,17 @@ impl<S: Store> Live<S> {
         &self.core
     }
 
+    /// Where each node's game ports are reached (store node id → address), for nodes with a
+    /// Docker API.
+    pub fn node_addresses(&self) -> HashMap<i64, String> {
+        (0..self.docker.len())
+            .filter_map(|i| {
+                let d = self.docker[i].as_ref()?;
+                Some((self.store_node(NodeId(i as u32))?, d.game_host().to_owned()))
+            })
+            .collect()
+    }
+
     pub fn mode(&self) -> Mode {
         self.cfg.mode
     }
