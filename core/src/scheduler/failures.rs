@@ -34,7 +34,9 @@ impl Scheduler {
             NodeState::Dead => n.kind == NodeKind::Dedicated,
             _ => false,
         };
-        if back {
+        if back && n.drained {
+            n.state = NodeState::Cordoned;
+        } else if back {
             self.make_ready(now, node, out);
         }
     }

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 pub use commands::*;
 pub use disk::DiskRule;
+pub use nodes::RetireError;
 
 /// Everything the scheduler needs to decide, fixed for its lifetime.
 #[derive(Clone, Debug)]
@@ -113,6 +114,9 @@ pub struct Node {
     /// server's residence and stop time), in the order they stopped. Lets cordoning, deletion
     /// and the disk watermark find sleepers without a full scan.
     sleepers: Vec<(Millis, ServerId)>,
+    /// Drained by an operator (dedicated nodes): takes no new server, and comes back from a
+    /// silence still drained.
+    pub drained: bool,
 }
 
 impl Node {
@@ -141,6 +145,7 @@ impl Node {
             noticed_mib: 0,
             servers: Vec::new(),
             sleepers: Vec::new(),
+            drained: false,
         }
     }
 
@@ -585,6 +590,7 @@ mod disk;
 mod failures;
 mod jobs;
 mod moves;
+mod nodes;
 mod scaling;
 #[cfg(test)]
 mod tests;

@@ -585,3 +585,72 @@ fn kept_past_the_window_while_there_is_room() {
         assert_eq!(archived(&out), vec![ServerId(0)]);
     }
 }
+
+#[test]
+fn a_node_that_joins_takes_the_queue_and_a_drained_one_takes_nothing_and_leaves_when_empty() {
+    let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+    let mut s = Scheduler::new(config, &[node(4096)], vec![spec(4096), spec(2048), spec(2048), spec(1024)]);
+    let mut out = Outbox::default();
+    s.request_start(0, ServerId(0), &mut out);
+    s.request_start(SECOND, ServerId(1), &mut out);
+    assert!(s.is_queued(ServerId(1)), "node 0 is full");
+    out.clear();
+    // A node joins: the queued request is placed on it at once.
+    let joined = s.add_dedicated(10 * SECOND, &node(4096), &mut out);
+    assert_eq!(joined, NodeId(1));
+    assert_eq!(placed_on(&out, ServerId(1)), Some(joined));
+    assert_eq!(s.utilisation(false).usable_mib, 8192);
+    for i in [0, 1] {
+        let p = s.placement(ServerId(i));
+        s.boot_complete(20 * SECOND, ServerId(i), p, &mut out);
+    }
+    s.request_start(30 * SECOND, ServerId(2), &mut out);
+    let p = s.placement(ServerId(2));
+    s.boot_complete(40 * SECOND, ServerId(2), p, &mut out);
+    assert_eq!(s.residence(ServerId(2)), Residence::Running { node: joined });
+    s.wanted_end(50 * SECOND, ServerId(2), &mut out);
+    assert_eq!(s.residence(ServerId(2)), Residence::Sleeping { node: joined });
+    out.clear();
+
+    // Drained: its sleeper is archived, nothing new goes there, and not removable while
+    // server 1 runs there.
+    s.drain(joined, &mut out);
+    assert_eq!(s.node(joined).state, NodeState::Cordoned);
+    assert!(out.commands.contains(&Command::Archive { server: ServerId(2), node: joined }));
+    assert_eq!(s.utilisation(false).usable_mib, 4096);
+    out.clear();
+    s.request_start(60 * SECOND, ServerId(3), &mut out);
+    assert!(s.is_queued(ServerId(3)), "a drained node takes no new server");
+    assert_eq!(s.retire(joined), Err(RetireError::NotEmpty { servers: 1 }));
+    assert_eq!(s.retire(NodeId(0)), Err(RetireError::NotDrained));
+    // A silence and a return: still drained, not back in service; the scaling policy never
+    // uncordons nor deletes it.
+    s.node_unreachable(70 * SECOND, joined, &mut out);
+    s.node_reachable(80 * SECOND, joined, &mut out);
+    assert_eq!(s.node(joined).state, NodeState::Cordoned);
+    assert!(s.is_queued(ServerId(3)));
+    s.timer(600 * SECOND, Timer::Tick, &mut out);
+    assert_eq!(s.node(joined).state, NodeState::Cordoned);
+    // Server 1 stops there: archived at once, not left on a node that is going.
+    out.clear();
+    s.wanted_end(90 * SECOND, ServerId(1), &mut out);
+    assert_eq!(s.residence(ServerId(1)), Residence::Archived);
+    assert!(out.commands.contains(&Command::Archive { server: ServerId(1), node: joined }));
+    assert_eq!(s.retire(joined), Ok(()));
+    assert_eq!(s.node(joined).state, NodeState::Deleted);
+    assert_eq!(s.utilisation(false).usable_mib, 4096);
+
+    // Undrain brings a drained node back: the queue is scanned.
+    let third = s.add_dedicated(100 * SECOND, &node(1024), &mut out);
+    assert_eq!(s.residence(ServerId(3)), Residence::Starting { node: third }, "it joins and takes the queue");
+    let p = s.placement(ServerId(3));
+    s.boot_complete(105 * SECOND, ServerId(3), p, &mut out);
+    s.wanted_end(106 * SECOND, ServerId(3), &mut out);
+    s.drain(third, &mut out);
+    assert_eq!(s.residence(ServerId(3)), Residence::Archived);
+    out.clear();
+    s.request_start(107 * SECOND, ServerId(3), &mut out);
+    assert!(s.is_queued(ServerId(3)));
+    s.undrain(110 * SECOND, third, &mut out);
+    assert_eq!(placed_on(&out, ServerId(3)), Some(third));
+}
