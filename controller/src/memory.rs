@@ -198,6 +198,9 @@ impl Store for MemoryStore {
                 usable_mib: n.usable_mib,
                 created_at: now,
                 updated_at: now,
+                docker: None,
+                address: None,
+                drained: false,
             };
             s.nodes.push(node.clone());
             Ok(node)
@@ -206,6 +209,32 @@ impl Store for MemoryStore {
 
     async fn nodes(&self) -> Result<Vec<Node>> {
         self.with(|s| Ok(s.nodes.clone()))
+    }
+
+    async fn add_node(&self, n: NewNode, docker: &str, address: &str, now: Millis) -> Result<Node> {
+        if self.with(|s| Ok(s.nodes.iter().any(|x| x.name == n.name)))? {
+            return Err(StoreError::Conflict(format!("a node named {:?} exists or existed", n.name)));
+        }
+        let node = self.upsert_node(n, now).await?;
+        self.with(|s| {
+            let x = s.nodes.iter_mut().find(|x| x.id == node.id).expect("just added");
+            x.docker = Some(docker.to_owned());
+            x.address = Some(address.to_owned());
+            Ok(x.clone())
+        })
+    }
+
+    async fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> Result<Node> {
+        self.with(|s| {
+            let x = s
+                .nodes
+                .iter_mut()
+                .find(|x| x.id == id)
+                .ok_or(StoreError::NotFound { what: "node", id: id.to_string() })?;
+            x.drained = drained;
+            x.updated_at = now;
+            Ok(x.clone())
+        })
     }
 
     async fn set_node_state(

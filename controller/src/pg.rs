@@ -131,6 +131,9 @@ impl PgStore {
             usable_mib: int(i64::from(r.get::<i32, _>("usable_mib")), "usable_mib")?,
             created_at: ms(r.get("created_at")),
             updated_at: ms(r.get("updated_at")),
+            docker: r.get("docker"),
+            address: r.get("address"),
+            drained: r.get("drained"),
         })
     }
 
@@ -149,7 +152,8 @@ impl PgStore {
 
 const SERVER_COLUMNS: &str =
     "id, owner_id, name, ram_mib, disk_mb, pay_per_use, cost_mode, state, node_id, created_at, updated_at";
-const NODE_COLUMNS: &str = "id, name, kind, type_name, provider_id, state, ram_mib, usable_mib, created_at, updated_at";
+const NODE_COLUMNS: &str =
+    "id, name, kind, type_name, provider_id, state, ram_mib, usable_mib, created_at, updated_at, docker, address, drained";
 const INTENT_COLUMNS: &str = "id, key, action, data, state, created_at, outcome";
 
 impl Store for PgStore {
@@ -363,6 +367,49 @@ impl Store for PgStore {
             .await
             .map_err(db)?;
         rows.iter().map(Self::node_row).collect()
+    }
+
+    async fn add_node(&self, n: NewNode, docker: &str, address: &str, now: Millis) -> Result<Node> {
+        if n.usable_mib > n.ram_mib || n.ram_mib == 0 {
+            return Err(StoreError::Invalid("usable RAM must be within the node's RAM".into()));
+        }
+        let ram = i32::try_from(n.ram_mib).map_err(|_| StoreError::Invalid("ram_mib too large".into()))?;
+        let usable = i32::try_from(n.usable_mib).map_err(|_| StoreError::Invalid("usable_mib too large".into()))?;
+        let q = format!(
+            "INSERT INTO nodes (name, kind, type_name, provider_id, state, ram_mib, usable_mib, created_at, updated_at, docker, address)
+             VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, $7, $8, $9) RETURNING {NODE_COLUMNS}"
+        );
+        let r = sqlx::query(&q)
+            .bind(&n.name)
+            .bind(node_kind_str(n.kind))
+            .bind(&n.type_name)
+            .bind(n.state.as_str())
+            .bind(ram)
+            .bind(usable)
+            .bind(ts(now))
+            .bind(docker)
+            .bind(address)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| match db(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("a node named {:?} exists or existed", n.name)),
+                other => other,
+            })?;
+        Self::node_row(&r)
+    }
+
+    async fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> Result<Node> {
+        let r = sqlx::query(&format!(
+            "UPDATE nodes SET drained = $2, updated_at = $3 WHERE id = $1 RETURNING {NODE_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(drained)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound { what: "node", id: id.to_string() })?;
+        Self::node_row(&r)
     }
 
     async fn set_node_state(

@@ -198,6 +198,11 @@ pub struct Node {
     pub usable_mib: u32,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// A node added through the admin API: its Docker endpoint and game address.
+    pub docker: Option<String>,
+    pub address: Option<String>,
+    /// Drained by an operator: takes no new server.
+    pub drained: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -406,6 +411,16 @@ pub trait Store: Send + Sync {
     /// Creates a node, or returns the existing one with that name (adoption after a restart).
     fn upsert_node(&self, n: NewNode, now: Millis) -> impl Future<Output = Result<Node>> + Send;
     fn nodes(&self) -> impl Future<Output = Result<Vec<Node>>> + Send;
+    /// A dedicated node joining through the admin API; a name ever used (even by a removed
+    /// node) is a conflict.
+    fn add_node(
+        &self,
+        n: NewNode,
+        docker: &str,
+        address: &str,
+        now: Millis,
+    ) -> impl Future<Output = Result<Node>> + Send;
+    fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> impl Future<Output = Result<Node>> + Send;
     fn set_node_state(
         &self,
         id: i64,

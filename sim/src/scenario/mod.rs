@@ -370,6 +370,9 @@ pub struct Scenario {
     pub jobs: Option<JobStream>,
     /// What-if transforms of the demand (applied before the replay, in order).
     pub transforms: Vec<Transform>,
+    /// The node and VM types the scenario could name (the live controller's joining nodes
+    /// name theirs from it).
+    pub catalogue: Catalogue,
 }
 
 impl Scenario {
@@ -647,6 +650,7 @@ impl Scenario {
             upgrades,
             jobs,
             transforms,
+            catalogue,
         })
     }
 }
