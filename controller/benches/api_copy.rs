@@ -162,6 +162,7 @@ async fn run() {
     // The archive is due a second after the stop: the copy starts at once.
     scheduler.sleep_window = 1_000;
     let cfg = LiveConfig {
+        joining: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler,

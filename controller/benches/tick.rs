@@ -57,6 +57,7 @@ async fn run() {
         ids.push(store.create_server(s, T0).await.unwrap().id);
     }
     let cfg = LiveConfig {
+        joining: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler: SchedulerConfig::reference(vm, 0),

@@ -37,6 +37,14 @@ pub const NODE_CREATE_REQUESTED: &str = "node.create-requested";
 pub const NODE_CREATED: &str = "node.created";
 pub const NODE_READY: &str = "node.ready";
 pub const NODE_NEVER_READY: &str = "node.never-ready";
+/// A joining node's engine certificate was issued (`{name, serial}`; never the key).
+pub const NODE_CERTIFICATE_ISSUED: &str = "node.certificate-issued";
+/// A dedicated node joined through the admin API (`{name, type, docker, address}`).
+pub const NODE_ADDED: &str = "node.added";
+/// An operator drained a joined node or took it back (`{name, drained}`).
+pub const NODE_DRAINING: &str = "node.draining";
+/// A drained, empty joined node was removed (`{name}`).
+pub const NODE_REMOVED: &str = "node.removed";
 /// A VM has an address and its Docker API is being checked (`{name, address}`).
 pub const NODE_BOOTED: &str = "node.booted";
 pub const NODE_UNREACHABLE: &str = "node.unreachable";
@@ -100,6 +108,10 @@ pub const ALL: &[&str] = &[
     NODE_CREATED,
     NODE_READY,
     NODE_BOOTED,
+    NODE_CERTIFICATE_ISSUED,
+    NODE_ADDED,
+    NODE_DRAINING,
+    NODE_REMOVED,
     NODE_NEVER_READY,
     NODE_UNREACHABLE,
     NODE_REACHABLE,

@@ -20,7 +20,7 @@ fn with_id(mut v: Value) -> Value {
 }
 
 pub fn document() -> Value {
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": { "title": "Conductor controller API", "version": "1" },
         "paths": {
@@ -90,5 +90,17 @@ pub fn document() -> Value {
                 }
             }
         }
-    })
+    });
+    // Built apart: one json! of every path passes the macro's recursion limit.
+    let nodes = json!({
+            "/v1/nodes": { "post": op("Add a dedicated node: {\"name\", \"type\" (catalogue), \"docker\": \"tls://host:port\", \"host\": game address}; its engine must answer with a fleet-CA certificate (422 node_unreachable | node_certificate)", "admin", "201") },
+            "/v1/nodes/certificates": { "post": op("Issue a joining node's engine certificate: {\"name\"} -> ca_pem, cert_pem, key_pem (once), server_name", "admin", "201") },
+            "/v1/nodes/{id}": { "delete": with_id(op("Remove a drained, empty joined node (409 node_not_drained | node_not_empty | configured_node)", "admin", "204")) },
+            "/v1/nodes/{id}/drain": { "post": with_id(op("Drain a node: no new server; its sleeping worlds are archived", "admin", "200")) },
+            "/v1/nodes/{id}/undrain": { "post": with_id(op("Take a drained node back into placement", "admin", "200")) },
+    });
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), nodes) {
+        paths.extend(more);
+    }
+    doc
 }

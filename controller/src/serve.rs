@@ -72,7 +72,17 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         image: c.helper_image.clone().unwrap_or_else(|| c.image.clone()),
         cmd: c.helper_cmd.clone().unwrap_or_else(|| vec!["/standin".into(), "hold".into()]),
     };
+    let joining = crate::live::Joining {
+        types: cfg.scenario.catalogue.dedicated.clone(),
+        connect: match &cfg.pki {
+            Some(pki) => Some(join_access(pki.clone())?),
+            None => None,
+        },
+        answer_within: Duration::from_secs(10),
+        pki: cfg.pki.clone(),
+    };
     Ok(LiveConfig {
+        joining,
         worlds: c.worlds(),
         game: crate::live::GameAccess {
             port_base: c.game_port_base,
@@ -164,6 +174,18 @@ pub fn vm_access(
         Ok(Arc::new(node) as Arc<dyn NodeDriver>)
     });
     Ok((user_data, docker_for_vm, true))
+}
+
+/// Nodes that join through the API are reached over mutual TLS with the controller's client
+/// certificate, and their engine must present a certificate of the fleet CA naming them
+/// (`POST /v1/nodes/certificates` issues it).
+pub fn join_access(pki: Arc<crate::pki::Pki>) -> Result<crate::live::JoinNode, BoxError> {
+    let client = pki.issue("controller.conductor", crate::pki::Role::Client, now() / 1000, 365)?;
+    Ok(Arc::new(move |name: &str, address: &str, host: &str| {
+        let id = pki.client(&client, Some(crate::live::node_server_name(name)));
+        let node = DockerNode::connect_tls(address, host, &id).map_err(|e| e.to_string())?;
+        Ok(Arc::new(node) as Arc<dyn NodeDriver>)
+    }))
 }
 
 pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {

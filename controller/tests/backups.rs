@@ -79,6 +79,7 @@ fn config(nodes: &[Arc<FakeNode>], archive: &Arc<MemArchive>, worlds: Worlds, di
     scheduler.disk = disk.as_ref().map(|d| d.1);
     let kind = disk.map_or_else(conductor_controller::fake::ax41, |d| d.0);
     LiveConfig {
+        joining: Default::default(),
         worlds,
         game: GameAccess::default(),
         scheduler,

@@ -104,6 +104,7 @@ impl World {
             Ok(n.clone() as Arc<dyn NodeDriver>)
         });
         LiveConfig {
+            joining: Default::default(),
             worlds: Default::default(),
             game: conductor_controller::live::GameAccess::default(),
             scheduler,

@@ -129,6 +129,7 @@ gateway_cidrs = ["127.0.0.1/32"]"#,
     let (user_data, docker_for_vm, bootstrap_marker) =
         conductor_controller::serve::vm_access(pki, template, &cc, images).unwrap();
     LiveConfig {
+        joining: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler: SchedulerConfig::reference(vm, 3),

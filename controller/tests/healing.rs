@@ -61,6 +61,7 @@ fn config(
     scheduler.dead_after = 20 * S;
     scheduler.sleep_window = 60 * S;
     LiveConfig {
+        joining: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler,

@@ -51,6 +51,7 @@ async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
     let mut scheduler = SchedulerConfig::reference(vm, 0);
     scheduler.sleep_window = 60_000;
     let cfg = LiveConfig {
+        joining: Default::default(),
         worlds: Default::default(),
         game: GameAccess::default(),
         scheduler,

@@ -39,6 +39,7 @@ fn config() -> LiveConfig {
     // Observe mode: nothing is carried out, the engine only decides, meters and settles.
     let docker = Arc::new(DockerNode::connect("tcp://127.0.0.1:9", "127.0.0.1").unwrap());
     LiveConfig {
+        joining: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler: SchedulerConfig::reference(vm, 0),

@@ -6,6 +6,7 @@
 //! `{"error": {"code", "message"}}` with a stable code; store internals are logged, not sent.
 
 mod gateway;
+mod nodes;
 mod worlds;
 
 pub use gateway::{valid_host, RouteFeed};
@@ -244,6 +245,11 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/webhooks/stripe", axum::routing::post(stripe_webhook::<S>))
         .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/fleet", get(fleet::<S>))
+        .route("/v1/nodes", axum::routing::post(nodes::add::<S>))
+        .route("/v1/nodes/certificates", axum::routing::post(nodes::certificate::<S>))
+        .route("/v1/nodes/{id}", axum::routing::delete(nodes::remove::<S>))
+        .route("/v1/nodes/{id}/drain", axum::routing::post(nodes::drain::<S>))
+        .route("/v1/nodes/{id}/undrain", axum::routing::post(nodes::undrain::<S>))
         .route("/v1/events", get(events::<S>))
         .route("/metrics", get(metrics::<S>))
         .fallback(|| async { ApiError::not_found("route") })
@@ -795,6 +801,9 @@ fn live_error(e: crate::live::LiveError) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "over_quota", e.to_string())
         }
         crate::live::LiveError::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+        crate::live::LiveError::Invalid { code, message } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        }
         crate::live::LiveError::Driver(m) => {
             eprintln!("driver error: {m}");
             ApiError::new(

@@ -38,6 +38,7 @@ impl<S: Store> Live<S> {
             provisioning_since: HashMap::new(),
             ready_checks: HashMap::new(),
             vm_addresses: HashMap::new(),
+            joined: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             placed_at: HashMap::new(),
@@ -102,6 +103,18 @@ impl<S: Store> Live<S> {
             store_node_to_core.insert(id.expect("dedicated nodes are stored"), NodeId(i as u32));
         }
         for n in live.store.nodes().await? {
+            // Nodes that joined through the admin API (they have an endpoint of record).
+            if n.docker.is_some() {
+                if n.state != NodeState::Deleted {
+                    if let Some(core_node) = live.adopt_joined(now, &n) {
+                        store_node_to_core.insert(n.id, core_node);
+                        if n.state == NodeState::Unreachable {
+                            silent.push(core_node);
+                        }
+                    }
+                }
+                continue;
+            }
             if n.kind != NodeKind::Cloud || matches!(n.state, NodeState::Deleted | NodeState::Dead) {
                 continue;
             }

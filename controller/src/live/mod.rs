@@ -23,6 +23,7 @@
 mod act;
 mod adopt;
 mod intents;
+mod nodes;
 mod objects;
 mod observe;
 mod settle;
@@ -31,6 +32,7 @@ mod work;
 mod worlds;
 
 pub use intents::{Action, RestoreFrom};
+pub use nodes::node_server_name;
 pub use objects::ObjectGc;
 pub use setup::*;
 pub use work::Work;
@@ -73,6 +75,9 @@ pub enum LiveError {
     /// What was asked does not fit the server's state (`code` says what).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// What was asked cannot be done as given (`code` says what).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
 }
 
 /// What the engine knows about a node's health.
@@ -105,6 +110,8 @@ pub struct Live<S: Store> {
     ready_checks: HashMap<NodeId, Option<String>>,
     /// The address each VM's driver was made for.
     vm_addresses: HashMap<NodeId, String>,
+    /// Dedicated nodes that joined through the admin API, by name.
+    joined: HashMap<NodeId, String>,
     timers: BTreeMap<(Millis, u64), Timer>,
     timer_seq: u64,
     /// When each starting server was placed (the start timeout runs from there).
@@ -639,7 +646,7 @@ impl<S: Store> Live<S> {
     }
 
     fn node_name(&self, node: NodeId) -> String {
-        match self.vm_names.get(&node) {
+        match self.vm_names.get(&node).or_else(|| self.joined.get(&node)) {
             Some(n) => n.clone(),
             None => self.cfg.dedicated.get(node.0 as usize).map_or_else(|| format!("#{}", node.0), |d| d.name.clone()),
         }

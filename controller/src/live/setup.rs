@@ -156,6 +156,24 @@ pub struct LiveConfig {
     pub healing: Healing,
     pub game: GameAccess,
     pub worlds: Worlds,
+    pub joining: Joining,
+}
+
+/// How a node added through the admin API is reached: its name, Docker endpoint and game
+/// address give its driver.
+pub type JoinNode = Arc<dyn Fn(&str, &str, &str) -> Result<Arc<dyn NodeDriver>, String> + Send + Sync>;
+
+/// Dedicated nodes that join while the controller runs.
+#[derive(Clone, Default)]
+pub struct Joining {
+    /// The dedicated types a joining node may name (the scenario's catalogue).
+    pub types: BTreeMap<String, DedicatedType>,
+    /// `None`: nodes cannot join (no `[controller.pki]`).
+    pub connect: Option<JoinNode>,
+    /// How long a joining node's Docker API may take to answer.
+    pub answer_within: Duration,
+    /// The fleet CA, which issues a joining node's engine certificate.
+    pub pki: Option<Arc<crate::pki::Pki>>,
 }
 
 /// Counters for `/metrics` (since start-up).

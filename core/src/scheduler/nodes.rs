@@ -32,16 +32,13 @@ impl Scheduler {
             return;
         }
         n.drained = true;
-        match n.state {
-            NodeState::Ready => {
-                self.archive_sleepers(node, out);
-                let n = &mut self.nodes[node.0 as usize];
-                n.state = NodeState::Cordoned;
-                self.usable_ready_mib -= u64::from(n.usable_mib);
-                self.ready.retain(|&id| id != node);
-            }
-            // A silent or dead node stays so; it comes back drained (`node_reachable`).
-            _ => {}
+        // A silent or dead node stays so; it comes back drained (`node_reachable`).
+        if n.state == NodeState::Ready {
+            self.archive_sleepers(node, out);
+            let n = &mut self.nodes[node.0 as usize];
+            n.state = NodeState::Cordoned;
+            self.usable_ready_mib -= u64::from(n.usable_mib);
+            self.ready.retain(|&id| id != node);
         }
     }
 
