@@ -28,7 +28,9 @@ pub const GAME_PORT: u16 = 25565;
 pub enum DockerError {
     #[error("Docker endpoint {endpoint:?}: {message}")]
     Endpoint { endpoint: String, message: String },
-    #[error("Docker API: {0}")]
+    /// With the error's causes: a TLS refusal ("invalid peer certificate: UnknownIssuer")
+    /// lies three sources below bollard's "client error (Connect)".
+    #[error("Docker API: {}", with_causes(.0))]
     Api(#[from] bollard::errors::Error),
     #[error("server {server}: not ready after {waited:?}: {last}")]
     NotReady { server: i64, waited: Duration, last: String },
@@ -40,6 +42,19 @@ pub enum DockerError {
     /// A stream of world data broke (the store, or a checksum while restoring).
     #[error("world data: {0}")]
     Data(String),
+}
+
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        cause = c.source();
+    }
+    out
 }
 
 impl DockerError {

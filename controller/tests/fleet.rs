@@ -5,7 +5,8 @@
 //! Docker API front with the certificate and key the controller issued *that* VM, accepting
 //! only clients the controller's CA signed (what `dockerd --tlsverify` does on a real VM);
 //! then it creates the bootstrap's done marker. Every front reaches the same Podman, whose
-//! containers publish their game ports on the VM's address.
+//! containers publish their game ports on the VM's address. Dedicated nodes that join
+//! through the admin API are played the same way (`mod joining`).
 
 mod common;
 
@@ -155,6 +156,10 @@ gateway_cidrs = ["127.0.0.1/32"]"#,
     }
 }
 
+/// The tests here share one Podman and number their servers and nodes alike (each has its
+/// own database): run concurrently, each would take the other's containers for strays.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn state<St: Store>(store: &St, id: i64) -> ServerState {
     store.server(id).await.unwrap().state
 }
@@ -202,6 +207,7 @@ impl<St: Store> AsyncCheck<St> for InState<'_, St> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn vms_boot_with_their_own_certificates_run_servers_on_their_address_and_go_when_empty() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (Some(store), Some(docker)) = (common::fresh_pg("fleet").await, common::docker()) else { return };
     let store = Arc::new(store);
     let docker = Arc::new(docker);
@@ -379,4 +385,326 @@ fn verify(ca_pem: &str, cert_pem: &str, name: &str) -> Result<(), rustls::Error>
     let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
     let name = ServerName::try_from(name.to_owned()).unwrap();
     verifier.verify_server_cert(&cert, &[], &name, &[], UnixTime::now()).map(|_| ())
+}
+
+/// Nodes that join through the admin API, end to end: PostgreSQL, Podman behind TLS fronts on
+/// their own loopback addresses (127.32.0.N), certificates from `POST /v1/nodes/certificates`.
+mod joining {
+    use super::*;
+    use axum::body::Body as HttpBody;
+    use axum::http::{Request, StatusCode};
+    use conductor_controller::api::{router, Api, ApiConfig};
+    use conductor_controller::live::{node_server_name, Joining};
+    use conductor_controller::store::token_hash;
+    use http_body_util::BodyExt;
+    use serde_json::{json, Value};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use tower::ServiceExt;
+
+    const ADMIN: &str = "admin-secret-token";
+
+    fn tiny(name: &str, ram_mib: u32) -> DedicatedType {
+        DedicatedType {
+            name: name.into(),
+            ram_mib,
+            cores: 2,
+            disk_gb: 40,
+            disk_reserve_gb: 0,
+            monthly_eur: Decimal::from(10),
+            reserve: Reserve::Mib(0),
+        }
+    }
+
+    fn config(docker: Arc<DockerNode>, pki: Arc<Pki>, archive: &std::path::Path) -> LiveConfig {
+        let vm = CloudType {
+            name: "cx23".into(),
+            ram_mib: 2048,
+            cores: 2,
+            disk_gb: 40,
+            disk_reserve_gb: 0,
+            hourly_eur: Decimal::new(6, 3),
+            monthly_cap_eur: Decimal::new(399, 2),
+            reserve: Reserve::Mib(0),
+        };
+        let scheduler = SchedulerConfig::reference(vm, 0);
+        LiveConfig {
+            joining: Joining {
+                types: [("small".to_owned(), tiny("small", 2048))].into(),
+                connect: Some(conductor_controller::serve::join_access(pki.clone()).unwrap()),
+                answer_within: Duration::from_secs(2),
+                pki: Some(pki),
+            },
+            worlds: Default::default(),
+            game: conductor_controller::live::GameAccess::default(),
+            scheduler,
+            dedicated: vec![DedicatedNode { name: "ded-1".into(), kind: tiny("tiny", 1024), docker }],
+            cloud: None,
+            idle_timeout: 300 * S,
+            stop_timeout: Duration::from_secs(10),
+            image: common::IMAGE.into(),
+            cmd: None,
+            helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
+            archive: Arc::new(Archive::dir(archive).unwrap()),
+            mode: Mode::Enforce,
+            billing: BillingSetup::default(),
+            healing: Healing::default(),
+        }
+    }
+
+    struct Rig<St: Store> {
+        app: axum::Router,
+        api: Arc<Api<St>>,
+        clock: Arc<AtomicI64>,
+    }
+
+    impl<St: Store + 'static> Rig<St> {
+        fn new(store: Arc<St>, live: Live<St>, clock: Arc<AtomicI64>) -> Self {
+            let now = clock.clone();
+            let api = Arc::new(Api {
+                store,
+                config: ApiConfig {
+                    admin_token_sha256: token_hash(ADMIN),
+                    max_plan_mib: 2048,
+                    now: Box::new(move || now.load(Ordering::SeqCst)),
+                    prices: Default::default(),
+                    stripe_secret: None,
+                    warn_before: 86_400_000,
+                },
+                live: Some(Arc::new(tokio::sync::Mutex::new(live))),
+                routes: Default::default(),
+            });
+            Rig { app: router(api.clone()), api, clock }
+        }
+
+        async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .header("content-type", "application/json");
+            let body = body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string()));
+            let resp = self.app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        }
+
+        /// Ticks a second of virtual time per round until the server is in `want`.
+        async fn until(&self, id: i64, want: ServerState) {
+            for _ in 0..150 {
+                let now = self.clock.fetch_add(S, Ordering::SeqCst) + S;
+                conductor_controller::serve::step(self.api.live.as_ref().unwrap(), now).await.unwrap();
+                if state(&*self.api.store, id).await == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let events = self.api.store.events(0, 100_000).await.unwrap();
+            let tail: Vec<String> = events
+                .iter()
+                .rev()
+                .take(25)
+                .map(|e| format!("{} {:?} {:?} {}", e.kind, e.server, e.node, e.data))
+                .collect();
+            panic!(
+                "timed out waiting for server {id} to be {want:?}; the last events (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+
+        async fn ticks(&self, n: usize) {
+            for _ in 0..n {
+                let now = self.clock.fetch_add(S, Ordering::SeqCst) + S;
+                conductor_controller::serve::step(self.api.live.as_ref().unwrap(), now).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_joins_through_the_api_takes_servers_survives_a_restart_drains_and_leaves() {
+        let _serial = ONE_AT_A_TIME.lock().await;
+        let (Some(store), Some(docker)) = (common::fresh_pg("joining").await, common::docker()) else { return };
+        // Certificates are checked against the real clock (rustls): the virtual one starts now.
+        let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as Millis;
+        let store = Arc::new(store);
+        let docker = Arc::new(docker);
+        let socket = std::env::var("CONDUCTOR_TEST_DOCKER").unwrap().strip_prefix("unix://").unwrap().to_owned();
+        let pki = Arc::new(Pki::from_key_pem(Pki::generate_key().unwrap().expose(), "joining").unwrap());
+        let archive_dir = std::env::temp_dir().join(format!("conductor-joining-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&archive_dir);
+        let owner = store.create_owner("jo", t0).await.unwrap();
+        let topup = NewEntry {
+            owner: owner.id,
+            kind: EntryKind::Topup,
+            amount: Decimal::from(5),
+            key: "grant:jo".into(),
+            at: t0,
+            server: None,
+            window_start: None,
+            data: json!({}),
+        };
+        store.post(topup).await.unwrap();
+        let new = |name: &str| NewServer {
+            owner: owner.id,
+            name: name.into(),
+            ram_mib: 768,
+            disk_mb: 100,
+            pay_per_use: false,
+            cost_mode: CostMode::Off,
+        };
+        let a = store.create_server(new("a"), t0).await.unwrap();
+        let b = store.create_server(new("b"), t0).await.unwrap();
+        let e = store.create_server(new("e"), t0).await.unwrap();
+        for id in [a.id, b.id, e.id] {
+            docker.remove(id, true).await.unwrap();
+        }
+        let clock = Arc::new(AtomicI64::new(t0));
+        let live = Live::start(store.clone(), config(docker.clone(), pki.clone(), &archive_dir), t0).await.unwrap();
+        let mut rig = Rig::new(store.clone(), live, clock.clone());
+
+        // a fills the configured node; b waits: there is no room and no cloud.
+        let (s, v) = rig.call("POST", &format!("/v1/servers/{}/start", a.id), None).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        rig.until(a.id, ServerState::Running).await;
+        rig.call("POST", &format!("/v1/servers/{}/start", b.id), None).await;
+        rig.ticks(3).await;
+        assert_eq!(state(&*store, b.id).await, ServerState::Queued);
+
+        // Joins that fail change nothing: bad type, bad endpoint, a silent engine, an engine
+        // with a certificate of another CA.
+        let nodes_before = store.nodes().await.unwrap().len();
+        let join = |name: &str, t: &str, docker: &str| json!({ "name": name, "type": t, "docker": docker, "host": "127.32.0.1" });
+        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "huge", "tls://127.32.0.1:42376"))).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_node_type")),
+            "{v}"
+        );
+        assert!(v["error"]["message"].as_str().unwrap().contains("small"), "names the known types: {v}");
+        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", "unix:///run/docker.sock"))).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("unsupported_endpoint")),
+            "{v}"
+        );
+        // Accepts TCP and never speaks.
+        let silent = tokio::net::TcpListener::bind("127.32.0.9:0").await.unwrap();
+        let silent_at = format!("tls://{}", silent.local_addr().unwrap());
+        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", &silent_at))).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("node_unreachable")),
+            "{v}"
+        );
+        let other = Pki::from_key_pem(Pki::generate_key().unwrap().expose(), "elsewhere").unwrap();
+        let forged =
+            other.issue(&node_server_name("n1"), conductor_controller::pki::Role::Server, t0 / 1000, 30).unwrap();
+        let foreign = common::tls::front(
+            "127.32.0.8:0",
+            other.ca_pem(),
+            &forged.cert_pem,
+            forged.key_pem.expose(),
+            socket.clone(),
+        )
+        .await;
+        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", &format!("tls://{}", foreign.addr)))).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("node_certificate")),
+            "{v}"
+        );
+        assert_eq!(store.nodes().await.unwrap().len(), nodes_before, "no failed join is recorded");
+        assert_eq!(state(&*store, b.id).await, ServerState::Queued);
+
+        // The node gets its certificate from the API and joins; b is placed there at once and
+        // answers its status ping on the node's address.
+        let (s, cert) = rig.call("POST", "/v1/nodes/certificates", Some(json!({ "name": "n1" }))).await;
+        assert_eq!(s, StatusCode::CREATED, "{cert}");
+        assert_eq!(cert["server_name"], "n1.node.conductor");
+        assert_eq!(cert["ca_pem"], pki.ca_pem());
+        let key = cert["key_pem"].as_str().unwrap();
+        let front =
+            common::tls::front("127.32.0.1:0", pki.ca_pem(), cert["cert_pem"].as_str().unwrap(), key, socket.clone())
+                .await;
+        let endpoint = format!("tls://{}", front.addr);
+        let (s, node) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", &endpoint))).await;
+        assert_eq!(s, StatusCode::CREATED, "{node}");
+        let n1 = node["id"].as_i64().unwrap();
+        assert_eq!((node["address"].as_str(), node["usable_mib"].as_u64()), (Some("127.32.0.1"), Some(2048)));
+        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", &endpoint))).await;
+        assert_eq!(s, StatusCode::CONFLICT, "a name is joined once: {v}");
+        rig.until(b.id, ServerState::Running).await;
+        assert_eq!(store.server(b.id).await.unwrap().node, Some(n1));
+        let port = docker.inspect(b.id).await.unwrap().expect("b's container").host_port.unwrap();
+        let status = conductor_controller::mcping::status("127.32.0.1", port, Duration::from_secs(2)).await.unwrap();
+        assert!(status.raw.contains("players"), "{}", status.raw);
+        let events = store.events(0, 10_000).await.unwrap();
+        let issued = events.iter().find(|e| e.kind == "node.certificate-issued").expect("node.certificate-issued");
+        assert!(!issued.data.to_string().contains("PRIVATE KEY"), "the key is never stored: {}", issued.data);
+        assert!(events.iter().any(|e| e.kind == "node.added" && e.node == Some(n1)));
+
+        // A restart adopts the joined node from the store: b keeps running there.
+        drop(rig);
+        let live =
+            Live::start(store.clone(), config(docker.clone(), pki.clone(), &archive_dir), clock.load(Ordering::SeqCst))
+                .await
+                .unwrap();
+        rig = Rig::new(store.clone(), live, clock.clone());
+        rig.ticks(3).await;
+        assert_eq!(state(&*store, b.id).await, ServerState::Running);
+        assert_eq!(store.server(b.id).await.unwrap().node, Some(n1));
+        let (_, fleet) = rig.call("GET", "/v1/fleet", None).await;
+        let listed = fleet["nodes"].as_array().unwrap().iter().find(|n| n["id"] == n1).cloned().expect("n1 listed");
+        assert_eq!(listed["address"], "127.32.0.1", "{fleet}");
+
+        // Drained: nothing new goes there, and it is not removed while b lives there.
+        let (s, v) = rig.call("POST", &format!("/v1/nodes/{n1}/drain"), None).await;
+        assert_eq!((s, v["drained"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+        rig.call("POST", &format!("/v1/servers/{}/start", e.id), None).await;
+        rig.ticks(3).await;
+        assert_eq!(state(&*store, e.id).await, ServerState::Queued, "a drained node takes no new server");
+        let (s, v) = rig.call("DELETE", &format!("/v1/nodes/{n1}"), None).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("node_not_empty")), "{v}");
+        let configured = store.nodes().await.unwrap().into_iter().find(|n| n.name == "ded-1").unwrap().id;
+        let (s, v) = rig.call("POST", &format!("/v1/nodes/{configured}/drain"), None).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("configured_node")), "{v}");
+
+        // b stops: its world is archived (not left on the leaving node); then n1 goes.
+        rig.call("POST", &format!("/v1/servers/{}/stop", b.id), None).await;
+        rig.until(b.id, ServerState::Archived).await;
+        // What is left there (the volume's removal) finishes within a few ticks.
+        let mut removed = (StatusCode::CONFLICT, Value::Null);
+        for _ in 0..10 {
+            removed = rig.call("DELETE", &format!("/v1/nodes/{n1}"), None).await;
+            if removed.0 != StatusCode::CONFLICT {
+                break;
+            }
+            eprintln!("{}", removed.1);
+            rig.ticks(1).await;
+        }
+        assert_eq!(removed.0, StatusCode::NO_CONTENT, "{}", removed.1);
+        let (_, fleet) = rig.call("GET", "/v1/fleet", None).await;
+        assert!(fleet["nodes"].as_array().unwrap().iter().all(|n| n["id"] != n1), "{fleet}");
+        let (s, _) = rig.call("DELETE", &format!("/v1/nodes/{n1}"), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(store.servers(None).await.unwrap().len(), 3, "no server lost");
+        assert_eq!(state(&*store, e.id).await, ServerState::Queued);
+
+        // b's world comes back from the archive on the configured node once a stops.
+        let (s, v) = rig.call("POST", &format!("/v1/servers/{}/stop", e.id), None).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "a queued start is withdrawn: {v}");
+        rig.call("POST", &format!("/v1/servers/{}/stop", a.id), None).await;
+        rig.until(a.id, ServerState::Sleeping).await;
+        rig.call("POST", &format!("/v1/servers/{}/start", b.id), None).await;
+        rig.until(b.id, ServerState::Running).await;
+        assert_eq!(store.server(b.id).await.unwrap().node, Some(configured));
+
+        drop(rig);
+        drop((front, foreign, silent));
+        for id in [a.id, b.id, e.id] {
+            docker.remove(id, true).await.unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&archive_dir);
+    }
 }

@@ -213,17 +213,22 @@ impl<S: Store> Live<S> {
     /// Removes a drained joined node on which nothing lives and nothing is pending.
     pub async fn remove_node(&mut self, now: Millis, store_id: i64) -> Result<(), LiveError> {
         let node = self.joined_node(store_id)?;
-        let pending = self.intents.items.values().filter(|p| p.action.nodes().contains(&store_id)).count();
+        let pending: Vec<&str> = self
+            .intents
+            .items
+            .values()
+            .filter(|p| p.action.nodes().contains(&store_id))
+            .map(|p| p.action.kind())
+            .collect();
         let name = self.node_name(node);
-        let busy = |servers: u32| {
-            LiveError::Conflict {
+        let busy = |servers: u32| LiveError::Conflict {
             code: "node_not_empty",
             message: format!(
-                "node {name} still holds {servers} server(s) and {pending} pending operation(s): drain it and wait for them"
+                "node {name} still holds {servers} server(s) and pending work ({}): drain it and wait for them",
+                if pending.is_empty() { "none".to_owned() } else { pending.join(", ") }
             ),
-        }
         };
-        if pending > 0 {
+        if !pending.is_empty() {
             return Err(busy(0));
         }
         match self.core.retire(node) {
