@@ -7,8 +7,11 @@
 //! exists (so a test can change it), else from `PLAYERS`.
 //!
 //! Environment: `PORT` (25565), `PLAYERS` (0), `MAX_PLAYERS` (20), `READY_AFTER_MS` (0),
-//! `DATA` (/data), `MOTD`. `standin hold` only waits for SIGTERM (a volume helper). Static build for an image:
+//! `DATA` (/data), `MOTD`, `VERSION`, `EULA`, `JVM_OPTS` (logged at start, as a server logs
+//! its version and memory), `RCON_PASSWORD`, `RCON_PORT` (see `console.rs`). `standin hold` only waits for SIGTERM (a volume helper). Static build for an image:
 //! `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -p conductor-standin --target x86_64-unknown-linux-gnu`.
+
+mod console;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -243,6 +246,18 @@ fn main() {
         }
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("rcon-cli") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        std::process::exit(console::rcon_cli(&args));
+    }
+    println!(
+        "standin: starting version {} with JVM_OPTS={:?} EULA={}",
+        env("VERSION", "latest"),
+        env("JVM_OPTS", ""),
+        env("EULA", "false")
+    );
+    console::stdin();
+    console::rcon_server();
     let data = env("DATA", "/data");
     let _ = std::fs::create_dir_all(&data);
     let mut world = World::load(&data);

@@ -7,7 +7,13 @@
 
 mod gateway;
 mod nodes;
+mod servers;
 mod worlds;
+
+use servers::{
+    create_server, delete_server, list_servers, restart_server, show_server, start_server, stop_server, visible,
+};
+pub use servers::{CreateServer, ServerView};
 
 pub use gateway::{valid_host, RouteFeed};
 
@@ -159,58 +165,6 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[serde(deny_unknown_fields)]
 pub struct CreateOwner {
     pub name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateServer {
-    pub name: String,
-    pub ram_mib: u32,
-    #[serde(default)]
-    pub disk_mb: u64,
-    #[serde(default = "yes")]
-    pub pay_per_use: bool,
-    #[serde(default)]
-    pub cost_mode: Option<String>,
-    /// Only the admin creates servers for someone else.
-    #[serde(default)]
-    pub owner: Option<i64>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Serialize)]
-pub struct ServerView {
-    pub id: i64,
-    pub owner: i64,
-    pub name: String,
-    pub ram_mib: u32,
-    pub disk_mb: u64,
-    pub pay_per_use: bool,
-    pub cost_mode: &'static str,
-    pub state: ServerState,
-    pub node: Option<i64>,
-    /// RFC 3339 (UTC).
-    pub created_at: String,
-}
-
-impl From<Server> for ServerView {
-    fn from(s: Server) -> Self {
-        ServerView {
-            id: s.id,
-            owner: s.owner,
-            name: s.name,
-            ram_mib: s.ram_mib,
-            disk_mb: s.disk_mb,
-            pay_per_use: s.pay_per_use,
-            cost_mode: store::cost_mode_str(s.cost_mode),
-            state: s.state,
-            node: s.node,
-            created_at: conductor_sim::timefmt::format_rfc3339(s.created_at),
-        }
-    }
 }
 
 pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
@@ -481,213 +435,8 @@ fn new_token() -> String {
     format!("cdt_{hex}")
 }
 
-async fn list_servers<S: Store>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-) -> Result<Json<Vec<ServerView>>, ApiError> {
-    let owner = match caller(&api, &headers).await? {
-        Caller::Admin => None,
-        Caller::Owner(o) => Some(o),
-    };
-    Ok(Json(api.store.servers(owner).await?.into_iter().map(ServerView::from).collect()))
-}
-
-async fn create_server<S: Store>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    Body(req): Body<CreateServer>,
-) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    let owner = match (caller(&api, &headers).await?, req.owner) {
-        (Caller::Owner(o), None) => o,
-        (Caller::Owner(o), Some(x)) if x == o => o,
-        (Caller::Owner(_), Some(_)) => return Err(ApiError::forbidden("creating a server for another owner")),
-        (Caller::Admin, Some(x)) => x,
-        (Caller::Admin, None) => return Err(ApiError::invalid("owner: the admin must name the owner")),
-    };
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(ApiError::invalid("name: 1 to 64 letters, digits, '-' or '_'"));
-    }
-    if req.ram_mib == 0 || req.ram_mib % 512 != 0 {
-        return Err(ApiError::invalid("ram_mib: a positive multiple of 512"));
-    }
-    if req.ram_mib > api.config.max_plan_mib {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "impossible_plan",
-            format!("ram_mib {}: no node can hold more than {} MiB", req.ram_mib, api.config.max_plan_mib),
-        ));
-    }
-    let cost_mode = match req.cost_mode.as_deref() {
-        None => CostMode::Off,
-        Some(m) => store::parse_cost_mode(m).map_err(|_| ApiError::invalid("cost_mode: off, suggest or auto"))?,
-    };
-    let s = NewServer {
-        owner,
-        name: name.into(),
-        ram_mib: req.ram_mib,
-        disk_mb: req.disk_mb,
-        pay_per_use: req.pay_per_use,
-        cost_mode,
-    };
-    let now = (api.config.now)();
-    let server = api.store.create_server(s, now).await?;
-    // The plan as it was at creation: what `conductor export` writes as the server's row.
-    let plan = json!({
-        "owner": server.owner,
-        "ram_mib": server.ram_mib,
-        "disk_mb": server.disk_mb,
-        "pay_per_use": server.pay_per_use,
-        "cost_mode": store::cost_mode_str(server.cost_mode),
-    });
-    api.store
-        .append_event(store::NewEvent {
-            at: now,
-            kind: "server.created".into(),
-            server: Some(server.id),
-            node: None,
-            data: plan,
-        })
-        .await?;
-    if let Some(live) = &api.live {
-        live.lock().await.add_server(&server);
-    }
-    gateway::routes_changed(&api).await;
-    Ok((StatusCode::CREATED, Json(server.into())))
-}
-
-/// The server `id` if the caller may see it (others' servers are "not found").
-async fn visible<S: Store>(api: &Api<S>, headers: &axum::http::HeaderMap, id: &str) -> Result<Server, ApiError> {
-    let who = caller(api, headers).await?;
-    let id: i64 = id.parse().map_err(|_| ApiError::not_found("server"))?;
-    let server = api.store.server(id).await?;
-    if server.state == ServerState::Deleted || matches!(who, Caller::Owner(o) if o != server.owner) {
-        return Err(ApiError::not_found("server"));
-    }
-    Ok(server)
-}
-
-/// A server, with what it costs now: the rate per minute of its state and, while it runs
-/// or sleeps, the cost of the current phase so far.
-async fn show_server<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    use crate::billing::{phase_cost, Phase};
-    let server = visible(&api, &headers, &id).await?;
-    let (current, world) = match &api.live {
-        Some(live) => {
-            let live = live.lock().await;
-            (live.current_phase(server.id, (api.config.now)()), live.world_size(server.id).ok())
-        }
-        None => (None, None),
-    };
-    // Sleeping is charged at the measured size once there is one.
-    let disk_mb = world.as_ref().and_then(|w| w.measured_mb).unwrap_or(server.disk_mb);
-    let per_minute = phase_cost(
-        Phase::of_state(server.state),
-        server.ram_mib,
-        disk_mb,
-        conductor_core::time::MINUTE,
-        &api.config.prices,
-    );
-    let id = server.id;
-    let mut view = serde_json::to_value(ServerView::from(server)).expect("plain data");
-    view["billing"] = json!({
-        "rate_per_minute": per_minute.to_string(),
-        "current": current.map(|(phase, since, cost)| json!({
-            "phase": phase,
-            "since": conductor_sim::timefmt::format_rfc3339(since),
-            "cost": cost.to_string(),
-        })),
-    });
-    if let Some(w) = world {
-        view["world"] = serde_json::to_value(w).expect("plain data");
-    }
-    debug_assert_eq!(view["id"], id);
-    Ok(Json(view))
-}
-
 fn no_engine() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no controller engine is running")
-}
-
-#[derive(Clone, Copy)]
-enum Act {
-    Start,
-    Stop,
-    Restart,
-}
-
-/// Start, stop or restart through the decision core; answers with the server afterwards.
-async fn act<S: Store + 'static>(
-    api: &Api<S>,
-    headers: &axum::http::HeaderMap,
-    id: &str,
-    act: Act,
-) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    let server = visible(api, headers, id).await?;
-    let live = api.live.as_ref().ok_or_else(no_engine)?;
-    let mut live = live.lock().await;
-    let now = (api.config.now)();
-    if matches!(act, Act::Stop | Act::Restart) {
-        live.request_stop(server.id, now).await.map_err(live_error)?;
-    }
-    if matches!(act, Act::Start | Act::Restart) {
-        live.request_start(server.id, now).await.map_err(live_error)?;
-    }
-    drop(live);
-    gateway::routes_changed(api).await;
-    Ok((StatusCode::ACCEPTED, Json(api.store.server(server.id).await?.into())))
-}
-
-/// Asks the decision core to start the server (placed at once, or queued).
-async fn start_server<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    act(&api, &headers, &id, Act::Start).await
-}
-
-/// Stops the server gracefully (world saved); it sleeps on its node.
-async fn stop_server<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    act(&api, &headers, &id, Act::Stop).await
-}
-
-/// Stop, then start again (a world save in between).
-async fn restart_server<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<ServerView>), ApiError> {
-    act(&api, &headers, &id, Act::Restart).await
-}
-
-/// Deletes a server that does not run (its world on the node goes too).
-async fn delete_server<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let server = visible(&api, &headers, &id).await?;
-    let now = (api.config.now)();
-    match &api.live {
-        Some(live) => live.lock().await.delete_server(server.id, now).await.map_err(live_error)?,
-        None => {
-            if matches!(server.state, ServerState::Starting | ServerState::Running | ServerState::Queued) {
-                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the server runs: stop it first"));
-            }
-            api.store.set_server_state(server.id, ServerState::Deleted, None, now).await?;
-        }
-    }
-    gateway::routes_changed(&api).await;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
