@@ -265,7 +265,7 @@ fn pki_ca(config: &Path) -> Result<()> {
 fn node_image(config: &Path) -> Result<()> {
     let cfg = conductor_controller::config::ControllerConfig::load(config)?;
     let c = &cfg.controller;
-    let images = vec![c.image.clone(), c.helper_image.clone().unwrap_or_else(|| c.image.clone())];
+    let images = cfg.images();
     let vars = conductor_controller::bootstrap::Vars {
         ca_pem: String::new(),
         cert_pem: String::new(),

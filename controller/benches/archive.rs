@@ -68,6 +68,7 @@ fn main() {
         env: vec![],
         host_port: None,
         node: None,
+        ..Default::default()
     };
     let tmp = std::env::temp_dir().join("conductor-bench-archive");
     std::fs::create_dir_all(&tmp).unwrap();

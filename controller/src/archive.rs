@@ -613,6 +613,7 @@ mod tests {
             env: vec![],
             host_port: None,
             node: None,
+            ..Default::default()
         };
         let helper = Helper { image: "standin".into(), cmd: vec![] };
         let e = restore_server(&*node, &a, &spec, &r, &helper).await.unwrap_err().to_string();

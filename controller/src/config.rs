@@ -122,8 +122,14 @@ pub struct ControllerSection {
     /// names an S3-compatible bucket (credentials from the environment).
     pub archive_dir: PathBuf,
     pub archive_s3: Option<crate::archive::S3Config>,
-    pub image: String,
+    /// The plain template "default" (the image as it is), unless templates are configured.
+    pub image: Option<String>,
     pub cmd: Option<Vec<String>>,
+    /// `[controller.templates.<name>]`: what servers may run (see `template.rs`).
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, crate::template::TemplateFile>,
+    /// The template of a server that names none ("default" if there is one).
+    pub default_template: Option<String>,
     pub helper_image: Option<String>,
     pub helper_cmd: Option<Vec<String>>,
     #[serde(default = "thirty")]
@@ -301,6 +307,7 @@ pub struct ControllerConfig {
     pub pki: Option<std::sync::Arc<crate::pki::Pki>>,
     /// The cloud-init template VMs boot with (per-VM mode): its name in errors, its text.
     pub cloud_init: Option<(String, String)>,
+    pub templates: crate::template::Templates,
 }
 
 fn secret(path: &Path, key: &str, value: &Option<String>, env: &Option<String>) -> Result<Option<String>, ConfigError> {
@@ -321,6 +328,21 @@ fn cidr_ok(s: &str) -> bool {
 }
 
 impl ControllerConfig {
+    /// The image volume helpers run.
+    pub fn helper_image(&self) -> String {
+        let c = &self.controller;
+        c.helper_image.clone().or_else(|| c.image.clone()).expect("checked at load")
+    }
+
+    /// Every image a node needs: the templates' and the helper's.
+    pub fn images(&self) -> Vec<String> {
+        let mut v = self.templates.images();
+        v.push(self.helper_image());
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub fn load(path: &Path) -> Result<ControllerConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
         let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
@@ -446,7 +468,20 @@ impl ControllerConfig {
                 }
             }
         }
+        let templates = crate::template::Templates::from_config(
+            &controller.templates,
+            controller.image.as_deref(),
+            controller.cmd.clone(),
+            controller.default_template.as_deref(),
+        )
+        .map_err(invalid)?;
+        if controller.helper_image.is_none() && controller.image.is_none() {
+            return Err(invalid(
+                "controller.helper_image: required without controller.image (the image volume helpers run)".into(),
+            ));
+        }
         Ok(ControllerConfig {
+            templates,
             file: path.into(),
             controller,
             scenario,

@@ -17,6 +17,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Bytes streamed (a world's tar, an archive): never held whole in memory.
 pub type ByteStream = Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
 
+/// How a console command reaches a server (its template says).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsoleVia {
+    /// A line on the container's standard input.
+    Stdin,
+    /// This command and the console command's words, run inside the container (an RCON client).
+    Exec(Vec<String>),
+}
+
 /// Whether trying the same call again can help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retry {
@@ -90,6 +99,22 @@ pub trait NodeDriver: Send + Sync {
     fn probe(&self, server: i64) -> BoxFuture<'_, Result<Status, DriverError>>;
     /// The last lines the server printed (for a crash report).
     fn logs_tail(&self, server: i64, lines: usize) -> BoxFuture<'_, Result<String, DriverError>>;
+    /// The container's last `lines` log lines, then (with `follow`) what it writes until it
+    /// stops or the stream is dropped.
+    fn logs(&self, server: i64, lines: usize, follow: bool) -> BoxFuture<'_, Result<ByteStream, DriverError>> {
+        let _ = (server, lines, follow);
+        Box::pin(async { Err(DriverError::permanent("this node keeps no logs")) })
+    }
+    /// Sends a console command; answers with what the console answered (stdin: nothing).
+    fn console<'a>(
+        &'a self,
+        server: i64,
+        via: &'a ConsoleVia,
+        line: &'a str,
+    ) -> BoxFuture<'a, Result<String, DriverError>> {
+        let _ = (server, via, line);
+        Box::pin(async { Err(DriverError::permanent("this node has no console")) })
+    }
     /// A tar of the server's `/data`, streamed (from its container, or from a `helper`
     /// mounting its volume when only the volume is left).
     fn download_data<'a>(&'a self, server: i64, helper: &'a Helper) -> BoxFuture<'a, Result<ByteStream, DriverError>>;

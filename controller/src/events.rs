@@ -45,6 +45,10 @@ pub const NODE_ADDED: &str = "node.added";
 pub const NODE_DRAINING: &str = "node.draining";
 /// A drained, empty joined node was removed (`{name}`).
 pub const NODE_REMOVED: &str = "node.removed";
+/// A stopped server was given another template (`{from, to}`), applied at its next start.
+pub const SERVER_TEMPLATE_CHANGED: &str = "server.template-changed";
+/// A console command was sent, the audit trail (`{by, command, ok, error}`).
+pub const CONSOLE_COMMAND: &str = "console.command";
 /// A VM has an address and its Docker API is being checked (`{name, address}`).
 pub const NODE_BOOTED: &str = "node.booted";
 pub const NODE_UNREACHABLE: &str = "node.unreachable";
@@ -105,6 +109,8 @@ pub const ALL: &[&str] = &[
     WORLD_OVER_QUOTA,
     WORLD_RECOVERED,
     NODE_CREATE_REQUESTED,
+    SERVER_TEMPLATE_CHANGED,
+    CONSOLE_COMMAND,
     NODE_CREATED,
     NODE_READY,
     NODE_BOOTED,

@@ -234,6 +234,7 @@ impl FakeNode {
             exit_code: c.exit_code,
             host_port: Some(c.host_port),
             node: None,
+            spec: None,
         }
     }
 }

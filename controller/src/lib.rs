@@ -23,6 +23,7 @@ pub mod pg;
 pub mod pki;
 pub mod serve;
 pub mod store;
+pub mod template;
 
 pub use memory::MemoryStore;
 pub use pg::PgStore;

@@ -115,6 +115,7 @@ impl Store for MemoryStore {
                 node: None,
                 created_at: now,
                 updated_at: now,
+                template: None,
             };
             s.servers.push(server.clone());
             Ok(server)
@@ -220,6 +221,15 @@ impl Store for MemoryStore {
             let x = s.nodes.iter_mut().find(|x| x.id == node.id).expect("just added");
             x.docker = Some(docker.to_owned());
             x.address = Some(address.to_owned());
+            Ok(x.clone())
+        })
+    }
+
+    async fn set_server_template(&self, id: i64, template: Option<&str>, now: Millis) -> Result<Server> {
+        self.with(|s| {
+            let x = s.servers.iter_mut().find(|x| x.id == id).ok_or_else(|| not_found("server", id))?;
+            x.template = template.map(str::to_owned);
+            x.updated_at = now;
             Ok(x.clone())
         })
     }

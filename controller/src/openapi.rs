@@ -33,11 +33,12 @@ pub fn document() -> Value {
             "/v1/owners/{id}/account": { "get": with_id(op("Balance and ledger entries: ?after=ID&limit=N", "admin or the owner", "200")) },
             "/v1/servers": {
                 "get": op("List servers (an owner sees its own)", "admin or owner", "200"),
-                "post": op("Create a server: name, ram_mib (multiple of 512), disk_mb, pay_per_use, cost_mode", "owner (admin: with owner)", "201")
+                "post": op("Create a server: name, ram_mib (multiple of 512), disk_mb, pay_per_use, cost_mode, template (422 unknown_template | plan_too_small)", "owner (admin: with owner)", "201")
             },
             "/v1/servers/{id}": {
                 "get": with_id(op("Show a server", "admin or its owner", "200")),
-                "delete": with_id(op("Delete a server that does not run", "admin or its owner", "204"))
+                "delete": with_id(op("Delete a server that does not run", "admin or its owner", "204")),
+                "patch": with_id(op("Change a stopped server: {\"template\": name | null}; applied at its next start (409 server_running)", "admin or its owner", "200"))
             },
             "/v1/servers/{id}/start": { "post": with_id(op("Start (placed or queued)", "admin or its owner", "202")) },
             "/v1/servers/{id}/stop": { "post": with_id(op("Stop gracefully (world saved)", "admin or its owner", "202")) },
@@ -93,6 +94,9 @@ pub fn document() -> Value {
     });
     // Built apart: one json! of every path passes the macro's recursion limit.
     let nodes = json!({
+            "/v1/templates": { "get": op("The templates a server may run (names of their variables, not values)", "admin or an owner", "200") },
+            "/v1/servers/{id}/logs": { "get": with_id(op("The last ?lines=N (100, at most 5000: else 400 too_many_lines) log lines as text; &follow=true streams what follows", "admin or its owner", "200")) },
+            "/v1/servers/{id}/console": { "post": with_id(op("Send a console command {\"command\"} to a running server (stdin or RCON, as its template says); 5 per 10 s (429 rate_limited); audited as console.command", "admin or its owner", "200")) },
             "/v1/nodes": { "post": op("Add a dedicated node: {\"name\", \"type\" (catalogue), \"docker\": \"tls://host:port\", \"host\": game address}; its engine must answer with a fleet-CA certificate (422 node_unreachable | node_certificate)", "admin", "201") },
             "/v1/nodes/certificates": { "post": op("Issue a joining node's engine certificate: {\"name\"} -> ca_pem, cert_pem, key_pem (once), server_name", "admin", "201") },
             "/v1/nodes/{id}": { "delete": with_id(op("Remove a drained, empty joined node (409 node_not_drained | node_not_empty | configured_node)", "admin", "204")) },

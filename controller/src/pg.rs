@@ -116,6 +116,7 @@ impl PgStore {
             node: r.get("node_id"),
             created_at: ms(r.get("created_at")),
             updated_at: ms(r.get("updated_at")),
+            template: r.get("template"),
         })
     }
 
@@ -151,7 +152,7 @@ impl PgStore {
 }
 
 const SERVER_COLUMNS: &str =
-    "id, owner_id, name, ram_mib, disk_mb, pay_per_use, cost_mode, state, node_id, created_at, updated_at";
+    "id, owner_id, name, ram_mib, disk_mb, pay_per_use, cost_mode, state, node_id, created_at, updated_at, template";
 const NODE_COLUMNS: &str =
     "id, name, kind, type_name, provider_id, state, ram_mib, usable_mib, created_at, updated_at, docker, address, drained";
 const INTENT_COLUMNS: &str = "id, key, action, data, state, created_at, outcome";
@@ -396,6 +397,20 @@ impl Store for PgStore {
                 other => other,
             })?;
         Self::node_row(&r)
+    }
+
+    async fn set_server_template(&self, id: i64, template: Option<&str>, now: Millis) -> Result<Server> {
+        let r = sqlx::query(&format!(
+            "UPDATE servers SET template = $2, updated_at = $3 WHERE id = $1 RETURNING {SERVER_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(template)
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound { what: "server", id: id.to_string() })?;
+        Self::server_row(&r)
     }
 
     async fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> Result<Node> {

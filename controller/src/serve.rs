@@ -29,6 +29,8 @@ fn now() -> Millis {
 /// and the scheduler the twin would build from the same scenario sections.
 pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
     let c = &cfg.controller;
+    let default_template = cfg.templates.of(None).clone();
+    let helper_image = cfg.helper_image();
     let mut dedicated = Vec::new();
     for (node, kind) in c.node.iter().zip(&cfg.scenario.dedicated) {
         let mut d = DockerNode::connect_with(&node.docker, node.game_host(), &node.access())?;
@@ -51,7 +53,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
                     (CloudSetup::fixed_user_data(cc.user_data.clone()), for_vm, false)
                 }
                 (None, Some(pki), Some(template)) => {
-                    let images = vec![c.image.clone(), c.helper_image.clone().unwrap_or_else(|| c.image.clone())];
+                    let images = cfg.images();
                     vm_access(pki.clone(), template.clone(), cc, images)?
                 }
                 _ => return Err("controller.cloud: vm_docker or [controller.pki] is required".into()),
@@ -69,7 +71,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         _ => None,
     };
     let helper = Helper {
-        image: c.helper_image.clone().unwrap_or_else(|| c.image.clone()),
+        image: helper_image.clone(),
         cmd: c.helper_cmd.clone().unwrap_or_else(|| vec!["/standin".into(), "hold".into()]),
     };
     let joining = crate::live::Joining {
@@ -94,8 +96,9 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         cloud,
         idle_timeout: cfg.scenario.lifecycle.idle_timeout,
         stop_timeout: Duration::from_secs(c.stop_timeout_s),
-        image: c.image.clone(),
-        cmd: c.cmd.clone(),
+        templates: cfg.templates.clone(),
+        image: default_template.image.clone(),
+        cmd: default_template.cmd.clone(),
         helper,
         archive: Arc::new(match &c.archive_s3 {
             Some(s3) => Archive::s3(s3, &|k| std::env::var(k).ok())?,

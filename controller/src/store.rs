@@ -113,6 +113,8 @@ pub struct Server {
     pub node: Option<i64>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Its template (`None`: the controller's default template).
+    pub template: Option<String>,
 }
 
 /// Where a server started or ran, from when to when (open while it runs there).
@@ -421,6 +423,13 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> impl Future<Output = Result<Node>> + Send;
     fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> impl Future<Output = Result<Node>> + Send;
+    /// Sets a server's template (`None`: the default).
+    fn set_server_template(
+        &self,
+        id: i64,
+        template: Option<&str>,
+        now: Millis,
+    ) -> impl Future<Output = Result<Server>> + Send;
     fn set_node_state(
         &self,
         id: i64,

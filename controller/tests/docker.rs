@@ -39,6 +39,7 @@ fn spec(server: i64, env: &[&str]) -> ContainerSpec {
         memory_mib: 256,
         env: env.iter().map(|s| s.to_string()).collect(),
         host_port: None,
+        ..Default::default()
     }
 }
 

@@ -105,6 +105,7 @@ impl World {
         });
         LiveConfig {
             joining: Default::default(),
+            templates: Default::default(),
             worlds: Default::default(),
             game: conductor_controller::live::GameAccess::default(),
             scheduler,

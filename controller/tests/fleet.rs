@@ -131,6 +131,7 @@ gateway_cidrs = ["127.0.0.1/32"]"#,
         conductor_controller::serve::vm_access(pki, template, &cc, images).unwrap();
     LiveConfig {
         joining: Default::default(),
+        templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
         scheduler: SchedulerConfig::reference(vm, 3),
@@ -434,6 +435,7 @@ mod joining {
                 answer_within: Duration::from_secs(2),
                 pki: Some(pki),
             },
+            templates: Default::default(),
             worlds: Default::default(),
             game: conductor_controller::live::GameAccess::default(),
             scheduler,

@@ -119,6 +119,7 @@ async fn a_world_of_several_gb_goes_to_s3_and_back_in_bounded_memory() {
         env: vec![],
         host_port: None,
         node: None,
+        ..Default::default()
     };
     NodeDriver::remove(&n, id, true).await.unwrap();
     // The world: a few files, half incompressible, half zeros, written through the driver.

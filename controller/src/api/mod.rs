@@ -5,13 +5,15 @@
 //! owner's server is "not found", so ids leak nothing. Errors are JSON
 //! `{"error": {"code", "message"}}` with a stable code; store internals are logged, not sent.
 
+mod console;
 mod gateway;
 mod nodes;
 mod servers;
 mod worlds;
 
 use servers::{
-    create_server, delete_server, list_servers, restart_server, show_server, start_server, stop_server, visible,
+    create_server, delete_server, list_servers, patch_server, restart_server, show_server, start_server, stop_server,
+    visible,
 };
 pub use servers::{CreateServer, ServerView};
 
@@ -180,7 +182,10 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/servers/{id}/start", axum::routing::post(start_server::<S>))
         .route("/v1/servers/{id}/stop", axum::routing::post(stop_server::<S>))
         .route("/v1/servers/{id}/restart", axum::routing::post(restart_server::<S>))
-        .route("/v1/servers/{id}", axum::routing::delete(delete_server::<S>))
+        .route("/v1/servers/{id}", axum::routing::delete(delete_server::<S>).patch(patch_server::<S>))
+        .route("/v1/servers/{id}/logs", get(console::logs::<S>))
+        .route("/v1/servers/{id}/console", axum::routing::post(console::console::<S>))
+        .route("/v1/templates", get(console::list_templates::<S>))
         .route("/v1/servers/{id}/backups", get(worlds::list::<S>).post(worlds::create::<S>))
         .route("/v1/servers/{id}/backups/{backup}", axum::routing::delete(worlds::delete::<S>))
         .route("/v1/servers/{id}/backups/{backup}/restore", axum::routing::post(worlds::restore::<S>))
@@ -553,6 +558,11 @@ fn live_error(e: crate::live::LiveError) -> ApiError {
         crate::live::LiveError::Invalid { code, message } => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
         }
+        crate::live::LiveError::RateLimited { retry_after_s, message } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("{message}: retry in {retry_after_s} s"),
+        ),
         crate::live::LiveError::Driver(m) => {
             eprintln!("driver error: {m}");
             ApiError::new(

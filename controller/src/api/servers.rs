@@ -16,6 +16,9 @@ pub struct CreateServer {
     /// Only the admin creates servers for someone else.
     #[serde(default)]
     pub owner: Option<i64>,
+    /// One of `GET /v1/templates` (absent: the default template).
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 fn yes() -> bool {
@@ -35,6 +38,8 @@ pub struct ServerView {
     pub node: Option<i64>,
     /// RFC 3339 (UTC).
     pub created_at: String,
+    /// Its template (`null`: the default).
+    pub template: Option<String>,
 }
 
 impl From<Server> for ServerView {
@@ -50,6 +55,7 @@ impl From<Server> for ServerView {
             state: s.state,
             node: s.node,
             created_at: conductor_sim::timefmt::format_rfc3339(s.created_at),
+            template: s.template,
         }
     }
 }
@@ -95,6 +101,14 @@ pub(super) async fn create_server<S: Store>(
         None => CostMode::Off,
         Some(m) => store::parse_cost_mode(m).map_err(|_| ApiError::invalid("cost_mode: off, suggest or auto"))?,
     };
+    // Checked before anything is stored: an unknown template or a plan too small for it.
+    if let (Some(t), Some(live)) = (&req.template, &api.live) {
+        live.lock()
+            .await
+            .templates()
+            .check(t, req.ram_mib)
+            .map_err(|(code, message)| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message))?;
+    }
     let s = NewServer {
         owner,
         name: name.into(),
@@ -104,7 +118,10 @@ pub(super) async fn create_server<S: Store>(
         cost_mode,
     };
     let now = (api.config.now)();
-    let server = api.store.create_server(s, now).await?;
+    let mut server = api.store.create_server(s, now).await?;
+    if let Some(t) = &req.template {
+        server = api.store.set_server_template(server.id, Some(t), now).await?;
+    }
     // The plan as it was at creation: what `conductor export` writes as the server's row.
     let plan = json!({
         "owner": server.owner,
@@ -112,6 +129,7 @@ pub(super) async fn create_server<S: Store>(
         "disk_mb": server.disk_mb,
         "pay_per_use": server.pay_per_use,
         "cost_mode": store::cost_mode_str(server.cost_mode),
+        "template": server.template,
     });
     api.store
         .append_event(store::NewEvent {
@@ -261,4 +279,25 @@ pub(super) async fn delete_server<S: Store + 'static>(
     }
     gateway::routes_changed(&api).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PatchServer {
+    /// A template name, or `null` for the default.
+    template: Option<String>,
+}
+
+/// Changes what a stopped server runs (for now its template); applied at its next start.
+pub(super) async fn patch_server<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    Body(req): Body<PatchServer>,
+) -> Result<Json<ServerView>, ApiError> {
+    let server = visible(&api, &headers, &id).await?;
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    let now = (api.config.now)();
+    let row = live.lock().await.set_template(now, server.id, req.template.as_deref()).await.map_err(live_error)?;
+    Ok(Json(row.into()))
 }

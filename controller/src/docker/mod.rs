@@ -4,6 +4,8 @@
 //! A server's world lives in the named volume `conductor-data-s<id>-world` mounted at `/data`.
 //! Readiness and player counts come from the Minecraft status ping, not from health checks.
 
+mod console;
+
 use crate::driver::{BoxFuture, DriverError};
 use crate::mcping;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
@@ -21,6 +23,8 @@ pub const LABEL_SERVER: &str = "conductor.server";
 /// The store id of the node a container was made for: a Docker engine shared by several
 /// nodes (or controllers) tells each its own containers.
 pub const LABEL_NODE: &str = "conductor.node";
+/// The [`ContainerSpec::digest`] a container was made from.
+pub const LABEL_SPEC: &str = "conductor.spec";
 /// The game port inside the container.
 pub const GAME_PORT: u16 = 25565;
 
@@ -57,6 +61,14 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// 24 random bytes, hex: a password nobody types.
+fn random_secret() -> String {
+    use rand::TryRngCore;
+    let mut bytes = [0u8; 24];
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl DockerError {
     fn from_io(e: std::io::Error) -> DockerError {
         DockerError::Data(e.to_string())
@@ -64,7 +76,7 @@ impl DockerError {
 }
 
 /// What the controller wants a server's container to be.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ContainerSpec {
     pub server: i64,
     pub image: String,
@@ -76,6 +88,37 @@ pub struct ContainerSpec {
     pub host_port: Option<u16>,
     /// The node it is made for (labelled; see [`LABEL_NODE`]).
     pub node: Option<i64>,
+    /// Where the world volume is mounted (`None`: /data).
+    pub data_path: Option<String>,
+    /// CPU limit in billionths of a CPU; CPU shares follow the plan's RAM either way.
+    pub nano_cpus: Option<i64>,
+    /// Keep standard input open (a console on stdin).
+    pub open_stdin: bool,
+    /// A variable given a fresh random value when the container is made (an RCON
+    /// password): in the container's environment only, never in the spec or its digest.
+    pub secret_env: Option<String>,
+    pub stop_signal: Option<String>,
+}
+
+impl ContainerSpec {
+    /// What the container is made of, as a label: a container made from another spec (a
+    /// template or plan changed while the server was stopped) is made anew at its start.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = serde_json::json!([
+            self.image,
+            self.cmd,
+            self.memory_mib,
+            self.env,
+            self.data_path,
+            self.nano_cpus,
+            self.open_stdin,
+            self.secret_env,
+            self.stop_signal,
+        ])
+        .to_string();
+        Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// An image and command for volume helper containers (they idle until SIGTERM).
@@ -96,6 +139,8 @@ pub struct ContainerInfo {
     pub host_port: Option<u16>,
     /// The node it was made for, if labelled.
     pub node: Option<i64>,
+    /// The digest of the spec it was made from, if labelled ([`LABEL_SPEC`]).
+    pub spec: Option<String>,
 }
 
 pub fn container_name(server: i64) -> String {
@@ -411,8 +456,14 @@ impl DockerNode {
 
     /// Creates the server's container unless it exists (a retry finds the first one).
     pub async fn ensure_container(&self, spec: &ContainerSpec) -> Result<ContainerInfo, DockerError> {
+        let digest = spec.digest();
         if let Some(info) = self.inspect(spec.server).await? {
-            return Ok(info);
+            // A running container is left as it is (a change applies at its next start); a
+            // stopped one made from another spec goes, its volume kept.
+            if info.running || info.spec.as_deref() == Some(digest.as_str()) || info.spec.is_none() {
+                return Ok(info);
+            }
+            self.remove(spec.server, false).await?;
         }
         let port = format!("{GAME_PORT}/tcp");
         let mut bindings = HashMap::new();
@@ -430,16 +481,28 @@ impl DockerNode {
         if let Some(node) = spec.node {
             labels.insert(LABEL_NODE.to_string(), node.to_string());
         }
+        labels.insert(LABEL_SPEC.to_string(), digest);
+        let mut env = spec.env.clone();
+        if let Some(var) = &spec.secret_env {
+            env.push(format!("{var}={}", random_secret()));
+        }
+        let data_path = spec.data_path.as_deref().unwrap_or("/data");
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.cmd.clone(),
-            env: Some(spec.env.clone()),
+            env: Some(env),
             labels: Some(labels),
             exposed_ports: Some(HashMap::from([(port, HashMap::new())])),
+            open_stdin: Some(spec.open_stdin),
+            stdin_once: Some(false),
+            stop_signal: spec.stop_signal.clone(),
             host_config: Some(HostConfig {
                 memory: Some(i64::from(spec.memory_mib) * 1024 * 1024),
+                // 1024 shares per GiB of plan: under contention CPU follows what was paid.
+                cpu_shares: Some((i64::from(spec.memory_mib)).max(2)),
+                nano_cpus: spec.nano_cpus,
                 port_bindings: Some(bindings),
-                binds: Some(vec![format!("{}:/data", volume_name(spec.server))]),
+                binds: Some(vec![format!("{}:{data_path}", volume_name(spec.server))]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -531,6 +594,7 @@ impl DockerNode {
                 .and_then(|c| c.labels.as_ref())
                 .and_then(|l| l.get(LABEL_NODE))
                 .and_then(|n| n.parse().ok()),
+            spec: c.config.as_ref().and_then(|c| c.labels.as_ref()).and_then(|l| l.get(LABEL_SPEC)).cloned(),
         }))
     }
 
@@ -770,24 +834,6 @@ impl From<DockerError> for crate::driver::DriverError {
     }
 }
 
-impl DockerNode {
-    /// The last `lines` lines of the container's output (stdout and stderr).
-    pub async fn logs_tail(&self, server: i64, lines: usize) -> Result<String, DockerError> {
-        let options = bollard::query_parameters::LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: lines.to_string(),
-            ..Default::default()
-        };
-        let mut stream = self.docker.logs(&container_name(server), Some(options));
-        let mut out = String::new();
-        while let Some(chunk) = stream.next().await {
-            out.push_str(&chunk?.to_string());
-        }
-        Ok(out)
-    }
-}
-
 impl crate::driver::NodeDriver for DockerNode {
     fn engine(&self) -> &str {
         self.engine_id.get().unwrap_or(&self.endpoint)
@@ -812,6 +858,22 @@ impl crate::driver::NodeDriver for DockerNode {
     }
     fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {
         Box::pin(async move { Ok(DockerNode::ensure_container(self, spec).await?) })
+    }
+    fn logs(
+        &self,
+        server: i64,
+        lines: usize,
+        follow: bool,
+    ) -> BoxFuture<'_, Result<crate::driver::ByteStream, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::logs_stream(self, server, lines, follow).await?) })
+    }
+    fn console<'a>(
+        &'a self,
+        server: i64,
+        via: &'a crate::driver::ConsoleVia,
+        line: &'a str,
+    ) -> BoxFuture<'a, Result<String, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::console(self, server, via, line).await?) })
     }
     fn start(&self, server: i64) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move { Ok(DockerNode::start(self, server).await?) })

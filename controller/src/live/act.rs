@@ -24,14 +24,22 @@ use conductor_core::{Command, NodeKind, Restore};
 
 impl<S: Store> Live<S> {
     pub(super) fn container(&self, server: ServerId, node: i64) -> ContainerSpec {
+        let store_id = self.server_ids[server.0 as usize];
+        let t = self.template_of(store_id);
+        let plan = self.core.plan_ram(server);
         ContainerSpec {
             node: Some(node),
-            server: self.server_ids[server.0 as usize],
-            image: self.cfg.image.clone(),
-            cmd: self.cfg.cmd.clone(),
-            memory_mib: self.core.plan_ram(server),
-            env: Vec::new(),
-            host_port: self.game_port(self.server_ids[server.0 as usize]),
+            server: store_id,
+            image: t.image.clone(),
+            cmd: t.cmd.clone(),
+            memory_mib: plan,
+            env: t.env(plan),
+            host_port: self.game_port(store_id),
+            data_path: Some(t.data_path.clone()),
+            nano_cpus: t.nano_cpus(plan),
+            open_stdin: t.console == crate::template::Console::Stdin,
+            secret_env: t.secret_env().map(str::to_owned),
+            stop_signal: t.stop_signal.clone(),
         }
     }
 

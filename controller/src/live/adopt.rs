@@ -11,7 +11,10 @@ use conductor_core::NodeKind;
 
 impl<S: Store> Live<S> {
     /// Rebuilds the scheduler from the store; pending intents are resumed.
-    pub async fn start(store: Arc<S>, cfg: LiveConfig, now: Millis) -> Result<Live<S>, LiveError> {
+    pub async fn start(store: Arc<S>, mut cfg: LiveConfig, now: Millis) -> Result<Live<S>, LiveError> {
+        if cfg.templates.by_name.is_empty() {
+            cfg.templates = crate::template::Templates::plain(&cfg.image, cfg.cmd.clone());
+        }
         let types: Vec<DedicatedType> = cfg.dedicated.iter().map(|d| d.kind.clone()).collect();
         let core = Scheduler::new(cfg.scheduler.clone(), &types, Vec::new());
         // Its seq makes this run's intent keys unique.
@@ -39,6 +42,8 @@ impl<S: Store> Live<S> {
             ready_checks: HashMap::new(),
             vm_addresses: HashMap::new(),
             joined: HashMap::new(),
+            template_names: HashMap::new(),
+            console_times: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             placed_at: HashMap::new(),

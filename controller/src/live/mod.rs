@@ -22,6 +22,7 @@
 
 mod act;
 mod adopt;
+mod console;
 mod intents;
 mod nodes;
 mod objects;
@@ -78,6 +79,9 @@ pub enum LiveError {
     /// What was asked cannot be done as given (`code` says what).
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// Too many of these too fast: try again in `retry_after_s`.
+    #[error("{message}")]
+    RateLimited { retry_after_s: u64, message: String },
 }
 
 /// What the engine knows about a node's health.
@@ -112,6 +116,10 @@ pub struct Live<S: Store> {
     vm_addresses: HashMap<NodeId, String>,
     /// Dedicated nodes that joined through the admin API, by name.
     joined: HashMap<NodeId, String>,
+    /// Servers' own templates, by store id (absent or `None`: the default).
+    template_names: HashMap<i64, Option<String>>,
+    /// When each server's recent console commands were sent (the rate limit).
+    console_times: HashMap<i64, std::collections::VecDeque<Millis>>,
     timers: BTreeMap<(Millis, u64), Timer>,
     timer_seq: u64,
     /// When each starting server was placed (the start timeout runs from there).
@@ -286,6 +294,17 @@ impl<S: Store> Live<S> {
             );
             self.plan_disk_mb.push(s.disk_mb);
         }
+        self.template_names.insert(s.id, s.template.clone());
+    }
+
+    /// The templates this controller offers.
+    pub fn templates(&self) -> &crate::template::Templates {
+        &self.cfg.templates
+    }
+
+    /// A server's template (the default when it names none, or one no longer offered).
+    pub fn template_of(&self, store_id: i64) -> &Arc<crate::template::Template> {
+        self.cfg.templates.of(self.template_names.get(&store_id).and_then(|t| t.as_deref()))
     }
 
     fn id_of(&self, store_id: i64) -> Result<ServerId, LiveError> {

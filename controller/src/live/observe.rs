@@ -608,7 +608,9 @@ impl<S: Store> Live<S> {
 
     /// The images a node must hold before it takes servers.
     pub(super) fn images_needed(&self) -> Vec<String> {
-        let mut images = vec![self.cfg.image.clone(), self.cfg.helper.image.clone()];
+        let mut images = self.cfg.templates.images();
+        images.push(self.cfg.helper.image.clone());
+        images.sort();
         images.dedup();
         images
     }

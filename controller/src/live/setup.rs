@@ -157,6 +157,8 @@ pub struct LiveConfig {
     pub game: GameAccess,
     pub worlds: Worlds,
     pub joining: Joining,
+    /// The templates servers run (empty: the plain template of `image`/`cmd`).
+    pub templates: crate::template::Templates,
 }
 
 /// How a node added through the admin API is reached: its name, Docker endpoint and game
