@@ -150,3 +150,32 @@ fn a_remote_node_names_the_address_its_game_ports_are_reached_at() {
     let cfg = example(&[("host = \"127.0.0.1\"", "")]).unwrap();
     assert_eq!(cfg.controller.node[0].game_host(), "127.0.0.1", "a local socket defaults to loopback");
 }
+
+/// Templates: the example's two reach the engine; a bad one is named by its key path.
+#[test]
+fn templates_load_with_their_default_and_bad_ones_are_named_by_key() {
+    let cfg = example(&[]).unwrap();
+    let names: Vec<&str> = cfg.templates.by_name.keys().map(String::as_str).collect();
+    assert_eq!(names, ["standin", "standin-rcon"]);
+    assert_eq!(cfg.templates.default, "standin");
+    assert_eq!(cfg.images(), ["localhost/conductor-standin:test"]);
+    let live = conductor_controller::serve::live_config(&cfg).unwrap();
+    assert_eq!(live.templates.of(None).env(1024).last().unwrap(), "JVM_OPTS=-Xms768M -Xmx768M");
+
+    let e = example(&[("default_template = \"standin\"", "default_template = \"paper\"")]).err().unwrap();
+    assert!(e.contains("controller.default_template: \"paper\" is not a template"), "{e}");
+    let e = example(&[("memory_headroom_mib = 256 ", "memory_headroom_mib = 256\nheap = 1 ")]).err().unwrap();
+    assert!(e.contains("controller.templates") && e.contains("unknown field `heap`"), "{e}");
+    let e = example(&[("stop_signal = \"SIGINT\"", "stop_signal = \"INT\"")]).err().unwrap();
+    assert!(e.contains("controller.templates.standin-rcon.stop_signal"), "{e}");
+    let e = example(&[("helper_image = \"localhost/conductor-standin:test\"", "")]).err().unwrap();
+    assert!(e.contains("controller.helper_image: required"), "{e}");
+    // A plain image is the template "default", and the default without default_template.
+    let plain = example(&[(
+        "default_template = \"standin\"",
+        "image = \"localhost/conductor-standin:test\"",
+    )])
+    .unwrap();
+    assert_eq!(plain.templates.default, "default");
+    assert!(plain.templates.of(None).env(1024).is_empty(), "the image as it is");
+}
