@@ -171,11 +171,7 @@ fn templates_load_with_their_default_and_bad_ones_are_named_by_key() {
     let e = example(&[("helper_image = \"localhost/conductor-standin:test\"", "")]).err().unwrap();
     assert!(e.contains("controller.helper_image: required"), "{e}");
     // A plain image is the template "default", and the default without default_template.
-    let plain = example(&[(
-        "default_template = \"standin\"",
-        "image = \"localhost/conductor-standin:test\"",
-    )])
-    .unwrap();
+    let plain = example(&[("default_template = \"standin\"", "image = \"localhost/conductor-standin:test\"")]).unwrap();
     assert_eq!(plain.templates.default, "default");
     assert!(plain.templates.of(None).env(1024).is_empty(), "the image as it is");
 }

@@ -48,6 +48,14 @@ async fn suite(s: &impl Store) {
     let b1 = s.create_server(server(bob.id, "survival"), T + 11).await.unwrap();
     assert!(matches!(s.create_server(server(alice.id, "survival"), T).await, Err(StoreError::Conflict(_))));
     assert!(matches!(s.create_server(server(4242, "x"), T).await, Err(StoreError::NotFound { .. })));
+    // A server's template: none (the default) until set, and back to none.
+    assert_eq!(a1.template, None);
+    let t = s.set_server_template(a1.id, Some("paper"), T + 12).await.unwrap();
+    assert_eq!((t.template.as_deref(), t.updated_at), (Some("paper"), T + 12));
+    assert_eq!(s.server(a1.id).await.unwrap().template.as_deref(), Some("paper"));
+    let a1 = s.set_server_template(a1.id, None, T + 13).await.unwrap();
+    assert_eq!(a1.template, None);
+    assert!(matches!(s.set_server_template(4242, None, T).await, Err(StoreError::NotFound { .. })));
     let mut zero = server(alice.id, "zero");
     zero.ram_mib = 0;
     assert!(matches!(s.create_server(zero, T).await, Err(StoreError::Invalid(_))));
