@@ -46,6 +46,7 @@ image = "unused"
 [[controller.node]]
 name = "ded-1"
 docker = "tcp://127.0.0.1:9"
+host = "127.0.0.1"
 
 [controller.cloud]
 token = "unused"
