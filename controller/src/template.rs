@@ -73,6 +73,12 @@ pub struct TemplateFile {
     pub rcon_cli: Vec<String>,
     /// The signal a stop sends (the image saves the world on it); absent: the image's own.
     pub stop_signal: Option<String>,
+    /// A console command a stop sends first (e.g. "stop"); the container is then given
+    /// `stop_timeout_s` to exit by itself before the signal.
+    pub stop_command: Option<String>,
+    /// The ready check: the Minecraft status ping, answered within this many seconds of the
+    /// start (a large modpack boots for minutes); absent: `controller.start_timeout_s`.
+    pub start_timeout_s: Option<u64>,
 }
 
 fn data_path() -> String {
@@ -107,6 +113,9 @@ pub struct Template {
     pub console: Console,
     pub rcon_cli: Vec<String>,
     pub stop_signal: Option<String>,
+    pub stop_command: Option<String>,
+    /// Milliseconds a start may take before it is given up (`None`: the controller's).
+    pub start_timeout: Option<i64>,
 }
 
 /// The variable a server property is passed in.
@@ -137,6 +146,8 @@ impl Template {
             console: Console::Stdin,
             rcon_cli: rcon_cli(),
             stop_signal: None,
+            stop_command: None,
+            start_timeout: None,
         }
     }
 
@@ -195,7 +206,19 @@ impl Template {
                 return Err(format!("{}: a signal name such as \"SIGTERM\", got {s:?}", key("stop_signal")));
             }
         }
+        if let Some(c) = &f.stop_command {
+            if c.trim().is_empty() || c.chars().any(char::is_control) {
+                return Err(format!("{}: one console line, e.g. \"stop\"", key("stop_command")));
+            }
+        }
+        let start_timeout = match f.start_timeout_s {
+            Some(0) => return Err(format!("{}: at least 1", key("start_timeout_s"))),
+            Some(s) => Some(i64::try_from(s).unwrap_or(i64::MAX / 1000).saturating_mul(1000)),
+            None => None,
+        };
         Ok(Template {
+            stop_command: f.stop_command,
+            start_timeout,
             name: name.into(),
             image: f.image,
             cmd: f.cmd,
@@ -249,6 +272,14 @@ impl Template {
             env.push("ENABLE_RCON=true".into());
         }
         env
+    }
+
+    /// How a console command reaches this template's servers.
+    pub fn console_via(&self) -> crate::driver::ConsoleVia {
+        match self.console {
+            Console::Stdin => crate::driver::ConsoleVia::Stdin,
+            Console::Rcon => crate::driver::ConsoleVia::Exec(self.rcon_cli.clone()),
+        }
     }
 
     /// The variable that gets a fresh random password when the container is made.
@@ -396,6 +427,8 @@ console = "rcon""#,
         assert!(both.contains("JVM_OPTS is set by both env and heap_env"), "{both}");
         assert!(e("image = \"x\"\ncpus_per_gib = 0").starts_with("controller.templates.t.cpus_per_gib"));
         assert!(e("image = \"x\"\nstop_signal = \"TERM\"").contains("SIGTERM"));
+        assert!(e("image = \"x\"\nstart_timeout_s = 0").starts_with("controller.templates.t.start_timeout_s"));
+        assert!(e("image = \"x\"\nstop_command = \"\"").starts_with("controller.templates.t.stop_command"));
         assert!(e("image = \"x\"\nenv = { \"bad-name\" = \"1\" }").contains("not a variable name"));
         let unknown = toml::from_str::<TemplateFile>("image = \"x\"\nheap = 1").unwrap_err().to_string();
         assert!(unknown.contains("unknown field"), "{unknown}");

@@ -56,7 +56,18 @@ heap_format = "mib"
 memory_headroom_mib = 512
 console = "rcon"
 rcon_cli = ["/standin", "rcon-cli"]
-stop_signal = "SIGINT""#,
+stop_signal = "SIGINT"
+stop_command = "stop""#,
+                img = common::IMAGE
+            )),
+        ),
+        (
+            // Boots for ten minutes; its ready check allows five seconds.
+            "standin-slow".to_owned(),
+            file(&format!(
+                r#"image = "{img}"
+env = {{ READY_AFTER_MS = "600000" }}
+start_timeout_s = 5"#,
                 img = common::IMAGE
             )),
         ),
@@ -194,7 +205,7 @@ async fn two_templates_run_with_their_image_heap_and_environment_and_the_console
     let (s, list) = r.call("GET", "/v1/templates", OWNER, None).await;
     assert_eq!(s, StatusCode::OK, "{list}");
     let names: Vec<&str> = list["templates"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["standin-rcon", "standin-stdin"]);
+    assert_eq!(names, ["standin-rcon", "standin-slow", "standin-stdin"]);
     assert!(!list.to_string().contains("from the template"), "no env values: {list}");
 
     // Bad choices change nothing.
@@ -347,8 +358,33 @@ async fn two_templates_run_with_their_image_heap_and_environment_and_the_console
         json!({ "from": "standin-stdin", "to": "standin-rcon" })
     );
 
+    // Its stop sends the template's stop command first: the server saves and exits by itself.
+    r.call("POST", &format!("/v1/servers/{a}/stop"), OWNER, None).await;
+    r.until(a, ServerState::Sleeping).await;
+    let (_, logs) = r.call("GET", &format!("/v1/servers/{a}/logs?lines=20"), OWNER, None).await;
+    let logs = logs.as_str().unwrap().to_owned();
+    assert!(logs.contains("standin: rcon: stop") && logs.contains("saved the world (saves=2)"), "{logs}");
+
+    // The template's ready check: a server that does not answer within its 5 s is given up
+    // (the controller's own start_timeout_s is 300 s).
+    let (_, c) = r.call("POST", "/v1/servers", OWNER, Some(create("c", 1024, "standin-slow"))).await;
+    let c = c["id"].as_i64().unwrap();
+    r.call("POST", &format!("/v1/servers/{c}/start"), OWNER, None).await;
+    let failed = |events: &[conductor_controller::store::Event]| {
+        events.iter().any(|e| e.kind == "server.start-failed" && e.server == Some(c))
+    };
+    let mut waited = 0;
+    while !failed(&store.events(0, 100_000).await.unwrap()) {
+        assert!(waited < 30, "the slow start was not given up within 30 s");
+        let now = r.clock.fetch_add(S, Ordering::SeqCst) + S;
+        conductor_controller::serve::step(r.api.live.as_ref().unwrap(), now).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert!(waited >= 4, "not before its 5 s: given up after {waited} s");
+
     drop(r);
-    for id in [a, b] {
+    for id in [a, b, c] {
         docker.remove(id, true).await.unwrap();
     }
     let _ = std::fs::remove_dir_all(&archive_dir);

@@ -287,7 +287,11 @@ impl<S: Store> Live<S> {
                 };
                 Ok(Call::Place { node: d, spec: self.container(id, *node), source })
             }
-            Action::Stop { server, node } => Ok(Call::Stop { node: self.driver(*node)?.1, server: *server }),
+            Action::Stop { server, node } => {
+                let t = self.template_of(*server);
+                let console = t.stop_command.clone().map(|c| (t.console_via(), c));
+                Ok(Call::Stop { node: self.driver(*node)?.1, server: *server, console })
+            }
             Action::Discard { node, .. } | Action::Remove { node, .. } | Action::Archive { node, .. }
                 if self.waits_for_dead(*node) =>
             {

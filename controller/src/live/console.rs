@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::driver::ConsoleVia;
-use crate::template::Console;
 
 /// Console commands a server takes within [`CONSOLE_WINDOW`].
 pub const CONSOLE_BURST: usize = 5;
@@ -79,12 +78,7 @@ impl<S: Store> Live<S> {
             message: "the server's node cannot be reached now".into(),
         })?;
         sent.push_back(now);
-        let t = self.template_of(store_id);
-        let via = match t.console {
-            Console::Stdin => ConsoleVia::Stdin,
-            Console::Rcon => ConsoleVia::Exec(t.rcon_cli.clone()),
-        };
-        Ok((driver, via))
+        Ok((driver, self.template_of(store_id).console_via()))
     }
 
     /// The audit trail of a console command: who sent what, and whether it went through.

@@ -162,11 +162,14 @@ impl<S: Store> Live<S> {
         }
         self.stopped_seen(now, &running).await?;
         // Starts that ran out of time (wherever they are: a silent node's too).
-        let timeout = self.cfg.healing.start_timeout;
+        let timeout =
+            |s: ServerId| self.template_of(self.sid(s)).start_timeout.unwrap_or(self.cfg.healing.start_timeout);
         let late: Vec<ServerId> = self
             .placed_at
             .iter()
-            .filter(|(s, at)| now - **at >= timeout && matches!(self.core.residence(**s), Residence::Starting { .. }))
+            .filter(|(s, at)| {
+                now - **at >= timeout(**s) && matches!(self.core.residence(**s), Residence::Starting { .. })
+            })
             .map(|(s, _)| *s)
             .collect();
         for server in late {

@@ -25,15 +25,50 @@ pub(super) enum Source {
 
 /// One driver call sequence of an intent, with everything it needs (no engine access).
 pub(super) enum Call {
-    Place { node: Arc<dyn NodeDriver>, spec: ContainerSpec, source: Source },
-    Stop { node: Arc<dyn NodeDriver>, server: i64 },
-    Archive { node: Arc<dyn NodeDriver>, server: i64, key: String },
-    Remove { node: Arc<dyn NodeDriver>, server: i64, volume: bool },
-    CreateVm { cloud: Arc<dyn CloudDriver>, new: NewVm },
-    DeleteVm { cloud: Arc<dyn CloudDriver>, id: Option<i64>, name: String, selector: String },
-    Backup { node: Arc<dyn NodeDriver>, server: i64, key: String },
-    RestoreBackup { node: Arc<dyn NodeDriver>, spec: ContainerSpec, backup: ArchiveRef },
-    DropObject { key: String },
+    Place {
+        node: Arc<dyn NodeDriver>,
+        spec: ContainerSpec,
+        source: Source,
+    },
+    /// `console`: the template's stop command, sent first (the container then exits by itself).
+    Stop {
+        node: Arc<dyn NodeDriver>,
+        server: i64,
+        console: Option<(crate::driver::ConsoleVia, String)>,
+    },
+    Archive {
+        node: Arc<dyn NodeDriver>,
+        server: i64,
+        key: String,
+    },
+    Remove {
+        node: Arc<dyn NodeDriver>,
+        server: i64,
+        volume: bool,
+    },
+    CreateVm {
+        cloud: Arc<dyn CloudDriver>,
+        new: NewVm,
+    },
+    DeleteVm {
+        cloud: Arc<dyn CloudDriver>,
+        id: Option<i64>,
+        name: String,
+        selector: String,
+    },
+    Backup {
+        node: Arc<dyn NodeDriver>,
+        server: i64,
+        key: String,
+    },
+    RestoreBackup {
+        node: Arc<dyn NodeDriver>,
+        spec: ContainerSpec,
+        backup: ArchiveRef,
+    },
+    DropObject {
+        key: String,
+    },
 }
 
 pub(super) struct Job {
@@ -281,7 +316,16 @@ impl Ctx {
                     _ => Output::Unit,
                 })
             }
-            Call::Stop { node, server } => {
+            Call::Stop { node, server, console } => {
+                if let Some((via, command)) = console {
+                    // Best effort: a console that does not take it leaves the signal to stop it.
+                    if timed(t, node.console(*server, via, command)).await.is_ok() {
+                        let until = tokio::time::Instant::now() + self.stop_timeout;
+                        while tokio::time::Instant::now() < until && matches!(node.running(*server).await, Ok(true)) {
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                    }
+                }
                 let deadline = t + self.stop_timeout;
                 timed(deadline, node.stop(*server, self.stop_timeout)).await.map(|_| Output::Unit)
             }
