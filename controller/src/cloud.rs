@@ -265,17 +265,46 @@ impl HetznerCloud {
         .await
     }
 
+    /// The image a create names: `snapshot:<label selector>` is the newest available
+    /// snapshot carrying those labels (prepared with `conductor node image`); anything else
+    /// (a name, a numeric id) as it is.
+    async fn image(&self, image: &str) -> Result<String, CloudError> {
+        let Some(selector) = image.strip_prefix("snapshot:") else { return Ok(image.to_owned()) };
+        if selector.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(selector.to_owned());
+        }
+        let found = self
+            .call(|| async {
+                let params = hcloud::apis::images_api::ListImagesParams {
+                    r#type: Some(vec!["snapshot".into()]),
+                    label_selector: Some(selector.to_owned()),
+                    sort: Some(vec!["created:desc".into()]),
+                    ..Default::default()
+                };
+                let r = hcloud::apis::images_api::list_images(&self.config, params).await.map_err(api_error)?;
+                Ok(r.images
+                    .iter()
+                    .filter(|i| i.status == hcloud::models::image::Status::Available)
+                    .max_by(|a, b| a.created.cmp(&b.created))
+                    .map(|i| i.id))
+            })
+            .await?;
+        found.map(|id| id.to_string()).ok_or_else(|| CloudError::Api {
+            status: 404,
+            code: "not_found".into(),
+            message: format!("no available snapshot has the labels {selector:?} (controller.cloud.image)"),
+        })
+    }
+
     /// Creates the VM, or finds it if a VM of that name exists (a retry after a crash or a
     /// lost answer). Returns the VM and the create action to wait for (if this call made it).
     pub async fn create(&self, new: &NewVm) -> Result<(Vm, Option<i64>), CloudError> {
         let network = self.network().await?;
+        let image = self.image(&new.image).await?;
         let made = self
             .call(|| async {
-                let mut req = hcloud::models::CreateServerRequest::new(
-                    new.image.clone(),
-                    new.name.clone(),
-                    new.type_name.clone(),
-                );
+                let mut req =
+                    hcloud::models::CreateServerRequest::new(image.clone(), new.name.clone(), new.type_name.clone());
                 req.labels = Some(new.labels.clone());
                 req.location = new.location.clone();
                 req.user_data = new.user_data.clone();

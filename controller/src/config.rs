@@ -68,7 +68,8 @@ pub struct CloudConfigFile {
     /// The value of the `conductor-managed` label on this controller's VMs.
     pub cluster: String,
     /// The image VMs boot: an image name (`ubuntu-24.04`: the bootstrap installs the engine)
-    /// or `snapshot:<id>` (a snapshot prepared with `conductor node image`).
+    /// or `snapshot:<id>` / `snapshot:<label selector>` (the newest available snapshot with
+    /// those labels), prepared with `conductor node image`.
     pub image: String,
     pub location: Option<String>,
     /// One engine for every VM (local runs and tests: `unix:///run/podman/podman.sock`),
@@ -460,9 +461,10 @@ impl ControllerConfig {
                 }
             }
             if let Some(id) = c.image.strip_prefix("snapshot:") {
-                if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                let selector_ok = |b: u8| b.is_ascii_alphanumeric() || b"._-/=,!".contains(&b);
+                if id.is_empty() || !id.bytes().all(selector_ok) {
                     return Err(invalid(format!(
-                        "controller.cloud.image: snapshot:<id> takes the snapshot's numeric id, got {:?}",
+                        "controller.cloud.image: snapshot:<numeric id> or snapshot:<label selector> (e.g. snapshot:conductor-node=v3), got {:?}",
                         c.image
                     )));
                 }

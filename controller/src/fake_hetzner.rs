@@ -44,6 +44,9 @@ pub struct Behaviour {
     pub subnet: u8,
     /// The private networks that exist (ids 1, 2, … in this order).
     pub networks: Vec<String>,
+    /// Snapshots `GET /v1/images?type=snapshot&label_selector=…` lists: (id, labels, created
+    /// as seconds since the epoch).
+    pub snapshots: Vec<(i64, HashMap<String, String>, u64)>,
 }
 
 impl Default for Behaviour {
@@ -59,6 +62,7 @@ impl Default for Behaviour {
             slow_ms: 0,
             subnet: 0,
             networks: vec!["conductor".into()],
+            snapshots: Vec::new(),
         }
     }
 }
@@ -74,6 +78,7 @@ struct FakeServer {
     /// (network id, address) when attached to a network.
     private: Option<(i64, String)>,
     public_ip: String,
+    image: String,
 }
 
 struct FakeAction {
@@ -197,6 +202,7 @@ impl FakeHetzner {
             .route("/v1/servers/{id}", get(get_server).delete(delete_server))
             .route("/v1/actions/{id}", get(get_action))
             .route("/v1/networks", get(list_networks))
+            .route("/v1/images", get(list_images))
             .layer(axum::middleware::from_fn_with_state(self.clone(), gate))
             .with_state(self.clone())
     }
@@ -380,6 +386,7 @@ async fn create_server(State(fake): State<FakeHetzner>, body: axum::body::Bytes)
         user_data: req.user_data.clone(),
         private: network.map(|n| (n, format!("127.{}.0.{host}", b.subnet))),
         public_ip: format!("192.0.2.{host}"),
+        image: req.image.clone(),
     };
     let action_model = FakeHetzner::action_model(&action);
     inner.actions.push(action);
@@ -430,6 +437,49 @@ async fn get_action(State(fake): State<FakeHetzner>, Path(id): Path<i64>) -> Res
 }
 
 #[derive(Deserialize)]
+struct ImageQuery {
+    r#type: Option<String>,
+    label_selector: Option<String>,
+}
+
+async fn list_images(State(fake): State<FakeHetzner>, Query(q): Query<ImageQuery>) -> Response {
+    let b = fake.behaviour.lock().expect("behaviour lock").clone();
+    if q.r#type.as_deref().is_some_and(|t| t != "snapshot") {
+        return Json(models::ListImagesResponse::new(Vec::new(), *meta(0))).into_response();
+    }
+    let mut found: Vec<&(i64, HashMap<String, String>, u64)> =
+        b.snapshots.iter().filter(|(_, l, _)| q.label_selector.as_deref().is_none_or(|sel| matches(l, sel))).collect();
+    found.sort_by_key(|(_, _, created)| std::cmp::Reverse(*created));
+    let images: Vec<models::Image> = found
+        .into_iter()
+        .map(|(id, labels, created)| {
+            let at = std::time::UNIX_EPOCH + Duration::from_secs(*created);
+            models::Image::new(
+                models::Architecture::X86,
+                None,
+                iso(at),
+                None,
+                None,
+                None,
+                format!("snapshot {id}"),
+                40.0,
+                *id,
+                Some(1.0),
+                labels.clone(),
+                None,
+                models::image::OsFlavor::Ubuntu,
+                Some("24.04".into()),
+                models::Protection::new(false),
+                models::image::Status::Available,
+                models::image::Type::Snapshot,
+            )
+        })
+        .collect();
+    let n = images.len();
+    Json(models::ListImagesResponse::new(images, *meta(n))).into_response()
+}
+
+#[derive(Deserialize)]
 struct NetworkQuery {
     name: Option<String>,
 }
@@ -467,6 +517,8 @@ pub struct FakeServerView {
     pub name: String,
     pub private_ip: Option<String>,
     pub user_data: Option<String>,
+    /// The image it was created from (a name or an id).
+    pub image: String,
 }
 
 /// The user data each server was created with, by name (to check cloud-init in tests).
@@ -481,6 +533,7 @@ impl FakeHetzner {
                 name: s.name.clone(),
                 private_ip: s.private.as_ref().map(|p| p.1.clone()),
                 user_data: s.user_data.clone(),
+                image: s.image.clone(),
             })
             .collect()
     }

@@ -61,7 +61,8 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
             Some(CloudSetup {
                 client: Arc::new(client),
                 cluster: cc.cluster.clone(),
-                image: cc.image.strip_prefix("snapshot:").unwrap_or(&cc.image).to_owned(),
+                // `snapshot:<id or labels>`: the cloud driver resolves it at each create.
+                image: cc.image.clone(),
                 location: cc.location.clone(),
                 user_data,
                 docker_for_vm,

@@ -289,3 +289,24 @@ async fn vms_are_reached_on_their_private_network_address() {
     assert!(e.to_string().contains("\"elsewhere\""), "{e}");
     assert_eq!(fake.servers().len(), 3, "nothing created");
 }
+
+/// `snapshot:<labels>` boots the newest available snapshot with those labels (through the
+/// real hcloud client's image listing); a numeric id is used as it is; no match is a
+/// permanent error naming the selector, and nothing is created.
+#[tokio::test]
+async fn a_snapshot_is_chosen_by_its_labels_newest_first() {
+    let label = |v: &str| HashMap::from([("conductor-node".to_string(), v.to_string())]);
+    let snapshots = vec![(7, label("v2"), 100), (11, label("v3"), 300), (9, label("v3"), 200), (12, label("v4"), 50)];
+    let fake = FakeHetzner::new(Behaviour { action_ms: 0, snapshots, ..Behaviour::default() });
+    let url = fake.serve(0).await.unwrap();
+    let cloud = HetznerCloud::new("t", Some(&url), quick());
+    let with = |name: &str, image: &str| NewVm { image: image.into(), ..new_vm(name) };
+    cloud.create(&with("cdt-s1", "snapshot:conductor-node=v3")).await.unwrap();
+    cloud.create(&with("cdt-s2", "snapshot:123456")).await.unwrap();
+    let images: Vec<String> = fake.servers().into_iter().map(|s| s.image).collect();
+    assert_eq!(images, ["11", "123456"], "the newest v3 snapshot, then the id as given");
+    let e = cloud.create(&with("cdt-s3", "snapshot:conductor-node=v9")).await.unwrap_err();
+    assert_eq!(e.retry(), conductor_controller::driver::Retry::Permanent, "{e}");
+    assert!(e.to_string().contains("conductor-node=v9"), "{e}");
+    assert_eq!(fake.servers().len(), 2, "nothing created");
+}

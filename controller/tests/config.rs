@@ -134,8 +134,11 @@ fn per_vm_mode_needs_the_ca_and_the_controllers_addresses() {
     assert!(e.contains("controller.cloud.gateway_cidrs") && e.contains("\"10.0.1.0\""), "{e}");
     let snap = example(&[(shared, &per_vm), ("image = \"ubuntu-24.04\"", "image = \"snapshot:123456\"")]).unwrap();
     assert_eq!(snap.cloud_init.as_ref().unwrap().0, "attach.yaml");
-    let e = example(&[(shared, &per_vm), ("image = \"ubuntu-24.04\"", "image = \"snapshot:latest\"")]).err().unwrap();
-    assert!(e.contains("controller.cloud.image") && e.contains("numeric id"), "{e}");
+    let labels = example(&[(shared, &per_vm), ("image = \"ubuntu-24.04\"", "image = \"snapshot:conductor-node=v3\"")]);
+    assert_eq!(labels.unwrap().cloud_init.unwrap().0, "attach.yaml", "a snapshot by its labels");
+    let e =
+        example(&[(shared, &per_vm), ("image = \"ubuntu-24.04\"", "image = \"snapshot:the latest\"")]).err().unwrap();
+    assert!(e.contains("controller.cloud.image") && e.contains("label selector"), "{e}");
     let missing = per_vm.replace(&key_file.display().to_string(), "/nonexistent/ca.pem");
     let e = example(&[(shared, &missing)]).err().unwrap();
     assert!(e.contains("controller.pki.ca_key") && e.contains("/nonexistent/ca.pem"), "{e}");
