@@ -95,7 +95,7 @@ pub fn document() -> Value {
     // Built apart: one json! of every path passes the macro's recursion limit.
     let nodes = json!({
             "/v1/templates": { "get": op("The templates a server may run (names of their variables, not values)", "admin or an owner", "200") },
-            "/v1/servers/{id}/logs": { "get": with_id(op("The last ?lines=N (100, at most 5000: else 400 too_many_lines) log lines as text; &follow=true streams what follows", "admin or its owner", "200")) },
+            "/v1/servers/{id}/logs": { "get": with_id(op("The last ?lines=N (100, at most 5000: else 400 too_many_lines) log lines as text; &follow=true streams what follows (4 followers per server: 429 rate_limited)", "admin or its owner", "200")) },
             "/v1/servers/{id}/console": { "post": with_id(op("Send a console command {\"command\"} to a running server (stdin or RCON, as its template says); 5 per 10 s (429 rate_limited); audited as console.command", "admin or its owner", "200")) },
             "/v1/nodes": { "post": op("Add a dedicated node: {\"name\", \"type\" (catalogue), \"docker\": \"tls://host:port\", \"host\": game address}; its engine must answer with a fleet-CA certificate (422 node_unreachable | node_certificate)", "admin", "201") },
             "/v1/nodes/certificates": { "post": op("Issue a joining node's engine certificate: {\"name\"} -> ca_pem, cert_pem, key_pem (once), server_name", "admin", "201") },

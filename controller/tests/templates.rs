@@ -280,7 +280,25 @@ async fn two_templates_run_with_their_image_heap_and_environment_and_the_console
         seen.push_str(&String::from_utf8_lossy(&chunk.expect("open").unwrap()));
     }
     assert!(seen.contains("starting version 1.8.9"), "the tail came first: {seen}");
+    // At most four followers per server; one that leaves makes room.
+    let open = || async {
+        let req = Request::builder()
+            .uri(format!("/v1/servers/{a}/logs?lines=1&follow=true"))
+            .header("authorization", format!("Bearer {OWNER}"))
+            .body(HttpBody::empty())
+            .unwrap();
+        r.app.clone().oneshot(req).await.unwrap()
+    };
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        let resp = open().await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        more.push(resp);
+    }
+    assert_eq!(open().await.status(), StatusCode::TOO_MANY_REQUESTS, "a fifth follower waits");
     drop(follow);
+    assert_eq!(open().await.status(), StatusCode::OK, "room again");
+    drop(more);
 
     // b's console is RCON: the answer comes back, and the stand-in logged it.
     let (s, v) = r.call("POST", &format!("/v1/servers/{b}/console"), OWNER, Some(json!({ "command": "say hi" }))).await;

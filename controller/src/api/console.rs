@@ -75,10 +75,20 @@ pub(super) async fn logs<S: Store + 'static>(
         ));
     }
     let live = api.live.as_ref().ok_or_else(no_engine)?;
-    let driver = live.lock().await.logs_driver(server.id).map_err(live_error)?;
+    let (driver, token) = {
+        let mut live = live.lock().await;
+        let driver = live.logs_driver(server.id).map_err(live_error)?;
+        let token = if q.follow { Some(live.follow_token(server.id).map_err(live_error)?) } else { None };
+        (driver, token)
+    };
     let stream = driver.logs(server.id, q.lines, q.follow).await.map_err(|e| {
         ApiError::new(StatusCode::BAD_GATEWAY, "driver_failed", format!("the node did not give the logs: {e}"))
     })?;
+    // The token goes when the client does (the body, and so the stream, is dropped).
+    let stream = futures_util::StreamExt::map(stream, move |chunk| {
+        let _held = &token;
+        chunk
+    });
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream)).into_response())
 }
 

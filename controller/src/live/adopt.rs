@@ -44,6 +44,7 @@ impl<S: Store> Live<S> {
             joined: HashMap::new(),
             template_names: HashMap::new(),
             console_times: HashMap::new(),
+            follows: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             placed_at: HashMap::new(),

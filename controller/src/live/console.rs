@@ -8,6 +8,8 @@ use crate::driver::ConsoleVia;
 /// Console commands a server takes within [`CONSOLE_WINDOW`].
 pub const CONSOLE_BURST: usize = 5;
 pub const CONSOLE_WINDOW: Millis = 10_000;
+/// Log streams followed at once per server.
+pub const MAX_FOLLOWS: usize = 4;
 
 impl<S: Store> Live<S> {
     /// Gives a stopped server another template (`None`: the default); it applies at its
@@ -38,6 +40,18 @@ impl<S: Store> Live<S> {
         let data = json!({ "from": before, "to": name });
         self.event(now, SERVER_TEMPLATE_CHANGED, Some(store_id), None, data).await?;
         Ok(row)
+    }
+
+    /// A token held while a server's log is followed: at most [`MAX_FOLLOWS`] at once.
+    pub fn follow_token(&mut self, store_id: i64) -> Result<Arc<()>, LiveError> {
+        let token = self.follows.entry(store_id).or_default();
+        if Arc::strong_count(token) > MAX_FOLLOWS {
+            return Err(LiveError::RateLimited {
+                retry_after_s: 5,
+                message: format!("at most {MAX_FOLLOWS} followed log streams per server at once"),
+            });
+        }
+        Ok(token.clone())
     }
 
     /// The driver of the node a server's container is on (running or asleep there).

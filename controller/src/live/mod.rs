@@ -120,6 +120,8 @@ pub struct Live<S: Store> {
     template_names: HashMap<i64, Option<String>>,
     /// When each server's recent console commands were sent (the rate limit).
     console_times: HashMap<i64, std::collections::VecDeque<Millis>>,
+    /// One token per server; each followed log stream holds a clone.
+    follows: HashMap<i64, Arc<()>>,
     timers: BTreeMap<(Millis, u64), Timer>,
     timer_seq: u64,
     /// When each starting server was placed (the start timeout runs from there).
