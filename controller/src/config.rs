@@ -328,6 +328,20 @@ fn cidr_ok(s: &str) -> bool {
     ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
 }
 
+/// Scenario sections only the twin reads, and what they are.
+const TWIN_ONLY: &[(&str, &str)] = &[
+    ("dataset", "the recorded demand: the controller's demand is live"),
+    ("window", "the replayed time window"),
+    ("transform", "what-if transforms of recorded demand"),
+    ("upgrades", "scripted plan changes: live ones go through PATCH /v1/servers/{id}"),
+    ("failures", "injected node failures: live ones are observed"),
+    ("jobs", "generated job arrivals"),
+    ("variant", "the workbench's variants"),
+    ("sweep", "the workbench's sweeps"),
+    ("objective", "the workbench's objective"),
+    ("output", "the workbench's outputs"),
+];
+
 impl ControllerConfig {
     /// The image volume helpers run.
     pub fn helper_image(&self) -> String {
@@ -353,6 +367,15 @@ impl ControllerConfig {
             .map_err(|e| invalid(format!("controller.{}: {}", e.path(), e.inner().message())))?;
         // `[gateway]` is the gateway's (`conductor gateway` reads it from the same file).
         table.remove("gateway");
+        // The twin's own sections mean nothing live — `[[transform]]` could even change the
+        // prices the controller bills with: refused, not ignored.
+        for (key, what) in TWIN_ONLY {
+            if table.contains_key(*key) {
+                return Err(invalid(format!(
+                    "{key}: a twin-only section ({what}); a controller config does not take it"
+                )));
+            }
+        }
         // The rest is a scenario without a dataset: the controller's demand is live.
         table.entry("name").or_insert_with(|| toml::Value::String("controller".into()));
         table.entry("dataset").or_insert_with(|| toml::Value::String("-".into()));

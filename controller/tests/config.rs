@@ -178,3 +178,28 @@ fn templates_load_with_their_default_and_bad_ones_are_named_by_key() {
     assert_eq!(plain.templates.default, "default");
     assert!(plain.templates.of(None).env(1024).is_empty(), "the image as it is");
 }
+
+/// Twin-only sections are refused in a controller config, named by key; a twin scenario with
+/// a `[controller]` section is refused by the twin.
+#[test]
+fn twin_only_sections_are_refused_by_the_controller_and_controller_keys_by_the_twin() {
+    for (section, key) in [
+        ("[window]\nstart = \"2025-01-01T00:00:00Z\"\nend = \"2025-01-02T00:00:00Z\"", "window"),
+        ("[[transform]]\nkind = \"scale-demand\"\nfactor = 2", "transform"),
+        ("[[upgrades]]\nserver = \"s1\"\nat = \"2025-01-01T00:00:00Z\"\nram_gib = 4", "upgrades"),
+        ("[failures]\nrate_per_node_per_30d = 1", "failures"),
+        ("[jobs]\nper_day = 3", "jobs"),
+    ] {
+        let e = example(&[("[lifecycle]", &format!("{section}\n\n[lifecycle]"))]).err().unwrap();
+        assert!(e.contains(&format!("{key}: a twin-only section")), "{key}: {e}");
+    }
+    let e = example(&[("catalogue = ", "dataset = \"datasets/demo\"\ncatalogue = ")]).err().unwrap();
+    assert!(e.contains("dataset: a twin-only section"), "{e}");
+
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let text = std::fs::read_to_string(format!("{root}/scenarios/reference.toml")).unwrap();
+    let with_controller = format!("{text}\n[controller]\nmode = \"observe\"\n");
+    let path = std::path::Path::new(root).join("scenarios/reference.toml");
+    let e = conductor_sim::scenario::Scenario::parse(&path, &with_controller).unwrap_err().to_string();
+    assert!(e.contains("controller"), "{e}");
+}

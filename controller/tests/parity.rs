@@ -214,7 +214,9 @@ async fn the_controller_decides_as_the_twin_on_the_same_state() {
     let scenario_file: PathBuf = dir.join("scenario.toml");
     std::fs::write(&scenario_file, &text).unwrap();
     let controller_file = dir.join("controller.toml");
-    std::fs::write(&controller_file, format!("{text}{CONTROLLER}")).unwrap();
+    // The scenario without its dataset (a twin-only key the controller refuses).
+    let live_text: String = text.lines().filter(|l| !l.starts_with("dataset = ")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&controller_file, format!("{live_text}{CONTROLLER}")).unwrap();
 
     let scenario = Scenario::load(&scenario_file).unwrap();
     let cfg = ControllerConfig::load(&controller_file).unwrap();
