@@ -392,15 +392,12 @@ fn verify(ca_pem: &str, cert_pem: &str, name: &str) -> Result<(), rustls::Error>
 /// their own loopback addresses (127.32.0.N), certificates from `POST /v1/nodes/certificates`.
 mod joining {
     use super::*;
-    use axum::body::Body as HttpBody;
-    use axum::http::{Request, StatusCode};
+    use axum::http::StatusCode;
     use conductor_controller::api::{router, Api, ApiConfig};
     use conductor_controller::live::{node_server_name, Joining};
     use conductor_controller::store::token_hash;
-    use http_body_util::BodyExt;
     use serde_json::{json, Value};
     use std::sync::atomic::{AtomicI64, Ordering};
-    use tower::ServiceExt;
 
     const ADMIN: &str = "admin-secret-token";
 
@@ -479,16 +476,7 @@ mod joining {
         }
 
         async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-            let req = Request::builder()
-                .method(method)
-                .uri(path)
-                .header("authorization", format!("Bearer {ADMIN}"))
-                .header("content-type", "application/json");
-            let body = body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string()));
-            let resp = self.app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-            let status = resp.status();
-            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            common::call(&self.app, method, path, ADMIN, body).await
         }
 
         /// Ticks a second of virtual time per round until the server is in `want`.

@@ -16,7 +16,6 @@ use conductor_controller::template::{TemplateFile, Templates};
 use conductor_core::catalogue::Reserve;
 use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
 use futures_util::StreamExt;
-use http_body_util::BodyExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -124,17 +123,7 @@ struct Rig<St: Store> {
 
 impl<St: Store + 'static> Rig<St> {
     async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json");
-        let body = body.map_or_else(HttpBody::empty, |b| HttpBody::from(b.to_string()));
-        let resp = self.app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::String(text)))
+        common::call(&self.app, method, path, token, body).await
     }
 
     async fn until(&self, id: i64, want: ServerState) {
