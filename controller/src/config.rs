@@ -376,6 +376,12 @@ impl ControllerConfig {
                 )));
             }
         }
+        if table.get("lifecycle").and_then(|l| l.get("delays_from")).is_some() {
+            return Err(invalid(
+                "lifecycle.delays_from: twin-only (a replay's delays from a dataset); the controller measures its own"
+                    .into(),
+            ));
+        }
         // The rest is a scenario without a dataset: the controller's demand is live.
         table.entry("name").or_insert_with(|| toml::Value::String("controller".into()));
         table.entry("dataset").or_insert_with(|| toml::Value::String("-".into()));

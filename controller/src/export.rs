@@ -18,6 +18,7 @@
 use crate::store::Event;
 use conductor_core::time::SECOND;
 use conductor_core::Millis;
+use conductor_sim::dataset::{Fit, Measured};
 use conductor_sim::timefmt::format_rfc3339;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -169,7 +170,33 @@ pub fn build(
     let mut open: HashMap<i64, Millis> = HashMap::new();
     let mut sessions = Vec::new();
     let mut lengthened = 0;
+    // The fleet's own delays: placement (no restore) → started; the cloud's create → ready.
+    let (mut placed, mut boots): (HashMap<i64, Millis>, Vec<Millis>) = Default::default();
+    let (mut created, mut provisioning): (HashMap<i64, Millis>, Vec<Millis>) = Default::default();
     for e in events.iter().filter(|e| e.at <= until) {
+        let in_window = e.at >= since;
+        match (e.kind.as_str(), e.server, e.node) {
+            ("server.placed", Some(s), _) if e.data["restore"] == "None" => {
+                placed.insert(s, e.at);
+            }
+            ("server.placed" | "server.start-failed" | "server.crashed", Some(s), _) => {
+                placed.remove(&s);
+            }
+            ("server.started", Some(s), _) => {
+                if let Some(at) = placed.remove(&s).filter(|_| in_window) {
+                    boots.push(e.at - at);
+                }
+            }
+            ("node.created", _, Some(n)) => {
+                created.insert(n, e.at);
+            }
+            ("node.ready", _, Some(n)) => {
+                if let Some(at) = created.remove(&n).filter(|_| in_window) {
+                    provisioning.push(e.at - at);
+                }
+            }
+            _ => {}
+        }
         let Some(server) = e.server else { continue };
         match e.kind.as_str() {
             "server.created" => {
@@ -216,7 +243,16 @@ pub fn build(
     }
     sessions.sort_by_key(|s| (s.start, s.server));
     let servers: Vec<ServerRow> = servers.into_values().filter(|s| s.created_at <= until).collect();
-    let meta_toml = meta_toml(meta, since, until, servers.len(), &sessions, still_open, lengthened);
+    let measured = Measured { boot: Fit::of(&boots), provisioning: Fit::of(&provisioning) };
+    let mut meta_toml = meta_toml(meta, since, until, servers.len(), &sessions, still_open, lengthened);
+    if measured != Measured::default() {
+        #[derive(serde::Serialize)]
+        struct Table<'a> {
+            measured: &'a Measured,
+        }
+        meta_toml.push('\n');
+        meta_toml.push_str(&toml::to_string(&Table { measured: &measured }).expect("plain data"));
+    }
     Ok(Export { servers, sessions, still_open, lengthened, meta_toml })
 }
 

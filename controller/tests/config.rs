@@ -195,6 +195,8 @@ fn twin_only_sections_are_refused_by_the_controller_and_controller_keys_by_the_t
     }
     let e = example(&[("catalogue = ", "dataset = \"datasets/demo\"\ncatalogue = ")]).err().unwrap();
     assert!(e.contains("dataset: a twin-only section"), "{e}");
+    let e = example(&[("[lifecycle]", "[lifecycle]\ndelays_from = \"dataset\"")]).err().unwrap();
+    assert!(e.contains("lifecycle.delays_from: twin-only"), "{e}");
 
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let text = std::fs::read_to_string(format!("{root}/scenarios/reference.toml")).unwrap();

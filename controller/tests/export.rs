@@ -107,6 +107,55 @@ fn sessions_follow_the_rules_of_the_event_log() {
     assert!(e.contains("server 9"), "{e}");
 }
 
+/// The fleet's own delays go into `meta.toml` (`[measured]`, log-normal fits), and a scenario
+/// with `lifecycle.delays_from = "dataset"` takes them: boots of 20 s and 80 s (median 40 s,
+/// sigma ln 2), a restore-start left out, one VM ready 60 s after its create.
+#[test]
+fn the_measured_delays_reach_the_twin() {
+    let node =
+        |seq, at, kind: &str, n| Event { seq, at, kind: kind.into(), server: None, node: Some(n), data: json!({}) };
+    let placed = |seq, at, s, restore: &str| ev(seq, at, "server.placed", s, json!({ "restore": restore }));
+    let events = vec![
+        placed(1, T0 + MIN, 1, "None"),
+        ev(2, T0 + MIN + 20_000, "server.started", 1, json!({})),
+        placed(3, T0 + 2 * MIN, 2, "None"),
+        ev(4, T0 + 2 * MIN + 80_000, "server.started", 2, json!({})),
+        placed(5, T0 + 3 * MIN, 3, "Archive"),
+        ev(6, T0 + 3 * MIN + 500_000, "server.started", 3, json!({})),
+        node(7, T0 + 4 * MIN, "node.created", 7),
+        node(8, T0 + 5 * MIN, "node.ready", 7),
+    ];
+    let servers = [row(1, false), row(2, false), row(3, false)];
+    let x = build(&servers, &events, T0, T0 + 60 * MIN, &meta()).unwrap();
+    let text = &x.meta_toml;
+    assert!(text.contains("[measured.boot]\nsamples = 2\nmedian_s = 40.0\nsigma = 0.6931\n"), "{text}");
+    assert!(text.contains("[measured.provisioning]\nsamples = 1\nmedian_s = 60.0\nsigma = 0.0\n"), "{text}");
+
+    let dir = std::env::temp_dir().join(format!("conductor-measured-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    x.write(&dir.join("data"), false).unwrap();
+    Dataset::load(&dir.join("data")).expect("the twin loads a dataset with [measured]");
+    let scenario = |extra: &str| {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let text = format!(
+            "name = \"m\"\ndataset = \"data\"\ncatalogue = \"{root}/scenarios/catalogue.toml\"\n\n[[fleet.dedicated]]\ntype = \"AX41\"\ncount = 1\n\n[fleet.cloud]\ntype = \"cx23\"\nmax_vms = 2\n\n[lifecycle]\n{extra}\n\n[policy]\nkind = \"reference\"\n"
+        );
+        let path = dir.join("s.toml");
+        std::fs::write(&path, &text).unwrap();
+        Scenario::load(&path).map_err(|e| e.to_string())
+    };
+    let s = scenario("delays_from = \"dataset\"").unwrap();
+    assert_eq!(format!("{:?}", s.lifecycle.boot), "LogNormal { median: 40000, sigma: 0.6931 }");
+    assert_eq!(format!("{:?}", s.lifecycle.provisioning), "LogNormal { median: 60000, sigma: 0.0 }");
+    let e = scenario("delays_from = \"yesterday\"").unwrap_err();
+    assert!(e.contains("lifecycle.delays_from"), "{e}");
+    // A dataset without measurements says so.
+    std::fs::write(dir.join("data/meta.toml"), text.split("\n[measured").next().unwrap()).unwrap();
+    let e = scenario("delays_from = \"dataset\"").unwrap_err();
+    assert!(e.contains("lifecycle.delays_from") && e.contains("no [measured] table"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_over_http_is_a_dataset_the_twin_replays() {
     let store = Arc::new(MemoryStore::new());

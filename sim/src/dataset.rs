@@ -86,6 +86,59 @@ pub struct RawMeta {
     pub license: String,
     #[serde(default)]
     pub notes: String,
+    /// What a live fleet measured (`conductor export` writes it); a scenario may take its
+    /// lifecycle delays from here (`lifecycle.delays_from = "dataset"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Measured>,
+}
+
+/// Delays measured by a live fleet, each fitted as a log-normal distribution.
+#[derive(Deserialize, serde::Serialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Measured {
+    /// From a placement without restore to the server answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<Fit>,
+    /// From the cloud's create of a VM to its engine being ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<Fit>,
+}
+
+/// A log-normal fit: the median and the standard deviation of the natural logarithm.
+#[derive(Deserialize, serde::Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fit {
+    pub samples: u32,
+    pub median_s: f64,
+    pub sigma: f64,
+}
+
+impl Fit {
+    /// The fit of some durations (ms); `None` without any.
+    pub fn of(durations_ms: &[Millis]) -> Option<Fit> {
+        if durations_ms.is_empty() {
+            return None;
+        }
+        let logs: Vec<f64> = durations_ms.iter().map(|&d| (d.max(1) as f64 / 1000.0).ln()).collect();
+        let n = logs.len() as f64;
+        let mean = logs.iter().sum::<f64>() / n;
+        let var = logs.iter().map(|l| (l - mean) * (l - mean)).sum::<f64>() / n;
+        // Rounded: the text of meta.toml stays the same for the same events.
+        let round = |x: f64, scale: f64| (x * scale).round() / scale;
+        Some(Fit {
+            samples: logs.len() as u32,
+            median_s: round(mean.exp(), 1000.0),
+            sigma: round(var.sqrt(), 10_000.0),
+        })
+    }
+}
+
+/// The `[measured]` table of a dataset's `meta.toml`, if it has one.
+pub fn measured(dir: &Path) -> Result<Option<Measured>, String> {
+    let path = dir.join("meta.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let raw: RawMeta = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    Ok(raw.measured)
 }
 
 #[derive(Debug, Clone, PartialEq)]

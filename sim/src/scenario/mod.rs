@@ -294,6 +294,9 @@ struct RawLifecycle {
     /// restarted (a crash loop).
     crash_limit: Option<u32>,
     crash_window_s: Option<Dec>,
+    /// `"dataset"`: boot and VM provisioning as the dataset's `[measured]` says (a live
+    /// fleet's own delays, from `conductor export`); the values above where it has none.
+    delays_from: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -471,6 +474,30 @@ impl Scenario {
             "lifecycle.provisioning_distribution",
             &err,
         )?;
+        let (boot, provisioning) = match l.delays_from.as_deref() {
+            None => (boot, provisioning),
+            Some("dataset") => {
+                let dir = base.join(&raw.dataset);
+                let m =
+                    crate::dataset::measured(&dir).map_err(|e| err("lifecycle.delays_from", e))?.ok_or_else(|| {
+                        err(
+                            "lifecycle.delays_from",
+                            format!(
+                                "{}/meta.toml has no [measured] table (conductor export writes one)",
+                                dir.display()
+                            ),
+                        )
+                    })?;
+                let fit = |f: &Option<crate::dataset::Fit>, fallback: Delay| match f {
+                    Some(f) => Delay::LogNormal { median: (f.median_s * 1000.0).round() as Millis, sigma: f.sigma },
+                    None => fallback,
+                };
+                (fit(&m.boot, boot), fit(&m.provisioning, provisioning))
+            }
+            Some(other) => {
+                return Err(err("lifecycle.delays_from", format!("expected \"dataset\", got {other:?}")));
+            }
+        };
         let restore_mb_per_s = l.restore_mb_per_s.unwrap_or(100);
         if restore_mb_per_s == 0 {
             return Err(err("lifecycle.restore_mb_per_s", "expected a positive bandwidth in MB/s".into()));
