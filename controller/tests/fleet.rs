@@ -19,9 +19,8 @@ use conductor_controller::fake_hetzner::{Behaviour, FakeHetzner};
 use conductor_controller::live::{CloudSetup, DedicatedNode, Healing, Live, LiveConfig, Mode};
 use conductor_controller::pki::{vm_server_name, Pki};
 use conductor_controller::store::{EntryKind, NewEntry, NewServer, ServerState, Store};
-use conductor_core::catalogue::Reserve;
 use conductor_core::model::CostMode;
-use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use conductor_core::{Millis, SchedulerConfig};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -96,25 +95,7 @@ impl VmSim {
 }
 
 fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, pki: Arc<Pki>, archive: &std::path::Path) -> LiveConfig {
-    let vm = CloudType {
-        name: "cx23".into(),
-        ram_mib: 2048,
-        cores: 2,
-        disk_gb: 40,
-        disk_reserve_gb: 0,
-        hourly_eur: Decimal::new(6, 3),
-        monthly_cap_eur: Decimal::new(399, 2),
-        reserve: Reserve::Mib(0),
-    };
-    let dedicated = DedicatedType {
-        name: "tiny".into(),
-        ram_mib: 1024,
-        cores: 2,
-        disk_gb: 40,
-        disk_reserve_gb: 0,
-        monthly_eur: Decimal::from(10),
-        reserve: Reserve::Mib(0),
-    };
+    let (vm, dedicated) = (common::rig::vm_type(), common::rig::dedicated_type("tiny", 1024));
     let cc: CloudConfigFile = toml::from_str(&format!(
         r#"cluster = "fleet{pid}"
 image = "ubuntu-24.04"
@@ -393,41 +374,16 @@ fn verify(ca_pem: &str, cert_pem: &str, name: &str) -> Result<(), rustls::Error>
 mod joining {
     use super::*;
     use axum::http::StatusCode;
-    use conductor_controller::api::{router, Api, ApiConfig};
+    use common::rig::{dedicated_type, vm_type, Rig, ADMIN};
     use conductor_controller::live::{node_server_name, Joining};
-    use conductor_controller::store::token_hash;
     use serde_json::{json, Value};
     use std::sync::atomic::{AtomicI64, Ordering};
 
-    const ADMIN: &str = "admin-secret-token";
-
-    fn tiny(name: &str, ram_mib: u32) -> DedicatedType {
-        DedicatedType {
-            name: name.into(),
-            ram_mib,
-            cores: 2,
-            disk_gb: 40,
-            disk_reserve_gb: 0,
-            monthly_eur: Decimal::from(10),
-            reserve: Reserve::Mib(0),
-        }
-    }
-
     fn config(docker: Arc<DockerNode>, pki: Arc<Pki>, archive: &std::path::Path) -> LiveConfig {
-        let vm = CloudType {
-            name: "cx23".into(),
-            ram_mib: 2048,
-            cores: 2,
-            disk_gb: 40,
-            disk_reserve_gb: 0,
-            hourly_eur: Decimal::new(6, 3),
-            monthly_cap_eur: Decimal::new(399, 2),
-            reserve: Reserve::Mib(0),
-        };
-        let scheduler = SchedulerConfig::reference(vm, 0);
+        let scheduler = SchedulerConfig::reference(vm_type(), 0);
         LiveConfig {
             joining: Joining {
-                types: [("small".to_owned(), tiny("small", 2048))].into(),
+                types: [("small".to_owned(), dedicated_type("small", 2048))].into(),
                 connect: Some(conductor_controller::serve::join_access(pki.clone()).unwrap()),
                 answer_within: Duration::from_secs(2),
                 pki: Some(pki),
@@ -436,7 +392,7 @@ mod joining {
             worlds: Default::default(),
             game: conductor_controller::live::GameAccess::default(),
             scheduler,
-            dedicated: vec![DedicatedNode { name: "ded-1".into(), kind: tiny("tiny", 1024), docker }],
+            dedicated: vec![DedicatedNode { name: "ded-1".into(), kind: dedicated_type("tiny", 1024), docker }],
             cloud: None,
             idle_timeout: 300 * S,
             stop_timeout: Duration::from_secs(10),
@@ -447,67 +403,6 @@ mod joining {
             mode: Mode::Enforce,
             billing: BillingSetup::default(),
             healing: Healing::default(),
-        }
-    }
-
-    struct Rig<St: Store> {
-        app: axum::Router,
-        api: Arc<Api<St>>,
-        clock: Arc<AtomicI64>,
-    }
-
-    impl<St: Store + 'static> Rig<St> {
-        fn new(store: Arc<St>, live: Live<St>, clock: Arc<AtomicI64>) -> Self {
-            let now = clock.clone();
-            let api = Arc::new(Api {
-                store,
-                config: ApiConfig {
-                    admin_token_sha256: token_hash(ADMIN),
-                    max_plan_mib: 2048,
-                    now: Box::new(move || now.load(Ordering::SeqCst)),
-                    prices: Default::default(),
-                    stripe_secret: None,
-                    warn_before: 86_400_000,
-                },
-                live: Some(Arc::new(tokio::sync::Mutex::new(live))),
-                routes: Default::default(),
-            });
-            Rig { app: router(api.clone()), api, clock }
-        }
-
-        async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-            common::call(&self.app, method, path, ADMIN, body).await
-        }
-
-        /// Ticks a second of virtual time per round until the server is in `want`.
-        async fn until(&self, id: i64, want: ServerState) {
-            for _ in 0..150 {
-                let now = self.clock.fetch_add(S, Ordering::SeqCst) + S;
-                conductor_controller::serve::step(self.api.live.as_ref().unwrap(), now).await.unwrap();
-                if state(&*self.api.store, id).await == want {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let events = self.api.store.events(0, 100_000).await.unwrap();
-            let tail: Vec<String> = events
-                .iter()
-                .rev()
-                .take(25)
-                .map(|e| format!("{} {:?} {:?} {}", e.kind, e.server, e.node, e.data))
-                .collect();
-            panic!(
-                "timed out waiting for server {id} to be {want:?}; the last events (newest first):\n{}",
-                tail.join("\n")
-            );
-        }
-
-        async fn ticks(&self, n: usize) {
-            for _ in 0..n {
-                let now = self.clock.fetch_add(S, Ordering::SeqCst) + S;
-                conductor_controller::serve::step(self.api.live.as_ref().unwrap(), now).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
         }
     }
 
@@ -551,13 +446,13 @@ mod joining {
         }
         let clock = Arc::new(AtomicI64::new(t0));
         let live = Live::start(store.clone(), config(docker.clone(), pki.clone(), &archive_dir), t0).await.unwrap();
-        let mut rig = Rig::new(store.clone(), live, clock.clone());
+        let mut rig = Rig::new(store.clone(), live, clock.clone(), 2048);
 
         // a fills the configured node; b waits: there is no room and no cloud.
-        let (s, v) = rig.call("POST", &format!("/v1/servers/{}/start", a.id), None).await;
+        let (s, v) = rig.call("POST", &format!("/v1/servers/{}/start", a.id), ADMIN, None).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         rig.until(a.id, ServerState::Running).await;
-        rig.call("POST", &format!("/v1/servers/{}/start", b.id), None).await;
+        rig.call("POST", &format!("/v1/servers/{}/start", b.id), ADMIN, None).await;
         rig.ticks(3).await;
         assert_eq!(state(&*store, b.id).await, ServerState::Queued);
 
@@ -565,14 +460,14 @@ mod joining {
         // with a certificate of another CA.
         let nodes_before = store.nodes().await.unwrap().len();
         let join = |name: &str, t: &str, docker: &str| json!({ "name": name, "type": t, "docker": docker, "host": "127.32.0.1" });
-        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "huge", "tls://127.32.0.1:42376"))).await;
+        let (s, v) = rig.call("POST", "/v1/nodes", ADMIN, Some(join("n1", "huge", "tls://127.32.0.1:42376"))).await;
         assert_eq!(
             (s, v["error"]["code"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_node_type")),
             "{v}"
         );
         assert!(v["error"]["message"].as_str().unwrap().contains("small"), "names the known types: {v}");
-        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", "unix:///run/docker.sock"))).await;
+        let (s, v) = rig.call("POST", "/v1/nodes", ADMIN, Some(join("n1", "small", "unix:///run/docker.sock"))).await;
         assert_eq!(
             (s, v["error"]["code"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("unsupported_endpoint")),
@@ -581,7 +476,7 @@ mod joining {
         // Accepts TCP and never speaks.
         let silent = tokio::net::TcpListener::bind("127.32.0.9:0").await.unwrap();
         let silent_at = format!("tls://{}", silent.local_addr().unwrap());
-        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", &silent_at))).await;
+        let (s, v) = rig.call("POST", "/v1/nodes", ADMIN, Some(join("n1", "small", &silent_at))).await;
         assert_eq!(
             (s, v["error"]["code"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("node_unreachable")),
@@ -598,7 +493,8 @@ mod joining {
             socket.clone(),
         )
         .await;
-        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", &format!("tls://{}", foreign.addr)))).await;
+        let (s, v) =
+            rig.call("POST", "/v1/nodes", ADMIN, Some(join("n1", "small", &format!("tls://{}", foreign.addr)))).await;
         assert_eq!(
             (s, v["error"]["code"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("node_certificate")),
@@ -609,7 +505,7 @@ mod joining {
 
         // The node gets its certificate from the API and joins; b is placed there at once and
         // answers its status ping on the node's address.
-        let (s, cert) = rig.call("POST", "/v1/nodes/certificates", Some(json!({ "name": "n1" }))).await;
+        let (s, cert) = rig.call("POST", "/v1/nodes/certificates", ADMIN, Some(json!({ "name": "n1" }))).await;
         assert_eq!(s, StatusCode::CREATED, "{cert}");
         assert_eq!(cert["server_name"], "n1.node.conductor");
         assert_eq!(cert["ca_pem"], pki.ca_pem());
@@ -618,11 +514,11 @@ mod joining {
             common::tls::front("127.32.0.1:0", pki.ca_pem(), cert["cert_pem"].as_str().unwrap(), key, socket.clone())
                 .await;
         let endpoint = format!("tls://{}", front.addr);
-        let (s, node) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", &endpoint))).await;
+        let (s, node) = rig.call("POST", "/v1/nodes", ADMIN, Some(join("n1", "small", &endpoint))).await;
         assert_eq!(s, StatusCode::CREATED, "{node}");
         let n1 = node["id"].as_i64().unwrap();
         assert_eq!((node["address"].as_str(), node["usable_mib"].as_u64()), (Some("127.32.0.1"), Some(2048)));
-        let (s, v) = rig.call("POST", "/v1/nodes", Some(join("n1", "small", &endpoint))).await;
+        let (s, v) = rig.call("POST", "/v1/nodes", ADMIN, Some(join("n1", "small", &endpoint))).await;
         assert_eq!(s, StatusCode::CONFLICT, "a name is joined once: {v}");
         rig.until(b.id, ServerState::Running).await;
         assert_eq!(store.server(b.id).await.unwrap().node, Some(n1));
@@ -640,33 +536,33 @@ mod joining {
             Live::start(store.clone(), config(docker.clone(), pki.clone(), &archive_dir), clock.load(Ordering::SeqCst))
                 .await
                 .unwrap();
-        rig = Rig::new(store.clone(), live, clock.clone());
+        rig = Rig::new(store.clone(), live, clock.clone(), 2048);
         rig.ticks(3).await;
         assert_eq!(state(&*store, b.id).await, ServerState::Running);
         assert_eq!(store.server(b.id).await.unwrap().node, Some(n1));
-        let (_, fleet) = rig.call("GET", "/v1/fleet", None).await;
+        let (_, fleet) = rig.call("GET", "/v1/fleet", ADMIN, None).await;
         let listed = fleet["nodes"].as_array().unwrap().iter().find(|n| n["id"] == n1).cloned().expect("n1 listed");
         assert_eq!(listed["address"], "127.32.0.1", "{fleet}");
 
         // Drained: nothing new goes there, and it is not removed while b lives there.
-        let (s, v) = rig.call("POST", &format!("/v1/nodes/{n1}/drain"), None).await;
+        let (s, v) = rig.call("POST", &format!("/v1/nodes/{n1}/drain"), ADMIN, None).await;
         assert_eq!((s, v["drained"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
-        rig.call("POST", &format!("/v1/servers/{}/start", e.id), None).await;
+        rig.call("POST", &format!("/v1/servers/{}/start", e.id), ADMIN, None).await;
         rig.ticks(3).await;
         assert_eq!(state(&*store, e.id).await, ServerState::Queued, "a drained node takes no new server");
-        let (s, v) = rig.call("DELETE", &format!("/v1/nodes/{n1}"), None).await;
+        let (s, v) = rig.call("DELETE", &format!("/v1/nodes/{n1}"), ADMIN, None).await;
         assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("node_not_empty")), "{v}");
         let configured = store.nodes().await.unwrap().into_iter().find(|n| n.name == "ded-1").unwrap().id;
-        let (s, v) = rig.call("POST", &format!("/v1/nodes/{configured}/drain"), None).await;
+        let (s, v) = rig.call("POST", &format!("/v1/nodes/{configured}/drain"), ADMIN, None).await;
         assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("configured_node")), "{v}");
 
         // b stops: its world is archived (not left on the leaving node); then n1 goes.
-        rig.call("POST", &format!("/v1/servers/{}/stop", b.id), None).await;
+        rig.call("POST", &format!("/v1/servers/{}/stop", b.id), ADMIN, None).await;
         rig.until(b.id, ServerState::Archived).await;
         // What is left there (the volume's removal) finishes within a few ticks.
         let mut removed = (StatusCode::CONFLICT, Value::Null);
         for _ in 0..10 {
-            removed = rig.call("DELETE", &format!("/v1/nodes/{n1}"), None).await;
+            removed = rig.call("DELETE", &format!("/v1/nodes/{n1}"), ADMIN, None).await;
             if removed.0 != StatusCode::CONFLICT {
                 break;
             }
@@ -674,19 +570,19 @@ mod joining {
             rig.ticks(1).await;
         }
         assert_eq!(removed.0, StatusCode::NO_CONTENT, "{}", removed.1);
-        let (_, fleet) = rig.call("GET", "/v1/fleet", None).await;
+        let (_, fleet) = rig.call("GET", "/v1/fleet", ADMIN, None).await;
         assert!(fleet["nodes"].as_array().unwrap().iter().all(|n| n["id"] != n1), "{fleet}");
-        let (s, _) = rig.call("DELETE", &format!("/v1/nodes/{n1}"), None).await;
+        let (s, _) = rig.call("DELETE", &format!("/v1/nodes/{n1}"), ADMIN, None).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert_eq!(store.servers(None).await.unwrap().len(), 3, "no server lost");
         assert_eq!(state(&*store, e.id).await, ServerState::Queued);
 
         // b's world comes back from the archive on the configured node once a stops.
-        let (s, v) = rig.call("POST", &format!("/v1/servers/{}/stop", e.id), None).await;
+        let (s, v) = rig.call("POST", &format!("/v1/servers/{}/stop", e.id), ADMIN, None).await;
         assert_eq!(s, StatusCode::ACCEPTED, "a queued start is withdrawn: {v}");
-        rig.call("POST", &format!("/v1/servers/{}/stop", a.id), None).await;
+        rig.call("POST", &format!("/v1/servers/{}/stop", a.id), ADMIN, None).await;
         rig.until(a.id, ServerState::Sleeping).await;
-        rig.call("POST", &format!("/v1/servers/{}/start", b.id), None).await;
+        rig.call("POST", &format!("/v1/servers/{}/start", b.id), ADMIN, None).await;
         rig.until(b.id, ServerState::Running).await;
         assert_eq!(store.server(b.id).await.unwrap().node, Some(configured));
 

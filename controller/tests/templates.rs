@@ -6,15 +6,14 @@ mod common;
 
 use axum::body::Body as HttpBody;
 use axum::http::{Request, StatusCode};
-use conductor_controller::api::{router, Api, ApiConfig};
+use common::rig::{dedicated_type, vm_type, Rig};
 use conductor_controller::archive::Archive;
 use conductor_controller::billing::BillingSetup;
 use conductor_controller::docker::{container_name, DockerNode, Helper};
 use conductor_controller::live::{DedicatedNode, Healing, Live, LiveConfig, Mode};
 use conductor_controller::store::{token_hash, EntryKind, NewEntry, ServerState, Store};
 use conductor_controller::template::{TemplateFile, Templates};
-use conductor_core::catalogue::Reserve;
-use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use conductor_core::{Millis, SchedulerConfig};
 use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -76,25 +75,7 @@ start_timeout_s = 5"#,
 }
 
 fn config(docker: Arc<DockerNode>, archive: &std::path::Path) -> LiveConfig {
-    let vm = CloudType {
-        name: "cx23".into(),
-        ram_mib: 2048,
-        cores: 2,
-        disk_gb: 40,
-        disk_reserve_gb: 0,
-        hourly_eur: Decimal::new(6, 3),
-        monthly_cap_eur: Decimal::new(399, 2),
-        reserve: Reserve::Mib(0),
-    };
-    let node = DedicatedType {
-        name: "big".into(),
-        ram_mib: 4096,
-        cores: 2,
-        disk_gb: 40,
-        disk_reserve_gb: 0,
-        monthly_eur: Decimal::from(10),
-        reserve: Reserve::Mib(0),
-    };
+    let (vm, node) = (vm_type(), dedicated_type("big", 4096));
     LiveConfig {
         joining: Default::default(),
         templates: templates(),
@@ -112,30 +93,6 @@ fn config(docker: Arc<DockerNode>, archive: &std::path::Path) -> LiveConfig {
         mode: Mode::Enforce,
         billing: BillingSetup::default(),
         healing: Healing::default(),
-    }
-}
-
-struct Rig<St: Store> {
-    app: axum::Router,
-    api: Arc<Api<St>>,
-    clock: Arc<AtomicI64>,
-}
-
-impl<St: Store + 'static> Rig<St> {
-    async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
-        common::call(&self.app, method, path, token, body).await
-    }
-
-    async fn until(&self, id: i64, want: ServerState) {
-        for _ in 0..150 {
-            let now = self.clock.fetch_add(S, Ordering::SeqCst) + S;
-            conductor_controller::serve::step(self.api.live.as_ref().unwrap(), now).await.unwrap();
-            if self.api.store.server(id).await.unwrap().state == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("server {id} is not {want:?}");
     }
 }
 
@@ -173,22 +130,7 @@ async fn two_templates_run_with_their_image_heap_and_environment_and_the_console
         docker.remove(id, true).await.unwrap();
     }
     let live = Live::start(store.clone(), config(docker.clone(), &archive_dir), T0).await.unwrap();
-    let clock = Arc::new(AtomicI64::new(T0));
-    let now = clock.clone();
-    let api = Arc::new(Api {
-        store: store.clone(),
-        config: ApiConfig {
-            admin_token_sha256: token_hash("admin-secret-token"),
-            max_plan_mib: 4096,
-            now: Box::new(move || now.load(Ordering::SeqCst)),
-            prices: Default::default(),
-            stripe_secret: None,
-            warn_before: 86_400_000,
-        },
-        live: Some(Arc::new(tokio::sync::Mutex::new(live))),
-        routes: Default::default(),
-    });
-    let r = Rig { app: router(api.clone()), api, clock };
+    let r = Rig::new(store.clone(), live, Arc::new(AtomicI64::new(T0)), 4096);
 
     // What an owner can choose from: variable names, never values.
     let (s, list) = r.call("GET", "/v1/templates", OWNER, None).await;
@@ -383,9 +325,7 @@ async fn two_templates_run_with_their_image_heap_and_environment_and_the_console
     let mut waited = 0;
     while !failed(&store.events(0, 100_000).await.unwrap()) {
         assert!(waited < 30, "the slow start was not given up within 30 s");
-        let now = r.clock.fetch_add(S, Ordering::SeqCst) + S;
-        conductor_controller::serve::step(r.api.live.as_ref().unwrap(), now).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        r.ticks(1).await;
         waited += 1;
     }
     assert!(waited >= 4, "not before its 5 s: given up after {waited} s");
