@@ -17,6 +17,21 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Bytes streamed (a world's tar, an archive): never held whole in memory.
 pub type ByteStream = Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
 
+/// An error with its causes ("client error (Connect): invalid peer certificate: …"), each
+/// once: HTTP clients hide the reason a few sources down.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// How a console command reaches a server (its template says).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsoleVia {

@@ -318,9 +318,10 @@ pub async fn fetch(base: &str, token: &str) -> Result<(Vec<ServerRow>, Vec<Event
         let url = format!("{base}{path}");
         async move {
             let http = |message: String| ExportError::Http { url: url.clone(), message };
-            let resp = client.get(&url).bearer_auth(token).send().await.map_err(|e| http(chain(&e)))?;
+            let resp =
+                client.get(&url).bearer_auth(token).send().await.map_err(|e| http(crate::driver::with_causes(&e)))?;
             let status = resp.status();
-            let body = resp.bytes().await.map_err(|e| http(chain(&e)))?;
+            let body = resp.bytes().await.map_err(|e| http(crate::driver::with_causes(&e)))?;
             if !status.is_success() {
                 let message = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
@@ -345,16 +346,4 @@ pub async fn fetch(base: &str, token: &str) -> Result<(Vec<ServerRow>, Vec<Event
         }
         events.extend(page);
     }
-}
-
-/// An error with its causes ("error sending request: … Connection refused").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }

@@ -34,7 +34,7 @@ pub enum DockerError {
     Endpoint { endpoint: String, message: String },
     /// With the error's causes: a TLS refusal ("invalid peer certificate: UnknownIssuer")
     /// lies three sources below bollard's "client error (Connect)".
-    #[error("Docker API: {}", with_causes(.0))]
+    #[error("Docker API: {}", crate::driver::with_causes(.0))]
     Api(#[from] bollard::errors::Error),
     #[error("server {server}: not ready after {waited:?}: {last}")]
     NotReady { server: i64, waited: Duration, last: String },
@@ -46,19 +46,6 @@ pub enum DockerError {
     /// A stream of world data broke (the store, or a checksum while restoring).
     #[error("world data: {0}")]
     Data(String),
-}
-
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out = format!("{out}: {text}");
-        }
-        cause = c.source();
-    }
-    out
 }
 
 /// 24 random bytes, hex: a password nobody types.
