@@ -49,7 +49,8 @@ impl<S: Store> Live<S> {
         u16::try_from(i64::from(base) + store_id).ok()
     }
 
-    pub(super) fn push_node(&mut self, core: NodeId, store_id: i64, name: &str) {
+    /// Room for the core's node `core` in the per-node tables, tied to its store row.
+    pub(super) fn node_slot(&mut self, core: NodeId, store_id: i64) {
         let i = core.0 as usize;
         if self.node_ids.len() <= i {
             self.node_ids.resize(i + 1, None);
@@ -57,6 +58,10 @@ impl<S: Store> Live<S> {
             self.health.resize(i + 1, Health::default());
         }
         self.node_ids[i] = Some(store_id);
+    }
+
+    pub(super) fn push_node(&mut self, core: NodeId, store_id: i64, name: &str) {
+        self.node_slot(core, store_id);
         // Its Docker API once the cloud has given it an address (`observe::vms`).
         self.vm_names.insert(core, name.to_owned());
     }

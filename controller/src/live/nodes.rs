@@ -119,22 +119,18 @@ impl<S: Store> Live<S> {
         };
         let row = self.store.add_node(new, docker, host, now).await?;
         let node = self.core.add_dedicated(now, &t, &mut self.out);
-        self.push_joined(node, &row, driver);
+        self.push_joined(node, &row, Some(driver));
         let data = json!({ "name": name, "type": type_name, "docker": docker, "address": host });
         self.event(now, NODE_ADDED, None, Some(row.id), data).await?;
         self.apply(now).await?;
         Ok(row)
     }
 
-    fn push_joined(&mut self, node: NodeId, row: &Node, driver: Arc<dyn NodeDriver>) {
-        let i = node.0 as usize;
-        if self.node_ids.len() <= i {
-            self.node_ids.resize(i + 1, None);
-            self.docker.resize(i + 1, None);
-            self.health.resize(i + 1, Health::default());
-        }
-        self.node_ids[i] = Some(row.id);
-        self.docker[i] = Some(driver);
+    /// A joined node's place in the per-node tables; without a driver it is unreachable
+    /// until the configuration lets it be reached again.
+    fn push_joined(&mut self, node: NodeId, row: &Node, driver: Option<Arc<dyn NodeDriver>>) {
+        self.node_slot(node, row.id);
+        self.docker[node.0 as usize] = driver;
         self.joined.insert(node, row.name.clone());
     }
 
@@ -149,18 +145,7 @@ impl<S: Store> Live<S> {
         let address = row.docker.as_deref().and_then(|d| d.strip_prefix("tls://")).unwrap_or_default();
         let host = row.address.as_deref().unwrap_or_default();
         let driver = self.cfg.joining.connect.as_ref().and_then(|c| c(&row.name, address, host).ok());
-        match driver {
-            Some(d) => self.push_joined(node, row, d),
-            None => {
-                // Unreachable until the configuration lets it be reached again.
-                let i = node.0 as usize;
-                self.node_ids.resize(i + 1, None);
-                self.docker.resize(i + 1, None);
-                self.health.resize(i + 1, Health::default());
-                self.node_ids[i] = Some(row.id);
-                self.joined.insert(node, row.name.clone());
-            }
-        }
+        self.push_joined(node, row, driver);
         Some(node)
     }
 
