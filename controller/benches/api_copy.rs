@@ -163,6 +163,7 @@ async fn run() {
     scheduler.sleep_window = 1_000;
     let cfg = LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

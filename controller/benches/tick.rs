@@ -58,6 +58,7 @@ async fn run() {
     }
     let cfg = LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

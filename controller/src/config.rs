@@ -3,6 +3,7 @@
 //! `[policy]`, `[prices]`, `catalogue`), parsed by the twin's own scenario parser — so the
 //! controller runs the policies and parameters an analyst tested.
 
+use conductor_core::Millis;
 use conductor_sim::scenario::Scenario;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -200,6 +201,78 @@ pub struct ControllerSection {
     pub node: Vec<NodeConfig>,
     pub cloud: Option<CloudConfigFile>,
     pub pki: Option<PkiConfig>,
+    #[serde(default)]
+    pub forecast: ForecastConfigFile,
+}
+
+/// `[controller.forecast]`: when the nightly forecast is made from the event log, on how
+/// much history, and how old it may get before forecast-driven policies go neutral. Used
+/// when a policy reads a forecast (`[policy.predictive]`, `[policy.spare_pool]` with
+/// `from_forecast`); the model is theirs (`source`).
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastConfigFile {
+    /// Local time of the nightly run, "HH:MM".
+    pub at: String,
+    /// IANA time zone of `at` (and of the daily and weekly seasons).
+    pub timezone: String,
+    pub window_days: u32,
+    pub max_age_h: u32,
+    /// After a failed run, the next attempt this many minutes later.
+    pub retry_after_min: u32,
+}
+
+impl Default for ForecastConfigFile {
+    fn default() -> Self {
+        ForecastConfigFile { at: "03:00".into(), timezone: "UTC".into(), window_days: 28, max_age_h: 30, retry_after_min: 15 }
+    }
+}
+
+impl ForecastConfigFile {
+    /// The setup for `source`, checked: key paths in the errors.
+    pub fn setup(
+        &self,
+        source: &conductor_sim::scenario::ForecastSource,
+        idle_timeout: Millis,
+    ) -> Result<crate::forecasting::ForecastSetup, String> {
+        use conductor_sim::scenario::ForecastSource;
+        let need_days = match source {
+            ForecastSource::Perfect => {
+                return Err("policy.predictive.source: \"perfect\" is the future itself; the controller forecasts from \
+                            its own history (mstl, seasonal-naive, …)"
+                    .into())
+            }
+            ForecastSource::SeasonalNaive => 7,
+            ForecastSource::Model(_) => 14,
+        };
+        let at = self
+            .at
+            .split_once(':')
+            .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+            .filter(|&(h, m)| h < 24 && m < 60 && self.at.len() == 5)
+            .ok_or_else(|| format!("controller.forecast.at: \"HH:MM\" (e.g. \"03:00\"), got {:?}", self.at))?;
+        let timezone = self.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+            format!("controller.forecast.timezone: unknown time zone {:?} (an IANA name such as Europe/Berlin)", self.timezone)
+        })?;
+        if self.window_days < need_days {
+            return Err(format!(
+                "controller.forecast.window_days: at least {need_days} for this source (its seasons need that much history), got {}",
+                self.window_days
+            ));
+        }
+        if self.max_age_h == 0 {
+            return Err("controller.forecast.max_age_h: at least 1".into());
+        }
+        Ok(crate::forecasting::ForecastSetup {
+            source: source.clone(),
+            timezone,
+            at,
+            window: Millis::from(self.window_days) * conductor_core::time::DAY,
+            max_age: Millis::from(self.max_age_h) * conductor_core::time::HOUR,
+            idle_timeout,
+            retry_after: Millis::from(self.retry_after_min.max(1)) * conductor_core::time::MINUTE,
+        })
+    }
 }
 
 /// `[controller.backups]`: when worlds are copied and how many copies are kept.
@@ -298,6 +371,8 @@ fn one() -> f64 {
 }
 
 pub struct ControllerConfig {
+    /// The nightly forecast, when a policy reads one.
+    pub forecast: Option<crate::forecasting::ForecastSetup>,
     pub file: PathBuf,
     pub controller: ControllerSection,
     pub scenario: Scenario,
@@ -511,7 +586,12 @@ impl ControllerConfig {
                 "controller.helper_image: required without controller.image (the image volume helpers run)".into(),
             ));
         }
+        let forecast = match &scenario.forecast_source {
+            Some(source) => Some(controller.forecast.setup(source, scenario.lifecycle.idle_timeout).map_err(invalid)?),
+            None => None,
+        };
         Ok(ControllerConfig {
+            forecast,
             templates,
             file: path.into(),
             controller,

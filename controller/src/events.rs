@@ -70,6 +70,17 @@ pub const CONTAINER_STOPPED: &str = "container.stopped";
 pub const SCALING_DECISION: &str = "scaling.decision";
 pub const SCALING_SHADOW: &str = "scaling.shadow";
 pub const SCALING_MEMORY: &str = "scaling.memory";
+/// An admin switched a policy between shadow and enforce.
+pub const POLICY_MODE: &str = "policy.mode";
+// The nightly forecast.
+pub const FORECAST_MADE: &str = "forecast.made";
+pub const FORECAST_FAILED: &str = "forecast.failed";
+/// The scheduler was handed a stored forecast.
+pub const FORECAST_APPLIED: &str = "forecast.applied";
+/// A stored forecast the scheduler cannot read (no `ram_mib.peak` series, …).
+pub const FORECAST_UNUSABLE: &str = "forecast.unusable";
+/// The forecast in use got older than `max_age_h`: forecast-driven policies go neutral.
+pub const FORECAST_STALE: &str = "forecast.stale";
 // Billing.
 pub const BILLING_METERED: &str = "billing.metered";
 pub const ACCOUNT_LOW_BALANCE: &str = "account.low-balance";
@@ -135,6 +146,12 @@ pub const ALL: &[&str] = &[
     SCALING_DECISION,
     SCALING_SHADOW,
     SCALING_MEMORY,
+    POLICY_MODE,
+    FORECAST_MADE,
+    FORECAST_FAILED,
+    FORECAST_APPLIED,
+    FORECAST_UNUSABLE,
+    FORECAST_STALE,
     BILLING_METERED,
     ACCOUNT_LOW_BALANCE,
     ACCOUNT_EXHAUSTED,

@@ -15,6 +15,7 @@ pub mod events;
 pub mod export;
 pub mod fake;
 pub mod fake_hetzner;
+pub mod forecasting;
 pub mod live;
 pub mod mcping;
 pub mod memory;

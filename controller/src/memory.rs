@@ -280,6 +280,17 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.events.iter().filter(|e| e.seq > after).take(limit as usize).cloned().collect()))
     }
 
+    async fn events_of(&self, kinds: &[&str], since: Millis, after: i64, limit: u32) -> Result<Vec<Event>> {
+        self.with(|s| {
+            Ok(s.events
+                .iter()
+                .filter(|e| e.seq > after && e.at >= since && kinds.contains(&e.kind.as_str()))
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        })
+    }
+
     async fn latest_events(&self, kinds: &[&str], limit: u32) -> Result<Vec<Event>> {
         self.with(|s| {
             Ok(s.events

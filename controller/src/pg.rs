@@ -479,6 +479,22 @@ impl Store for PgStore {
         Ok(rows.iter().map(Self::event_row).collect())
     }
 
+    async fn events_of(&self, kinds: &[&str], since: Millis, after: i64, limit: u32) -> Result<Vec<Event>> {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, server_id, node_id, data FROM events \
+             WHERE kind = ANY($1) AND at >= $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(&kinds)
+        .bind(ts(since))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.iter().map(Self::event_row).collect())
+    }
+
     async fn latest_events(&self, kinds: &[&str], limit: u32) -> Result<Vec<Event>> {
         let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
         let rows = sqlx::query(

@@ -85,6 +85,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         pki: cfg.pki.clone(),
     };
     Ok(LiveConfig {
+        forecast: cfg.forecast.clone(),
         joining,
         worlds: c.worlds(),
         game: crate::live::GameAccess {
@@ -238,7 +239,18 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
 
     let tick = Duration::from_secs(c.tick_s.max(1));
     let looping = api.clone();
+    let looping_forecast = cfg.forecast.clone();
+    if let Some(f) = &cfg.forecast {
+        eprintln!(
+            "conductor: nightly forecast at {:02}:{:02} {} from the last {} days of the event log",
+            f.at.0,
+            f.at.1,
+            f.timezone,
+            f.window / conductor_core::time::DAY
+        );
+    }
     tokio::spawn(async move {
+        let mut forecast_failure = None;
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -250,6 +262,13 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
                 eprintln!("conductor: reconcile step failed: {e}");
             }
             live.lock().await.record_tick(started.elapsed());
+            if let Some(setup) = &looping_forecast {
+                if let Err(e) =
+                    crate::forecasting::step(&*looping.store, &live, setup, &mut forecast_failure, now()).await
+                {
+                    eprintln!("conductor: nightly forecast: {e}");
+                }
+            }
             // The gateways follow restores, moves and stops within a step.
             if let Err(e) = looping.routes.refresh(&looping).await {
                 eprintln!("conductor: refreshing routes: {}", e.message());

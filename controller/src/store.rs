@@ -441,6 +441,15 @@ pub trait Store: Send + Sync {
     fn append_event(&self, e: NewEvent) -> impl Future<Output = Result<i64>> + Send;
     /// Events with `seq > after`, oldest first, at most `limit`.
     fn events(&self, after: i64, limit: u32) -> impl Future<Output = Result<Vec<Event>>> + Send;
+    /// Events of the given kinds at or after `since`, with `seq > after`, oldest first, at
+    /// most `limit` (the nightly forecast reads its window of demand with it).
+    fn events_of(
+        &self,
+        kinds: &[&str],
+        since: Millis,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Event>>> + Send;
     /// The latest `limit` events of the given kinds, newest first.
     fn latest_events(&self, kinds: &[&str], limit: u32) -> impl Future<Output = Result<Vec<Event>>> + Send;
 

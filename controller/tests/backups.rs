@@ -80,6 +80,7 @@ fn config(nodes: &[Arc<FakeNode>], archive: &Arc<MemArchive>, worlds: Worlds, di
     let kind = disk.map_or_else(conductor_controller::fake::ax41, |d| d.0);
     LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds,
         game: GameAccess::default(),

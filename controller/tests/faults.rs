@@ -105,6 +105,7 @@ impl World {
         });
         LiveConfig {
             joining: Default::default(),
+            forecast: None,
             templates: Default::default(),
             worlds: Default::default(),
             game: conductor_controller::live::GameAccess::default(),

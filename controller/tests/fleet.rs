@@ -112,6 +112,7 @@ gateway_cidrs = ["127.0.0.1/32"]"#,
         conductor_controller::serve::vm_access(pki, template, &cc, images).unwrap();
     LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
@@ -382,6 +383,7 @@ mod joining {
     fn config(docker: Arc<DockerNode>, pki: Arc<Pki>, archive: &std::path::Path) -> LiveConfig {
         let scheduler = SchedulerConfig::reference(vm_type(), 0);
         LiveConfig {
+            forecast: None,
             joining: Joining {
                 types: [("small".to_owned(), dedicated_type("small", 2048))].into(),
                 connect: Some(conductor_controller::serve::join_access(pki.clone()).unwrap()),

@@ -62,6 +62,7 @@ fn config(
     scheduler.sleep_window = 60 * S;
     LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

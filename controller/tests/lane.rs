@@ -52,6 +52,7 @@ async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
     scheduler.sleep_window = 60_000;
     let cfg = LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds: Default::default(),
         game: GameAccess::default(),

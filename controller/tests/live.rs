@@ -54,6 +54,7 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
     let for_vm = docker.clone();
     LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

@@ -40,6 +40,7 @@ fn config() -> LiveConfig {
     let docker = Arc::new(DockerNode::connect("tcp://127.0.0.1:9", "127.0.0.1").unwrap());
     LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

@@ -38,6 +38,7 @@ fn world() -> World {
     let store = Arc::new(MemoryStore::new());
     let cfg = LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: Default::default(),
         worlds: Default::default(),
         game: GameAccess { port_base: Some(20_000), boot: 40_000, restore_mb_per_s: 100 },

@@ -140,6 +140,12 @@ async fn suite(s: &impl Store) {
     assert_eq!(latest.iter().map(|e| e.data["n"].as_i64().unwrap()).collect::<Vec<_>>(), [3, 2]);
     assert_eq!(s.latest_events(&["scaling.decision"], 10).await.unwrap().len(), 2);
     assert!(s.latest_events(&["nothing"], 10).await.unwrap().is_empty());
+    // Events of some kinds from an instant on, oldest first, paged by sequence.
+    let of = s.events_of(&["scaling.decision", "server.slept"], T + 11, 0, 10).await.unwrap();
+    assert_eq!(of.iter().map(|e| e.data["n"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 3]);
+    let page = s.events_of(&["scaling.decision", "server.slept"], T + 11, of[0].seq, 10).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.data["n"].as_i64().unwrap()).collect::<Vec<_>>(), [3]);
+    assert_eq!(s.events_of(&["server.started"], T + 3, 0, 1).await.unwrap()[0].data, json!({ "k": 3 }));
 
     // Intents: a retry with the same key is the same intent; finishing twice is refused.
     let i = s.begin_intent("create-vm:vm-2", "create_vm", json!({ "type": "cx43" }), T).await.unwrap();

@@ -78,6 +78,7 @@ fn config(docker: Arc<DockerNode>, archive: &std::path::Path) -> LiveConfig {
     let (vm, node) = (vm_type(), dedicated_type("big", 4096));
     LiveConfig {
         joining: Default::default(),
+        forecast: None,
         templates: templates(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

@@ -69,6 +69,8 @@ pub struct SparePoolParams {
     /// Size N from forecast arrivals × this provisioning time: enough empty VMs to absorb
     /// the RAM forecast to arrive while a new VM is being made.
     pub from_forecast: Option<Millis>,
+    /// Record what it would do without acting (never blocks or initiates anything).
+    pub shadow: bool,
 }
 
 impl SparePoolParams {
@@ -113,8 +115,29 @@ impl Policy {
             Policy::Reactive(_) => "reactive",
             Policy::Predictive(p) if p.shadow => "predictive-shadow",
             Policy::Predictive(_) => "predictive",
+            Policy::SparePool(p) if p.shadow => "spare-pool-shadow",
             Policy::SparePool(_) => "spare-pool",
         }
+    }
+
+    /// Whether the policy only records (`None`: the reactive policy has no shadow mode).
+    pub fn shadow(&self) -> Option<bool> {
+        match self {
+            Policy::Reactive(_) => None,
+            Policy::Predictive(p) => Some(p.shadow),
+            Policy::SparePool(p) => Some(p.shadow),
+        }
+    }
+
+    /// Switches a predictive or spare-pool policy between shadow and enforce; `false` for
+    /// the reactive policy, which has no shadow mode.
+    pub fn set_shadow(&mut self, shadow: bool) -> bool {
+        match self {
+            Policy::Reactive(_) => return false,
+            Policy::Predictive(p) => p.shadow = shadow,
+            Policy::SparePool(p) => p.shadow = shadow,
+        }
+        true
     }
 }
 
@@ -350,13 +373,12 @@ fn spare_pool(p: &SparePoolParams, v: &View<'_>) -> Proposal {
     let keep = p.keep_at(v.now, v.forecast, v.vm_usable_mib);
     let have = v.idle_vms + v.provisioning;
     let add = size.saturating_sub(have).min(v.max_vms.saturating_sub(v.cloud_vms));
-    Proposal {
-        add,
-        would_add: 0,
-        agrees_in: v.idle_vms > keep,
-        wants_in: v.idle_vms > keep,
-        reason: format!("{} idle + {} provisioning VMs, pool {}", v.idle_vms, v.provisioning, size),
+    let reason = format!("{} idle + {} provisioning VMs, pool {}", v.idle_vms, v.provisioning, size);
+    if p.shadow {
+        let reason = format!("shadow: would add {add}; {reason}");
+        return Proposal { add: 0, would_add: add, agrees_in: true, wants_in: false, reason };
     }
+    Proposal { add, would_add: 0, agrees_in: v.idle_vms > keep, wants_in: v.idle_vms > keep, reason }
 }
 
 /// Whether a VM created at `created` is within `margin` of its next started hour at `now`,
@@ -465,7 +487,7 @@ mod tests {
             mean,
             source: "t".into(),
         };
-        let p = SparePoolParams { size: 0, from_forecast: Some(5 * MINUTE) };
+        let p = SparePoolParams { size: 0, from_forecast: Some(5 * MINUTE), shadow: false };
         // Steepest rise within the next hour: 12000 MiB per 15 min; during 5 min of
         // provisioning 4000 MiB arrive → ⌈4000 / 3000⌉ = 2 VMs of 3000 MiB.
         assert_eq!(p.size_at(0, Some(&f), 3000), 2);
@@ -476,14 +498,21 @@ mod tests {
         assert_eq!(p.size_at(45 * MINUTE, Some(&f), 3000), 0);
         assert_eq!(p.keep_at(45 * MINUTE, Some(&f), 3000), 2);
         // Without a forecast: the fixed size.
-        assert_eq!(SparePoolParams { size: 1, from_forecast: Some(5 * MINUTE) }.size_at(0, None, 3000), 1);
+        assert_eq!(SparePoolParams { size: 1, from_forecast: Some(5 * MINUTE), shadow: false }.size_at(0, None, 3000), 1);
     }
 
     #[test]
     fn spare_pool_keeps_n_idle_vms() {
-        let p = SparePoolParams { size: 2, from_forecast: None };
+        let p = SparePoolParams { size: 2, from_forecast: None, shadow: false };
         let v = view(None);
         assert_eq!(spare_pool(&p, &v).add, 2);
+        // In shadow it only says what it would add, and never holds up a scale-in.
+        let mut shadow = Policy::SparePool(p.clone());
+        assert!(shadow.set_shadow(true) && shadow.shadow() == Some(true) && shadow.name() == "spare-pool-shadow");
+        let Policy::SparePool(sp) = &shadow else { unreachable!() };
+        let s = spare_pool(sp, &v);
+        assert_eq!((s.add, s.would_add, s.agrees_in, s.wants_in), (0, 2, true, false));
+        assert!(s.reason.starts_with("shadow: would add 2"), "{}", s.reason);
         assert_eq!(spare_pool(&p, &View { idle_vms: 1, provisioning: 1, ..v }).add, 0);
         let over = spare_pool(&p, &View { idle_vms: 3, ..v });
         assert!(over.agrees_in && over.wants_in);

@@ -49,11 +49,17 @@ pub fn peak_demand(intervals: &[Interval], ram_mib: &[u32], start: Millis, end: 
 
 /// The instants at which the nightly job runs inside the window: 03:00 local every day.
 pub fn nightly_runs(tz: Tz, start: Millis, end: Millis) -> Vec<Millis> {
+    nightly_runs_at(tz, (3, 0), start, end)
+}
+
+/// The instants in `[start, end)` at local time `(hour, minute)` every day; a local time a
+/// DST change skips has no run that day, one it repeats runs at its first occurrence.
+pub fn nightly_runs_at(tz: Tz, (hour, minute): (u32, u32), start: Millis, end: Millis) -> Vec<Millis> {
     let Some(first) = tz.timestamp_millis_opt(start).single() else { return Vec::new() };
     let mut date = first.date_naive();
     let mut out = Vec::new();
     loop {
-        let at = date.and_hms_opt(3, 0, 0).and_then(|t| tz.from_local_datetime(&t).earliest());
+        let at = date.and_hms_opt(hour, minute, 0).and_then(|t| tz.from_local_datetime(&t).earliest());
         if let Some(at) = at {
             let t = at.timestamp_millis();
             if t >= end {
@@ -68,52 +74,68 @@ pub fn nightly_runs(tz: Tz, start: Millis, end: Millis) -> Vec<Millis> {
     out
 }
 
-fn to_mib(v: &[f64]) -> Vec<u64> {
-    v.iter().map(|x| x.max(0.0).round() as u64).collect()
-}
-
 /// The forecast `source` makes at `now` from the demand before it (`peaks` starts at
 /// `start`). `None` while there is too little history for the source.
 pub fn forecast(source: &ForecastSource, peaks: &[u64], start: Millis, now: Millis) -> Option<DemandForecast> {
+    if *source == ForecastSource::Perfect {
+        // The whole future at once: an upper bound for analysis, not a forecast.
+        let all = peaks.to_vec();
+        return Some(DemandForecast {
+            start,
+            step: STEP,
+            mean: all.clone(),
+            p90: all.clone(),
+            p97_5: all,
+            source: "perfect".into(),
+        });
+    }
+    let (origin, p, name) = predict(source, peaks, start, now).ok()?;
+    Some(DemandForecast {
+        start: origin,
+        step: STEP,
+        mean: to_mib(&p.mean),
+        p90: to_mib(&p.hi80),
+        p97_5: to_mib(&p.hi95),
+        source: name,
+    })
+}
+
+/// The prediction behind [`forecast`] for a source that looks only at the past: its first
+/// step, the 48 h prediction (MiB, with both intervals) and the model's name; or why there
+/// is none (too little history, a model that cannot fit).
+pub fn predict(
+    source: &ForecastSource,
+    peaks: &[u64],
+    start: Millis,
+    now: Millis,
+) -> Result<(Millis, conductor_forecast::Prediction, String), String> {
     let seen = (((now - start).max(0) / STEP) as usize).min(peaks.len());
     let origin = start + STEP * seen as Millis;
     let horizon = (HORIZON / STEP) as usize;
     let week = (7 * DAY / STEP) as usize;
     let history: Vec<f64> = peaks[..seen].iter().map(|&v| v as f64).collect();
-    let (mean, p90, p97_5, name) = match source {
-        ForecastSource::Perfect => {
-            // The whole future at once: an upper bound for analysis, not a forecast.
-            let all = peaks.to_vec();
-            return Some(DemandForecast {
-                start,
-                step: STEP,
-                mean: all.clone(),
-                p90: all.clone(),
-                p97_5: all,
-                source: "perfect".into(),
-            });
-        }
+    let (p, name) = match source {
+        ForecastSource::Perfect => return Err("perfect is the future itself, not a forecast of the past".into()),
         ForecastSource::SeasonalNaive => {
             if seen < week {
-                return None;
+                return Err(format!(
+                    "seasonal-naive needs a week of history, has {:.1} days",
+                    seen as f64 * STEP as f64 / DAY as f64
+                ));
             }
-            let p = seasonal_naive(&history, week, horizon);
-            (p.mean, p.hi80, p.hi95, "seasonal-naive".to_owned())
+            (seasonal_naive(&history, week, horizon), "seasonal-naive".to_owned())
         }
         ForecastSource::Model(spec) => {
             let series = Series::new("ram_mib.total", start, STEP, history);
-            let p = fit_predict(*spec, &series, horizon).ok()?;
-            (p.mean, p.hi80, p.hi95, spec.label())
+            (fit_predict(*spec, &series, horizon).map_err(|e| e.to_string())?, spec.label())
         }
     };
-    Some(DemandForecast {
-        start: origin,
-        step: STEP,
-        mean: to_mib(&mean),
-        p90: to_mib(&p90),
-        p97_5: to_mib(&p97_5),
-        source: name,
-    })
+    Ok((origin, p, name))
+}
+
+/// Whole MiB, never negative: what the scheduler is given.
+pub fn to_mib(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.max(0.0).round() as u64).collect()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod console;
 mod gateway;
 mod nodes;
+mod scaling;
 mod servers;
 mod worlds;
 
@@ -197,9 +198,11 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
             "/v1/servers/{id}/hosts/{host}",
             axum::routing::put(gateway::add_host::<S>).delete(gateway::remove_host::<S>),
         )
-        .route("/v1/scaling", get(scaling::<S>))
-        .route("/v1/scaling/mode", axum::routing::put(set_mode::<S>))
-        .route("/v1/forecast", get(read_forecast::<S>).put(upload_forecast::<S>))
+        .route("/v1/scaling", get(scaling::view::<S>))
+        .route("/v1/scaling/mode", axum::routing::put(scaling::set_mode::<S>))
+        .route("/v1/policies", get(scaling::policies::<S>))
+        .route("/v1/policies/{index}", axum::routing::put(scaling::set_policy::<S>))
+        .route("/v1/forecast", get(scaling::read_forecast::<S>).put(scaling::upload_forecast::<S>))
         .route("/v1/price", get(price::<S>))
         .route("/v1/webhooks/stripe", axum::routing::post(stripe_webhook::<S>))
         .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
@@ -475,76 +478,6 @@ async fn price<S: Store>(
     Ok(Json(quote))
 }
 
-/// Mode, policies and the latest scaling decisions with their reasons (admin only).
-async fn scaling<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if caller(&api, &headers).await? != Caller::Admin {
-        return Err(ApiError::forbidden("the scaling view"));
-    }
-    let (mode, policies) = match &api.live {
-        Some(live) => {
-            let live = live.lock().await;
-            (json!(live.mode()), json!(format!("{:?}", live.core().config().scaling)))
-        }
-        None => (json!(null), json!(null)),
-    };
-    // The latest decisions, newest first (an index on kind: no scan of the log).
-    let decisions = api.store.latest_events(&["scaling.decision", "scaling.shadow", "decision.observed"], 50).await?;
-    Ok(Json(json!({ "mode": mode, "policies": policies, "decisions": decisions })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModeRequest {
-    mode: crate::live::Mode,
-}
-
-/// Switches between observe and enforce (admin only).
-async fn set_mode<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    Body(req): Body<ModeRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if caller(&api, &headers).await? != Caller::Admin {
-        return Err(ApiError::forbidden("switching the mode"));
-    }
-    let live = api.live.as_ref().ok_or_else(no_engine)?;
-    live.lock().await.set_mode(req.mode, (api.config.now)()).await.map_err(live_error)?;
-    Ok(Json(json!({ "mode": req.mode })))
-}
-
-/// Uploads the nightly forecast (a `conductor.forecast/1` document; admin only).
-async fn upload_forecast<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    if caller(&api, &headers).await? != Caller::Admin {
-        return Err(ApiError::forbidden("uploading forecasts"));
-    }
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::invalid("the body is not UTF-8"))?;
-    conductor_sim::forecast_document(text).map_err(ApiError::invalid)?;
-    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let id = api.store.save_forecast(doc, (api.config.now)()).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
-}
-
-/// The latest forecast document (admin only).
-async fn read_forecast<S: Store + 'static>(
-    State(api): State<Arc<Api<S>>>,
-    headers: axum::http::HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if caller(&api, &headers).await? != Caller::Admin {
-        return Err(ApiError::forbidden("reading forecasts"));
-    }
-    match api.store.latest_forecast().await? {
-        Some((_, doc)) => Ok(Json(doc)),
-        None => Err(ApiError::not_found("forecast")),
-    }
-}
-
 fn live_error(e: crate::live::LiveError) -> ApiError {
     match e {
         crate::live::LiveError::Store(s) => s.into(),
@@ -674,10 +607,24 @@ fn engine_metrics<S: Store>(out: &mut String, live: &crate::live::Live<S>) {
         ("conductor_nodes_dead_total", "Nodes declared dead.", m.nodes_dead),
         ("conductor_gc_removed_total", "Strays and failed placements removed.", m.gc_removed),
         ("conductor_stale_intents_total", "Intents reported as not done after stale_after_s.", m.stale_intents),
+        ("conductor_forecast_failures_total", "Nightly forecast runs that failed.", m.forecast_failures),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     }
+    // Alert on `time() - conductor_forecast_made_timestamp_seconds` or on the stale flag.
+    if let Some(made) = live.forecast_made_at() {
+        let _ = writeln!(
+            out,
+            "# HELP conductor_forecast_made_timestamp_seconds When the forecast handed to the scheduler was made.\n# TYPE conductor_forecast_made_timestamp_seconds gauge\nconductor_forecast_made_timestamp_seconds {}",
+            made / 1000
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP conductor_forecast_stale 1 while the forecast is older than max_age_h (forecast-driven policies neutral).\n# TYPE conductor_forecast_stale gauge\nconductor_forecast_stale {}",
+        u8::from(live.forecast_stale())
+    );
     let _ = writeln!(
         out,
         "# HELP conductor_intents_pending Intents not yet done.\n# TYPE conductor_intents_pending gauge\nconductor_intents_pending {}",

@@ -68,6 +68,8 @@ impl<S: Store> Live<S> {
             touched: HashSet::new(),
             fresh: HashSet::new(),
             memory: ScalingMemory::default(),
+            forecast_made_at: None,
+            forecast_stale: false,
             usage: Vec::new(),
             plan_disk_mb: Vec::new(),
             metered_until: Millis::MIN,
@@ -143,6 +145,8 @@ impl<S: Store> Live<S> {
         // `scaling.memory`), so that a restart decides as the running controller would have.
         let mut archived: HashMap<i64, ArchiveRef> = HashMap::new();
         let mut memory = None;
+        // The latest admin switch of each scaling policy.
+        let mut modes: BTreeMap<usize, serde_json::Value> = BTreeMap::new();
         // Billable phases (replayed into each server's usage below) and the last metering
         // checkpoint (windows after it are metered again: posting is idempotent).
         let mut billable: Vec<(i64, String, Millis, Option<u64>)> = Vec::new();
@@ -171,6 +175,11 @@ impl<S: Store> Live<S> {
                         billable.push((store_id, e.kind.clone(), e.at, None));
                     }
                     (SCALING_MEMORY, _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
+                    (POLICY_MODE, _) => {
+                        if let Some(i) = e.data["index"].as_u64() {
+                            modes.insert(i as usize, e.data.clone());
+                        }
+                    }
                     (BILLING_METERED, _) => checkpoint = e.data["until"].as_i64(),
                     (kind, Some(store_id)) if Usage::follows(kind) => {
                         billable.push((store_id, kind.into(), e.at, e.data["world_mb"].as_u64()))
@@ -183,6 +192,8 @@ impl<S: Store> Live<S> {
             live.core.adopt_scaling_memory(&m);
             live.memory = m;
         }
+        live.adopt_policy_modes(&modes);
+        live.adopt_forecast(now).await?;
         // The placements a previous run left unfinished: where their worlds come from.
         let pending = live.store.pending_intents().await?;
         let placing: HashMap<i64, RestoreFrom> = pending

@@ -23,6 +23,7 @@
 mod act;
 mod adopt;
 mod console;
+mod forecasts;
 mod intents;
 mod nodes;
 mod objects;
@@ -32,6 +33,7 @@ mod setup;
 mod work;
 mod worlds;
 
+pub use forecasts::PolicyView;
 pub use intents::{Action, RestoreFrom};
 pub use nodes::node_server_name;
 pub use objects::ObjectGc;
@@ -166,6 +168,9 @@ pub struct Live<S: Store> {
     deleted: HashSet<i64>,
     /// The scaling memory last recorded in the event log.
     memory: ScalingMemory,
+    /// When the stored forecast last handed over was made, and whether it went stale.
+    forecast_made_at: Option<Millis>,
+    forecast_stale: bool,
     /// Each server's billable phases (index = core server id), and where metering stands.
     usage: Vec<Usage>,
     /// Each server's plan disk (MB, index = core server id): its quota. The core counts the
@@ -357,6 +362,7 @@ impl<S: Store> Live<S> {
             self.core.timer(at, timer, &mut self.out);
             self.apply(now).await?;
         }
+        self.check_forecast(now).await?;
         self.remember_scaling(now).await?;
         self.meter(now).await?;
         self.schedule_backups(now).await?;

@@ -159,6 +159,8 @@ pub struct LiveConfig {
     pub joining: Joining,
     /// The templates servers run (empty: the plain template of `image`/`cmd`).
     pub templates: crate::template::Templates,
+    /// The nightly forecast (`None`: no policy reads a forecast).
+    pub forecast: Option<crate::forecasting::ForecastSetup>,
 }
 
 /// How a node added through the admin API is reached: its name, Docker endpoint and game
@@ -191,6 +193,8 @@ pub struct Metrics {
     pub gc_removed: u64,
     /// Intents reported as not done after `stale_after`.
     pub stale_intents: u64,
+    /// Nightly forecasts that failed.
+    pub forecast_failures: u64,
     /// Wall time of whole steps: bucket upper bounds in ms ([`TICK_BUCKETS_MS`]), then +Inf.
     pub tick_buckets: [u64; TICK_BUCKETS_MS.len() + 1],
     pub tick_ms_sum: f64,

@@ -495,6 +495,23 @@ impl Scheduler {
         self.scaling.forecast = Some(forecast);
     }
 
+    /// Drops the forecast (a stale one): forecast-driven policies go neutral, the reactive
+    /// policy keeps working.
+    pub fn clear_forecast(&mut self) {
+        self.scaling.forecast = None;
+    }
+
+    /// The forecast the policies use now.
+    pub fn forecast(&self) -> Option<&DemandForecast> {
+        self.scaling.forecast.as_ref()
+    }
+
+    /// Switches scaling policy `index` between shadow and enforce (SPEC §7: tune in shadow,
+    /// then act). `false` when there is no such policy or it has no shadow mode.
+    pub fn set_shadow(&mut self, index: usize, shadow: bool) -> bool {
+        self.config.scaling.policies.get_mut(index).is_some_and(|p| p.set_shadow(shadow))
+    }
+
     /// Reserved RAM of starting and running servers plus queued RAM, against usable RAM
     /// of ready nodes.
     pub fn utilisation(&self, queue_aware: bool) -> Utilisation {

@@ -106,6 +106,9 @@ pub(super) struct RawSparePool {
     #[serde(default)]
     from_forecast: bool,
     source: Option<String>,
+    /// Record what it would add without acting.
+    #[serde(default)]
+    shadow: bool,
 }
 
 /// Where the twin's predictive policy gets its forecast.
@@ -264,6 +267,7 @@ pub(super) fn policy(
                 policies.push(Policy::SparePool(SparePoolParams {
                     size: sp.size,
                     from_forecast: sp.from_forecast.then_some(provisioning_ms),
+                    shadow: sp.shadow,
                 }));
             }
             let interval = secs("policy.interval_s", pol.interval_s, 120 * SECOND)?;
