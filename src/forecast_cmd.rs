@@ -35,6 +35,11 @@ enum ForecastAction {
 /// Where the history comes from.
 #[derive(Args, Clone)]
 struct Source {
+    /// A controller config: the history is its PostgreSQL event log, the model its policy's
+    /// `source`, and the forecast is stored there for the running controller to use — what
+    /// the daemon's nightly job does (`[controller.forecast]`), for a cron job.
+    #[arg(long, conflicts_with_all = ["dataset", "series"])]
+    from_db: Option<PathBuf>,
     /// A demand dataset directory (aggregated to 15-minute series).
     #[arg(long, conflicts_with = "series")]
     dataset: Option<PathBuf>,
@@ -134,6 +139,34 @@ struct BacktestArgs {
 const DEFAULT_SERIES: [&str; 7] =
     ["ram_gib.small", "ram_gib.medium", "ram_gib.large", "ram_gib.total", "cpu_cores", "sleeping_disk_gb", "players"];
 
+/// `--from-db`: the controller's nightly job once, now (or `--at`).
+fn from_db(config: &std::path::Path, at: Option<Millis>) -> Result<()> {
+    let cfg = conductor_controller::config::ControllerConfig::load(config)?;
+    let setup = cfg.forecast.clone().with_context(|| {
+        format!(
+            "{}: no policy reads a forecast ([policy.predictive] or [policy.spare_pool] from_forecast)",
+            config.display()
+        )
+    })?;
+    let now = at.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let made = runtime.block_on(async {
+        let store = conductor_controller::PgStore::connect(&cfg.controller.database).await?;
+        conductor_controller::forecasting::run(&store, &setup, now).await.map_err(anyhow::Error::from)
+    })?;
+    let f = &made.demand;
+    println!(
+        "forecast {} from {} sessions of {} servers: {} steps from {}, peak {} MiB (p90); stored for the controller",
+        f.source,
+        made.sessions,
+        made.servers,
+        f.mean.len(),
+        made.document.origin,
+        f.p90.iter().max().copied().unwrap_or(0)
+    );
+    Ok(())
+}
+
 pub fn run(args: ForecastArgs) -> Result<()> {
     match args.action {
         Some(ForecastAction::Backtest(b)) => backtest(b),
@@ -229,6 +262,9 @@ fn clock() -> impl FnMut() -> f64 {
 fn forecast(args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let at = args.at.as_deref().map(parse_rfc3339).transpose().map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+    if let Some(config) = &args.source.from_db {
+        return from_db(config, at);
+    }
     let (all, end, cov) = load(&args.source, at)?;
     let step = all.first().map(|(s, _)| s.step).context("no series")?;
     let horizon = steps(&args.horizon, step, "horizon")?;

@@ -224,7 +224,13 @@ pub struct ForecastConfigFile {
 
 impl Default for ForecastConfigFile {
     fn default() -> Self {
-        ForecastConfigFile { at: "03:00".into(), timezone: "UTC".into(), window_days: 28, max_age_h: 30, retry_after_min: 15 }
+        ForecastConfigFile {
+            at: "03:00".into(),
+            timezone: "UTC".into(),
+            window_days: 28,
+            max_age_h: 30,
+            retry_after_min: 15,
+        }
     }
 }
 
@@ -238,9 +244,11 @@ impl ForecastConfigFile {
         use conductor_sim::scenario::ForecastSource;
         let need_days = match source {
             ForecastSource::Perfect => {
-                return Err("policy.predictive.source: \"perfect\" is the future itself; the controller forecasts from \
+                return Err(
+                    "policy.predictive.source: \"perfect\" is the future itself; the controller forecasts from \
                             its own history (mstl, seasonal-naive, …)"
-                    .into())
+                        .into(),
+                )
             }
             ForecastSource::SeasonalNaive => 7,
             ForecastSource::Model(_) => 14,
@@ -252,7 +260,10 @@ impl ForecastConfigFile {
             .filter(|&(h, m)| h < 24 && m < 60 && self.at.len() == 5)
             .ok_or_else(|| format!("controller.forecast.at: \"HH:MM\" (e.g. \"03:00\"), got {:?}", self.at))?;
         let timezone = self.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
-            format!("controller.forecast.timezone: unknown time zone {:?} (an IANA name such as Europe/Berlin)", self.timezone)
+            format!(
+                "controller.forecast.timezone: unknown time zone {:?} (an IANA name such as Europe/Berlin)",
+                self.timezone
+            )
         })?;
         if self.window_days < need_days {
             return Err(format!(

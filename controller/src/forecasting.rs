@@ -74,10 +74,13 @@ pub struct Made {
 
 /// Makes the forecast at `now` from the listed servers and the events (oldest first) of
 /// the window: the twin's forecast on the exported dataset of `[now − window, now)`, with
-/// `now` taken down to the 15-minute grid.
+/// `now` taken down to the 15-minute grid (and the window no earlier than the fleet).
 pub fn make(setup: &ForecastSetup, listed: &[ServerRow], events: &[Event], now: Millis) -> Result<Made, String> {
     let until = now - now.rem_euclid(STEP);
-    let since = until - setup.window;
+    // No history before the fleet's first server or event: a young fleet's forecast waits
+    // until it has the season its model needs, rather than reading the time before as idle.
+    let first = listed.iter().map(|s| s.created_at).chain(events.first().map(|e| e.at)).min().unwrap_or(until);
+    let since = (until - setup.window).max(first + (STEP - first.rem_euclid(STEP)) % STEP);
     let meta = export::MetaInfo { name: "forecast".into(), timezone: setup.timezone.name().into(), source: "".into() };
     let exported = export::build(listed, events, since, until, &meta).map_err(|e| e.to_string())?;
     let dataset = dataset(&exported, setup.timezone, since, until)?;
@@ -85,7 +88,8 @@ pub fn make(setup: &ForecastSetup, listed: &[ServerRow], events: &[Event], now: 
     let ram: Vec<u32> = dataset.servers.iter().map(|s| s.ram_mib).collect();
     let peaks = peak_demand(&intervals, &ram, since, until);
     let (origin, p, model) = predict(&setup.source, &peaks, since, until)?;
-    let (mean, lo80, hi80, lo95, hi95) = (to_mib(&p.mean), to_mib(&p.lo80), to_mib(&p.hi80), to_mib(&p.lo95), to_mib(&p.hi95));
+    let (mean, lo80, hi80, lo95, hi95) =
+        (to_mib(&p.mean), to_mib(&p.lo80), to_mib(&p.hi80), to_mib(&p.lo95), to_mib(&p.hi95));
     let points = (0..mean.len())
         .map(|i| Point {
             t: format_rfc3339(origin + STEP * i as Millis),
@@ -233,7 +237,15 @@ pub async fn run<S: Store>(store: &S, setup: &ForecastSetup, now: Millis) -> Res
         Ok(made) => made,
         Err(error) => {
             let data = json!({ "error": error, "source": source_name(&setup.source) });
-            store.append_event(NewEvent { at: now, kind: crate::events::FORECAST_FAILED.into(), server: None, node: None, data }).await?;
+            store
+                .append_event(NewEvent {
+                    at: now,
+                    kind: crate::events::FORECAST_FAILED.into(),
+                    server: None,
+                    node: None,
+                    data,
+                })
+                .await?;
             return Err(RunError::Forecast(error));
         }
     };
@@ -249,7 +261,9 @@ pub async fn run<S: Store>(store: &S, setup: &ForecastSetup, now: Millis) -> Res
         "peak_mib": made.demand.p90.iter().max().copied().unwrap_or(0),
         "took_ms": started.elapsed().as_millis() as u64,
     });
-    store.append_event(NewEvent { at: now, kind: crate::events::FORECAST_MADE.into(), server: None, node: None, data }).await?;
+    store
+        .append_event(NewEvent { at: now, kind: crate::events::FORECAST_MADE.into(), server: None, node: None, data })
+        .await?;
     Ok(made)
 }
 

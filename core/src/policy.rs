@@ -498,7 +498,10 @@ mod tests {
         assert_eq!(p.size_at(45 * MINUTE, Some(&f), 3000), 0);
         assert_eq!(p.keep_at(45 * MINUTE, Some(&f), 3000), 2);
         // Without a forecast: the fixed size.
-        assert_eq!(SparePoolParams { size: 1, from_forecast: Some(5 * MINUTE), shadow: false }.size_at(0, None, 3000), 1);
+        assert_eq!(
+            SparePoolParams { size: 1, from_forecast: Some(5 * MINUTE), shadow: false }.size_at(0, None, 3000),
+            1
+        );
     }
 
     #[test]

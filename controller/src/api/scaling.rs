@@ -103,8 +103,12 @@ pub(super) async fn set_policy<S: Store + 'static>(
     admin(&api, &headers, "switching a policy").await?;
     let index: usize = index.parse().map_err(|_| ApiError::not_found("policy"))?;
     let live = api.live.as_ref().ok_or_else(no_engine)?;
-    let view =
-        live.lock().await.set_policy_shadow(index, req.shadow, "admin", (api.config.now)()).await.map_err(live_error)?;
+    let view = live
+        .lock()
+        .await
+        .set_policy_shadow(index, req.shadow, "admin", (api.config.now)())
+        .await
+        .map_err(live_error)?;
     Ok(Json(json!(view)))
 }
 

@@ -39,7 +39,12 @@ impl<S: Store> Live<S> {
     /// Hands the scheduler the stored forecast made at `made_at`, as the twin does every
     /// night: `forecast.applied`, or `forecast.unusable` (no peak-RAM series) or
     /// `forecast.stale` (already too old) and the previous forecast is kept or dropped.
-    pub async fn use_forecast(&mut self, made_at: Millis, doc: &serde_json::Value, now: Millis) -> Result<bool, LiveError> {
+    pub async fn use_forecast(
+        &mut self,
+        made_at: Millis,
+        doc: &serde_json::Value,
+        now: Millis,
+    ) -> Result<bool, LiveError> {
         self.forecast_made_at = Some(made_at);
         let read = serde_json::from_value::<ForecastDocument>(doc.clone())
             .map_err(|e| format!("not a forecast document: {e}"))
@@ -56,7 +61,8 @@ impl<S: Store> Live<S> {
             self.stale(made_at, now).await?;
             return Ok(false);
         }
-        let data = json!({ "made_at": made_at, "origin": demand.start, "model": demand.source, "steps": demand.mean.len() });
+        let data =
+            json!({ "made_at": made_at, "origin": demand.start, "model": demand.source, "steps": demand.mean.len() });
         self.core.set_forecast(demand);
         self.forecast_stale = false;
         self.event(now, FORECAST_APPLIED, None, None, data).await?;
@@ -153,8 +159,8 @@ impl<S: Store> Live<S> {
                 continue;
             };
             let kind = |name: &str| name.trim_end_matches("-shadow").to_owned();
-            let same_policy = self.cfg.scheduler.scaling.policies.get(index).map(|p| kind(p.name()))
-                == e["to"].as_str().map(kind);
+            let same_policy =
+                self.cfg.scheduler.scaling.policies.get(index).map(|p| kind(p.name())) == e["to"].as_str().map(kind);
             if configured == then && same_policy {
                 self.core.set_shadow(index, shadow);
             }
