@@ -62,11 +62,11 @@ pub fn document() -> Value {
                 "delete": op("Remove a custom host name", "admin or its owner", "204")
             },
             "/v1/fleet": { "get": op("Nodes, RAM reserved and usable, VMs provisioning", "admin", "200") },
-            "/v1/scaling": { "get": op("Mode, policies, latest decisions with reasons", "admin", "200") },
+            "/v1/scaling": { "get": op("Mode, policies with their modes, the forecast in use, the latest decisions with reasons next to what shadow policies would have done, the latest policy switches", "admin", "200") },
             "/v1/scaling/mode": { "put": op("Switch mode: {\"mode\": \"observe\" | \"enforce\"}", "admin", "200") },
             "/v1/forecast": {
                 "get": op("The latest forecast document", "admin", "200"),
-                "put": op("Upload a conductor.forecast/1 document", "admin", "201")
+                "put": op("Upload a conductor.forecast/1 document; used at once when it has the ram_mib.peak series ({\"applied\": true})", "admin", "201")
             },
             "/v1/events": { "get": op("The event log, oldest first: ?after=SEQ&limit=N", "admin", "200") },
             "/v1/webhooks/stripe": { "post": {
@@ -102,6 +102,8 @@ pub fn document() -> Value {
             "/v1/nodes/{id}": { "delete": with_id(op("Remove a drained, empty joined node (409 node_not_drained | node_not_empty | configured_node)", "admin", "204")) },
             "/v1/nodes/{id}/drain": { "post": with_id(op("Drain a node: no new server; its sleeping worlds are archived", "admin", "200")) },
             "/v1/nodes/{id}/undrain": { "post": with_id(op("Take a drained node back into placement", "admin", "200")) },
+            "/v1/policies": { "get": op("The scaling policies in order: index, name, shadow, configured_shadow", "admin", "200") },
+            "/v1/policies/{index}": { "put": op("Switch a predictive or spare-pool policy: {\"shadow\": false} enforces (422 no_shadow_mode | unknown_policy); recorded as policy.mode, kept across restarts until the file changes", "admin", "200") },
     });
     if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), nodes) {
         paths.extend(more);

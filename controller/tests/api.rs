@@ -207,6 +207,8 @@ async fn deletes_forecasts_admin_views_and_the_openapi_document() {
     assert_eq!(call(&app, "GET", "/v1/forecast", Some(ADMIN), None).await.0, StatusCode::NOT_FOUND);
     assert_eq!(api.store.latest_forecast().await.unwrap(), None, "nothing stored from bad uploads");
     // Admin views are admin-only.
+    assert_eq!(call(&app, "GET", "/v1/policies", Some(&ta), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&app, "GET", "/v1/policies", Some(ADMIN), None).await.0, StatusCode::SERVICE_UNAVAILABLE);
     for path in ["/v1/fleet", "/v1/scaling", "/v1/events"] {
         assert_eq!(call(&app, "GET", path, Some(&ta), None).await.0, StatusCode::FORBIDDEN, "{path}");
         assert_eq!(call(&app, "GET", path, Some(ADMIN), None).await.0, StatusCode::OK, "{path}");
@@ -231,6 +233,8 @@ async fn deletes_forecasts_admin_views_and_the_openapi_document() {
         "/v1/fleet",
         "/v1/scaling",
         "/v1/scaling/mode",
+        "/v1/policies",
+        "/v1/policies/{index}",
         "/v1/forecast",
         "/v1/events",
         "/metrics",
@@ -238,7 +242,7 @@ async fn deletes_forecasts_admin_views_and_the_openapi_document() {
         "/readyz",
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
-        let concrete = p.replace("{id}", "1");
+        let concrete = p.replace("{id}", "1").replace("{index}", "0");
         let (s, _) = call(&app, "OPTIONS", &concrete, Some(ADMIN), None).await;
         assert_ne!(s, StatusCode::NOT_FOUND, "{p} is not routed");
     }

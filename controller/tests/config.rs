@@ -205,3 +205,39 @@ fn twin_only_sections_are_refused_by_the_controller_and_controller_keys_by_the_t
     let e = conductor_sim::scenario::Scenario::parse(&path, &with_controller).unwrap_err().to_string();
     assert!(e.contains("controller"), "{e}");
 }
+
+#[test]
+fn the_nightly_forecast_is_set_up_when_a_policy_reads_one_and_bad_knobs_are_named() {
+    assert!(example(&[]).unwrap().forecast.is_none(), "the reference policy reads no forecast");
+    let predictive = "kind = \"custom\"\n\n[policy.predictive]\nsource = \"mstl\"\nshadow = true";
+    let with = |forecast: &str| {
+        example(&[
+            ("kind = \"reference\"", predictive),
+            ("[[controller.node]]", &format!("[controller.forecast]\n{forecast}\n\n[[controller.node]]")),
+        ])
+    };
+    let cfg = with("at = \"02:30\"\ntimezone = \"Europe/Berlin\"\nwindow_days = 21").unwrap();
+    let f = cfg.forecast.clone().unwrap();
+    assert_eq!((f.at, f.timezone, f.window), ((2, 30), chrono_tz::Europe::Berlin, 21 * 86_400_000));
+    assert_eq!(f.max_age, 30 * 3_600_000, "the default");
+    let live = conductor_controller::serve::live_config(&cfg).unwrap();
+    assert_eq!(live.forecast, Some(f), "the setup reaches the engine");
+    assert_eq!(live.scheduler.scaling.policies[1].shadow(), Some(true));
+    for (knob, says) in [
+        ("at = \"3:00\"", "controller.forecast.at: \"HH:MM\""),
+        ("at = \"25:00\"", "controller.forecast.at"),
+        ("timezone = \"Mars/Olympus\"", "controller.forecast.timezone: unknown time zone"),
+        ("window_days = 10", "controller.forecast.window_days: at least 14"),
+        ("max_age_h = 0", "controller.forecast.max_age_h"),
+        ("every_h = 2", "controller.forecast.every_h"),
+    ] {
+        let e = with(knob).err().unwrap();
+        assert!(e.contains(says), "{knob}: {e}");
+    }
+    let e = example(&[("kind = \"reference\"", &predictive.replace("mstl", "perfect"))]).err().unwrap();
+    assert!(e.contains("policy.predictive.source: \"perfect\" is the future itself"), "{e}");
+    let sp = "kind = \"custom\"\n\n[policy.spare_pool]\nsize = 1\nshadow = true";
+    let cfg = example(&[("kind = \"reference\"", sp)]).unwrap();
+    assert_eq!(cfg.scenario.scheduler.scaling.policies[1].shadow(), Some(true), "a spare pool can shadow");
+    assert!(cfg.forecast.is_none(), "a fixed pool reads no forecast");
+}
