@@ -88,39 +88,56 @@ pub fn make(setup: &ForecastSetup, listed: &[ServerRow], events: &[Event], now: 
     let ram: Vec<u32> = dataset.servers.iter().map(|s| s.ram_mib).collect();
     let peaks = peak_demand(&intervals, &ram, since, until);
     let (origin, p, model) = predict(&setup.source, &peaks, since, until)?;
-    let (mean, lo80, hi80, lo95, hi95) =
-        (to_mib(&p.mean), to_mib(&p.lo80), to_mib(&p.hi80), to_mib(&p.lo95), to_mib(&p.hi95));
-    let points = (0..mean.len())
+    let demand = DemandForecast {
+        start: origin,
+        step: STEP,
+        mean: to_mib(&p.mean),
+        p90: to_mib(&p.hi80),
+        p97_5: to_mib(&p.hi95),
+        source: model,
+    };
+    let document = document(&demand, (&to_mib(&p.lo80), &to_mib(&p.lo95)), now, since);
+    Ok(Made { document, demand, servers: dataset.servers.len(), sessions: exported.sessions.len() })
+}
+
+/// The document of the scheduler's forecast `demand` made at `now` from history since
+/// `since`, with the lower bounds of its intervals (whole MiB).
+pub fn document(
+    demand: &DemandForecast,
+    (lo80, lo95): (&[u64], &[u64]),
+    now: Millis,
+    since: Millis,
+) -> ForecastDocument {
+    let origin = demand.start;
+    let points = (0..demand.mean.len())
         .map(|i| Point {
             t: format_rfc3339(origin + STEP * i as Millis),
-            mean: mean[i] as f64,
-            lo80: lo80[i] as f64,
-            hi80: hi80[i] as f64,
-            lo95: lo95[i] as f64,
-            hi95: hi95[i] as f64,
+            mean: demand.mean[i] as f64,
+            lo80: lo80.get(i).copied().unwrap_or(0) as f64,
+            hi80: demand.p90[i] as f64,
+            lo95: lo95.get(i).copied().unwrap_or(0) as f64,
+            hi95: demand.p97_5[i] as f64,
         })
         .collect();
-    let document = ForecastDocument {
+    ForecastDocument {
         schema: SCHEMA.into(),
         made_at: format_rfc3339(now),
         origin: format_rfc3339(origin),
         step_s: STEP / 1000,
-        horizon_steps: mean.len(),
+        horizon_steps: demand.mean.len(),
         series: vec![SeriesForecast {
             name: SERIES.into(),
             unit: "MiB".into(),
-            model: model.clone(),
+            model: demand.source.clone(),
             fitted_on: FittedOn {
                 start: format_rfc3339(since),
                 end: format_rfc3339(origin),
-                steps: ((origin - since) / STEP) as usize,
+                steps: ((origin - since).max(0) / STEP) as usize,
             },
             backtest: None,
             points,
         }],
-    };
-    let demand = DemandForecast { start: origin, step: STEP, mean, p90: hi80, p97_5: hi95, source: model };
-    Ok(Made { document, demand, servers: dataset.servers.len(), sessions: exported.sessions.len() })
+    }
 }
 
 /// The scheduler's forecast in a document: its `ram_mib.peak` series (mean, upper 80 % and

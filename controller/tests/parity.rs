@@ -15,6 +15,7 @@ use conductor_controller::live::Live;
 use conductor_controller::store::{NewEvent, NewNode, NewServer, NodeState, ServerState, Store};
 use conductor_controller::MemoryStore;
 use conductor_core::scheduler::{NodeState as CoreNodeState, ScaleAction};
+use conductor_core::time::DAY;
 use conductor_core::{Millis, NodeId, NodeKind, Note, Residence, Scheduler, ServerId};
 use conductor_sim::dataset::Dataset;
 use conductor_sim::generate::GenConfig;
@@ -144,6 +145,12 @@ async fn record(store: &MemoryStore, twin: &Scheduler, dedicated: &[String], at:
     let memory = serde_json::to_value(twin.scaling_memory()).unwrap();
     let e = NewEvent { at, kind: "scaling.memory".into(), server: None, node: None, data: memory };
     store.append_event(e).await.unwrap();
+    // The twin's latest nightly forecast, stored as the live job stores its own (made at its
+    // origin, the night's 03:00): the controller adopts it at start-up.
+    if let Some(f) = twin.forecast() {
+        let doc = conductor_controller::forecasting::document(f, (&f.mean, &f.mean), f.start, f.start - 14 * DAY);
+        store.save_forecast(serde_json::to_value(&doc).unwrap(), f.start).await.unwrap();
+    }
     names
 }
 
@@ -207,10 +214,56 @@ async fn controller_tick(
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_controller_decides_as_the_twin_on_the_same_state() {
-    let dir = std::env::temp_dir().join(format!("conductor-parity-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let gen = GenConfig { servers: 500, days: 2, seed: 11, ..GenConfig::default() };
-    let (data, text) = common::twin_fixture(&dir, "parity", &gen);
+    let policies = parity("reference", &gen, None).await;
+    assert_eq!(policies, BTreeSet::from(["reactive".to_string()]));
+}
+
+/// Predictive (MSTL, re-fitted every night) beside the reactive policy with billing-hour
+/// scale-in, and a forecast-sized spare pool: the twin's nightly forecast is stored as the
+/// live job stores its own, and the controller adopting it decides the same. (That the
+/// live job makes the twin's forecast from its event log is `tests/forecast.rs`.)
+#[tokio::test(flavor = "current_thread")]
+async fn forecast_driven_policies_decide_as_the_twin_with_the_nightly_forecast() {
+    let gen = GenConfig { servers: 300, days: 17, seed: 5, ..GenConfig::default() };
+    let policy = r#"[policy]
+kind = "custom"
+scale_in = "billing-hour"
+billing_margin_s = 900
+
+[policy.predictive]
+source = "mstl"
+lead_buffer_s = 300
+target_utilisation = 0.8
+scale_in = true
+"#;
+    let policies = parity("predictive", &gen, Some(policy)).await;
+    assert!(policies.contains("predictive"), "the run must make predictive act: {policies:?}");
+    // The pool alone (beside predictive the largest scale-up is predictive's, beside the
+    // reactive policy a tie is the reactive's).
+    let pool = r#"[policy]
+kind = "custom"
+reactive = false
+
+[policy.spare_pool]
+size = 1
+from_forecast = true
+source = "mstl"
+"#;
+    let policies = parity("pool", &gen, Some(pool)).await;
+    assert!(policies.contains("spare-pool"), "the run must make the pool act: {policies:?}");
+}
+
+/// Runs the twin on generated data with `policy` (default: the reference) and compares the
+/// controller's decisions at sampled ticks; returns the policies that decided something.
+async fn parity(name: &str, gen: &GenConfig, policy: Option<&str>) -> BTreeSet<String> {
+    let dir = std::env::temp_dir().join(format!("conductor-parity-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (data, text) = common::twin_fixture(&dir, "parity", gen);
+    let text = match policy {
+        Some(p) => text.replace("[policy]\nkind = \"reference\"\n", p),
+        None => text,
+    };
     let scenario_file: PathBuf = dir.join("scenario.toml");
     std::fs::write(&scenario_file, &text).unwrap();
     let controller_file = dir.join("controller.toml");
@@ -243,6 +296,12 @@ async fn the_controller_decides_as_the_twin_on_the_same_state() {
 
     let mut sample: BTreeSet<usize> = with_decision.iter().flat_map(|&i| [i, i + 1]).collect();
     sample.extend((0..ticks.len()).step_by(40));
+    if policy.is_some() {
+        // Forecast-driven: the nights after the first forecast (two weeks in) are compared.
+        sample.retain(|&i| ticks.get(i).is_some_and(|t| t.1.forecast().is_some()));
+    }
+    let acted: BTreeSet<String> =
+        sample.iter().filter_map(|&i| ticks.get(i)).flat_map(|t| &t.2).map(|d| d.policy.clone()).collect();
     // And every tick where a server waits whose world sleeps on a node or lies in the archive.
     let waits_with_world = |c: &Scheduler| {
         (0..c.server_count() as u32).map(ServerId).any(|s| c.is_queued(s) && c.residence(s) != Residence::New)
@@ -269,4 +328,5 @@ async fn the_controller_decides_as_the_twin_on_the_same_state() {
     );
     assert!(queued[1] > 0, "the sample must hold servers that wait with a world somewhere");
     std::fs::remove_dir_all(&dir).unwrap();
+    acted
 }
