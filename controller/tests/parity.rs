@@ -9,6 +9,8 @@
 //! `controller.toml` is the scenario plus a `[controller]` section) adopts that store in
 //! `observe` mode and ticks at the same instant. Its scaling decisions (action, node,
 //! policy, reason with the figures seen) and the memory it records must equal the twin's.
+//! With forecast-driven policies (17 days: MSTL needs two weeks) the twin's latest nightly
+//! forecast is stored too, and the ticks after the first one are compared.
 
 use conductor_controller::config::ControllerConfig;
 use conductor_controller::live::Live;
