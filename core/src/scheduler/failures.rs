@@ -104,20 +104,33 @@ impl Scheduler {
     /// The placement `placement` of `server` could not start it (the driver gave up, or it
     /// did not answer within the start timeout). Its RAM is freed, its world is where it was
     /// before, what the placement left on the node is discarded, and its request is placed
-    /// again — elsewhere if another node fits — or waits in the queue until `give_up`.
+    /// again — elsewhere if another node fits — or waits in the queue until `give_up`. A
+    /// migration that failed leaves the server asleep where it ran, and starts it again.
     pub fn start_failed(&mut self, now: Millis, server: ServerId, placement: PlacementId, out: &mut Outbox) {
         let s = &self.servers[server.0 as usize];
         let Residence::Starting { node } = s.residence else { return };
         if s.placement != placement {
             return;
         }
+        // A move that failed: the world is still on the node it ran on (its copy there goes
+        // only once the new one runs); it sleeps there and is started again.
+        let migrated_from = s.migrating_from;
         self.release(server, node);
         let s = &mut self.servers[server.0 as usize];
         s.avoid = Some(node);
-        let back = match s.before {
-            Residence::Starting { .. } | Residence::Running { .. } => Residence::Archived,
-            before => before,
+        let back = match (migrated_from, s.before) {
+            (Some(from), _) => Residence::Sleeping { node: from },
+            (None, Residence::Starting { .. } | Residence::Running { .. }) => Residence::Archived,
+            (None, before) => before,
         };
+        if migrated_from.is_some() {
+            s.stops += 1;
+            s.stopped_at = now;
+            // In place (a plan change with room) the node is the one to retry on.
+            if migrated_from == Some(node) {
+                s.avoid = None;
+            }
+        }
         self.set_residence(server, back);
         let s = &mut self.servers[server.0 as usize];
         let keep_data = s.residence == (Residence::Sleeping { node });
@@ -131,8 +144,11 @@ impl Scheduler {
         out.notes.push(Note::StartFailed { server, node });
         out.commands.push(Command::Discard { server, node, keep_data });
         let request = self.servers[server.0 as usize].request.take();
-        if let Some(r) = request {
-            self.retry(now, server, r, out);
+        match (request, migrated_from) {
+            (Some(r), _) => self.retry(now, server, r, out),
+            // It was running: its players want it back.
+            (None, Some(_)) => self.request_start(now, server, out),
+            (None, None) => {}
         }
         self.scan_queue(now, out);
     }

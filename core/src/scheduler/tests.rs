@@ -654,3 +654,49 @@ fn a_node_that_joins_takes_the_queue_and_a_drained_one_takes_nothing_and_leaves_
     s.undrain(110 * SECOND, third, &mut out);
     assert_eq!(placed_on(&out, ServerId(3)), Some(third));
 }
+
+#[test]
+fn a_failed_migration_leaves_the_world_where_it_ran_and_starts_it_again() {
+    let config = SchedulerConfig { scaling: ScalingPolicy::fixed(), ..SchedulerConfig::reference(vm(), 0) };
+    let mut s = Scheduler::new(config, &[node(4096), node(8192)], vec![spec(2048)]);
+    let mut out = Outbox::default();
+    s.request_start(0, ServerId(0), &mut out);
+    let (_, n, _, p) = placed(&out)[0];
+    assert_eq!(n, 0);
+    s.boot_complete(10 * SECOND, ServerId(0), p, &mut out);
+    // A plan change with room restarts it in place; the restart fails: it sleeps there (the
+    // world is kept) and is started there again.
+    out.clear();
+    s.change_plan(20 * SECOND, ServerId(0), 4096, &mut out);
+    let Some(&Command::Migrate { from, to, placement, .. }) =
+        out.commands.iter().find(|c| matches!(c, Command::Migrate { .. }))
+    else {
+        panic!("{:?}", out.commands)
+    };
+    assert_eq!((from, to), (NodeId(0), NodeId(0)));
+    out.clear();
+    s.start_failed(30 * SECOND, ServerId(0), placement, &mut out);
+    assert!(out.commands.contains(&Command::Discard { server: ServerId(0), node: NodeId(0), keep_data: true }));
+    let again = placed(&out);
+    assert_eq!((again[0].1, again[0].2), (0, Restore::None), "{:?}", out.commands);
+    assert_eq!(s.node(NodeId(0)).outgoing, 0);
+    s.boot_complete(40 * SECOND, ServerId(0), again[0].3, &mut out);
+    // Without room it moves to node 1; that fails: asleep on node 0, its world still there,
+    // the move's leftovers on node 1 discarded, and started again from node 0's copy.
+    out.clear();
+    s.change_plan(50 * SECOND, ServerId(0), 8192, &mut out);
+    let Some(&Command::Migrate { from, to, placement, .. }) =
+        out.commands.iter().find(|c| matches!(c, Command::Migrate { .. }))
+    else {
+        panic!("{:?}", out.commands)
+    };
+    assert_eq!((from, to, s.node(NodeId(0)).outgoing), (NodeId(0), NodeId(1), 1));
+    out.clear();
+    s.start_failed(60 * SECOND, ServerId(0), placement, &mut out);
+    assert_eq!(s.node(NodeId(0)).outgoing, 0, "node 0 is no longer waited for");
+    assert!(out.commands.contains(&Command::Discard { server: ServerId(0), node: NodeId(1), keep_data: false }));
+    let again = placed(&out);
+    assert_eq!((again[0].1, again[0].2), (1, Restore::FromNode(NodeId(0))), "only node 1 fits 8 GiB");
+    assert_eq!(s.node(NodeId(1)).reserved_mib, 8192);
+    assert_eq!(s.node(NodeId(0)).reserved_mib, 0);
+}
