@@ -70,6 +70,14 @@ pub const CONTAINER_STOPPED: &str = "container.stopped";
 pub const SCALING_DECISION: &str = "scaling.decision";
 pub const SCALING_SHADOW: &str = "scaling.shadow";
 pub const SCALING_MEMORY: &str = "scaling.memory";
+/// The core moves a running server (consolidation, a plan change): from, to, players.
+pub const SERVER_MIGRATING: &str = "server.migrating";
+/// An `auto` owner is told their server will move (not before `moves_at`).
+pub const SERVER_ANNOUNCED: &str = "server.announced";
+/// A `suggest` owner is asked to accept a move that saves this much per hour.
+pub const SERVER_RECOMMENDED: &str = "server.recommended";
+/// The owner (or an admin) accepted a recommended move.
+pub const SERVER_CONSENTED: &str = "server.consented";
 /// An admin switched a policy between shadow and enforce.
 pub const POLICY_MODE: &str = "policy.mode";
 // The nightly forecast.
@@ -146,6 +154,10 @@ pub const ALL: &[&str] = &[
     SCALING_DECISION,
     SCALING_SHADOW,
     SCALING_MEMORY,
+    SERVER_MIGRATING,
+    SERVER_ANNOUNCED,
+    SERVER_RECOMMENDED,
+    SERVER_CONSENTED,
     POLICY_MODE,
     FORECAST_MADE,
     FORECAST_FAILED,

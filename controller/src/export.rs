@@ -176,7 +176,8 @@ pub fn build(
     for e in events.iter().filter(|e| e.at <= until) {
         let in_window = e.at >= since;
         match (e.kind.as_str(), e.server, e.node) {
-            ("server.placed", Some(s), _) if e.data["restore"] == "None" => {
+            // A boot from the world on the node (a move's restart is not a boot alone).
+            ("server.placed", Some(s), _) if e.data["restore"] == "None" && e.data["migration"] != true => {
                 placed.insert(s, e.at);
             }
             ("server.placed" | "server.start-failed" | "server.crashed", Some(s), _) => {

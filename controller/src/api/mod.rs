@@ -608,6 +608,17 @@ fn engine_metrics<S: Store>(out: &mut String, live: &crate::live::Live<S>) {
         ("conductor_gc_removed_total", "Strays and failed placements removed.", m.gc_removed),
         ("conductor_stale_intents_total", "Intents reported as not done after stale_after_s.", m.stale_intents),
         ("conductor_forecast_failures_total", "Nightly forecast runs that failed.", m.forecast_failures),
+        ("conductor_migrations_total", "Running servers moved (consolidation, plan changes).", m.migrations),
+        (
+            "conductor_migration_failures_total",
+            "Moves that failed (the server restarted where it was).",
+            m.migration_failures,
+        ),
+        (
+            "conductor_migration_disrupted_player_seconds_total",
+            "Players' waiting time during moves.",
+            m.disrupted_player_ms / 1000,
+        ),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");

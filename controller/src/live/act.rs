@@ -114,6 +114,24 @@ impl<S: Store> Live<S> {
                 self.event(now, SERVER_PLACED, Some(self.sid(server)), Some(self.nid(node)), data).await?;
                 Action::Place { server: self.sid(server), node: self.nid(node), restore }
             }
+            Command::Migrate { server, from, to, .. } => {
+                // Saved and stopped where it runs (the template's stop command, then the
+                // signal); then its world is copied node to node and it starts on `to` — the
+                // placement waits for the stop on `from`. The old copy goes once the new one
+                // is in place; a failure leaves it asleep on `from` (the core restarts it).
+                let id = self.sid(server);
+                self.placed_at.insert(server, now);
+                self.fresh.insert(server);
+                self.unanswered.remove(&server);
+                self.unplaced.insert(server);
+                self.record_state(server, now).await?;
+                let restore = if from == to { RestoreFrom::None } else { RestoreFrom::Node { node: self.nid(from) } };
+                // Ends the running phase for billing: the move is not billed (as in the twin).
+                let data = json!({ "restore": format!("{restore:?}"), "migration": true });
+                self.event(now, SERVER_PLACED, Some(id), Some(self.nid(to)), data).await?;
+                self.enqueue(now, Action::Stop { server: id, node: self.nid(from) }, None).await?;
+                Action::Place { server: id, node: self.nid(to), restore }
+            }
             Command::Stop { server, node } => {
                 // Stopped before its placement was carried out: it is not, and the core
                 // learns the world is still where it was (or that there is none yet).

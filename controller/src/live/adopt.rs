@@ -68,6 +68,7 @@ impl<S: Store> Live<S> {
             touched: HashSet::new(),
             fresh: HashSet::new(),
             memory: ScalingMemory::default(),
+            migrating: HashMap::new(),
             forecast_made_at: None,
             forecast_stale: false,
             usage: Vec::new(),

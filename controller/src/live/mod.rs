@@ -168,6 +168,8 @@ pub struct Live<S: Store> {
     deleted: HashSet<i64>,
     /// The scaling memory last recorded in the event log.
     memory: ScalingMemory,
+    /// Servers being moved: since when, and the players on them then (disruption).
+    migrating: HashMap<ServerId, (Millis, u32)>,
     /// When the stored forecast last handed over was made, and whether it went stale.
     forecast_made_at: Option<Millis>,
     forecast_stale: bool,
@@ -572,10 +574,31 @@ impl<S: Store> Live<S> {
                         .await?;
                 }
             }
+            Note::Migrated { server, from, to } => {
+                let players = self.core.players(server);
+                self.migrating.insert(server, (now, players));
+                if let Some(id) = self.sid_opt(server) {
+                    let data = json!({ "from": self.store_node(from), "to": self.store_node(to), "players": players });
+                    self.event(now, SERVER_MIGRATING, Some(id), self.store_node(to), data).await?;
+                }
+            }
             Note::Resumed { server } => {
                 if let Some(id) = self.sid_opt(server) {
                     self.record_state(server, now).await?;
-                    self.event(now, SERVER_RESUMED, Some(id), None, json!({ "reason": "restarted" })).await?;
+                    // The players who were on it waited the whole move (the twin's measure).
+                    let data = match self.migrating.remove(&server) {
+                        Some((since, players)) => {
+                            self.metrics.migrations += 1;
+                            self.metrics.disrupted_player_ms += u64::from(players) * (now - since) as u64;
+                            json!({
+                                "reason": "migrated",
+                                "downtime_ms": now - since,
+                                "disrupted_player_ms": u64::from(players) * (now - since) as u64,
+                            })
+                        }
+                        None => json!({ "reason": "restarted" }),
+                    };
+                    self.event(now, SERVER_RESUMED, Some(id), None, data).await?;
                 }
             }
             Note::Abandoned { server, reason, .. } => {
@@ -611,7 +634,12 @@ impl<S: Store> Live<S> {
                 self.placed_at.remove(&server);
                 let store_node = self.store_node(node);
                 self.record_state(server, now).await?;
-                self.event(now, SERVER_START_FAILED, self.sid_opt(server), store_node, json!({})).await?;
+                let migration = self.migrating.remove(&server).is_some();
+                if migration {
+                    self.metrics.migration_failures += 1;
+                }
+                let data = json!({ "migration": migration });
+                self.event(now, SERVER_START_FAILED, self.sid_opt(server), store_node, data).await?;
             }
             Note::Crashed { server, node, crashes, restarted } => {
                 if !restarted {

@@ -193,6 +193,10 @@ pub struct Metrics {
     pub gc_removed: u64,
     /// Intents reported as not done after `stale_after`.
     pub stale_intents: u64,
+    /// Moves carried out and failed, and the players' waiting time they caused.
+    pub migrations: u64,
+    pub migration_failures: u64,
+    pub disrupted_player_ms: u64,
     /// Nightly forecasts that failed.
     pub forecast_failures: u64,
     /// Wall time of whole steps: bucket upper bounds in ms ([`TICK_BUCKETS_MS`]), then +Inf.

@@ -146,8 +146,20 @@ impl Scheduler {
         let request = self.servers[server.0 as usize].request.take();
         match (request, migrated_from) {
             (Some(r), _) => self.retry(now, server, r, out),
-            // It was running: its players want it back.
-            (None, Some(_)) => self.request_start(now, server, out),
+            // It was running: its players want it back — where it ran, even on a node being
+            // emptied (the move was the reason for that), if it still fits there.
+            (None, Some(from)) => {
+                let n = &self.nodes[from.0 as usize];
+                let ram = u64::from(self.servers[server.0 as usize].spec.ram_mib);
+                if matches!(n.state, NodeState::Ready | NodeState::Cordoned) && n.free_mib() >= ram {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    self.servers[server.0 as usize].request = Some(Request { seq, at: now, queued: false });
+                    self.place(server, from, Restore::None, out);
+                } else {
+                    self.request_start(now, server, out);
+                }
+            }
             (None, None) => {}
         }
         self.scan_queue(now, out);

@@ -424,6 +424,11 @@ impl Scheduler {
         self.servers[server.0 as usize].players = players;
     }
 
+    /// Players online on `server` as last told.
+    pub fn players(&self, server: ServerId) -> u32 {
+        self.servers[server.0 as usize].players
+    }
+
     /// The owner of `server` accepted the recommendation to move it.
     pub fn accept_recommendation(&mut self, server: ServerId) {
         let s = &mut self.servers[server.0 as usize];

@@ -1,0 +1,227 @@
+//! Moves carried out live, on the in-memory drivers and a virtual clock: consolidation
+//! empties a VM by moving its idle server to the dedicated node (saved by its stop, world
+//! copied node to node, the old copy removed, the VM deleted), with the twin's disruption
+//! accounting; a move whose target fails leaves the server on its node, started again.
+
+use conductor_controller::billing::BillingSetup;
+use conductor_controller::docker::Helper;
+use conductor_controller::driver::NodeDriver;
+use conductor_controller::events::*;
+use conductor_controller::fake::{Clock, FakeCloud, FakeNode, Faults, MemArchive};
+use conductor_controller::live::{CloudSetup, DedicatedNode, Healing, Live, LiveConfig, Mode};
+use conductor_controller::store::{Event, NewEntry, NewServer, ServerState, Store};
+use conductor_controller::MemoryStore;
+use conductor_core::catalogue::Reserve;
+use conductor_core::consolidation::ConsolidationParams;
+use conductor_core::model::CostMode;
+use conductor_core::time::{HOUR, MINUTE, SECOND};
+use conductor_core::{CloudType, DedicatedType, Millis, SchedulerConfig};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T0: Millis = 1_760_000_000_000;
+const BOOT: Millis = 10 * SECOND;
+
+struct World {
+    clock: Arc<Clock>,
+    ded: Arc<FakeNode>,
+    vms: Arc<Mutex<BTreeMap<String, Arc<FakeNode>>>>,
+    cloud: Arc<FakeCloud>,
+    store: Arc<MemoryStore>,
+    live: Live<MemoryStore>,
+    now: Millis,
+}
+
+fn config(w: &(Arc<Clock>, Arc<FakeNode>, Arc<Mutex<BTreeMap<String, Arc<FakeNode>>>>, Arc<FakeCloud>)) -> LiveConfig {
+    let (clock, ded, vms, cloud) = w.clone();
+    let vm = CloudType {
+        name: "cx23".into(),
+        ram_mib: 4096,
+        cores: 2,
+        disk_gb: 40,
+        disk_reserve_gb: 0,
+        hourly_eur: Decimal::new(6, 3),
+        monthly_cap_eur: Decimal::new(399, 2),
+        reserve: Reserve::Mib(0),
+    };
+    let node = DedicatedType {
+        name: "small".into(),
+        ram_mib: 4096,
+        cores: 2,
+        disk_gb: 40,
+        disk_reserve_gb: 0,
+        monthly_eur: Decimal::from(10),
+        reserve: Reserve::Mib(0),
+    };
+    let mut scheduler = SchedulerConfig::reference(vm, 2);
+    scheduler.scaling.consolidation = Some(ConsolidationParams {
+        every: 5 * MINUTE,
+        min_saving_per_hour: Decimal::ZERO,
+        max_migrations_per_hour: 4,
+        announce: 10 * MINUTE,
+        auto_once_per: HOUR,
+    });
+    let faults = Faults::none();
+    let docker_for_vm = Box::new(move |name: &str, _address: &str| {
+        let mut vms = vms.lock().unwrap();
+        let n = vms.entry(name.to_owned()).or_insert_with(|| FakeNode::new(name, clock.clone(), faults.clone(), BOOT));
+        Ok(n.clone() as Arc<dyn NodeDriver>)
+    });
+    LiveConfig {
+        joining: Default::default(),
+        forecast: None,
+        templates: Default::default(),
+        worlds: Default::default(),
+        game: conductor_controller::live::GameAccess::default(),
+        scheduler,
+        dedicated: vec![DedicatedNode { name: "ded".into(), kind: node, docker: ded as Arc<dyn NodeDriver> }],
+        cloud: Some(CloudSetup {
+            client: cloud,
+            cluster: "test".into(),
+            image: "ubuntu".into(),
+            location: None,
+            user_data: CloudSetup::fixed_user_data(None),
+            docker_for_vm,
+            bootstrap_marker: false,
+        }),
+        idle_timeout: 300 * SECOND,
+        stop_timeout: Duration::from_secs(10),
+        image: "standin".into(),
+        cmd: None,
+        helper: Helper { image: "standin".into(), cmd: vec![] },
+        archive: Arc::new(MemArchive::memory()),
+        mode: Mode::Enforce,
+        billing: BillingSetup::default(),
+        healing: Healing { retry_base: SECOND, retry_max: 5 * SECOND, max_attempts: 3, ..Healing::default() },
+    }
+}
+
+impl World {
+    async fn new() -> World {
+        let clock = Clock::new(T0);
+        let ded = FakeNode::new("ded", clock.clone(), Faults::none(), BOOT);
+        let vms = Arc::new(Mutex::new(BTreeMap::new()));
+        let cloud = FakeCloud::new(clock.clone(), Faults::none(), 30 * SECOND);
+        let store = Arc::new(MemoryStore::new());
+        let parts = (clock.clone(), ded.clone(), vms.clone(), cloud.clone());
+        let live = Live::start(store.clone(), config(&parts), T0).await.unwrap();
+        World { clock, ded, vms, cloud, store, live, now: T0 }
+    }
+
+    async fn server(&mut self, name: &str, ram_mib: u32) -> i64 {
+        let owner = match self.store.owners().await.unwrap().first() {
+            Some(o) => o.id,
+            None => {
+                let o = self.store.create_owner("o", T0).await.unwrap().id;
+                self.store.post(NewEntry::topup(o, Decimal::from(100), "credit", T0)).await.unwrap();
+                o
+            }
+        };
+        let s =
+            NewServer { owner, name: name.into(), ram_mib, disk_mb: 100, pay_per_use: false, cost_mode: CostMode::Off };
+        let s = self.store.create_server(s, self.now).await.unwrap();
+        self.live.add_server(&s);
+        s.id
+    }
+
+    async fn step(&mut self) {
+        self.now += 5 * SECOND;
+        self.clock.set(self.now);
+        self.live.tick(self.now).await.unwrap();
+    }
+
+    async fn until(&mut self, what: &str, mut done: impl AsyncFnMut(&World) -> bool) {
+        for _ in 0..400 {
+            self.step().await;
+            if done(self).await {
+                return;
+            }
+        }
+        panic!("not within 400 steps: {what}");
+    }
+
+    async fn state(&self, id: i64) -> ServerState {
+        self.store.server(id).await.unwrap().state
+    }
+
+    async fn events(&self, kind: &str) -> Vec<Event> {
+        self.store.events(0, 1_000_000).await.unwrap().into_iter().filter(|e| e.kind == kind).collect()
+    }
+
+    fn vm(&self) -> Arc<FakeNode> {
+        self.vms.lock().unwrap().values().next().cloned().expect("a VM")
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn consolidation_moves_an_idle_server_off_a_vm_and_the_vm_goes() {
+    let mut w = World::new().await;
+    let (a, b, c) = (w.server("a", 2048).await, w.server("b", 2048).await, w.server("c", 2048).await);
+    for id in [a, b, c] {
+        w.live.request_start(id, w.now).await.unwrap();
+    }
+    // a and b fill the dedicated node; c waits for a VM and runs there.
+    w.until("c runs on a VM", async |w| w.state(c).await == ServerState::Running).await;
+    assert_eq!(w.cloud.vms().len(), 1);
+    let vm = w.vm();
+    assert!(vm.containers()[&c].running);
+    let saves_before = vm.volumes()[&c];
+    // a stops: the dedicated node has room; c has no players, so it may move.
+    w.live.request_stop(a, w.now).await.unwrap();
+    w.until("c is moved", async |w| !w.events(SERVER_MIGRATING).await.is_empty()).await;
+    w.until("c runs on the dedicated node", async |w| {
+        w.state(c).await == ServerState::Running && w.ded.containers().get(&c).is_some_and(|x| x.running)
+    })
+    .await;
+    // Saved by its graceful stop on the VM, then copied: the dedicated node has that world.
+    assert_eq!(w.ded.volumes()[&c], saves_before + 1, "the world as the stop saved it");
+    w.until("the VM is deleted", async |w| w.cloud.vms().iter().all(|v| v.deleted_at.is_some())).await;
+    assert!(!vm.volumes().contains_key(&c), "the old copy went with the move");
+    let resumed = w.events(SERVER_RESUMED).await;
+    let moved = resumed.iter().find(|e| e.server == Some(c) && e.data["reason"] == "migrated").expect("resumed");
+    assert!(moved.data["downtime_ms"].as_i64().unwrap() >= BOOT);
+    assert_eq!(moved.data["disrupted_player_ms"], 0, "nobody was on it");
+    // Not billed while it moved: the running phase closed at the move, opened at the resume.
+    let placed = w.events(SERVER_PLACED).await;
+    assert!(placed.iter().any(|e| e.server == Some(c) && e.data["migration"] == true));
+    assert!(w.events(COMMAND_UNSUPPORTED).await.is_empty());
+    assert_eq!(w.live.metrics().migrations, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_move_whose_target_fails_leaves_the_server_on_its_node_and_starts_it_again() {
+    let mut w = World::new().await;
+    let (a, b, c) = (w.server("a", 2048).await, w.server("b", 2048).await, w.server("c", 2048).await);
+    for id in [a, b, c] {
+        w.live.request_start(id, w.now).await.unwrap();
+    }
+    w.until("c runs on a VM", async |w| w.state(c).await == ServerState::Running).await;
+    let vm = w.vm();
+    // The dedicated node's disk is full: the copy of c's world there fails for good.
+    w.ded.set_disk_left(Some(0));
+    w.live.request_stop(a, w.now).await.unwrap();
+    w.until("the move fails", async |w| {
+        w.events(SERVER_START_FAILED).await.iter().any(|e| e.server == Some(c) && e.data["migration"] == true)
+    })
+    .await;
+    assert!(w.live.metrics().migration_failures >= 1);
+    // Asleep on the VM with its world, then started there again.
+    w.until("c runs again on the VM", async |w| {
+        w.state(c).await == ServerState::Running && w.vm().containers().get(&c).is_some_and(|x| x.running)
+    })
+    .await;
+    // The next tries fail alike and put it back each time; the VM, emptied for the move,
+    // stays while c runs on it.
+    for _ in 0..100 {
+        w.step().await;
+    }
+    assert!(w.cloud.vms().iter().all(|v| v.deleted_at.is_none()), "the VM holds c: not deleted");
+    let placed_on_ded =
+        w.events(SERVER_PLACED).await.iter().filter(|e| e.server == Some(c) && e.node == Some(1)).count();
+    let failed = w.live.metrics().migration_failures as usize;
+    assert_eq!(placed_on_ded, failed, "every placement on the full node was a move that failed, not a retry");
+    assert!(vm.volumes().contains_key(&c), "its world never left the VM");
+    assert!(!w.ded.volumes().contains_key(&c), "nothing of it stays on the dedicated node");
+}
