@@ -27,15 +27,16 @@ const BOOT: Millis = 10 * SECOND;
 struct World {
     clock: Arc<Clock>,
     ded: Arc<FakeNode>,
-    vms: Arc<Mutex<BTreeMap<String, Arc<FakeNode>>>>,
+    vms: Vms,
     cloud: Arc<FakeCloud>,
     store: Arc<MemoryStore>,
     live: Live<MemoryStore>,
     now: Millis,
 }
 
-fn config(w: &(Arc<Clock>, Arc<FakeNode>, Arc<Mutex<BTreeMap<String, Arc<FakeNode>>>>, Arc<FakeCloud>)) -> LiveConfig {
-    let (clock, ded, vms, cloud) = w.clone();
+type Vms = Arc<Mutex<BTreeMap<String, Arc<FakeNode>>>>;
+
+fn config(clock: Arc<Clock>, ded: Arc<FakeNode>, vms: Vms, cloud: Arc<FakeCloud>) -> LiveConfig {
     let vm = CloudType {
         name: "cx23".into(),
         ram_mib: 4096,
@@ -105,8 +106,8 @@ impl World {
         let vms = Arc::new(Mutex::new(BTreeMap::new()));
         let cloud = FakeCloud::new(clock.clone(), Faults::none(), 30 * SECOND);
         let store = Arc::new(MemoryStore::new());
-        let parts = (clock.clone(), ded.clone(), vms.clone(), cloud.clone());
-        let live = Live::start(store.clone(), config(&parts), T0).await.unwrap();
+        let cfg = config(clock.clone(), ded.clone(), vms.clone(), cloud.clone());
+        let live = Live::start(store.clone(), cfg, T0).await.unwrap();
         World { clock, ded, vms, cloud, store, live, now: T0 }
     }
 
