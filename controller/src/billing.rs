@@ -244,6 +244,12 @@ impl Usage {
         }
     }
 
+    /// The plan's RAM changed: a run is charged at it from the next time one opens (the
+    /// restart a plan change makes, or the next start when it waits for room).
+    pub fn set_plan(&mut self, ram_mib: u32) {
+        self.ram_mib = ram_mib;
+    }
+
     /// The phase it is billed for now, if any.
     pub fn phase(&self) -> Option<(Phase, Millis)> {
         self.open.map(|(p, since, _)| (p, since))
@@ -635,4 +641,22 @@ pub fn unused_promotion(entries: &[crate::store::Entry], owner: i64, expiry: Mil
     let Some(grant) = entries.iter().find(|e| e.key == key) else { return Money::ZERO };
     let spent: Money = entries.iter().filter(|e| e.kind == EntryKind::Charge && e.at < expiry).map(|e| -e.amount).sum();
     (grant.amount - spent).max(Money::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::*;
+
+    /// A plan change is charged from the next run on: the run under way keeps its RAM.
+    #[test]
+    fn a_new_plan_is_charged_from_the_next_run() {
+        let mut u = Usage::new(1, 1, 2048, 100);
+        u.on(SERVER_STARTED, 0);
+        u.set_plan(4096);
+        u.on(SERVER_PLACED, 10); // the restart the change makes: the run ends
+        u.on(SERVER_RESUMED, 15);
+        u.on(SERVER_SLEPT, 25);
+        assert_eq!(u.quantity(Phase::Active, 0, 100), 2048 * 10 + 4096 * 10);
+    }
 }

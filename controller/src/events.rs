@@ -47,6 +47,9 @@ pub const NODE_DRAINING: &str = "node.draining";
 pub const NODE_REMOVED: &str = "node.removed";
 /// A stopped server was given another template (`{from, to}`), applied at its next start.
 pub const SERVER_TEMPLATE_CHANGED: &str = "server.template-changed";
+/// The plan's RAM changed (`from`, `ram_mib`, `how`: restart, move or next start); billing
+/// charges the new RAM from the server's next (re)start.
+pub const SERVER_PLAN_CHANGED: &str = "server.plan-changed";
 /// A console command was sent, the audit trail (`{by, command, ok, error}`).
 pub const CONSOLE_COMMAND: &str = "console.command";
 /// A VM has an address and its Docker API is being checked (`{name, address}`).
@@ -129,6 +132,7 @@ pub const ALL: &[&str] = &[
     WORLD_RECOVERED,
     NODE_CREATE_REQUESTED,
     SERVER_TEMPLATE_CHANGED,
+    SERVER_PLAN_CHANGED,
     CONSOLE_COMMAND,
     NODE_CREATED,
     NODE_READY,

@@ -284,6 +284,11 @@ impl NodeDriver for FakeNode {
 
     fn ensure_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<ContainerInfo, DriverError>> {
         ready(self.call("create", |st, _| {
+            // As the Docker driver: a stopped container made from another spec is made anew
+            // (here the spec is its memory limit); the volume stays.
+            if st.containers.get(&spec.server).is_some_and(|c| !c.running && c.memory_mib != spec.memory_mib) {
+                st.containers.remove(&spec.server);
+            }
             let c = st.containers.entry(spec.server).or_insert(FakeContainer {
                 running: false,
                 started_at: 0,

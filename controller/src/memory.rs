@@ -225,11 +225,18 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn set_server_template(&self, id: i64, template: Option<&str>, now: Millis) -> Result<Server> {
+    async fn set_server_template(&self, id: i64, template: Option<&str>, _now: Millis) -> Result<Server> {
         self.with(|s| {
             let x = s.servers.iter_mut().find(|x| x.id == id).ok_or_else(|| not_found("server", id))?;
             x.template = template.map(str::to_owned);
-            x.updated_at = now;
+            Ok(x.clone())
+        })
+    }
+
+    async fn set_server_ram(&self, id: i64, ram_mib: u32) -> Result<Server> {
+        self.with(|s| {
+            let x = s.servers.iter_mut().find(|x| x.id == id).ok_or_else(|| not_found("server", id))?;
+            x.ram_mib = ram_mib;
             Ok(x.clone())
         })
     }

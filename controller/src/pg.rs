@@ -399,17 +399,27 @@ impl Store for PgStore {
         Self::node_row(&r)
     }
 
-    async fn set_server_template(&self, id: i64, template: Option<&str>, now: Millis) -> Result<Server> {
-        let r = sqlx::query(&format!(
-            "UPDATE servers SET template = $2, updated_at = $3 WHERE id = $1 RETURNING {SERVER_COLUMNS}"
-        ))
-        .bind(id)
-        .bind(template)
-        .bind(ts(now))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| StoreError::NotFound { what: "server", id: id.to_string() })?;
+    async fn set_server_template(&self, id: i64, template: Option<&str>, _now: Millis) -> Result<Server> {
+        // `updated_at` is since when the server is in its state (adoption reads it): kept.
+        let r = sqlx::query(&format!("UPDATE servers SET template = $2 WHERE id = $1 RETURNING {SERVER_COLUMNS}"))
+            .bind(id)
+            .bind(template)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound { what: "server", id: id.to_string() })?;
+        Self::server_row(&r)
+    }
+
+    async fn set_server_ram(&self, id: i64, ram_mib: u32) -> Result<Server> {
+        let ram = i32::try_from(ram_mib).map_err(|_| StoreError::Invalid("ram_mib too large".into()))?;
+        let r = sqlx::query(&format!("UPDATE servers SET ram_mib = $2 WHERE id = $1 RETURNING {SERVER_COLUMNS}"))
+            .bind(id)
+            .bind(ram)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound { what: "server", id: id.to_string() })?;
         Self::server_row(&r)
     }
 

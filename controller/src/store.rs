@@ -423,6 +423,8 @@ pub trait Store: Send + Sync {
         now: Millis,
     ) -> impl Future<Output = Result<Node>> + Send;
     fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> impl Future<Output = Result<Node>> + Send;
+    /// Sets a server's plan RAM (its state and since when are unchanged).
+    fn set_server_ram(&self, id: i64, ram_mib: u32) -> impl Future<Output = Result<Server>> + Send;
     /// Sets a server's template (`None`: the default).
     fn set_server_template(
         &self,

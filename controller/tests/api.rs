@@ -180,6 +180,21 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let (s, v) = call(&app, "POST", "/v1/servers", Some(&ta), Some(r#"{"name":"a","ram_mib":2048}"#)).await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
     assert_eq!(api.store.servers(None).await.unwrap()[0].ram_mib, 1024);
+    // Plan changes: checked before anything else (no engine here: a good one is 503).
+    let id = api.store.servers(None).await.unwrap()[0].id;
+    let path = format!("/v1/servers/{id}");
+    for (body, status, code) in [
+        (r#"{"ram_mib":1000}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        (r#"{"ram_mib":0}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        (r#"{"ram_mib":1048576}"#, StatusCode::UNPROCESSABLE_ENTITY, "impossible_plan"),
+        (r#"{}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        (r#"{"ram_mib":2048,"disk":1}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        (r#"{"ram_mib":2048}"#, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    ] {
+        let (s, v) = call(&app, "PATCH", &path, Some(&ta), Some(body)).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (status, Some(code)), "{body}: {v}");
+    }
+    assert_eq!(api.store.servers(None).await.unwrap()[0].ram_mib, 1024, "unchanged");
     // Health needs no token.
     assert_eq!(call(&app, "GET", "/healthz", None, None).await.0, StatusCode::OK);
     assert_eq!(call(&app, "GET", "/readyz", None, None).await.0, StatusCode::OK);

@@ -226,3 +226,47 @@ async fn a_move_whose_target_fails_leaves_the_server_on_its_node_and_starts_it_a
     assert!(vm.volumes().contains_key(&c), "its world never left the VM");
     assert!(!w.ded.volumes().contains_key(&c), "nothing of it stays on the dedicated node");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_plan_change_restarts_in_place_or_waits_for_the_next_start() {
+    let mut w = World::new().await;
+    let (a, b) = (w.server("a", 2048).await, w.server("b", 1024).await);
+    for id in [a, b] {
+        w.live.request_start(id, w.now).await.unwrap();
+    }
+    w.until("a and b run", async |w| {
+        w.state(a).await == ServerState::Running && w.state(b).await == ServerState::Running
+    })
+    .await;
+    assert_eq!(w.ded.containers()[&a].memory_mib, 2048);
+    let saves = w.ded.volumes().get(&a).copied().unwrap_or(0);
+    // 3 GiB fits where it runs (4 GiB − b's 1 GiB): restarted in place with the new limit.
+    let (row, how) = w.live.change_plan(w.now, a, 3072).await.unwrap();
+    assert_eq!((row.ram_mib, how), (3072, "restart"));
+    w.until("a runs on 3 GiB", async |w| {
+        w.state(a).await == ServerState::Running && w.ded.containers()[&a].memory_mib == 3072
+    })
+    .await;
+    assert_eq!(w.ded.volumes()[&a], saves + 1, "saved by its stop, the same world");
+    // 4 GiB fits nowhere now (no VM yet): it runs on, and starts on 4 GiB next time.
+    let (_, how) = w.live.change_plan(w.now, b, 4096).await.unwrap();
+    assert_eq!(how, "next start");
+    w.step().await;
+    assert_eq!(w.ded.containers()[&b].memory_mib, 1024, "still running on its old plan");
+    // A stopped server simply starts on its new plan.
+    w.live.request_stop(a, w.now).await.unwrap();
+    w.until("a sleeps", async |w| w.state(a).await == ServerState::Sleeping).await;
+    let (_, how) = w.live.change_plan(w.now, a, 1024).await.unwrap();
+    assert_eq!(how, "at start");
+    w.live.request_start(a, w.now).await.unwrap();
+    w.until("a runs on 1 GiB", async |w| {
+        w.state(a).await == ServerState::Running && w.ded.containers()[&a].memory_mib == 1024
+    })
+    .await;
+    let changes = w.events(SERVER_PLAN_CHANGED).await;
+    let hows: Vec<&str> = changes.iter().map(|e| e.data["how"].as_str().unwrap()).collect();
+    assert_eq!(hows, ["restart", "next start", "at start"]);
+    // Not for a plan the template cannot run (the plain template runs anything) nor for an
+    // unknown server.
+    assert!(w.live.change_plan(w.now, 999, 2048).await.is_err());
+}

@@ -284,20 +284,57 @@ pub(super) async fn delete_server<S: Store + 'static>(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PatchServer {
-    /// A template name, or `null` for the default.
-    template: Option<String>,
+    /// A template name, or `null` for the default (absent: unchanged).
+    #[serde(default, deserialize_with = "present")]
+    template: Option<Option<String>>,
+    /// The plan's RAM (a positive multiple of 512).
+    ram_mib: Option<u32>,
 }
 
-/// Changes what a stopped server runs (for now its template); applied at its next start.
+/// A field that is there, even as `null` (absent is `None` by `default`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Changes a server's plan (at any time: the core restarts or moves it as there is room,
+/// `plan_change` says how) and what it runs (its template, while it is stopped).
 pub(super) async fn patch_server<S: Store + 'static>(
     State(api): State<Arc<Api<S>>>,
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
     Body(req): Body<PatchServer>,
-) -> Result<Json<ServerView>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let server = visible(&api, &headers, &id).await?;
+    if let Some(ram) = req.ram_mib {
+        if ram == 0 || ram % 512 != 0 {
+            return Err(ApiError::invalid("ram_mib: a positive multiple of 512"));
+        }
+        if ram > api.config.max_plan_mib {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "impossible_plan",
+                format!("ram_mib {ram}: no node can hold more than {} MiB", api.config.max_plan_mib),
+            ));
+        }
+    }
+    if req.template.is_none() && req.ram_mib.is_none() {
+        return Err(ApiError::invalid("give ram_mib or template"));
+    }
     let live = api.live.as_ref().ok_or_else(no_engine)?;
     let now = (api.config.now)();
-    let row = live.lock().await.set_template(now, server.id, req.template.as_deref()).await.map_err(live_error)?;
-    Ok(Json(row.into()))
+    let mut live = live.lock().await;
+    let mut row = server;
+    if let Some(template) = &req.template {
+        row = live.set_template(now, row.id, template.as_deref()).await.map_err(live_error)?;
+    }
+    let mut how = None;
+    if let Some(ram) = req.ram_mib {
+        let (r, h) = live.change_plan(now, row.id, ram).await.map_err(live_error)?;
+        (row, how) = (r, Some(h));
+    }
+    let mut view = serde_json::to_value(ServerView::from(row)).expect("plain data");
+    if let Some(how) = how {
+        view["plan_change"] = serde_json::Value::from(how);
+    }
+    Ok(Json(view))
 }

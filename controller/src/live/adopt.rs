@@ -146,6 +146,8 @@ impl<S: Store> Live<S> {
         // `scaling.memory`), so that a restart decides as the running controller would have.
         let mut archived: HashMap<i64, ArchiveRef> = HashMap::new();
         let mut memory = None;
+        // Each server's plan RAM before its first plan change (billing replays from it).
+        let mut plan_before: HashMap<i64, u32> = HashMap::new();
         // The latest admin switch of each scaling policy.
         let mut modes: BTreeMap<usize, serde_json::Value> = BTreeMap::new();
         // Billable phases (replayed into each server's usage below) and the last metering
@@ -176,6 +178,12 @@ impl<S: Store> Live<S> {
                         billable.push((store_id, e.kind.clone(), e.at, None));
                     }
                     (SCALING_MEMORY, _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
+                    (SERVER_PLAN_CHANGED, Some(store_id)) => {
+                        if let Some(from) = e.data["from"].as_u64() {
+                            plan_before.entry(store_id).or_insert(from as u32);
+                        }
+                        billable.push((store_id, e.kind.clone(), e.at, e.data["ram_mib"].as_u64()));
+                    }
                     (POLICY_MODE, _) => {
                         if let Some(i) = e.data["index"].as_u64() {
                             modes.insert(i as usize, e.data.clone());
@@ -279,11 +287,18 @@ impl<S: Store> Live<S> {
         }
         live.core.start(now, &mut live.out);
         let first = billable.first().map(|b| b.2);
+        // A plan changed since: its runs before the first change were on the plan before it.
+        for (store_id, from) in &plan_before {
+            if let Some(&id) = live.by_store_id.get(store_id) {
+                live.usage[id.0 as usize].set_plan(*from);
+            }
+        }
         for (store_id, kind, at, mb) in billable {
             if let Some(&id) = live.by_store_id.get(&store_id) {
-                match mb.filter(|_| kind == WORLD_MEASURED) {
-                    Some(mb) => live.usage[id.0 as usize].measured(at, mb),
-                    None => live.usage[id.0 as usize].on(&kind, at),
+                match (mb, kind.as_str()) {
+                    (Some(mb), WORLD_MEASURED) => live.usage[id.0 as usize].measured(at, mb),
+                    (Some(ram), SERVER_PLAN_CHANGED) => live.usage[id.0 as usize].set_plan(ram as u32),
+                    _ => live.usage[id.0 as usize].on(&kind, at),
                 }
             }
         }

@@ -1,5 +1,6 @@
-//! What an owner reaches of a running server: its template (changed while it is stopped),
-//! its logs and its console. The engine says which node's driver to ask and keeps the rate
+//! What an owner reaches of a running server: its plan (changed at any time, through the
+//! core's `change_plan`), its template (changed while it is stopped), its logs and its
+//! console. The engine says which node's driver to ask and keeps the rate
 //! limits and the audit trail; the API streams without holding the engine.
 
 use super::*;
@@ -12,6 +13,41 @@ pub const CONSOLE_WINDOW: Millis = 10_000;
 pub const MAX_FOLLOWS: usize = 4;
 
 impl<S: Store> Live<S> {
+    /// Changes a server's plan RAM (SPEC: upgrades during play) as the core decides: a
+    /// running server restarts in place when its node has room, moves when another has,
+    /// else keeps running and starts on the new plan next time; a stopped one simply
+    /// starts on it. `how` is which of those (the `server.plan-changed` event has it too).
+    pub async fn change_plan(
+        &mut self,
+        now: Millis,
+        store_id: i64,
+        ram_mib: u32,
+    ) -> Result<(crate::store::Server, &'static str), LiveError> {
+        let id = self.id_of(store_id)?;
+        let from = self.core.plan_ram(id);
+        let template = self.template_of(store_id).name.clone();
+        self.cfg.templates.check(&template, ram_mib).map_err(|(code, message)| LiveError::Invalid { code, message })?;
+        let row = self.store.set_server_ram(store_id, ram_mib).await?;
+        if from == ram_mib {
+            return Ok((row, "unchanged"));
+        }
+        let running = matches!(self.core.residence(id), Residence::Running { .. } | Residence::Starting { .. });
+        self.core.change_plan(now, id, ram_mib, &mut self.out);
+        let how = match self.out.commands.iter().find_map(|c| match c {
+            conductor_core::Command::Migrate { server, from, to, .. } if *server == id => Some(from == to),
+            _ => None,
+        }) {
+            Some(true) => "restart",
+            Some(false) => "move",
+            None if running => "next start",
+            None => "at start",
+        };
+        let data = json!({ "from": from, "ram_mib": ram_mib, "how": how });
+        self.event(now, SERVER_PLAN_CHANGED, Some(store_id), None, data).await?;
+        self.apply(now).await?;
+        Ok((row, how))
+    }
+
     /// Gives a stopped server another template (`None`: the default); it applies at its
     /// next start (the container is made anew).
     pub async fn set_template(

@@ -510,12 +510,14 @@ impl<S: Store> Live<S> {
         data: serde_json::Value,
     ) -> Result<i64, LiveError> {
         let measured = (kind == WORLD_MEASURED).then(|| data["world_mb"].as_u64()).flatten();
+        let plan = (kind == SERVER_PLAN_CHANGED).then(|| data["ram_mib"].as_u64()).flatten();
         let seq = self.store.append_event(NewEvent { at, kind: kind.into(), server, node, data }).await?;
         // Billing follows what is recorded, so a restart that replays the log agrees.
         if let Some(id) = server.and_then(|s| self.by_store_id.get(&s).copied()) {
-            match measured {
-                Some(mb) => self.usage[id.0 as usize].measured(at, mb),
-                None => self.usage[id.0 as usize].on(kind, at),
+            match (measured, plan) {
+                (Some(mb), _) => self.usage[id.0 as usize].measured(at, mb),
+                (_, Some(ram)) => self.usage[id.0 as usize].set_plan(ram as u32),
+                _ => self.usage[id.0 as usize].on(kind, at),
             }
         }
         Ok(seq)
