@@ -193,6 +193,28 @@ async fn two_templates_run_with_their_image_heap_and_environment_and_the_console
     let status = conductor_controller::mcping::status("127.0.0.1", port, Duration::from_secs(2)).await.unwrap();
     assert_eq!(status.max, 7, "the property reached the server");
 
+    // A plan upgrade while b runs: restarted in place (the node has room) with the new
+    // memory limit, heap and CPU shares, its world saved by its stop and kept.
+    let (s, v) = r.call("PATCH", &format!("/v1/servers/{b}"), OWNER, Some(json!({ "ram_mib": 2048 }))).await;
+    assert_eq!(
+        (s, v["plan_change"].as_str(), v["ram_mib"].as_u64()),
+        (StatusCode::OK, Some("restart"), Some(2048)),
+        "{v}"
+    );
+    r.until(b, ServerState::Running).await;
+    let ib2 = podman
+        .inspect_container(&container_name(b), None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .unwrap();
+    assert_ne!(ib2.id, ib.id, "made anew for the new plan");
+    assert_eq!(host(&ib2).memory, Some(2048 << 20));
+    assert_eq!(host(&ib2).cpu_shares, Some(2048));
+    assert!(env_of(&ib2).iter().any(|e| e == "MEMORY=1536M"), "{:?}", env_of(&ib2));
+    let (_, logs) = r.call("GET", &format!("/v1/servers/{b}/logs?lines=20"), OWNER, None).await;
+    assert!(logs.as_str().unwrap().contains("world saves=1"), "saved by its stop, then started: {logs}");
+    let changed = store.events(0, 100_000).await.unwrap().into_iter().find(|e| e.kind == "server.plan-changed");
+    assert_eq!(changed.expect("server.plan-changed").data, json!({ "from": 1536, "ram_mib": 2048, "how": "restart" }));
+
     // Follow a's log; a console command shows up in it.
     let req = Request::builder()
         .uri(format!("/v1/servers/{a}/logs?lines=10&follow=true"))
