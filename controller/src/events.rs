@@ -101,7 +101,6 @@ pub const CONTROLLER_STARTED: &str = "controller.started";
 pub const CONTROLLER_MODE: &str = "controller.mode";
 pub const DECISION_OBSERVED: &str = "decision.observed";
 pub const COMMAND_UNSUPPORTED: &str = "command.unsupported";
-pub const CORE_NOTE: &str = "core.note";
 pub const WEBHOOK_FAILED: &str = "webhook.failed";
 
 /// Every kind, for the documentation check.
@@ -175,6 +174,5 @@ pub const ALL: &[&str] = &[
     CONTROLLER_MODE,
     DECISION_OBSERVED,
     COMMAND_UNSUPPORTED,
-    CORE_NOTE,
     WEBHOOK_FAILED,
 ];

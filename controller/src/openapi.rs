@@ -102,6 +102,8 @@ pub fn document() -> Value {
             "/v1/nodes/{id}": { "delete": with_id(op("Remove a drained, empty joined node (409 node_not_drained | node_not_empty | configured_node)", "admin", "204")) },
             "/v1/nodes/{id}/drain": { "post": with_id(op("Drain a node: no new server; its sleeping worlds are archived", "admin", "200")) },
             "/v1/nodes/{id}/undrain": { "post": with_id(op("Take a drained node back into placement", "admin", "200")) },
+            "/v1/recommendations": { "get": op("Moves owners were asked to accept (cost_mode suggest) and have not answered: server, owner, since, saving_per_hour", "admin or an owner (its own)", "200") },
+            "/v1/recommendations/{id}/accept": { "post": with_id(op("Accept the recommended move of a server (409 not_recommended); it moves at the next consolidation", "admin or its owner", "200")) },
             "/v1/policies": { "get": op("The scaling policies in order: index, name, shadow, configured_shadow", "admin", "200") },
             "/v1/policies/{index}": { "put": op("Switch a predictive or spare-pool policy: {\"shadow\": false} enforces (422 no_shadow_mode | unknown_policy); recorded as policy.mode, kept across restarts until the file changes", "admin", "200") },
     });

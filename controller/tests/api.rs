@@ -250,6 +250,8 @@ async fn deletes_forecasts_admin_views_and_the_openapi_document() {
         "/v1/scaling/mode",
         "/v1/policies",
         "/v1/policies/{index}",
+        "/v1/recommendations",
+        "/v1/recommendations/{id}/accept",
         "/v1/forecast",
         "/v1/events",
         "/metrics",

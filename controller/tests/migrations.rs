@@ -112,6 +112,10 @@ impl World {
     }
 
     async fn server(&mut self, name: &str, ram_mib: u32) -> i64 {
+        self.server_with(name, ram_mib, CostMode::Off).await
+    }
+
+    async fn server_with(&mut self, name: &str, ram_mib: u32, cost_mode: CostMode) -> i64 {
         let owner = match self.store.owners().await.unwrap().first() {
             Some(o) => o.id,
             None => {
@@ -120,8 +124,7 @@ impl World {
                 o
             }
         };
-        let s =
-            NewServer { owner, name: name.into(), ram_mib, disk_mb: 100, pay_per_use: false, cost_mode: CostMode::Off };
+        let s = NewServer { owner, name: name.into(), ram_mib, disk_mb: 100, pay_per_use: false, cost_mode };
         let s = self.store.create_server(s, self.now).await.unwrap();
         self.live.add_server(&s);
         s.id
@@ -149,6 +152,12 @@ impl World {
 
     async fn events(&self, kind: &str) -> Vec<Event> {
         self.store.events(0, 1_000_000).await.unwrap().into_iter().filter(|e| e.kind == kind).collect()
+    }
+
+    /// The controller restarts (a new engine on the same store and fleet).
+    async fn restart(&mut self) {
+        let cfg = config(self.clock.clone(), self.ded.clone(), self.vms.clone(), self.cloud.clone());
+        self.live = Live::start(self.store.clone(), cfg, self.now).await.unwrap();
     }
 
     fn vm(&self) -> Arc<FakeNode> {
@@ -269,4 +278,77 @@ async fn a_plan_change_restarts_in_place_or_waits_for_the_next_start() {
     // Not for a plan the template cannot run (the plain template runs anything) nor for an
     // unknown server.
     assert!(w.live.change_plan(w.now, 999, 2048).await.is_err());
+}
+
+/// A VM holding c with players on it, a, b on the dedicated node: a stops, so c could move.
+async fn with_players_on_a_vm(w: &mut World, cost_mode: CostMode) -> (i64, i64) {
+    let (a, b) = (w.server("a", 2048).await, w.server("b", 2048).await);
+    let c = w.server_with("c", 2048, cost_mode).await;
+    for id in [a, b, c] {
+        w.live.request_start(id, w.now).await.unwrap();
+    }
+    w.until("c runs on a VM", async |w| w.state(c).await == ServerState::Running).await;
+    w.vm().set_players(c, 3);
+    w.step().await;
+    w.live.request_stop(a, w.now).await.unwrap();
+    (a, c)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_suggest_owner_is_asked_once_even_across_a_restart_and_the_move_waits_for_the_answer() {
+    let mut w = World::new().await;
+    let (_, c) = with_players_on_a_vm(&mut w, CostMode::Suggest).await;
+    w.until("the owner is asked", async |w| !w.events(SERVER_RECOMMENDED).await.is_empty()).await;
+    let listed = w.live.recommendations(None);
+    assert_eq!(listed.iter().map(|r| r.server).collect::<Vec<_>>(), [c]);
+    assert_eq!(listed[0].saving_per_hour, "0.006", "the VM's hourly price");
+    assert!(w.live.recommendations(Some(999)).is_empty(), "another owner sees none");
+    // Unanswered: nothing moves, however long; a restart neither forgets nor asks again.
+    for _ in 0..100 {
+        w.step().await;
+    }
+    w.restart().await;
+    for _ in 0..100 {
+        w.step().await;
+    }
+    assert!(w.events(SERVER_MIGRATING).await.is_empty(), "no move without the answer");
+    assert_eq!(w.events(SERVER_RECOMMENDED).await.len(), 1, "asked once");
+    assert_eq!(w.live.recommendations(None).len(), 1, "still waiting after the restart");
+    // Accepted: it moves at the next consolidation, with its players (their wait is counted).
+    w.live.accept_move(w.now, c, "owner:1").await.unwrap();
+    assert!(w.live.accept_move(w.now, c, "owner:1").await.is_err(), "accepted once");
+    w.until("c runs on the dedicated node", async |w| {
+        w.state(c).await == ServerState::Running && w.ded.containers().get(&c).is_some_and(|x| x.running)
+    })
+    .await;
+    let resumed = w.events(SERVER_RESUMED).await;
+    let moved = resumed.iter().find(|e| e.server == Some(c) && e.data["reason"] == "migrated").expect("moved");
+    let downtime = moved.data["downtime_ms"].as_u64().unwrap();
+    assert_eq!(moved.data["disrupted_player_ms"].as_u64(), Some(3 * downtime), "three players waited it out");
+    assert!(w.live.recommendations(None).is_empty());
+    let consented = w.events(SERVER_CONSENTED).await;
+    assert_eq!(consented.len(), 1);
+    assert_eq!(consented[0].data["by"], "owner:1");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_auto_owner_is_told_and_the_server_moves_once_the_notice_is_up_even_across_a_restart() {
+    let mut w = World::new().await;
+    with_players_on_a_vm(&mut w, CostMode::Auto).await;
+    w.until("the move is announced", async |w| !w.events(SERVER_ANNOUNCED).await.is_empty()).await;
+    let announced = w.events(SERVER_ANNOUNCED).await[0].clone();
+    let moves_at = announced.data["moves_at"].as_i64().unwrap();
+    assert_eq!(moves_at - announced.at, 10 * MINUTE, "the notice");
+    assert!(announced.data["text"].as_str().unwrap().starts_with("say "), "{}", announced.data);
+    // The players are told on the console (the fake has none: recorded, nobody alerted).
+    w.until("the announcement was tried", async |w| {
+        w.events(INTENT_FAILED).await.iter().any(|e| e.data["key"].as_str().is_some_and(|k| k.starts_with("say:")))
+    })
+    .await;
+    w.restart().await;
+    w.until("c moves", async |w| !w.events(SERVER_MIGRATING).await.is_empty()).await;
+    let moving = w.events(SERVER_MIGRATING).await[0].clone();
+    assert!(moving.at >= moves_at, "not before the notice is up ({} ms early)", moves_at - moving.at);
+    assert_eq!(w.events(SERVER_ANNOUNCED).await.len(), 1, "announced once, even across the restart");
+    assert_eq!(moving.data["players"], 3);
 }

@@ -143,3 +143,34 @@ pub(super) async fn read_forecast<S: Store + 'static>(
         None => Err(ApiError::not_found("forecast")),
     }
 }
+
+/// The moves owners were asked to accept and have not answered (admin: all; an owner: its
+/// own servers').
+pub(super) async fn recommendations<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let owner = match caller(&api, &headers).await? {
+        Caller::Admin => None,
+        Caller::Owner(o) => Some(o),
+    };
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    Ok(Json(json!(live.lock().await.recommendations(owner))))
+}
+
+/// Accepts a recommended move (the server's owner or an admin; 409 not_recommended when
+/// none waits): it moves at the next consolidation (`server.consented`).
+pub(super) async fn accept<S: Store + 'static>(
+    State(api): State<Arc<Api<S>>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let server = super::servers::visible(&api, &headers, &id).await?;
+    let by = match caller(&api, &headers).await? {
+        Caller::Admin => "admin".to_owned(),
+        Caller::Owner(o) => format!("owner:{o}"),
+    };
+    let live = api.live.as_ref().ok_or_else(no_engine)?;
+    live.lock().await.accept_move((api.config.now)(), server.id, &by).await.map_err(live_error)?;
+    Ok(Json(json!({ "server": server.id, "accepted": true })))
+}

@@ -230,7 +230,7 @@ impl<S: Store> Live<S> {
                 Target::Server(_) | Target::Backups(_) => {
                     p.action.nodes().into_iter().map(|n| (target.clone(), n)).collect()
                 }
-                Target::Vm(_) | Target::Object(_) => vec![(target, 0)],
+                Target::Vm(_) | Target::Object(_) | Target::Console(_) => vec![(target, 0)],
             };
             let waits = keys.iter().any(|k| blocked.contains(k));
             blocked.extend(keys);
@@ -283,7 +283,8 @@ impl<S: Store> Live<S> {
             | Action::Discard { node, .. }
             | Action::Remove { node, .. }
             | Action::Backup { node, .. }
-            | Action::RestoreBackup { node, .. } => format!("node:{node}"),
+            | Action::RestoreBackup { node, .. }
+            | Action::Say { node, .. } => format!("node:{node}"),
             Action::CreateVm { .. } | Action::DeleteVm { .. } => "cloud".into(),
             Action::DropObject { .. } => "archive".into(),
         };
@@ -369,6 +370,15 @@ impl<S: Store> Live<S> {
             Action::Backup { .. } | Action::RestoreBackup { .. } | Action::DropObject { .. } => {
                 self.resolve_world(action)
             }
+            Action::Say { server, node, text } => {
+                let (core_node, d) = self.driver(*node)?;
+                let id = *self.by_store_id.get(server).ok_or_else(|| Verdict::Unnecessary("server unknown".into()))?;
+                if self.core.residence(id) != (Residence::Running { node: core_node }) {
+                    return Err(Verdict::Unnecessary("the server no longer runs there".into()));
+                }
+                let via = self.template_of(*server).console_via();
+                Ok(Call::Say { node: d, server: *server, via, text: text.clone() })
+            }
         })();
         (group, call)
     }
@@ -449,7 +459,10 @@ impl<S: Store> Live<S> {
         self.store.finish_intent(p.store_id, false, json!({ "error": e.message, "attempts": attempts }), now).await?;
         let data = json!({ "key": p.key, "attempts": attempts, "error": e.message });
         self.event(now, INTENT_FAILED, p.action.server(), None, data).await?;
-        self.alert(now, format!("{} failed for good after {attempts} attempts: {}", p.key, e.message)).await?;
+        if !matches!(p.action, Action::Say { .. }) {
+            // An announcement is best effort: its failure is recorded, nobody is woken.
+            self.alert(now, format!("{} failed for good after {attempts} attempts: {}", p.key, e.message)).await?;
+        }
         match &p.action {
             Action::Place { server, node, .. } => {
                 if let (Some(&id), Some(n)) = (self.by_store_id.get(server), self.core_node(*node)) {
@@ -562,6 +575,10 @@ impl<S: Store> Live<S> {
             }
             Action::Backup { .. } | Action::RestoreBackup { .. } | Action::DropObject { .. } => {
                 self.world_done(now, action, out).await?;
+            }
+            Action::Say { server, text, .. } => {
+                let data = json!({ "by": "controller", "command": text, "ok": true });
+                self.event(now, CONSOLE_COMMAND, Some(*server), None, data).await?;
             }
         }
         Ok(())

@@ -69,6 +69,7 @@ impl<S: Store> Live<S> {
             fresh: HashSet::new(),
             memory: ScalingMemory::default(),
             migrating: HashMap::new(),
+            recommended: BTreeMap::new(),
             forecast_made_at: None,
             forecast_stale: false,
             usage: Vec::new(),
@@ -146,6 +147,8 @@ impl<S: Store> Live<S> {
         // `scaling.memory`), so that a restart decides as the running controller would have.
         let mut archived: HashMap<i64, ArchiveRef> = HashMap::new();
         let mut memory = None;
+        // What owners were told, asked and answered since each server's last move.
+        let mut consents: HashMap<i64, super::consents::Consents> = HashMap::new();
         // Each server's plan RAM before its first plan change (billing replays from it).
         let mut plan_before: HashMap<i64, u32> = HashMap::new();
         // The latest admin switch of each scaling policy.
@@ -163,6 +166,9 @@ impl<S: Store> Live<S> {
             after = last.seq;
             for e in &page {
                 worlds.on(e);
+                if let Some(s) = e.server {
+                    consents.entry(s).or_default().on(e);
+                }
                 match (e.kind.as_str(), e.server) {
                     (SERVER_ARCHIVED, Some(store_id)) => {
                         if let (Some(key), Some(sha)) = (e.data["archive"].as_str(), e.data["sha256"].as_str()) {
@@ -285,6 +291,7 @@ impl<S: Store> Live<S> {
                 live.store.set_node_state(n, NodeState::Unreachable, None, now).await?;
             }
         }
+        live.adopt_consents(consents);
         live.core.start(now, &mut live.out);
         let first = billable.first().map(|b| b.2);
         // A plan changed since: its runs before the first change were on the plan before it.

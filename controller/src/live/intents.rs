@@ -74,6 +74,13 @@ pub enum Action {
         server: i64,
         key: String,
     },
+    /// Tell the players on a running server (its template's console): an announcement.
+    /// Best effort: given up after the retries, and never holding up its lifecycle.
+    Say {
+        server: i64,
+        node: i64,
+        text: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -90,6 +97,8 @@ pub(super) enum Target {
     Vm(String),
     /// A server's backups (taken beside its lifecycle).
     Backups(i64),
+    /// What is said on a server's console (beside its lifecycle).
+    Console(i64),
     Object(String),
 }
 
@@ -106,6 +115,7 @@ impl Action {
             Action::Backup { .. } => "backup",
             Action::RestoreBackup { .. } => "restore_backup",
             Action::DropObject { .. } => "drop_object",
+            Action::Say { .. } => "say",
         }
     }
 
@@ -122,13 +132,14 @@ impl Action {
             Action::Backup { server, reason, .. } if reason == PRE_RESTORE => Target::Server(*server),
             Action::Backup { server, .. } => Target::Backups(*server),
             Action::DropObject { key, .. } => Target::Object(key.clone()),
+            Action::Say { server, .. } => Target::Console(*server),
         }
     }
 
     /// Whether repeated failure ends it (and the core decides what next); the others must
     /// happen eventually and are retried for as long as it takes.
     pub(super) fn gives_up(&self) -> bool {
-        matches!(self, Action::Place { .. } | Action::CreateVm { .. })
+        matches!(self, Action::Place { .. } | Action::CreateVm { .. } | Action::Say { .. })
     }
 
     /// The nodes (store ids) it acts on.
@@ -141,7 +152,8 @@ impl Action {
             | Action::Discard { node, .. }
             | Action::Remove { node, .. }
             | Action::Backup { node, .. }
-            | Action::RestoreBackup { node, .. } => vec![*node],
+            | Action::RestoreBackup { node, .. }
+            | Action::Say { node, .. } => vec![*node],
             Action::CreateVm { .. } | Action::DeleteVm { .. } | Action::DropObject { .. } => Vec::new(),
         }
     }
@@ -155,7 +167,8 @@ impl Action {
             | Action::Discard { server, .. }
             | Action::Remove { server, .. }
             | Action::Backup { server, .. }
-            | Action::RestoreBackup { server, .. } => Some(*server),
+            | Action::RestoreBackup { server, .. }
+            | Action::Say { server, .. } => Some(*server),
             Action::CreateVm { .. } | Action::DeleteVm { .. } | Action::DropObject { .. } => None,
         }
     }

@@ -22,6 +22,7 @@
 
 mod act;
 mod adopt;
+mod consents;
 mod console;
 mod forecasts;
 mod intents;
@@ -33,6 +34,7 @@ mod setup;
 mod work;
 mod worlds;
 
+pub use consents::Recommendation;
 pub use forecasts::PolicyView;
 pub use intents::{Action, RestoreFrom};
 pub use nodes::node_server_name;
@@ -168,6 +170,8 @@ pub struct Live<S: Store> {
     deleted: HashSet<i64>,
     /// The scaling memory last recorded in the event log.
     memory: ScalingMemory,
+    /// Moves owners were asked to accept (store id → since, saving per hour, owner).
+    recommended: BTreeMap<i64, (Millis, String, i64)>,
     /// Servers being moved: since when, and the players on them then (disruption).
     migrating: HashMap<ServerId, (Millis, u32)>,
     /// When the stored forecast last handed over was made, and whether it went stale.
@@ -576,10 +580,15 @@ impl<S: Store> Live<S> {
                         .await?;
                 }
             }
+            Note::Announced { server, moves_at } => self.announced(now, server, moves_at).await?,
+            Note::Recommended { server, saving_per_hour } => {
+                self.recommended_move(now, server, saving_per_hour).await?
+            }
             Note::Migrated { server, from, to } => {
                 let players = self.core.players(server);
                 self.migrating.insert(server, (now, players));
                 if let Some(id) = self.sid_opt(server) {
+                    self.recommended.remove(&id);
                     let data = json!({ "from": self.store_node(from), "to": self.store_node(to), "players": players });
                     self.event(now, SERVER_MIGRATING, Some(id), self.store_node(to), data).await?;
                 }
@@ -694,9 +703,6 @@ impl<S: Store> Live<S> {
                         self.enqueue(now, Action::Remove { server: id, node: dead, volume }, None).await?;
                     }
                 }
-            }
-            other => {
-                self.event(now, CORE_NOTE, None, None, json!({ "note": format!("{other:?}") })).await?;
             }
         }
         Ok(())

@@ -61,6 +61,12 @@ pub(super) enum Call {
         server: i64,
         key: String,
     },
+    Say {
+        node: Arc<dyn NodeDriver>,
+        server: i64,
+        via: crate::driver::ConsoleVia,
+        text: String,
+    },
     RestoreBackup {
         node: Arc<dyn NodeDriver>,
         spec: ContainerSpec,
@@ -272,6 +278,7 @@ impl Call {
             | Call::Archive { node, .. }
             | Call::Remove { node, .. }
             | Call::Backup { node, .. }
+            | Call::Say { node, .. }
             | Call::RestoreBackup { node, .. } => node.engine(),
             Call::CreateVm { .. } | Call::DeleteVm { .. } => "cloud",
             Call::DropObject { .. } => "archive",
@@ -335,6 +342,9 @@ impl Ctx {
             }
             Call::Remove { node, server, volume } => {
                 timed(t, node.remove(*server, *volume)).await.map(|_| Output::Unit)
+            }
+            Call::Say { node, server, via, text } => {
+                timed(t, node.console(*server, via, text)).await.map(|_| Output::Unit)
             }
             Call::Backup { node, server, key } => {
                 let made = archive::backup_server(&**node, self.archive.as_ref(), *server, key, &self.helper);

@@ -436,6 +436,25 @@ impl Scheduler {
         s.asked = false;
     }
 
+    /// Whether the owner of `server` was asked to accept a move and has not answered.
+    pub fn awaiting_acceptance(&self, server: ServerId) -> bool {
+        let s = &self.servers[server.0 as usize];
+        s.asked && s.consent != Consent::Accepted
+    }
+
+    /// Live start-up: what the owner of `server` was told or answered since its last move
+    /// (announced at, asked, accepted), so that a restart neither asks again nor moves an
+    /// announced server before its notice is up.
+    pub fn adopt_consent(&mut self, server: ServerId, announced_at: Option<Millis>, asked: bool, accepted: bool) {
+        let s = &mut self.servers[server.0 as usize];
+        s.asked = asked && !accepted;
+        s.consent = match (accepted, announced_at) {
+            (true, _) => Consent::Accepted,
+            (false, Some(at)) => Consent::Announced { at },
+            (false, None) => Consent::None,
+        };
+    }
+
     /// A cloud VM finished provisioning; it now accepts servers and the queue is scanned.
     pub fn node_ready(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
         let n = &mut self.nodes[node.0 as usize];
