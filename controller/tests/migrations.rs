@@ -352,3 +352,26 @@ async fn an_auto_owner_is_told_and_the_server_moves_once_the_notice_is_up_even_a
     assert_eq!(w.events(SERVER_ANNOUNCED).await.len(), 1, "announced once, even across the restart");
     assert_eq!(moving.data["players"], 3);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_vm_being_emptied_stays_so_across_a_restart() {
+    let mut w = World::new().await;
+    let (a, b, c) = (w.server("a", 2048).await, w.server("b", 2048).await, w.server("c", 2048).await);
+    for id in [a, b, c] {
+        w.live.request_start(id, w.now).await.unwrap();
+    }
+    w.until("c runs on a VM", async |w| w.state(c).await == ServerState::Running).await;
+    w.live.request_stop(a, w.now).await.unwrap();
+    w.until("c is moved", async |w| !w.events(SERVER_MIGRATING).await.is_empty()).await;
+    // The controller restarts in the middle of the move; then another server wants room.
+    w.restart().await;
+    let d = w.server("d", 2048).await;
+    w.live.request_start(d, w.now).await.unwrap();
+    w.until("d runs", async |w| w.state(d).await == ServerState::Running).await;
+    let old = w.cloud.vms()[0].name.clone();
+    let on_old = w.vms.lock().unwrap()[&old].containers().contains_key(&d);
+    assert!(!on_old, "the VM being emptied took nothing new");
+    w.until("the emptied VM is deleted", async |w| w.cloud.vms()[0].deleted_at.is_some()).await;
+    assert_eq!(w.state(c).await, ServerState::Running);
+    assert!(w.ded.containers()[&c].running, "the move finished after the restart");
+}

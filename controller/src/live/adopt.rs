@@ -132,6 +132,10 @@ impl<S: Store> Live<S> {
             let Some(core_node) = live.core.adopt_vm(ready, n.created_at) else { continue };
             store_node_to_core.insert(n.id, core_node);
             live.push_node(core_node, n.id, &n.name);
+            if n.state == NodeState::Cordoned {
+                // Being emptied (drain, consolidation): it takes nothing new, goes once empty.
+                live.core.adopt_cordon(core_node);
+            }
             if let Some(vm) = n.provider_id.as_deref().and_then(|p| p.parse().ok()) {
                 live.vm_ids.insert(core_node, vm);
             }

@@ -633,6 +633,18 @@ impl<S: Store> Live<S> {
                 };
                 let data = json!({ "action": name, "policy": policy, "reason": reason, "core_node": node.0 });
                 let store_node = self.store_node(node);
+                // A VM being emptied stays so across a restart (adopted from its row).
+                if let (Some(n), "cordon" | "uncordon") = (store_node, name) {
+                    let is_vm = self.core.node(node).kind == conductor_core::NodeKind::Cloud;
+                    if is_vm {
+                        let state = if name == "cordon" {
+                            crate::store::NodeState::Cordoned
+                        } else {
+                            crate::store::NodeState::Ready
+                        };
+                        self.store.set_node_state(n, state, None, now).await?;
+                    }
+                }
                 self.event(now, SCALING_DECISION, None, store_node, data).await?;
             }
             Note::Shadow { policy, add, reason } => {

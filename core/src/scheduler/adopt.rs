@@ -21,6 +21,21 @@ impl Scheduler {
         Some(node)
     }
 
+    /// Start-up of a live controller: a ready VM that was being emptied (drained or
+    /// consolidated) stays so — it takes no new server and goes once empty. Its sleepers'
+    /// archives were decided when it was cordoned.
+    pub fn adopt_cordon(&mut self, node: NodeId) {
+        let n = &mut self.nodes[node.0 as usize];
+        if n.state != NodeState::Ready {
+            return;
+        }
+        n.state = NodeState::Cordoned;
+        self.usable_ready_mib -= u64::from(n.usable_mib);
+        self.ready.retain(|&id| id != node);
+        let at = self.draining.partition_point(|&id| id < node);
+        self.draining.insert(at, node);
+    }
+
     /// Start-up of a live controller: a server found running (or starting) on `node`.
     /// Returns the placement its boot completion must carry.
     pub fn adopt_running(&mut self, server: ServerId, node: NodeId, booted: bool) -> PlacementId {
