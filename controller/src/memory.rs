@@ -15,6 +15,7 @@ struct State {
     events: Vec<Event>,
     intents: Vec<Intent>,
     forecasts: Vec<(Millis, serde_json::Value)>,
+    jobs: Vec<Job>,
     ledger: Vec<Entry>,
     /// Index of each ledger key (posting is insert-if-absent by key).
     ledger_keys: std::collections::HashMap<String, usize>,
@@ -225,7 +226,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn set_server_template(&self, id: i64, template: Option<&str>, _now: Millis) -> Result<Server> {
+    async fn set_server_template(&self, id: i64, template: Option<&str>) -> Result<Server> {
         self.with(|s| {
             let x = s.servers.iter_mut().find(|x| x.id == id).ok_or_else(|| not_found("server", id))?;
             x.template = template.map(str::to_owned);
@@ -433,6 +434,48 @@ impl Store for MemoryStore {
 
     async fn hosts(&self) -> Result<Vec<(String, i64)>> {
         self.with(|s| Ok(s.hosts.iter().map(|(h, id)| (h.clone(), *id)).collect()))
+    }
+
+    async fn create_job(&self, j: NewJob, now: Millis) -> Result<Job> {
+        self.with(|s| {
+            if !s.owners.iter().any(|o| o.id == j.owner) {
+                return Err(not_found("owner", j.owner));
+            }
+            let job = Job {
+                id: s.jobs.len() as i64 + 1,
+                owner: j.owner,
+                image: j.image,
+                cmd: j.cmd,
+                ram_mib: j.ram_mib,
+                max_duration_s: j.max_duration_s,
+                price_per_gib_hour: j.price_per_gib_hour,
+                state: JobState::Queued,
+                node: None,
+                created_at: now,
+                started_at: None,
+                kill_at: None,
+                ended_at: None,
+                outcome: None,
+            };
+            s.jobs.push(job.clone());
+            Ok(job)
+        })
+    }
+
+    async fn job(&self, id: i64) -> Result<Job> {
+        self.with(|s| s.jobs.iter().find(|j| j.id == id).cloned().ok_or_else(|| not_found("job", id)))
+    }
+
+    async fn jobs(&self, owner: Option<i64>) -> Result<Vec<Job>> {
+        self.with(|s| Ok(s.jobs.iter().filter(|j| owner.is_none_or(|o| j.owner == o)).cloned().collect()))
+    }
+
+    async fn update_job(&self, j: &Job) -> Result<()> {
+        self.with(|s| {
+            let x = s.jobs.iter_mut().find(|x| x.id == j.id).ok_or_else(|| not_found("job", j.id))?;
+            *x = j.clone();
+            Ok(())
+        })
     }
 
     async fn save_forecast(&self, document: serde_json::Value, now: Millis) -> Result<i64> {

@@ -120,6 +120,26 @@ impl PgStore {
         })
     }
 
+    fn job_row(r: &PgRow) -> Result<Job> {
+        let cmd: serde_json::Value = r.get("cmd");
+        Ok(Job {
+            id: r.get("id"),
+            owner: r.get("owner_id"),
+            image: r.get("image"),
+            cmd: serde_json::from_value(cmd).map_err(|e| StoreError::Invalid(format!("job cmd: {e}")))?,
+            ram_mib: int(i64::from(r.get::<i32, _>("ram_mib")), "ram_mib")?,
+            max_duration_s: r.get::<i64, _>("max_duration_s").max(0) as u64,
+            price_per_gib_hour: r.get("price_per_gib_hour"),
+            state: JobState::parse(r.get("state"))?,
+            node: r.get("node_id"),
+            created_at: ms(r.get("created_at")),
+            started_at: r.get::<Option<DateTime<Utc>>, _>("started_at").map(ms),
+            kill_at: r.get::<Option<DateTime<Utc>>, _>("kill_at").map(ms),
+            ended_at: r.get::<Option<DateTime<Utc>>, _>("ended_at").map(ms),
+            outcome: r.get("outcome"),
+        })
+    }
+
     fn node_row(r: &PgRow) -> Result<Node> {
         Ok(Node {
             id: r.get("id"),
@@ -151,6 +171,8 @@ impl PgStore {
     }
 }
 
+const JOB_COLUMNS: &str = "id, owner_id, image, cmd, ram_mib, max_duration_s, price_per_gib_hour, state, node_id, \
+     created_at, started_at, kill_at, ended_at, outcome";
 const SERVER_COLUMNS: &str =
     "id, owner_id, name, ram_mib, disk_mb, pay_per_use, cost_mode, state, node_id, created_at, updated_at, template";
 const NODE_COLUMNS: &str =
@@ -399,7 +421,7 @@ impl Store for PgStore {
         Self::node_row(&r)
     }
 
-    async fn set_server_template(&self, id: i64, template: Option<&str>, _now: Millis) -> Result<Server> {
+    async fn set_server_template(&self, id: i64, template: Option<&str>) -> Result<Server> {
         // `updated_at` is since when the server is in its state (adoption reads it): kept.
         let r = sqlx::query(&format!("UPDATE servers SET template = $2 WHERE id = $1 RETURNING {SERVER_COLUMNS}"))
             .bind(id)
@@ -681,6 +703,69 @@ impl Store for PgStore {
             .await
             .map_err(db)?;
         Ok(rows.iter().map(|r| (r.get("host"), r.get("server_id"))).collect())
+    }
+
+    async fn create_job(&self, j: NewJob, now: Millis) -> Result<Job> {
+        let ram = i32::try_from(j.ram_mib).map_err(|_| StoreError::Invalid("ram_mib too large".into()))?;
+        let max =
+            i64::try_from(j.max_duration_s).map_err(|_| StoreError::Invalid("max_duration_s too large".into()))?;
+        let r = sqlx::query(&format!(
+            "INSERT INTO jobs (owner_id, image, cmd, ram_mib, max_duration_s, price_per_gib_hour, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(j.owner)
+        .bind(&j.image)
+        .bind(serde_json::json!(j.cmd))
+        .bind(ram)
+        .bind(max)
+        .bind(j.price_per_gib_hour)
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Self::job_row(&r)
+    }
+
+    async fn job(&self, id: i64) -> Result<Job> {
+        let r = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound { what: "job", id: id.to_string() })?;
+        Self::job_row(&r)
+    }
+
+    async fn jobs(&self, owner: Option<i64>) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE $1::BIGINT IS NULL OR owner_id = $1 ORDER BY id"
+        ))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(Self::job_row).collect()
+    }
+
+    async fn update_job(&self, j: &Job) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $2, node_id = $3, started_at = $4, kill_at = $5, ended_at = $6, outcome = $7 \
+             WHERE id = $1",
+        )
+        .bind(j.id)
+        .bind(j.state.as_str())
+        .bind(j.node)
+        .bind(j.started_at.map(ts))
+        .bind(j.kill_at.map(ts))
+        .bind(j.ended_at.map(ts))
+        .bind(&j.outcome)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound { what: "job", id: j.id.to_string() });
+        }
+        Ok(())
     }
 
     async fn save_forecast(&self, document: serde_json::Value, now: Millis) -> Result<i64> {

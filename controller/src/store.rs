@@ -377,6 +377,77 @@ pub struct Posted {
 
 pub type Money = conductor_core::Money;
 
+/// A preemptible job's lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    /// Given notice (SIGTERM): killed at `kill_at` unless it ends first.
+    Noticed,
+    /// Ended by itself (its exit code in `outcome`).
+    Done,
+    /// Killed: its notice ran out, or its `max_duration_s`.
+    Killed,
+    Cancelled,
+    /// Its container could not be run.
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Noticed => "noticed",
+            JobState::Done => "done",
+            JobState::Killed => "killed",
+            JobState::Cancelled => "cancelled",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<JobState> {
+        serde_json::from_value(serde_json::Value::String(s.into()))
+            .map_err(|_| StoreError::Invalid(format!("unknown job state {s:?}")))
+    }
+
+    /// Whether it is over (nothing of it runs).
+    pub fn ended(self) -> bool {
+        matches!(self, JobState::Done | JobState::Killed | JobState::Cancelled | JobState::Failed)
+    }
+}
+
+/// A job as submitted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewJob {
+    pub owner: i64,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub ram_mib: u32,
+    pub max_duration_s: u64,
+    pub price_per_gib_hour: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub owner: i64,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub ram_mib: u32,
+    pub max_duration_s: u64,
+    pub price_per_gib_hour: Money,
+    pub state: JobState,
+    pub node: Option<i64>,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub kill_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    /// How it ended (`exit 0`, `notice ran out`, `max duration`, the error, …).
+    pub outcome: Option<String>,
+}
+
 /// SHA-256 of an API token: what the store keeps instead of the token.
 pub fn token_hash(token: &str) -> [u8; 32] {
     use sha2::Digest;
@@ -426,12 +497,7 @@ pub trait Store: Send + Sync {
     /// Sets a server's plan RAM (its state and since when are unchanged).
     fn set_server_ram(&self, id: i64, ram_mib: u32) -> impl Future<Output = Result<Server>> + Send;
     /// Sets a server's template (`None`: the default).
-    fn set_server_template(
-        &self,
-        id: i64,
-        template: Option<&str>,
-        now: Millis,
-    ) -> impl Future<Output = Result<Server>> + Send;
+    fn set_server_template(&self, id: i64, template: Option<&str>) -> impl Future<Output = Result<Server>> + Send;
     fn set_node_state(
         &self,
         id: i64,
@@ -487,6 +553,13 @@ pub trait Store: Send + Sync {
     fn remove_host(&self, server: i64, host: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Every custom host name and its server, by host.
     fn hosts(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+
+    fn create_job(&self, j: NewJob, now: Millis) -> impl Future<Output = Result<Job>> + Send;
+    fn job(&self, id: i64) -> impl Future<Output = Result<Job>> + Send;
+    /// All jobs (or an owner's), oldest first.
+    fn jobs(&self, owner: Option<i64>) -> impl Future<Output = Result<Vec<Job>>> + Send;
+    /// Writes a job's state, node, times and outcome (what the engine changed).
+    fn update_job(&self, j: &Job) -> impl Future<Output = Result<()>> + Send;
 
     fn save_forecast(&self, document: serde_json::Value, now: Millis) -> impl Future<Output = Result<i64>> + Send;
     fn latest_forecast(&self) -> impl Future<Output = Result<Option<(Millis, serde_json::Value)>>> + Send;

@@ -50,12 +50,12 @@ async fn suite(s: &impl Store) {
     assert!(matches!(s.create_server(server(4242, "x"), T).await, Err(StoreError::NotFound { .. })));
     // A server's template: none (the default) until set, and back to none.
     assert_eq!(a1.template, None);
-    let t = s.set_server_template(a1.id, Some("paper"), T + 12).await.unwrap();
-    assert_eq!((t.template.as_deref(), t.updated_at), (Some("paper"), T + 12));
+    let t = s.set_server_template(a1.id, Some("paper")).await.unwrap();
+    assert_eq!((t.template.as_deref(), t.updated_at), (Some("paper"), T + 10), "since when in its state: kept");
     assert_eq!(s.server(a1.id).await.unwrap().template.as_deref(), Some("paper"));
-    let a1 = s.set_server_template(a1.id, None, T + 13).await.unwrap();
+    let a1 = s.set_server_template(a1.id, None).await.unwrap();
     assert_eq!(a1.template, None);
-    assert!(matches!(s.set_server_template(4242, None, T).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(s.set_server_template(4242, None).await, Err(StoreError::NotFound { .. })));
     let mut zero = server(alice.id, "zero");
     zero.ram_mib = 0;
     assert!(matches!(s.create_server(zero, T).await, Err(StoreError::Invalid(_))));
@@ -224,6 +224,33 @@ async fn suite(s: &impl Store) {
     assert!(!s.remove_host(b1.id, "mc.alice.de").await.unwrap());
     assert!(s.remove_host(a1.id, "mc.alice.de").await.unwrap());
     assert_eq!(s.hosts().await.unwrap().len(), 1);
+
+    // Jobs: created queued, listed per owner in order, updated as a whole.
+    let new = |owner: i64| NewJob {
+        owner,
+        image: "busybox".into(),
+        cmd: vec!["sleep".into(), "60".into()],
+        ram_mib: 1024,
+        max_duration_s: 3600,
+        price_per_gib_hour: eur("0.0125"),
+    };
+    let j1 = s.create_job(new(alice.id), T).await.unwrap();
+    let j2 = s.create_job(new(bob.id), T + 1).await.unwrap();
+    assert!(matches!(s.create_job(new(9999), T).await, Err(StoreError::NotFound { .. })));
+    assert_eq!(
+        (j1.state, j1.node, j1.started_at, &j1.cmd[..]),
+        (JobState::Queued, None, None, &["sleep".to_string(), "60".to_string()][..])
+    );
+    assert_eq!(s.jobs(Some(bob.id)).await.unwrap(), vec![j2.clone()]);
+    assert_eq!(s.jobs(None).await.unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), [j1.id, j2.id]);
+    let mut running = j1.clone();
+    (running.state, running.node, running.started_at) = (JobState::Running, Some(ded.id), Some(T + 5));
+    (running.kill_at, running.outcome) = (Some(T + 50), Some("exit 0".into()));
+    s.update_job(&running).await.unwrap();
+    assert_eq!(s.job(j1.id).await.unwrap(), running);
+    assert_eq!(s.job(j1.id).await.unwrap().price_per_gib_hour, eur("0.0125"), "exact");
+    assert!(matches!(s.job(9999).await, Err(StoreError::NotFound { .. })));
+    assert!(JobState::Killed.ended() && !JobState::Noticed.ended());
 }
 
 #[tokio::test(flavor = "current_thread")]

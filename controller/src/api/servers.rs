@@ -120,7 +120,7 @@ pub(super) async fn create_server<S: Store>(
     let now = (api.config.now)();
     let mut server = api.store.create_server(s, now).await?;
     if let Some(t) = &req.template {
-        server = api.store.set_server_template(server.id, Some(t), now).await?;
+        server = api.store.set_server_template(server.id, Some(t)).await?;
     }
     // The plan as it was at creation: what `conductor export` writes as the server's row.
     let plan = json!({

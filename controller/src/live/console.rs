@@ -71,7 +71,7 @@ impl<S: Store> Live<S> {
             });
         }
         let before = self.template_of(store_id).name.clone();
-        let row = self.store.set_server_template(store_id, template, now).await?;
+        let row = self.store.set_server_template(store_id, template).await?;
         self.template_names.insert(store_id, template.map(str::to_owned));
         let data = json!({ "from": before, "to": name });
         self.event(now, SERVER_TEMPLATE_CHANGED, Some(store_id), None, data).await?;

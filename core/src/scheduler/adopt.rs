@@ -21,6 +21,33 @@ impl Scheduler {
         Some(node)
     }
 
+    /// Start-up of a live controller: a preemptible job as the store has it — queued (in
+    /// arrival order), running on `node`, or given notice there with its kill at `kill_at`
+    /// (the timer is commanded again). Returns its id; ended jobs are not adopted.
+    pub fn adopt_job(&mut self, ram_mib: u32, on: Option<NodeId>, kill_at: Option<Millis>, out: &mut Outbox) -> JobId {
+        let job = JobId(self.jobs.len() as u32);
+        let ram = u64::from(ram_mib);
+        let state = match (on, kill_at) {
+            (None, _) => {
+                self.job_queue.push_back(job);
+                JobState::Queued
+            }
+            (Some(node), None) => {
+                self.nodes[node.0 as usize].job_mib += ram;
+                JobState::Running { node }
+            }
+            (Some(node), Some(at)) => {
+                let n = &mut self.nodes[node.0 as usize];
+                n.job_mib += ram;
+                n.noticed_mib += ram;
+                out.commands.push(Command::Wake { at, timer: Timer::JobKill { job } });
+                JobState::Noticed { node }
+            }
+        };
+        self.jobs.push(Job { ram_mib: ram, state });
+        job
+    }
+
     /// Start-up of a live controller: a ready VM that was being emptied (drained or
     /// consolidated) stays so — it takes no new server and goes once empty. Its sleepers'
     /// archives were decided when it was cordoned.
