@@ -59,6 +59,7 @@ async fn run() {
     let cfg = LiveConfig {
         joining: Default::default(),
         forecast: None,
+        jobs: Default::default(),
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

@@ -203,6 +203,41 @@ pub struct ControllerSection {
     pub pki: Option<PkiConfig>,
     #[serde(default)]
     pub forecast: ForecastConfigFile,
+    #[serde(default)]
+    pub jobs: JobsConfigFile,
+}
+
+/// `[controller.jobs]`: preemptible jobs owners may submit (`POST /v1/jobs`).
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfigFile {
+    /// Images an owner may run as a job (an admin may run any); none: only admins submit.
+    pub images: Vec<String>,
+    /// What an owner's job is billed per GiB-hour of run time (EUR, a decimal string).
+    pub price_per_gib_hour: Option<String>,
+    /// The longest run a job may ask for (hours).
+    pub max_duration_h: Option<u32>,
+    /// How long a job has between its notice (SIGTERM) and its kill, when a paying server
+    /// needs its room (the twin's `[jobs] notice_s`).
+    pub notice_s: Option<u32>,
+}
+
+impl JobsConfigFile {
+    pub fn setup(&self) -> Result<crate::live::JobsSetup, String> {
+        let d = crate::live::JobsSetup::default();
+        let price = match &self.price_per_gib_hour {
+            Some(p) => p.parse::<crate::store::Money>().ok().filter(|p| !p.is_sign_negative()).ok_or_else(|| {
+                format!("controller.jobs.price_per_gib_hour: a non-negative decimal such as \"0.01\", got {p:?}")
+            })?,
+            None => d.price_per_gib_hour,
+        };
+        let max_duration = match self.max_duration_h {
+            Some(0) => return Err("controller.jobs.max_duration_h: at least 1".into()),
+            Some(h) => Millis::from(h) * conductor_core::time::HOUR,
+            None => d.max_duration,
+        };
+        Ok(crate::live::JobsSetup { images: self.images.clone(), price_per_gib_hour: price, max_duration })
+    }
 }
 
 /// `[controller.forecast]`: when the nightly forecast is made from the event log, on how
@@ -596,6 +631,11 @@ impl ControllerConfig {
             return Err(invalid(
                 "controller.helper_image: required without controller.image (the image volume helpers run)".into(),
             ));
+        }
+        controller.jobs.setup().map_err(invalid)?;
+        let mut scenario = scenario;
+        if let Some(s) = controller.jobs.notice_s {
+            scenario.scheduler.job_notice = Millis::from(s) * conductor_core::time::SECOND;
         }
         let forecast = match &scenario.forecast_source {
             Some(source) => Some(controller.forecast.setup(source, scenario.lifecycle.idle_timeout).map_err(invalid)?),

@@ -81,6 +81,22 @@ pub fn retry_for_status(status: u16) -> Retry {
 }
 
 /// One node's Docker API. Every call is idempotent by the server's deterministic names.
+/// A preemptible job's container (`conductor-j<job>`): image, command and memory limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSpec {
+    pub job: i64,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub memory_mib: u32,
+}
+
+/// What a job's container is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobStatus {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+}
+
 pub trait NodeDriver: Send + Sync {
     /// Which engine this is (its endpoint): nodes that share one (a local run, a test) have
     /// one set of containers and volumes, and nothing is copied or removed between them.
@@ -119,6 +135,26 @@ pub trait NodeDriver: Send + Sync {
     fn logs(&self, server: i64, lines: usize, follow: bool) -> BoxFuture<'_, Result<ByteStream, DriverError>> {
         let _ = (server, lines, follow);
         Box::pin(async { Err(DriverError::permanent("this node keeps no logs")) })
+    }
+    /// Creates (unless it exists) and starts a preemptible job's container; running is fine.
+    fn run_job<'a>(&'a self, spec: &'a JobSpec) -> BoxFuture<'a, Result<(), DriverError>> {
+        let _ = spec;
+        Box::pin(async { Err(DriverError::permanent("this node runs no jobs")) })
+    }
+    /// A job's container: running or how it exited; `None` when there is none.
+    fn job_status(&self, job: i64) -> BoxFuture<'_, Result<Option<JobStatus>, DriverError>> {
+        let _ = job;
+        Box::pin(async { Err(DriverError::permanent("this node runs no jobs")) })
+    }
+    /// The notice: SIGTERM to the job (it should save and exit before it is killed).
+    fn signal_job(&self, job: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        let _ = job;
+        Box::pin(async { Err(DriverError::permanent("this node runs no jobs")) })
+    }
+    /// Kills and removes the job's container; gone is fine.
+    fn remove_job(&self, job: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        let _ = job;
+        Box::pin(async { Err(DriverError::permanent("this node runs no jobs")) })
     }
     /// Sends a console command; answers with what the console answered (stdin: nothing).
     fn console<'a>(

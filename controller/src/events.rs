@@ -81,6 +81,13 @@ pub const SERVER_ANNOUNCED: &str = "server.announced";
 pub const SERVER_RECOMMENDED: &str = "server.recommended";
 /// The owner (or an admin) accepted a recommended move.
 pub const SERVER_CONSENTED: &str = "server.consented";
+// Preemptible jobs (`data.job` is the job's id).
+pub const JOB_SUBMITTED: &str = "job.submitted";
+pub const JOB_STARTED: &str = "job.started";
+/// SIGTERM: a paying server needs the room; killed at `kill_at`.
+pub const JOB_NOTICED: &str = "job.noticed";
+/// Over: `state` (done, killed, cancelled, failed), `outcome`, `run_ms`, `charge`.
+pub const JOB_ENDED: &str = "job.ended";
 /// An admin switched a policy between shadow and enforce.
 pub const POLICY_MODE: &str = "policy.mode";
 // The nightly forecast.
@@ -162,6 +169,10 @@ pub const ALL: &[&str] = &[
     SERVER_RECOMMENDED,
     SERVER_CONSENTED,
     POLICY_MODE,
+    JOB_SUBMITTED,
+    JOB_STARTED,
+    JOB_NOTICED,
+    JOB_ENDED,
     FORECAST_MADE,
     FORECAST_FAILED,
     FORECAST_APPLIED,

@@ -122,6 +122,18 @@ struct NodeState {
     world_bytes: BTreeMap<i64, u64>,
     /// A disk that fills: a world written past this many bytes fails (and stops reading).
     disk_left: Option<u64>,
+    /// Preemptible jobs' containers.
+    jobs: BTreeMap<i64, FakeJob>,
+}
+
+/// A preemptible job's container on a fake node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeJob {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub memory_mib: u32,
+    /// When it was sent SIGTERM (the notice), if it was.
+    pub signalled_at: Option<Millis>,
 }
 
 /// A node's Docker API in memory.
@@ -190,6 +202,19 @@ impl FakeNode {
     /// When the controller listed the containers successfully.
     pub fn listed(&self) -> Vec<Millis> {
         self.state.lock().unwrap().listed.clone()
+    }
+
+    /// Every job container here, removed ones left out.
+    pub fn jobs(&self) -> BTreeMap<i64, FakeJob> {
+        self.state.lock().unwrap().jobs.clone()
+    }
+
+    /// The job's process exits with `code` (it finished, or it obeyed its notice).
+    pub fn end_job(&self, job: i64, code: i64) {
+        if let Some(j) = self.state.lock().unwrap().jobs.get_mut(&job) {
+            j.running = false;
+            j.exit_code = Some(code);
+        }
     }
 
     pub fn set_players(&self, server: i64, players: u32) {
@@ -336,6 +361,43 @@ impl NodeDriver for FakeNode {
             if volume {
                 st.volumes.remove(&server);
             }
+            Ok(())
+        }))
+    }
+
+    fn run_job<'a>(&'a self, spec: &'a crate::driver::JobSpec) -> BoxFuture<'a, Result<(), DriverError>> {
+        ready(self.call("run job", |st, _| {
+            let j = st.jobs.entry(spec.job).or_insert(FakeJob {
+                running: false,
+                exit_code: None,
+                memory_mib: spec.memory_mib,
+                signalled_at: None,
+            });
+            if j.exit_code.is_none() {
+                j.running = true;
+            }
+            Ok(())
+        }))
+    }
+
+    fn job_status(&self, job: i64) -> BoxFuture<'_, Result<Option<crate::driver::JobStatus>, DriverError>> {
+        ready(self.call("job status", |st, _| {
+            Ok(st.jobs.get(&job).map(|j| crate::driver::JobStatus { running: j.running, exit_code: j.exit_code }))
+        }))
+    }
+
+    fn signal_job(&self, job: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        ready(self.call("signal job", |st, now| {
+            if let Some(j) = st.jobs.get_mut(&job) {
+                j.signalled_at.get_or_insert(now);
+            }
+            Ok(())
+        }))
+    }
+
+    fn remove_job(&self, job: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        ready(self.call("remove job", |st, _| {
+            st.jobs.remove(&job);
             Ok(())
         }))
     }

@@ -102,6 +102,14 @@ pub fn document() -> Value {
             "/v1/nodes/{id}": { "delete": with_id(op("Remove a drained, empty joined node (409 node_not_drained | node_not_empty | configured_node)", "admin", "204")) },
             "/v1/nodes/{id}/drain": { "post": with_id(op("Drain a node: no new server; its sleeping worlds are archived", "admin", "200")) },
             "/v1/nodes/{id}/undrain": { "post": with_id(op("Take a drained node back into placement", "admin", "200")) },
+            "/v1/jobs": {
+                "get": op("Preemptible jobs, oldest first (an owner: its own)", "admin or an owner", "200"),
+                "post": op("Submit a job {image, cmd, ram_mib, max_duration_s} (an owner: an allowed image at the configured price; an admin: also owner and price_per_gib_hour); 422 image_not_allowed | job_too_large", "admin or an owner", "201")
+            },
+            "/v1/jobs/{id}": {
+                "get": with_id(op("A job: state (queued, running, noticed, done, killed, cancelled, failed), node, times, outcome", "admin or its owner", "200")),
+                "delete": with_id(op("Cancel an open job (killed if running, billed for the time it ran; 409 job_ended)", "admin or its owner", "200"))
+            },
             "/v1/recommendations": { "get": op("Moves owners were asked to accept (cost_mode suggest) and have not answered: server, owner, since, saving_per_hour", "admin or an owner (its own)", "200") },
             "/v1/recommendations/{id}/accept": { "post": with_id(op("Accept the recommended move of a server (409 not_recommended); it moves at the next consolidation", "admin or its owner", "200")) },
             "/v1/policies": { "get": op("The scaling policies in order: index, name, shadow, configured_shadow", "admin", "200") },

@@ -86,6 +86,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
     };
     Ok(LiveConfig {
         forecast: cfg.forecast.clone(),
+        jobs: c.jobs.setup()?,
         joining,
         worlds: c.worlds(),
         game: crate::live::GameAccess {

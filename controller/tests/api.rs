@@ -251,6 +251,8 @@ async fn deletes_forecasts_admin_views_and_the_openapi_document() {
         "/v1/policies",
         "/v1/policies/{index}",
         "/v1/recommendations",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
         "/v1/recommendations/{id}/accept",
         "/v1/forecast",
         "/v1/events",

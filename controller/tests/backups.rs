@@ -81,6 +81,7 @@ fn config(nodes: &[Arc<FakeNode>], archive: &Arc<MemArchive>, worlds: Worlds, di
     LiveConfig {
         joining: Default::default(),
         forecast: None,
+        jobs: Default::default(),
         templates: Default::default(),
         worlds,
         game: GameAccess::default(),

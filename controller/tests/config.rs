@@ -241,3 +241,25 @@ fn the_nightly_forecast_is_set_up_when_a_policy_reads_one_and_bad_knobs_are_name
     assert_eq!(cfg.scenario.scheduler.scaling.policies[1].shadow(), Some(true), "a spare pool can shadow");
     assert!(cfg.forecast.is_none(), "a fixed pool reads no forecast");
 }
+
+#[test]
+fn the_jobs_knobs_reach_the_engine_and_bad_ones_are_named() {
+    let with =
+        |jobs: &str| example(&[("[[controller.node]]", &format!("[controller.jobs]\n{jobs}\n\n[[controller.node]]"))]);
+    let cfg =
+        with("images = [\"render:1\"]\nprice_per_gib_hour = \"0.015\"\nmax_duration_h = 6\nnotice_s = 90").unwrap();
+    let live = conductor_controller::serve::live_config(&cfg).unwrap();
+    assert_eq!(live.jobs.images, ["render:1"]);
+    assert_eq!(live.jobs.price_per_gib_hour, rust_decimal::Decimal::new(15, 3));
+    assert_eq!(live.jobs.max_duration, 6 * 3_600_000);
+    assert_eq!(live.scheduler.job_notice, 90_000, "the core gives notice this long");
+    for (knob, says) in [
+        ("price_per_gib_hour = \"-1\"", "controller.jobs.price_per_gib_hour"),
+        ("price_per_gib_hour = \"cheap\"", "controller.jobs.price_per_gib_hour"),
+        ("max_duration_h = 0", "controller.jobs.max_duration_h"),
+        ("imgs = []", "controller.jobs.imgs"),
+    ] {
+        let e = with(knob).err().unwrap();
+        assert!(e.contains(says), "{knob}: {e}");
+    }
+}

@@ -106,6 +106,7 @@ impl World {
         LiveConfig {
             joining: Default::default(),
             forecast: None,
+            jobs: Default::default(),
             templates: Default::default(),
             worlds: Default::default(),
             game: conductor_controller::live::GameAccess::default(),

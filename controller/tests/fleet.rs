@@ -113,6 +113,7 @@ gateway_cidrs = ["127.0.0.1/32"]"#,
     LiveConfig {
         joining: Default::default(),
         forecast: None,
+        jobs: Default::default(),
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),
@@ -384,6 +385,7 @@ mod joining {
         let scheduler = SchedulerConfig::reference(vm_type(), 0);
         LiveConfig {
             forecast: None,
+            jobs: Default::default(),
             joining: Joining {
                 types: [("small".to_owned(), dedicated_type("small", 2048))].into(),
                 connect: Some(conductor_controller::serve::join_access(pki.clone()).unwrap()),

@@ -75,6 +75,7 @@ fn config(node: Arc<FakeNode>, cloud: Option<CloudSetup>, shadow: bool, forecast
     LiveConfig {
         joining: Default::default(),
         forecast: Some(forecast),
+        jobs: Default::default(),
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

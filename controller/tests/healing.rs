@@ -63,6 +63,7 @@ fn config(
     LiveConfig {
         joining: Default::default(),
         forecast: None,
+        jobs: Default::default(),
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

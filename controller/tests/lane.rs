@@ -53,6 +53,7 @@ async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
     let cfg = LiveConfig {
         joining: Default::default(),
         forecast: None,
+        jobs: Default::default(),
         templates: Default::default(),
         worlds: Default::default(),
         game: GameAccess::default(),

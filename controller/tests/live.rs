@@ -55,6 +55,7 @@ fn config(docker: Arc<DockerNode>, cloud: Arc<HetznerCloud>, archive: &std::path
     LiveConfig {
         joining: Default::default(),
         forecast: None,
+        jobs: Default::default(),
         templates: Default::default(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

@@ -39,6 +39,7 @@ fn world() -> World {
     let cfg = LiveConfig {
         joining: Default::default(),
         forecast: None,
+        jobs: Default::default(),
         templates: Default::default(),
         worlds: Default::default(),
         game: GameAccess { port_base: Some(20_000), boot: 40_000, restore_mb_per_s: 100 },

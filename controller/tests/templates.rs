@@ -79,6 +79,7 @@ fn config(docker: Arc<DockerNode>, archive: &std::path::Path) -> LiveConfig {
     LiveConfig {
         joining: Default::default(),
         forecast: None,
+        jobs: Default::default(),
         templates: templates(),
         worlds: Default::default(),
         game: conductor_controller::live::GameAccess::default(),

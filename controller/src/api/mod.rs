@@ -7,6 +7,7 @@
 
 mod console;
 mod gateway;
+mod jobs;
 mod nodes;
 mod scaling;
 mod servers;
@@ -202,6 +203,8 @@ pub fn router<S: Store + 'static>(api: Arc<Api<S>>) -> Router {
         .route("/v1/scaling/mode", axum::routing::put(scaling::set_mode::<S>))
         .route("/v1/policies", get(scaling::policies::<S>))
         .route("/v1/recommendations", get(scaling::recommendations::<S>))
+        .route("/v1/jobs", get(jobs::list::<S>).post(jobs::submit::<S>))
+        .route("/v1/jobs/{id}", get(jobs::show::<S>).delete(jobs::cancel::<S>))
         .route("/v1/recommendations/{id}/accept", axum::routing::post(scaling::accept::<S>))
         .route("/v1/policies/{index}", axum::routing::put(scaling::set_policy::<S>))
         .route("/v1/forecast", get(scaling::read_forecast::<S>).put(scaling::upload_forecast::<S>))

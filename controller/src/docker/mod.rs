@@ -5,6 +5,9 @@
 //! Readiness and player counts come from the Minecraft status ping, not from health checks.
 
 mod console;
+mod jobs;
+
+pub use jobs::{job_container_name, LABEL_JOB};
 
 use crate::driver::{BoxFuture, DriverError};
 use crate::mcping;
@@ -861,6 +864,18 @@ impl crate::driver::NodeDriver for DockerNode {
         line: &'a str,
     ) -> BoxFuture<'a, Result<String, DriverError>> {
         Box::pin(async move { Ok(DockerNode::console(self, server, via, line).await?) })
+    }
+    fn run_job<'a>(&'a self, spec: &'a crate::driver::JobSpec) -> BoxFuture<'a, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::run_job(self, spec).await?) })
+    }
+    fn job_status(&self, job: i64) -> BoxFuture<'_, Result<Option<crate::driver::JobStatus>, DriverError>> {
+        Box::pin(async move { Ok(DockerNode::job_status(self, job).await?) })
+    }
+    fn signal_job(&self, job: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::signal_job(self, job).await?) })
+    }
+    fn remove_job(&self, job: i64) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(async move { Ok(DockerNode::remove_job(self, job).await?) })
     }
     fn start(&self, server: i64) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(async move { Ok(DockerNode::start(self, server).await?) })

@@ -198,10 +198,13 @@ impl<S: Store> Live<S> {
                 let name = self.vm_names.get(&node).cloned().unwrap_or_default();
                 Action::DeleteVm { node: store_node, name }
             }
-            other => {
-                let data = json!({ "command": format!("{other:?}") });
-                return self.event(now, COMMAND_UNSUPPORTED, None, None, data).await;
+            job @ (Command::StartJob { .. } | Command::NoticeJob { .. } | Command::KillJob { .. }) => {
+                match self.job_command(now, job).await? {
+                    Some(action) => action,
+                    None => return Ok(()),
+                }
             }
+            Command::Wake { .. } => unreachable!("timers are handled above"),
         };
         self.enqueue(now, action, None).await
     }
@@ -230,7 +233,7 @@ impl<S: Store> Live<S> {
                 Target::Server(_) | Target::Backups(_) => {
                     p.action.nodes().into_iter().map(|n| (target.clone(), n)).collect()
                 }
-                Target::Vm(_) | Target::Object(_) | Target::Console(_) => vec![(target, 0)],
+                Target::Vm(_) | Target::Object(_) | Target::Console(_) | Target::Job(_) => vec![(target, 0)],
             };
             let waits = keys.iter().any(|k| blocked.contains(k));
             blocked.extend(keys);
@@ -284,7 +287,10 @@ impl<S: Store> Live<S> {
             | Action::Remove { node, .. }
             | Action::Backup { node, .. }
             | Action::RestoreBackup { node, .. }
-            | Action::Say { node, .. } => format!("node:{node}"),
+            | Action::Say { node, .. }
+            | Action::RunJob { node, .. }
+            | Action::SignalJob { node, .. }
+            | Action::RemoveJob { node, .. } => format!("node:{node}"),
             Action::CreateVm { .. } | Action::DeleteVm { .. } => "cloud".into(),
             Action::DropObject { .. } => "archive".into(),
         };
@@ -379,6 +385,16 @@ impl<S: Store> Live<S> {
                 let via = self.template_of(*server).console_via();
                 Ok(Call::Say { node: d, server: *server, via, text: text.clone() })
             }
+            Action::RunJob { job, node } => {
+                let d = self.driver(*node)?.1;
+                let Some(j) = self.job_row(*job).filter(|j| j.state == crate::store::JobState::Running) else {
+                    return Err(Verdict::Unnecessary("the job is no longer to run".into()));
+                };
+                let spec = crate::driver::JobSpec { job: j.id, image: j.image, cmd: j.cmd, memory_mib: j.ram_mib };
+                Ok(Call::RunJob { node: d, spec })
+            }
+            Action::SignalJob { job, node } => Ok(Call::SignalJob { node: self.driver(*node)?.1, job: *job }),
+            Action::RemoveJob { job, node } => Ok(Call::RemoveJob { node: self.driver(*node)?.1, job: *job }),
         })();
         (group, call)
     }
@@ -477,6 +493,7 @@ impl<S: Store> Live<S> {
                     self.core.vm_failed(now, n, &mut self.out);
                 }
             }
+            Action::RunJob { job, .. } => self.job_failed(now, *job, e.message.clone()).await?,
             // Stops, archives and removals never give up unless refused for good: the world
             // stays where it is (an archive is never taken for done).
             _ => {}
@@ -580,6 +597,7 @@ impl<S: Store> Live<S> {
                 let data = json!({ "by": "controller", "command": text, "ok": true });
                 self.event(now, CONSOLE_COMMAND, Some(*server), None, data).await?;
             }
+            Action::RunJob { .. } | Action::SignalJob { .. } | Action::RemoveJob { .. } => {}
         }
         Ok(())
     }

@@ -70,6 +70,7 @@ impl<S: Store> Live<S> {
             memory: ScalingMemory::default(),
             migrating: HashMap::new(),
             recommended: BTreeMap::new(),
+            jobs: Default::default(),
             forecast_made_at: None,
             forecast_stale: false,
             usage: Vec::new(),
@@ -296,6 +297,7 @@ impl<S: Store> Live<S> {
             }
         }
         live.adopt_consents(consents);
+        live.adopt_jobs(&store_node_to_core).await?;
         live.core.start(now, &mut live.out);
         let first = billable.first().map(|b| b.2);
         // A plan changed since: its runs before the first change were on the plan before it.

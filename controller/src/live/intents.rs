@@ -81,6 +81,22 @@ pub enum Action {
         node: i64,
         text: String,
     },
+    /// Run a preemptible job's container on `node` (given up after the retries: the job
+    /// failed).
+    RunJob {
+        job: i64,
+        node: i64,
+    },
+    /// The job's notice: SIGTERM (best effort: it is killed when the notice runs out).
+    SignalJob {
+        job: i64,
+        node: i64,
+    },
+    /// Kill and remove the job's container.
+    RemoveJob {
+        job: i64,
+        node: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -99,6 +115,8 @@ pub(super) enum Target {
     Backups(i64),
     /// What is said on a server's console (beside its lifecycle).
     Console(i64),
+    /// A preemptible job's container.
+    Job(i64),
     Object(String),
 }
 
@@ -116,6 +134,9 @@ impl Action {
             Action::RestoreBackup { .. } => "restore_backup",
             Action::DropObject { .. } => "drop_object",
             Action::Say { .. } => "say",
+            Action::RunJob { .. } => "run_job",
+            Action::SignalJob { .. } => "signal_job",
+            Action::RemoveJob { .. } => "remove_job",
         }
     }
 
@@ -133,13 +154,23 @@ impl Action {
             Action::Backup { server, .. } => Target::Backups(*server),
             Action::DropObject { key, .. } => Target::Object(key.clone()),
             Action::Say { server, .. } => Target::Console(*server),
+            Action::RunJob { job, .. } | Action::SignalJob { job, .. } | Action::RemoveJob { job, .. } => {
+                Target::Job(*job)
+            }
         }
     }
 
     /// Whether repeated failure ends it (and the core decides what next); the others must
     /// happen eventually and are retried for as long as it takes.
     pub(super) fn gives_up(&self) -> bool {
-        matches!(self, Action::Place { .. } | Action::CreateVm { .. } | Action::Say { .. })
+        matches!(
+            self,
+            Action::Place { .. }
+                | Action::CreateVm { .. }
+                | Action::Say { .. }
+                | Action::RunJob { .. }
+                | Action::SignalJob { .. }
+        )
     }
 
     /// The nodes (store ids) it acts on.
@@ -153,7 +184,10 @@ impl Action {
             | Action::Remove { node, .. }
             | Action::Backup { node, .. }
             | Action::RestoreBackup { node, .. }
-            | Action::Say { node, .. } => vec![*node],
+            | Action::Say { node, .. }
+            | Action::RunJob { node, .. }
+            | Action::SignalJob { node, .. }
+            | Action::RemoveJob { node, .. } => vec![*node],
             Action::CreateVm { .. } | Action::DeleteVm { .. } | Action::DropObject { .. } => Vec::new(),
         }
     }
@@ -169,7 +203,12 @@ impl Action {
             | Action::Backup { server, .. }
             | Action::RestoreBackup { server, .. }
             | Action::Say { server, .. } => Some(*server),
-            Action::CreateVm { .. } | Action::DeleteVm { .. } | Action::DropObject { .. } => None,
+            Action::CreateVm { .. }
+            | Action::DeleteVm { .. }
+            | Action::DropObject { .. }
+            | Action::RunJob { .. }
+            | Action::SignalJob { .. }
+            | Action::RemoveJob { .. } => None,
         }
     }
 }

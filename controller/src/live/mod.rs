@@ -26,6 +26,7 @@ mod consents;
 mod console;
 mod forecasts;
 mod intents;
+mod jobs;
 mod nodes;
 mod objects;
 mod observe;
@@ -37,6 +38,7 @@ mod worlds;
 pub use consents::Recommendation;
 pub use forecasts::PolicyView;
 pub use intents::{Action, RestoreFrom};
+pub use jobs::JobsSetup;
 pub use nodes::node_server_name;
 pub use objects::ObjectGc;
 pub use setup::*;
@@ -170,6 +172,8 @@ pub struct Live<S: Store> {
     deleted: HashSet<i64>,
     /// The scaling memory last recorded in the event log.
     memory: ScalingMemory,
+    /// Preemptible jobs not yet over.
+    jobs: jobs::OpenJobs,
     /// Moves owners were asked to accept (store id → since, saving per hour, owner).
     recommended: BTreeMap<i64, (Millis, String, i64)>,
     /// Servers being moved: since when, and the players on them then (disruption).

@@ -33,6 +33,8 @@ pub(in crate::live) struct Look {
     /// A provisioning VM: only its readiness is checked (the images it needs, and whether
     /// its bootstrap must have reported done).
     ready: Option<(Arc<[String]>, bool)>,
+    /// Jobs whose containers run there.
+    jobs: Vec<i64>,
 }
 
 /// What was seen on one node.
@@ -45,6 +47,7 @@ pub(in crate::live) struct Seen {
     logs: HashMap<i64, String>,
     /// A provisioning VM's readiness check.
     ready: Option<Result<(), DriverError>>,
+    jobs: HashMap<i64, Result<Option<crate::driver::JobStatus>, DriverError>>,
 }
 
 impl Look {
@@ -53,7 +56,16 @@ impl Look {
             let ready = timed(deadline, self.driver.ready_check(images, *marker)).await;
             let ping = ready.clone().map(|_| ());
             let (probes, logs) = (HashMap::new(), HashMap::new());
-            return Seen { node: self.node, ping, containers: None, volumes: None, probes, logs, ready: Some(ready) };
+            return Seen {
+                node: self.node,
+                ping,
+                containers: None,
+                volumes: None,
+                probes,
+                logs,
+                ready: Some(ready),
+                jobs: HashMap::new(),
+            };
         }
         let mut seen = Seen {
             node: self.node,
@@ -63,9 +75,13 @@ impl Look {
             probes: HashMap::new(),
             logs: HashMap::new(),
             ready: None,
+            jobs: HashMap::new(),
         };
         if seen.ping.is_err() {
             return seen;
+        }
+        for &job in &self.jobs {
+            seen.jobs.insert(job, timed(deadline, self.driver.job_status(job)).await);
         }
         let listed = timed(deadline, self.driver.list_managed()).await;
         if let Ok(list) = &listed {
@@ -109,6 +125,7 @@ impl<S: Store> Live<S> {
                         driver: driver.clone(),
                         active: Vec::new(),
                         ready: Some((images, marker)),
+                        jobs: Vec::new(),
                     });
                     false
                 }
@@ -117,7 +134,8 @@ impl<S: Store> Live<S> {
             };
             if look {
                 let active = n.servers.iter().map(|s| self.server_ids[s.0 as usize]).collect();
-                work.looks.push(Look { node, driver, active, ready: None });
+                let jobs = self.store_node(node).map_or_else(Vec::new, |n| self.jobs_on(n));
+                work.looks.push(Look { node, driver, active, ready: None, jobs });
             }
         }
         if let Some(c) = &self.cfg.cloud {
@@ -150,6 +168,10 @@ impl<S: Store> Live<S> {
             // node's containers are judged.
             self.apply(now).await?;
             if answered {
+                if let Some(store_node) = self.store_node(s.node) {
+                    self.jobs_seen(now, store_node, &s.jobs).await?;
+                    self.apply(now).await?;
+                }
                 if let Some(Ok(containers)) = &s.containers {
                     running.insert(s.node, containers.iter().filter(|c| c.running).map(|c| c.server).collect());
                     self.containers(now, s.node, containers, &s.probes, &s.logs).await?;

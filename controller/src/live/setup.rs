@@ -161,6 +161,8 @@ pub struct LiveConfig {
     pub templates: crate::template::Templates,
     /// The nightly forecast (`None`: no policy reads a forecast).
     pub forecast: Option<crate::forecasting::ForecastSetup>,
+    /// What owners may run as preemptible jobs, at what price.
+    pub jobs: super::JobsSetup,
 }
 
 /// How a node added through the admin API is reached: its name, Docker endpoint and game

@@ -67,6 +67,18 @@ pub(super) enum Call {
         via: crate::driver::ConsoleVia,
         text: String,
     },
+    RunJob {
+        node: Arc<dyn NodeDriver>,
+        spec: crate::driver::JobSpec,
+    },
+    SignalJob {
+        node: Arc<dyn NodeDriver>,
+        job: i64,
+    },
+    RemoveJob {
+        node: Arc<dyn NodeDriver>,
+        job: i64,
+    },
     RestoreBackup {
         node: Arc<dyn NodeDriver>,
         spec: ContainerSpec,
@@ -279,6 +291,9 @@ impl Call {
             | Call::Remove { node, .. }
             | Call::Backup { node, .. }
             | Call::Say { node, .. }
+            | Call::RunJob { node, .. }
+            | Call::SignalJob { node, .. }
+            | Call::RemoveJob { node, .. }
             | Call::RestoreBackup { node, .. } => node.engine(),
             Call::CreateVm { .. } | Call::DeleteVm { .. } => "cloud",
             Call::DropObject { .. } => "archive",
@@ -346,6 +361,9 @@ impl Ctx {
             Call::Say { node, server, via, text } => {
                 timed(t, node.console(*server, via, text)).await.map(|_| Output::Unit)
             }
+            Call::RunJob { node, spec } => timed(t, node.run_job(spec)).await.map(|_| Output::Unit),
+            Call::SignalJob { node, job } => timed(t, node.signal_job(*job)).await.map(|_| Output::Unit),
+            Call::RemoveJob { node, job } => timed(t, node.remove_job(*job)).await.map(|_| Output::Unit),
             Call::Backup { node, server, key } => {
                 let made = archive::backup_server(&**node, self.archive.as_ref(), *server, key, &self.helper);
                 timed(self.data_timeout, async { made.await.map_err(DriverError::from) }).await.map(Output::Archived)

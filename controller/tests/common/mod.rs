@@ -1,6 +1,7 @@
 //! Services for the controller's tests: a fresh PostgreSQL database, the Podman engine.
 #![allow(dead_code)]
 
+pub mod fakes;
 pub mod rig;
 pub mod tls;
 
