@@ -116,3 +116,122 @@ async fn a_job_that_ends_by_itself_or_runs_too_long_or_is_cancelled_is_over_and_
     assert!(w.live.submit_job(w.now, job(o, 8192, 60)).await.is_err());
     assert_eq!(w.store.jobs(None).await.unwrap().len(), before);
 }
+
+/// The same on PostgreSQL and Podman: the stand-in's `hold` runs as the job and exits on
+/// its notice (SIGTERM), so the server takes its room before the kill would come.
+#[tokio::test(flavor = "current_thread")]
+async fn on_podman_a_job_is_preempted_with_notice_and_charged() {
+    use common::rig::{dedicated_type, vm_type};
+    use conductor_controller::archive::Archive;
+    use conductor_controller::docker::Helper;
+    use conductor_controller::driver::NodeDriver;
+    use conductor_controller::live::{DedicatedNode, Live, LiveConfig, Mode};
+    use conductor_controller::store::{NewEntry, NewServer};
+    use std::sync::Arc;
+    let (Some(store), Some(docker)) = (common::fresh_pg("jobs").await, common::docker()) else { return };
+    // Apart from other tests' servers and jobs on the same Podman.
+    for seq in ["servers_id_seq", "jobs_id_seq"] {
+        sqlx::query(&format!("ALTER SEQUENCE {seq} RESTART WITH 950")).execute(store.pool()).await.unwrap();
+    }
+    let (store, docker) = (Arc::new(store), Arc::new(docker));
+    for id in 950..953 {
+        docker.remove(id, true).await.unwrap();
+        docker.remove_job(id).await.unwrap();
+    }
+    let t0 = 1_770_000_000_000;
+    let o = store.create_owner("o", t0).await.unwrap().id;
+    store.post(NewEntry::topup(o, Decimal::from(10), "credit", t0)).await.unwrap();
+    let archive = std::env::temp_dir().join(format!("conductor-jobs-{}", std::process::id()));
+    let mut scheduler = conductor_core::SchedulerConfig::reference(vm_type(), 0);
+    scheduler.job_notice = 60 * SECOND;
+    let cfg = LiveConfig {
+        joining: Default::default(),
+        forecast: None,
+        jobs: Default::default(),
+        templates: Default::default(),
+        worlds: Default::default(),
+        game: conductor_controller::live::GameAccess::default(),
+        scheduler,
+        dedicated: vec![DedicatedNode {
+            name: "ded".into(),
+            kind: dedicated_type("small", 2048),
+            docker: docker.clone() as Arc<dyn NodeDriver>,
+        }],
+        cloud: None,
+        idle_timeout: 3600 * SECOND,
+        stop_timeout: std::time::Duration::from_secs(10),
+        image: common::IMAGE.into(),
+        cmd: None,
+        helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
+        archive: Arc::new(Archive::dir(&archive).unwrap()),
+        mode: Mode::Enforce,
+        billing: Default::default(),
+        healing: Default::default(),
+    };
+    let mut live = Live::start(store.clone(), cfg, t0).await.unwrap();
+    let new = NewJob {
+        owner: o,
+        image: common::IMAGE.into(),
+        cmd: vec!["/standin".into(), "hold".into()],
+        ram_mib: 1024,
+        max_duration_s: 3600,
+        price_per_gib_hour: Decimal::new(5, 2),
+    };
+    let j = live.submit_job(t0, new).await.unwrap();
+    let mut now = t0;
+    let server = |name: &str| NewServer {
+        owner: o,
+        name: name.into(),
+        ram_mib: 1024,
+        disk_mb: 100,
+        pay_per_use: false,
+        cost_mode: conductor_core::model::CostMode::Off,
+    };
+    let a = store.create_server(server("a"), t0).await.unwrap();
+    let b = store.create_server(server("b"), t0).await.unwrap();
+    live.add_server(&a);
+    live.add_server(&b);
+    let running = |s: usize| {
+        move |l: &Live<conductor_controller::PgStore>| {
+            matches!(l.core().residence(conductor_core::ServerId(s as u32)), conductor_core::Residence::Running { .. })
+        }
+    };
+    step_until(&mut live, &mut now, "the job runs", |l| l.job_row(j.id).is_some_and(|j| j.state == JobState::Running))
+        .await;
+    live.tick(now).await.unwrap();
+    let status = docker.job_status(j.id).await.unwrap().expect("its container");
+    assert!(status.running);
+    live.request_start(a.id, now).await.unwrap();
+    step_until(&mut live, &mut now, "a runs", running(0)).await;
+    live.request_start(b.id, now).await.unwrap();
+    step_until(&mut live, &mut now, "b runs", running(1)).await;
+    let row = store.job(j.id).await.unwrap();
+    assert_eq!(row.state, JobState::Done, "{row:?}");
+    assert!(row.outcome.as_deref().unwrap().ends_with("after its notice"), "{row:?}");
+    assert!(row.ended_at.unwrap() < row.kill_at.unwrap(), "it left before the kill");
+    let charge = store.ledger(o, 0, 100).await.unwrap().into_iter().find(|e| e.key == format!("job:{}", j.id));
+    assert!(charge.is_some_and(|c| c.amount < Decimal::ZERO), "charged");
+    live.tick(now + SECOND).await.unwrap();
+    assert!(docker.job_status(j.id).await.unwrap().is_none(), "its container removed");
+    for id in [a.id, b.id] {
+        docker.remove(id, true).await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&archive);
+}
+
+async fn step_until<St: Store>(
+    live: &mut conductor_controller::live::Live<St>,
+    now: &mut conductor_core::Millis,
+    what: &str,
+    done: impl Fn(&conductor_controller::live::Live<St>) -> bool,
+) {
+    for _ in 0..120 {
+        *now += SECOND;
+        live.tick(*now).await.unwrap();
+        if done(live) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("not within 120 steps: {what}");
+}
