@@ -173,6 +173,8 @@ pub fn build(
     // The fleet's own delays: placement (no restore) → started; the cloud's create → ready.
     let (mut placed, mut boots): (HashMap<i64, Millis>, Vec<Millis>) = Default::default();
     let (mut created, mut provisioning): (HashMap<i64, Millis>, Vec<Millis>) = Default::default();
+    // Restores from the archive: placement → the world in place, with its size.
+    let (mut restoring, mut restores): (HashMap<i64, Millis>, Vec<(u64, Millis)>) = Default::default();
     for e in events.iter().filter(|e| e.at <= until) {
         let in_window = e.at >= since;
         match (e.kind.as_str(), e.server, e.node) {
@@ -180,8 +182,20 @@ pub fn build(
             ("server.placed", Some(s), _) if e.data["restore"] == "None" && e.data["migration"] != true => {
                 placed.insert(s, e.at);
             }
+            ("server.placed", Some(s), _) if e.data["restore"] == "Archive" => {
+                placed.remove(&s);
+                restoring.insert(s, e.at);
+            }
             ("server.placed" | "server.start-failed" | "server.crashed", Some(s), _) => {
                 placed.remove(&s);
+                restoring.remove(&s);
+            }
+            ("server.restored", Some(s), _) => {
+                if let (Some(at), Some(bytes)) = (restoring.remove(&s), e.data["world_bytes"].as_u64()) {
+                    if in_window {
+                        restores.push((bytes, e.at - at));
+                    }
+                }
             }
             ("server.started", Some(s), _) => {
                 if let Some(at) = placed.remove(&s).filter(|_| in_window) {
@@ -244,7 +258,11 @@ pub fn build(
     }
     sessions.sort_by_key(|s| (s.start, s.server));
     let servers: Vec<ServerRow> = servers.into_values().filter(|s| s.created_at <= until).collect();
-    let measured = Measured { boot: Fit::of(&boots), provisioning: Fit::of(&provisioning) };
+    let measured = Measured {
+        boot: Fit::of(&boots),
+        provisioning: Fit::of(&provisioning),
+        restore: conductor_sim::dataset::Bandwidth::of(&restores),
+    };
     let mut meta_toml = meta_toml(meta, since, until, servers.len(), &sessions, still_open, lengthened);
     if measured != Measured::default() {
         #[derive(serde::Serialize)]

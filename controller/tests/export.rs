@@ -109,7 +109,8 @@ fn sessions_follow_the_rules_of_the_event_log() {
 
 /// The fleet's own delays go into `meta.toml` (`[measured]`, log-normal fits), and a scenario
 /// with `lifecycle.delays_from = "dataset"` takes them: boots of 20 s and 80 s (median 40 s,
-/// sigma ln 2), a restore-start left out, one VM ready 60 s after its create.
+/// sigma ln 2), a restore-start left out of the boots, its 3 GB restored in 40 s (75 MB/s),
+/// one VM ready 60 s after its create.
 #[test]
 fn the_measured_delays_reach_the_twin() {
     let node =
@@ -121,6 +122,8 @@ fn the_measured_delays_reach_the_twin() {
         placed(3, T0 + 2 * MIN, 2, "None"),
         ev(4, T0 + 2 * MIN + 80_000, "server.started", 2, json!({})),
         placed(5, T0 + 3 * MIN, 3, "Archive"),
+        // 3 GB of world in place 40 s after its placement: 75 MB/s.
+        ev(51, T0 + 3 * MIN + 40_000, "server.restored", 3, json!({ "world_bytes": 3_000_000_000u64 })),
         ev(6, T0 + 3 * MIN + 500_000, "server.started", 3, json!({})),
         node(7, T0 + 4 * MIN, "node.created", 7),
         node(8, T0 + 5 * MIN, "node.ready", 7),
@@ -130,6 +133,7 @@ fn the_measured_delays_reach_the_twin() {
     let text = &x.meta_toml;
     assert!(text.contains("[measured.boot]\nsamples = 2\nmedian_s = 40.0\nsigma = 0.6931\n"), "{text}");
     assert!(text.contains("[measured.provisioning]\nsamples = 1\nmedian_s = 60.0\nsigma = 0.0\n"), "{text}");
+    assert!(text.contains("[measured.restore]\nsamples = 1\nmb_per_s = 75.0\n"), "{text}");
 
     let dir = std::env::temp_dir().join(format!("conductor-measured-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -147,6 +151,7 @@ fn the_measured_delays_reach_the_twin() {
     let s = scenario("delays_from = \"dataset\"").unwrap();
     assert_eq!(format!("{:?}", s.lifecycle.boot), "LogNormal { median: 40000, sigma: 0.6931 }");
     assert_eq!(format!("{:?}", s.lifecycle.provisioning), "LogNormal { median: 60000, sigma: 0.0 }");
+    assert_eq!(s.lifecycle.restore_mb_per_s, 75, "the measured bandwidth, over the scenario's");
     let e = scenario("delays_from = \"yesterday\"").unwrap_err();
     assert!(e.contains("lifecycle.delays_from"), "{e}");
     // A dataset without measurements says so.

@@ -102,6 +102,31 @@ pub struct Measured {
     /// From the cloud's create of a VM to its engine being ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning: Option<Fit>,
+    /// Worlds restored from the archive: their size over the time from placement to the
+    /// world in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Bandwidth>,
+}
+
+/// A measured bandwidth: total MB over total seconds of some copies.
+#[derive(Deserialize, serde::Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bandwidth {
+    pub samples: u32,
+    pub mb_per_s: f64,
+}
+
+impl Bandwidth {
+    /// Of copies of (bytes, ms); `None` without any (or none that took time).
+    pub fn of(copies: &[(u64, Millis)]) -> Option<Bandwidth> {
+        let bytes: u64 = copies.iter().map(|c| c.0).sum();
+        let ms: Millis = copies.iter().map(|c| c.1.max(0)).sum();
+        if copies.is_empty() || ms == 0 {
+            return None;
+        }
+        let mb_per_s = bytes as f64 / 1e6 / (ms as f64 / 1000.0);
+        Some(Bandwidth { samples: copies.len() as u32, mb_per_s: (mb_per_s * 10.0).round() / 10.0 })
+    }
 }
 
 /// A log-normal fit: the median and the standard deviation of the natural logarithm.

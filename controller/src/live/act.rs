@@ -524,7 +524,8 @@ impl<S: Store> Live<S> {
                     }
                 }
                 if let Output::Archived(r) = out {
-                    let data = json!({ "archive": r.key, "sha256": r.sha256 });
+                    // The world's size: `conductor export` measures restore bandwidth by it.
+                    let data = json!({ "archive": r.key, "sha256": r.sha256, "world_bytes": r.world_bytes });
                     self.event(now, SERVER_RESTORED, Some(*server), Some(*node), data).await?;
                 }
             }

@@ -474,6 +474,7 @@ impl Scenario {
             "lifecycle.provisioning_distribution",
             &err,
         )?;
+        let mut measured_restore = None;
         let (boot, provisioning) = match l.delays_from.as_deref() {
             None => (boot, provisioning),
             Some("dataset") => {
@@ -492,13 +493,14 @@ impl Scenario {
                     Some(f) => Delay::LogNormal { median: (f.median_s * 1000.0).round() as Millis, sigma: f.sigma },
                     None => fallback,
                 };
+                measured_restore = m.restore.map(|r| (r.mb_per_s.round() as u32).max(1));
                 (fit(&m.boot, boot), fit(&m.provisioning, provisioning))
             }
             Some(other) => {
                 return Err(err("lifecycle.delays_from", format!("expected \"dataset\", got {other:?}")));
             }
         };
-        let restore_mb_per_s = l.restore_mb_per_s.unwrap_or(100);
+        let restore_mb_per_s = measured_restore.or(l.restore_mb_per_s).unwrap_or(100);
         if restore_mb_per_s == 0 {
             return Err(err("lifecycle.restore_mb_per_s", "expected a positive bandwidth in MB/s".into()));
         }
