@@ -220,4 +220,31 @@ async fn a_vm_being_emptied_stays_so_across_a_restart() {
     w.until("the emptied VM is deleted", async |w| w.cloud.vms()[0].deleted_at.is_some()).await;
     assert_eq!(w.state(c).await, ServerState::Running);
     assert!(w.ded.containers()[&c].running, "the move finished after the restart");
+    // The copy waited for the VM's address (known from the cloud's first listing after the
+    // restart) instead of taking the VM for gone.
+    assert!(w.events(SERVER_START_FAILED).await.is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_move_under_way_at_a_restart_is_still_a_move_and_its_failure_puts_the_server_back() {
+    let mut w = World::new().await;
+    let (a, b, c) = (w.server("a", 2048).await, w.server("b", 2048).await, w.server("c", 2048).await);
+    for id in [a, b, c] {
+        w.live.request_start(id, w.now).await.unwrap();
+    }
+    w.until("c runs on a VM", async |w| w.state(c).await == ServerState::Running).await;
+    w.ded.set_disk_left(Some(0));
+    w.live.request_stop(a, w.now).await.unwrap();
+    w.until("c is moved", async |w| !w.events(SERVER_MIGRATING).await.is_empty()).await;
+    // The controller restarts before the copy is tried; then the copy fails.
+    w.restart().await;
+    w.until("the move fails", async |w| {
+        w.events(SERVER_START_FAILED).await.iter().any(|e| e.server == Some(c) && e.data["migration"] == true)
+    })
+    .await;
+    w.until("c runs again on the VM", async |w| {
+        w.state(c).await == ServerState::Running && w.vm().containers().get(&c).is_some_and(|x| x.running)
+    })
+    .await;
+    assert_eq!(w.live.metrics().migration_failures, 1, "counted as a failed move after the restart");
 }

@@ -312,6 +312,8 @@ impl<S: Store> Live<S> {
                     },
                     RestoreFrom::Node { node: from } => match self.driver(*from) {
                         Ok((_, src)) => Source::Node(src),
+                        // A VM whose address is not known yet (just after a restart): wait.
+                        Err(Verdict::Failed(e)) if e.is_transient() => return Err(Verdict::Failed(e)),
                         Err(_) => return Err(Verdict::Failed(DriverError::permanent("the world's node is gone"))),
                     },
                 };

@@ -154,6 +154,9 @@ impl<S: Store> Live<S> {
         let mut memory = None;
         // What owners were told, asked and answered since each server's last move.
         let mut consents: HashMap<i64, super::consents::Consents> = HashMap::new();
+        // Moves not yet done: the latest placement of each server, whether it was a move, and
+        // the move's start (node it left, when, players on it).
+        let mut moving: HashMap<i64, Option<(Millis, Option<i64>, u32)>> = HashMap::new();
         // Each server's plan RAM before its first plan change (billing replays from it).
         let mut plan_before: HashMap<i64, u32> = HashMap::new();
         // The latest admin switch of each scaling policy.
@@ -189,6 +192,14 @@ impl<S: Store> Live<S> {
                         billable.push((store_id, e.kind.clone(), e.at, None));
                     }
                     (SCALING_MEMORY, _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
+                    (SERVER_MIGRATING, Some(store_id)) => {
+                        let players = e.data["players"].as_u64().unwrap_or(0) as u32;
+                        moving.insert(store_id, Some((e.at, e.data["from"].as_i64(), players)));
+                    }
+                    (SERVER_PLACED, Some(store_id)) if e.data["migration"] != true => {
+                        moving.insert(store_id, None);
+                        billable.push((store_id, e.kind.clone(), e.at, e.data["world_mb"].as_u64()));
+                    }
                     (SERVER_PLAN_CHANGED, Some(store_id)) => {
                         if let Some(from) = e.data["from"].as_u64() {
                             plan_before.entry(store_id).or_insert(from as u32);
@@ -262,7 +273,22 @@ impl<S: Store> Live<S> {
                         Some(RestoreFrom::None) if !ran.contains(&s.id) => Residence::New,
                         Some(RestoreFrom::None) | None => Residence::Sleeping { node },
                     };
-                    let _ = live.core.adopt_starting(id, node, s.updated_at, before);
+                    let move_from = moving
+                        .get(&s.id)
+                        .copied()
+                        .flatten()
+                        .filter(|_| placing.contains_key(&s.id))
+                        .and_then(|(at, from, players)| Some((at, *store_node_to_core.get(&from?)?, players)));
+                    match move_from {
+                        // A move under way: as the core left it (a failure puts it back).
+                        Some((at, from, players)) => {
+                            live.core.adopt_migration(id, from, node);
+                            live.migrating.insert(id, (at, players));
+                        }
+                        None => {
+                            let _ = live.core.adopt_starting(id, node, s.updated_at, before);
+                        }
+                    }
                     live.placed_at.insert(id, now);
                     if placing.contains_key(&s.id) {
                         live.unplaced.insert(id);

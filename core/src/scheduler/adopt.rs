@@ -89,6 +89,18 @@ impl Scheduler {
         self.reserve(server, node, Residence::Starting { node })
     }
 
+    /// Start-up of a live controller: a move of `server` from `from` to `to` not yet done
+    /// (`from == to`: a restart in place), as `migrate` left it: no start request, its old
+    /// node counted busy until it runs (or the move fails and it goes back there).
+    pub fn adopt_migration(&mut self, server: ServerId, from: NodeId, to: NodeId) -> PlacementId {
+        let s = &mut self.servers[server.0 as usize];
+        s.request = None;
+        s.before = Residence::Running { node: from };
+        s.migrating_from = Some(from);
+        self.nodes[from.0 as usize].outgoing += 1;
+        self.reserve(server, to, Residence::Starting { node: to })
+    }
+
     /// Start-up of a live controller: a server whose world sleeps on `node` since
     /// `stopped_at` (its archive timer is asked for), or lies in the archive.
     pub fn adopt_stopped(&mut self, server: ServerId, node: Option<NodeId>, stopped_at: Millis, out: &mut Outbox) {
