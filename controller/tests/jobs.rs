@@ -235,3 +235,17 @@ async fn step_until<St: Store>(
     }
     panic!("not within 120 steps: {what}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_job_on_a_node_declared_dead_is_killed_with_it_and_charged_until_then() {
+    let mut w = World::new().await;
+    let o = owner(&mut w).await;
+    let j = w.live.submit_job(w.now, job(o, 1024, 3600)).await.unwrap();
+    w.step().await;
+    w.ded.set_silent(true);
+    w.until("the job is over", async |w| w.store.job(j.id).await.unwrap().state.ended()).await;
+    let row = w.store.job(j.id).await.unwrap();
+    assert_eq!((row.state, row.outcome.as_deref()), (JobState::Killed, Some("its node was declared dead")));
+    assert!(w.events(NODE_DEAD).await.len() == 1);
+    assert_eq!(w.store.ledger(o, 0, 100).await.unwrap().iter().filter(|e| e.key == format!("job:{}", j.id)).count(), 1);
+}

@@ -132,7 +132,10 @@ impl<S: Store> Live<S> {
                 Ok(Some(Action::SignalJob { job: store_id, node: store_node }))
             }
             _ => {
-                self.end_job(now, store_id, JobState::Killed, "its notice ran out".into()).await?;
+                // Killed when its notice runs out, or at once when its node was declared dead.
+                let noticed = self.job_row(store_id).is_some_and(|j| j.state == JobState::Noticed);
+                let why = if noticed { "its notice ran out" } else { "its node was declared dead" };
+                self.end_job(now, store_id, JobState::Killed, why.into()).await?;
                 Ok(Some(Action::RemoveJob { job: store_id, node: store_node }))
             }
         }

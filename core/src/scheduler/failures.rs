@@ -71,8 +71,18 @@ impl Scheduler {
                 restart.push(server);
             }
         }
+        // Its jobs died with it: killed (their room is not reserved any more).
+        for j in 0..self.jobs.len() {
+            let job = JobId(j as u32);
+            if matches!(self.jobs[j].state, JobState::Running { node: n } | JobState::Noticed { node: n } if n == node)
+            {
+                self.end_job(job, node);
+                out.commands.push(Command::KillJob { job, node });
+            }
+        }
         let n = &mut self.nodes[node.0 as usize];
         debug_assert_eq!(n.active, 0);
+        debug_assert_eq!(n.job_mib, 0);
         if n.kind == NodeKind::Cloud {
             n.state = NodeState::Deleted;
             self.cloud_vms -= 1;

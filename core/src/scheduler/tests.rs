@@ -207,6 +207,13 @@ fn preemptible_jobs_yield_to_paying_servers_after_their_notice() {
     assert!(matches!(out.commands[1], Command::Place { server: ServerId(0), node: NodeId(0), .. }));
     assert_eq!(out.commands[2], Command::StartJob { job: job1, node: NodeId(0) });
     assert_eq!(s.node(NodeId(0)).job_mib, 1024);
+    // The node dies: its job is killed with it and holds no room when the node returns.
+    out.clear();
+    s.node_unreachable(400 * SECOND, NodeId(0), &mut out);
+    let dead_at = 400 * SECOND + s.config().dead_after;
+    s.timer(dead_at, Timer::DeadCheck { node: NodeId(0), since: 400 * SECOND }, &mut out);
+    assert!(out.commands.contains(&Command::KillJob { job: job1, node: NodeId(0) }), "{:?}", out.commands);
+    assert_eq!(s.node(NodeId(0)).job_mib, 0);
 }
 
 #[test]
