@@ -302,11 +302,15 @@ pub async fn step<S: Store + 'static>(
     last_failure: &mut Option<Millis>,
     now: Millis,
 ) -> Result<(), RunError> {
-    let latest = store.latest_forecast().await?.map(|(at, _)| at);
+    let mut latest = store.latest_forecast().await?;
     let retry = last_failure.is_none_or(|t| now - t >= setup.retry_after);
-    if setup.due(latest, now) && retry {
+    if setup.due(latest.as_ref().map(|(at, _)| *at), now) && retry {
         match run(store, setup, now).await {
-            Ok(_) => *last_failure = None,
+            Ok(_) => {
+                *last_failure = None;
+                // What was just stored (the store's own made_at and document).
+                latest = store.latest_forecast().await?;
+            }
             Err(RunError::Forecast(_)) => {
                 *last_failure = Some(now);
                 live.lock().await.forecast_failed();
@@ -314,7 +318,7 @@ pub async fn step<S: Store + 'static>(
             Err(e) => return Err(e),
         }
     }
-    if let Some((made_at, doc)) = store.latest_forecast().await? {
+    if let Some((made_at, doc)) = latest {
         let mut live = live.lock().await;
         if live.forecast_made_at() != Some(made_at) {
             live.use_forecast(made_at, &doc, now).await.map_err(|e| RunError::Forecast(e.to_string()))?;
