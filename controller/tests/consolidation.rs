@@ -6,15 +6,12 @@
 
 mod common;
 
-use common::rig::{dedicated_type, vm_type};
-use conductor_controller::archive::Archive;
-use conductor_controller::billing::BillingSetup;
+use common::rig::vm_type;
 use conductor_controller::cloud::{CloudConfig, HetznerCloud};
-use conductor_controller::docker::Helper;
 use conductor_controller::driver::NodeDriver;
 use conductor_controller::events::*;
 use conductor_controller::fake_hetzner::{Behaviour, FakeHetzner};
-use conductor_controller::live::{CloudSetup, DedicatedNode, Healing, Live, LiveConfig, Mode};
+use conductor_controller::live::{CloudSetup, Healing, Live};
 use conductor_controller::store::{NewEntry, NewServer, ServerState, Store};
 use conductor_controller::PgStore;
 use conductor_core::consolidation::ConsolidationParams;
@@ -61,38 +58,17 @@ async fn an_idle_server_moves_off_a_vm_to_the_dedicated_node_and_the_vm_goes() {
         auto_once_per: HOUR,
     });
     let archive = std::env::temp_dir().join(format!("conductor-consolidation-{}", std::process::id()));
-    let cfg = LiveConfig {
-        joining: Default::default(),
-        forecast: None,
-        jobs: Default::default(),
-        templates: Default::default(),
-        worlds: Default::default(),
-        game: conductor_controller::live::GameAccess::default(),
-        scheduler,
-        dedicated: vec![DedicatedNode {
-            name: "ded".into(),
-            kind: dedicated_type("small", 2048),
-            docker: docker.clone() as Arc<dyn NodeDriver>,
-        }],
-        cloud: Some(CloudSetup {
-            client: Arc::new(HetznerCloud::new("token", Some(&url), quick)),
-            cluster: format!("consolidation{}", std::process::id()),
-            image: "ubuntu-24.04".into(),
-            location: None,
-            user_data: CloudSetup::fixed_user_data(None),
-            docker_for_vm: Box::new(move |_, _| Ok(shared.clone() as Arc<dyn NodeDriver>)),
-            bootstrap_marker: false,
-        }),
-        idle_timeout: 3600 * SECOND,
-        stop_timeout: Duration::from_secs(10),
-        image: common::IMAGE.into(),
-        cmd: None,
-        helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
-        archive: Arc::new(Archive::dir(&archive).unwrap()),
-        mode: Mode::Enforce,
-        billing: BillingSetup::default(),
-        healing: Healing { vm_ready_timeout: 120 * SECOND, ..Healing::default() },
+    let cloud = CloudSetup {
+        client: Arc::new(HetznerCloud::new("token", Some(&url), quick)),
+        cluster: format!("consolidation{}", std::process::id()),
+        image: "ubuntu-24.04".into(),
+        location: None,
+        user_data: CloudSetup::fixed_user_data(None),
+        docker_for_vm: Box::new(move |_, _| Ok(shared.clone() as Arc<dyn NodeDriver>)),
+        bootstrap_marker: false,
     };
+    let mut cfg = common::rig::podman_engine(docker.clone(), 2048, scheduler, Some(cloud), &archive);
+    cfg.healing = Healing { vm_ready_timeout: 120 * SECOND, ..Healing::default() };
     let owner = store.create_owner("o", T0).await.unwrap().id;
     store.post(NewEntry::topup(owner, Decimal::from(10), "credit", T0)).await.unwrap();
     let mut live = Live::start(store.clone(), cfg, T0).await.unwrap();

@@ -121,11 +121,8 @@ async fn a_job_that_ends_by_itself_or_runs_too_long_or_is_cancelled_is_over_and_
 /// its notice (SIGTERM), so the server takes its room before the kill would come.
 #[tokio::test(flavor = "current_thread")]
 async fn on_podman_a_job_is_preempted_with_notice_and_charged() {
-    use common::rig::{dedicated_type, vm_type};
-    use conductor_controller::archive::Archive;
-    use conductor_controller::docker::Helper;
-    use conductor_controller::driver::NodeDriver;
-    use conductor_controller::live::{DedicatedNode, Live, LiveConfig, Mode};
+    use common::rig::vm_type;
+    use conductor_controller::live::Live;
     use conductor_controller::store::{NewEntry, NewServer};
     use std::sync::Arc;
     let (Some(store), Some(docker)) = (common::fresh_pg("jobs").await, common::docker()) else { return };
@@ -144,30 +141,7 @@ async fn on_podman_a_job_is_preempted_with_notice_and_charged() {
     let archive = std::env::temp_dir().join(format!("conductor-jobs-{}", std::process::id()));
     let mut scheduler = conductor_core::SchedulerConfig::reference(vm_type(), 0);
     scheduler.job_notice = 60 * SECOND;
-    let cfg = LiveConfig {
-        joining: Default::default(),
-        forecast: None,
-        jobs: Default::default(),
-        templates: Default::default(),
-        worlds: Default::default(),
-        game: conductor_controller::live::GameAccess::default(),
-        scheduler,
-        dedicated: vec![DedicatedNode {
-            name: "ded".into(),
-            kind: dedicated_type("small", 2048),
-            docker: docker.clone() as Arc<dyn NodeDriver>,
-        }],
-        cloud: None,
-        idle_timeout: 3600 * SECOND,
-        stop_timeout: std::time::Duration::from_secs(10),
-        image: common::IMAGE.into(),
-        cmd: None,
-        helper: Helper { image: common::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
-        archive: Arc::new(Archive::dir(&archive).unwrap()),
-        mode: Mode::Enforce,
-        billing: Default::default(),
-        healing: Default::default(),
-    };
+    let cfg = common::rig::podman_engine(docker.clone(), 2048, scheduler, None, &archive);
     let mut live = Live::start(store.clone(), cfg, t0).await.unwrap();
     let new = NewJob {
         owner: o,

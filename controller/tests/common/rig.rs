@@ -112,3 +112,41 @@ impl<St: Store + 'static> Rig<St> {
         );
     }
 }
+
+/// An engine on one dedicated node of `ram_mib` (the Podman engine `docker`) running the
+/// stand-in, in enforce mode, archives in `archive`, with `cloud` if given.
+pub fn podman_engine(
+    docker: Arc<conductor_controller::docker::DockerNode>,
+    ram_mib: u32,
+    scheduler: conductor_core::SchedulerConfig,
+    cloud: Option<conductor_controller::live::CloudSetup>,
+    archive: &std::path::Path,
+) -> conductor_controller::live::LiveConfig {
+    use conductor_controller::docker::Helper;
+    use conductor_controller::driver::NodeDriver;
+    use conductor_controller::live::{DedicatedNode, LiveConfig, Mode};
+    LiveConfig {
+        joining: Default::default(),
+        forecast: None,
+        jobs: Default::default(),
+        templates: Default::default(),
+        worlds: Default::default(),
+        game: conductor_controller::live::GameAccess::default(),
+        scheduler,
+        dedicated: vec![DedicatedNode {
+            name: "ded".into(),
+            kind: dedicated_type("small", ram_mib),
+            docker: docker as Arc<dyn NodeDriver>,
+        }],
+        cloud,
+        idle_timeout: 3600 * S,
+        stop_timeout: Duration::from_secs(10),
+        image: super::IMAGE.into(),
+        cmd: None,
+        helper: Helper { image: super::IMAGE.into(), cmd: vec!["/standin".into(), "hold".into()] },
+        archive: Arc::new(conductor_controller::archive::Archive::dir(archive).unwrap()),
+        mode: Mode::Enforce,
+        billing: Default::default(),
+        healing: Default::default(),
+    }
+}
