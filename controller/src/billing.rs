@@ -479,7 +479,7 @@ impl Statement {
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {} |",
-                    &conductor_sim::timefmt::format_rfc3339(c.at)[..10],
+                    &conductor_forecast::timefmt::format_rfc3339(c.at)[..10],
                     c.kind.as_str(),
                     c.amount.round_dp(2),
                     reference

@@ -1,10 +1,11 @@
 //! `controller.toml`: a `[controller]` section (database, listen address, tokens, nodes,
-//! cloud, mode) plus the very sections a twin scenario has (`[fleet]`, `[lifecycle]`,
-//! `[policy]`, `[prices]`, `catalogue`), parsed by the twin's own scenario parser — so the
-//! controller runs the policies and parameters an analyst tested.
+//! cloud, mode) plus the sections a twin scenario shares with it (`[fleet]`, `[lifecycle]`,
+//! `[policy]`, `[prices]`, `catalogue`), parsed by the one parser both use
+//! (`conductor-config`) — so the controller runs the policies and parameters an analyst
+//! tested. The twin's own sections are refused with their key path.
 
+use conductor_config::{Consumer, Env, Shared};
 use conductor_core::Millis;
-use conductor_sim::scenario::Scenario;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ pub enum ConfigError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(transparent)]
-    Scenario(#[from] conductor_sim::scenario::ScenarioError),
+    Scenario(#[from] conductor_config::ScenarioError),
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -273,10 +274,10 @@ impl ForecastConfigFile {
     /// The setup for `source`, checked: key paths in the errors.
     pub fn setup(
         &self,
-        source: &conductor_sim::scenario::ForecastSource,
+        source: &conductor_config::ForecastSource,
         idle_timeout: Millis,
     ) -> Result<crate::forecasting::ForecastSetup, String> {
-        use conductor_sim::scenario::ForecastSource;
+        use conductor_config::ForecastSource;
         let need_days = match source {
             ForecastSource::Perfect => {
                 return Err(
@@ -421,7 +422,8 @@ pub struct ControllerConfig {
     pub forecast: Option<crate::forecasting::ForecastSetup>,
     pub file: PathBuf,
     pub controller: ControllerSection,
-    pub scenario: Scenario,
+    /// The sections the twin reads alike (fleet, lifecycle, prices, policy, catalogue).
+    pub shared: Shared,
     pub admin_token: String,
     pub cloud_token: Option<String>,
     pub stripe_secret: Option<String>,
@@ -432,14 +434,20 @@ pub struct ControllerConfig {
     pub templates: crate::template::Templates,
 }
 
-fn secret(path: &Path, key: &str, value: &Option<String>, env: &Option<String>) -> Result<Option<String>, ConfigError> {
+fn secret(
+    path: &Path,
+    key: &str,
+    value: &Option<String>,
+    var: &Option<String>,
+    env: Env<'_>,
+) -> Result<Option<String>, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
-    match (value, env) {
+    match (value, var) {
         (Some(_), Some(_)) => Err(invalid(format!("{key}: give the token or token_env, not both"))),
         (Some(v), None) => Ok(Some(v.clone())),
-        (None, Some(var)) => std::env::var(var)
-            .map(Some)
-            .map_err(|_| invalid(format!("{key}_env: environment variable {var} is not set"))),
+        (None, Some(var)) => {
+            env(var).map(Some).ok_or_else(|| invalid(format!("{key}_env: environment variable {var} is not set")))
+        }
         (None, None) => Ok(None),
     }
 }
@@ -448,20 +456,6 @@ fn cidr_ok(s: &str) -> bool {
     let Some((ip, bits)) = s.split_once('/') else { return false };
     ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
 }
-
-/// Scenario sections only the twin reads, and what they are.
-const TWIN_ONLY: &[(&str, &str)] = &[
-    ("dataset", "the recorded demand: the controller's demand is live"),
-    ("window", "the replayed time window"),
-    ("transform", "what-if transforms of recorded demand"),
-    ("upgrades", "scripted plan changes: live ones go through PATCH /v1/servers/{id}"),
-    ("failures", "injected node failures: live ones are observed"),
-    ("jobs", "generated job arrivals"),
-    ("variant", "the workbench's variants"),
-    ("sweep", "the workbench's sweeps"),
-    ("objective", "the workbench's objective"),
-    ("output", "the workbench's outputs"),
-];
 
 impl ControllerConfig {
     /// The image volume helpers run.
@@ -479,34 +473,22 @@ impl ControllerConfig {
         v
     }
 
+    /// Loads `path` with the process environment (secrets named by `*_env` keys).
     pub fn load(path: &Path) -> Result<ControllerConfig, ConfigError> {
+        ControllerConfig::load_in(path, &conductor_config::process_env)
+    }
+
+    /// Loads `path`; `*_env` keys are looked up in `env`.
+    pub fn load_in(path: &Path, env: Env<'_>) -> Result<ControllerConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
         let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
         let section = table.remove("controller").ok_or_else(|| invalid("a [controller] section is required".into()))?;
         let controller: ControllerSection = serde_path_to_error::deserialize(section)
             .map_err(|e| invalid(format!("controller.{}: {}", e.path(), e.inner().message())))?;
-        // `[gateway]` is the gateway's (`conductor gateway` reads it from the same file).
-        table.remove("gateway");
-        // The twin's own sections mean nothing live — `[[transform]]` could even change the
-        // prices the controller bills with: refused, not ignored.
-        for (key, what) in TWIN_ONLY {
-            if table.contains_key(*key) {
-                return Err(invalid(format!(
-                    "{key}: a twin-only section ({what}); a controller config does not take it"
-                )));
-            }
-        }
-        if table.get("lifecycle").and_then(|l| l.get("delays_from")).is_some() {
-            return Err(invalid(
-                "lifecycle.delays_from: twin-only (a replay's delays from a dataset); the controller measures its own"
-                    .into(),
-            ));
-        }
-        // The rest is a scenario without a dataset: the controller's demand is live.
-        table.entry("name").or_insert_with(|| toml::Value::String("controller".into()));
-        table.entry("dataset").or_insert_with(|| toml::Value::String("-".into()));
-        let scenario = Scenario::parse(path, &toml::to_string(&table).expect("a TOML table serializes"))?;
+        // The shared sections, from the text itself (so errors name the right lines); the
+        // twin's own sections are refused there.
+        let scenario = Shared::parse(path, &text, Consumer::Controller)?;
         if scenario.dedicated.len() != controller.node.len() {
             return Err(invalid(format!(
                 "controller.node: {} node(s) for {} dedicated node(s) in [[fleet.dedicated]]; give one per node, in order",
@@ -534,12 +516,13 @@ impl ControllerConfig {
         if scenario.cloud.is_some() != controller.cloud.is_some() {
             return Err(invalid("controller.cloud: needed exactly when [fleet.cloud] is set".into()));
         }
-        let admin_token = secret(path, "controller.admin_token", &controller.admin_token, &controller.admin_token_env)?
-            .filter(|t| t.len() >= 16)
-            .ok_or_else(|| invalid("controller.admin_token: required, at least 16 characters".into()))?;
+        let admin_token =
+            secret(path, "controller.admin_token", &controller.admin_token, &controller.admin_token_env, env)?
+                .filter(|t| t.len() >= 16)
+                .ok_or_else(|| invalid("controller.admin_token: required, at least 16 characters".into()))?;
         let cloud_token = match &controller.cloud {
             Some(c) => Some(
-                secret(path, "controller.cloud.token", &c.token, &c.token_env)?
+                secret(path, "controller.cloud.token", &c.token, &c.token_env, env)?
                     .ok_or_else(|| invalid("controller.cloud.token: required".into()))?,
             ),
             None => None,
@@ -549,6 +532,7 @@ impl ControllerConfig {
             "controller.stripe_webhook_secret",
             &controller.stripe_webhook_secret,
             &controller.stripe_webhook_secret_env,
+            env,
         )?;
         let pki = match &controller.pki {
             None => None,
@@ -556,7 +540,7 @@ impl ControllerConfig {
                 let pem = match (&p.ca_key, &p.ca_key_env) {
                     (Some(file), None) => std::fs::read_to_string(file)
                         .map_err(|e| invalid(format!("controller.pki.ca_key: reading {}: {e}", file.display())))?,
-                    (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    (None, Some(var)) => env(var).ok_or_else(|| {
                         invalid(format!("controller.pki.ca_key_env: environment variable {var} is not set"))
                     })?,
                     _ => return Err(invalid("controller.pki: give ca_key (a file) or ca_key_env, exactly one".into())),
@@ -646,7 +630,7 @@ impl ControllerConfig {
             templates,
             file: path.into(),
             controller,
-            scenario,
+            shared: scenario,
             admin_token,
             cloud_token,
             stripe_secret,

@@ -16,10 +16,10 @@
 //! the count is in the meta notes.
 
 use crate::store::Event;
+use conductor_config::dataset::{Fit, Measured};
 use conductor_core::time::SECOND;
 use conductor_core::Millis;
-use conductor_sim::dataset::{Fit, Measured};
-use conductor_sim::timefmt::format_rfc3339;
+use conductor_forecast::timefmt::format_rfc3339;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -64,7 +64,7 @@ impl From<&crate::store::Server> for ServerRow {
 
 fn rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
     let s = String::deserialize(d)?;
-    conductor_sim::timefmt::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    conductor_forecast::timefmt::parse_rfc3339(&s).map_err(serde::de::Error::custom)
 }
 
 /// What the dataset's `meta.toml` says besides the window.
@@ -261,7 +261,7 @@ pub fn build(
     let measured = Measured {
         boot: Fit::of(&boots),
         provisioning: Fit::of(&provisioning),
-        restore: conductor_sim::dataset::Bandwidth::of(&restores),
+        restore: conductor_config::dataset::Bandwidth::of(&restores),
     };
     let mut meta_toml = meta_toml(meta, since, until, servers.len(), &sessions, still_open, lengthened);
     if measured != Measured::default() {

@@ -12,14 +12,14 @@
 use crate::export::{self, ServerRow};
 use crate::store::{Event, NewEvent, Store, StoreError};
 use chrono_tz::Tz;
+use conductor_config::ForecastSource;
 use conductor_core::policy::DemandForecast;
 use conductor_core::time::{DAY, HOUR};
 use conductor_core::Millis;
 use conductor_forecast::document::{FittedOn, Point, SeriesForecast, SCHEMA};
+use conductor_forecast::nightly::{nightly_runs_at, peak_demand, predict, to_mib, STEP};
+use conductor_forecast::timefmt::{format_rfc3339, parse_rfc3339};
 use conductor_forecast::ForecastDocument;
-use conductor_sim::forecasting::{nightly_runs_at, peak_demand, predict, to_mib, STEP};
-use conductor_sim::scenario::ForecastSource;
-use conductor_sim::timefmt::{format_rfc3339, parse_rfc3339};
 use serde_json::json;
 
 /// The one series the scheduler reads.
@@ -84,9 +84,9 @@ pub fn make(setup: &ForecastSetup, listed: &[ServerRow], events: &[Event], now: 
     let meta = export::MetaInfo { name: "forecast".into(), timezone: setup.timezone.name().into(), source: "".into() };
     let exported = export::build(listed, events, since, until, &meta).map_err(|e| e.to_string())?;
     let dataset = dataset(&exported, setup.timezone, since, until)?;
-    let intervals = conductor_sim::dataset::wanted_intervals(&dataset, setup.idle_timeout);
+    let intervals = conductor_config::dataset::wanted_intervals(&dataset, setup.idle_timeout);
     let ram: Vec<u32> = dataset.servers.iter().map(|s| s.ram_mib).collect();
-    let peaks = peak_demand(&intervals, &ram, since, until);
+    let peaks = peak_demand(intervals.iter().map(|iv| (iv.server, iv.start, iv.end)), &ram, since, until);
     let (origin, p, model) = predict(&setup.source, &peaks, since, until)?;
     let demand = DemandForecast {
         start: origin,
@@ -168,8 +168,8 @@ fn dataset(
     timezone: Tz,
     start: Millis,
     end: Millis,
-) -> Result<conductor_sim::dataset::Dataset, String> {
-    use conductor_sim::dataset::{Dataset, Meta, Server, Session};
+) -> Result<conductor_config::dataset::Dataset, String> {
+    use conductor_config::dataset::{Dataset, Meta, Server, Session};
     let mut owners: Vec<String> = Vec::new();
     let mut index = std::collections::HashMap::new();
     let mut servers = Vec::with_capacity(e.servers.len());

@@ -32,7 +32,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
     let default_template = cfg.templates.of(None).clone();
     let helper_image = cfg.helper_image();
     let mut dedicated = Vec::new();
-    for (node, kind) in c.node.iter().zip(&cfg.scenario.dedicated) {
+    for (node, kind) in c.node.iter().zip(&cfg.shared.dedicated) {
         let mut d = DockerNode::connect_with(&node.docker, node.game_host(), &node.access())?;
         if let Some(ip) = &node.game_bind {
             d.publish_ip = ip.clone();
@@ -76,7 +76,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         cmd: c.helper_cmd.clone().unwrap_or_else(|| vec!["/standin".into(), "hold".into()]),
     };
     let joining = crate::live::Joining {
-        types: cfg.scenario.catalogue.dedicated.clone(),
+        types: cfg.shared.catalogue.dedicated.clone(),
         connect: match &cfg.pki {
             Some(pki) => Some(join_access(pki.clone())?),
             None => None,
@@ -91,13 +91,13 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         worlds: c.worlds(),
         game: crate::live::GameAccess {
             port_base: c.game_port_base,
-            boot: cfg.scenario.lifecycle.boot.planning_value(),
-            restore_mb_per_s: cfg.scenario.lifecycle.restore_mb_per_s,
+            boot: cfg.shared.lifecycle.boot.planning_value(),
+            restore_mb_per_s: cfg.shared.lifecycle.restore_mb_per_s,
         },
-        scheduler: cfg.scenario.scheduler.clone(),
+        scheduler: cfg.shared.scheduler.clone(),
         dedicated,
         cloud,
-        idle_timeout: cfg.scenario.lifecycle.idle_timeout,
+        idle_timeout: cfg.shared.lifecycle.idle_timeout,
         stop_timeout: Duration::from_secs(c.stop_timeout_s),
         templates: cfg.templates.clone(),
         image: default_template.image.clone(),
@@ -109,7 +109,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
         }),
         mode: c.mode,
         billing: BillingSetup {
-            prices: cfg.scenario.prices.clone(),
+            prices: cfg.shared.prices.clone(),
             window: c.billing_window_s as Millis * 1000,
             warn_before: (c.warn_hours * 3_600_000.0).round() as Millis,
             webhook: c.warn_webhook.clone(),
@@ -123,7 +123,7 @@ pub fn live_config(cfg: &ControllerConfig) -> Result<LiveConfig, BoxError> {
             gc_grace: c.gc_grace_s as Millis * 1000,
             stale_after: c.stale_after_s as Millis * 1000,
             ops_webhook: c.ops_webhook.clone(),
-            seed: cfg.scenario.seed,
+            seed: cfg.shared.seed,
             max_copies: c.max_copies,
             ..Healing::default()
         },
@@ -214,11 +214,11 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
     eprintln!("conductor: state adopted; mode {:?}", c.mode);
 
     let max_plan_mib = cfg
-        .scenario
+        .shared
         .dedicated
         .iter()
         .map(|d| d.usable_mib())
-        .chain(cfg.scenario.cloud.as_ref().map(|v| v.usable_mib()))
+        .chain(cfg.shared.cloud.as_ref().map(|v| v.usable_mib()))
         .max()
         .unwrap_or(0);
     let api = Arc::new(Api {
@@ -227,7 +227,7 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
             admin_token_sha256: token_hash(&cfg.admin_token),
             max_plan_mib,
             now: Box::new(now),
-            prices: cfg.scenario.prices.clone(),
+            prices: cfg.shared.prices.clone(),
             stripe_secret: cfg.stripe_secret.clone(),
             warn_before: (c.warn_hours * 3_600_000.0).round() as Millis,
         },

@@ -4,6 +4,11 @@
 use conductor_controller::config::ControllerConfig;
 
 fn example(extra: &[(&str, &str)]) -> Result<ControllerConfig, String> {
+    example_in(extra, &conductor_config::process_env)
+}
+
+/// The example with `extra` replacements, its `*_env` keys looked up in `env`.
+fn example_in(extra: &[(&str, &str)], env: conductor_config::Env<'_>) -> Result<ControllerConfig, String> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let mut text = std::fs::read_to_string(format!("{root}/controller.example.toml")).unwrap();
     text =
@@ -20,7 +25,7 @@ fn example(extra: &[(&str, &str)]) -> Result<ControllerConfig, String> {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let path = std::env::temp_dir().join(format!("conductor-example-{}-{n}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
-    let cfg = ControllerConfig::load(&path).map_err(|e| e.to_string());
+    let cfg = ControllerConfig::load_in(&path, env).map_err(|e| e.to_string());
     std::fs::remove_file(&path).unwrap();
     cfg
 }
@@ -32,7 +37,7 @@ fn the_example_configuration_loads_with_its_billing_knobs() {
     let live = conductor_controller::serve::live_config(&cfg).unwrap();
     assert_eq!(live.billing.window, 60_000);
     assert_eq!(live.billing.warn_before, 24 * 3_600_000);
-    assert_eq!(live.billing.prices.promo_credit, cfg.scenario.prices.promo_credit);
+    assert_eq!(live.billing.prices.promo_credit, cfg.shared.prices.promo_credit);
     let cfg = example(&[("# promo_expiry_days = 90", "promo_expiry_days = 90")]).unwrap();
     assert_eq!(conductor_controller::serve::live_config(&cfg).unwrap().billing.promo_expiry, Some(90 * 86_400_000));
     let e = example(&[("billing_window_s = 60", "billing_window_s = 0")]).err().unwrap();
@@ -191,19 +196,45 @@ fn twin_only_sections_are_refused_by_the_controller_and_controller_keys_by_the_t
         ("[jobs]\nper_day = 3", "jobs"),
     ] {
         let e = example(&[("[lifecycle]", &format!("{section}\n\n[lifecycle]"))]).err().unwrap();
-        assert!(e.contains(&format!("{key}: a twin-only section")), "{key}: {e}");
+        assert!(e.contains(&format!("key `{key}`: twin-only (")), "{key}: {e}");
+        assert!(e.contains("a controller config does not take it (line "), "{key}: {e}");
     }
     let e = example(&[("catalogue = ", "dataset = \"datasets/demo\"\ncatalogue = ")]).err().unwrap();
-    assert!(e.contains("dataset: a twin-only section"), "{e}");
+    assert!(e.contains("key `dataset`: twin-only (the recorded demand"), "{e}");
     let e = example(&[("[lifecycle]", "[lifecycle]\ndelays_from = \"dataset\"")]).err().unwrap();
-    assert!(e.contains("lifecycle.delays_from: twin-only"), "{e}");
+    assert!(e.contains("key `lifecycle.delays_from`: twin-only"), "{e}");
 
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let text = std::fs::read_to_string(format!("{root}/scenarios/reference.toml")).unwrap();
     let with_controller = format!("{text}\n[controller]\nmode = \"observe\"\n");
     let path = std::path::Path::new(root).join("scenarios/reference.toml");
     let e = conductor_sim::scenario::Scenario::parse(&path, &with_controller).unwrap_err().to_string();
-    assert!(e.contains("controller"), "{e}");
+    let line = with_controller.lines().position(|l| l == "[controller]").unwrap() + 1;
+    assert!(
+        e.contains(&format!(
+            "key `controller`: live-only (the live controller's settings): a twin scenario does not take it (line {line})"
+        )),
+        "{e}"
+    );
+    let with_gateway = format!("{text}\n[gateway]\nlisten = \"0.0.0.0:25565\"\n");
+    let e = conductor_sim::scenario::Scenario::parse(&path, &with_gateway).unwrap_err().to_string();
+    assert!(e.contains("key `gateway`: live-only"), "{e}");
+    // A typo at the top level is still an unknown key, for both readers.
+    let e = conductor_sim::scenario::Scenario::parse(&path, &format!("{text}\nfleeet = 1\n")).unwrap_err().to_string();
+    assert!(e.contains("unknown field `fleeet`"), "{e}");
+    let e = example(&[("catalogue = ", "fleeet = 1\ncatalogue = ")]).err().unwrap();
+    assert!(e.contains("unknown field `fleeet`"), "{e}");
+}
+
+/// Secrets named by `*_env` keys come from the environment the loader is given, not the
+/// process's: a map here.
+#[test]
+fn the_environment_is_passed_in_as_a_value() {
+    let env = |name: &str| (name == "TEST_ADMIN").then(|| "an-admin-token-from-a-map".to_owned());
+    let admin_env = [("admin_token = \"local-admin-token-123\"", "admin_token_env = \"TEST_ADMIN\"")];
+    assert_eq!(example_in(&admin_env, &env).unwrap().admin_token, "an-admin-token-from-a-map");
+    let e = example_in(&admin_env, &|_| None).err().unwrap();
+    assert!(e.contains("controller.admin_token_env: environment variable TEST_ADMIN is not set"), "{e}");
 }
 
 #[test]
@@ -238,7 +269,7 @@ fn the_nightly_forecast_is_set_up_when_a_policy_reads_one_and_bad_knobs_are_name
     assert!(e.contains("policy.predictive.source: \"perfect\" is the future itself"), "{e}");
     let sp = "kind = \"custom\"\n\n[policy.spare_pool]\nsize = 1\nshadow = true";
     let cfg = example(&[("kind = \"reference\"", sp)]).unwrap();
-    assert_eq!(cfg.scenario.scheduler.scaling.policies[1].shadow(), Some(true), "a spare pool can shadow");
+    assert_eq!(cfg.shared.scheduler.scaling.policies[1].shadow(), Some(true), "a spare pool can shadow");
     assert!(cfg.forecast.is_none(), "a fixed pool reads no forecast");
 }
 

@@ -159,7 +159,12 @@ async fn the_live_forecast_is_the_twins_forecast_of_the_exported_dataset() {
     let ds = conductor_sim::dataset::Dataset::load(&dir).unwrap();
     let intervals = conductor_sim::dataset::wanted_intervals(&ds, 5 * MINUTE);
     let ram: Vec<u32> = ds.servers.iter().map(|s| s.ram_mib).collect();
-    let peaks = conductor_sim::forecasting::peak_demand(&intervals, &ram, ds.meta.start, ds.meta.end);
+    let peaks = conductor_sim::forecasting::peak_demand(
+        intervals.iter().map(|iv| (iv.server, iv.start, iv.end)),
+        &ram,
+        ds.meta.start,
+        ds.meta.end,
+    );
     let twin = conductor_sim::forecasting::forecast(&mstl(), &peaks, ds.meta.start, NIGHT).unwrap();
     assert_eq!(made.demand, twin, "the live forecast is the twin's on the same demand");
     assert_eq!(twin.start, NIGHT);

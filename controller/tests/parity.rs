@@ -276,7 +276,7 @@ async fn parity(name: &str, gen: &GenConfig, policy: Option<&str>) -> BTreeSet<S
     let scenario = Scenario::load(&scenario_file).unwrap();
     let cfg = ControllerConfig::load(&controller_file).unwrap();
     assert_eq!(
-        format!("{:?}", cfg.scenario.scheduler),
+        format!("{:?}", cfg.shared.scheduler),
         format!("{:?}", scenario.scheduler),
         "one file, one policy: the controller's scheduler configuration is the twin's"
     );

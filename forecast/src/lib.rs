@@ -12,6 +12,7 @@ pub mod calendar;
 pub mod document;
 pub mod duration;
 pub mod model;
+pub mod nightly;
 pub mod pipeline;
 #[cfg(feature = "prophet")]
 pub mod prophet;

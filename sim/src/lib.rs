@@ -7,19 +7,21 @@
 //! the model and never uses tokio. Same scenario, dataset and seed → byte-identical
 //! report (except the `run` block, which measures the run itself).
 
-pub mod dataset;
 pub mod engine;
-pub mod forecasting;
 pub mod generate;
 pub mod report;
 pub mod scenario;
 pub mod series;
 pub mod transform;
 
+/// Demand datasets (SPEC §4), shared with the controller's export.
+pub use conductor_config::dataset;
 /// German holidays, shared with the forecaster.
 pub use conductor_forecast::calendar;
 /// Durations such as `15m`, shared with the forecaster.
 pub use conductor_forecast::duration;
+/// The nightly forecast, made as the controller makes it.
+pub use conductor_forecast::nightly as forecasting;
 /// RFC 3339 in files, milliseconds inside; shared with the forecaster.
 pub use conductor_forecast::timefmt;
 

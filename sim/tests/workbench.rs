@@ -195,7 +195,7 @@ fn bad_transforms_name_their_key() {
         ("kind = \"teleport\"", "transform[0]"),
     ];
     for (body, key) in bad {
-        let text = format!("name = \"t\"\ndataset = \"x\"\n[policy]\nkind = \"fixed\"\n[[transform]]\n{body}\n{TYPES}");
+        let text = format!("name = \"t\"\ndataset = \"x\"\n[policy]\nkind = \"fixed\"\n[[fleet.dedicated]]\ntype = \"tiny\"\n[[transform]]\n{body}\n{TYPES}");
         let e = conductor_sim::scenario::Scenario::parse(std::path::Path::new("t.toml"), &text)
             .expect_err(body)
             .to_string();

@@ -7,7 +7,7 @@ use crate::store::{Job, NewJob, Store};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use conductor_sim::timefmt::format_rfc3339;
+use conductor_forecast::timefmt::format_rfc3339;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

@@ -121,7 +121,7 @@ pub(super) async fn upload_forecast<S: Store + 'static>(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     admin(&api, &headers, "uploading forecasts").await?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::invalid("the body is not UTF-8"))?;
-    conductor_sim::forecast_document(text).map_err(ApiError::invalid)?;
+    conductor_forecast::ForecastDocument::from_json(text).map(|_| ()).map_err(ApiError::invalid)?;
     let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| ApiError::invalid(e.to_string()))?;
     let now = (api.config.now)();
     let id = api.store.save_forecast(doc.clone(), now).await?;

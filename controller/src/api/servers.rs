@@ -54,7 +54,7 @@ impl From<Server> for ServerView {
             cost_mode: store::cost_mode_str(s.cost_mode),
             state: s.state,
             node: s.node,
-            created_at: conductor_sim::timefmt::format_rfc3339(s.created_at),
+            created_at: conductor_forecast::timefmt::format_rfc3339(s.created_at),
             template: s.template,
         }
     }
@@ -193,7 +193,7 @@ pub(super) async fn show_server<S: Store + 'static>(
         "rate_per_minute": per_minute.to_string(),
         "current": current.map(|(phase, since, cost)| json!({
             "phase": phase,
-            "since": conductor_sim::timefmt::format_rfc3339(since),
+            "since": conductor_forecast::timefmt::format_rfc3339(since),
             "cost": cost.to_string(),
         })),
     });

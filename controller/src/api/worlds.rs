@@ -28,7 +28,7 @@ pub(super) async fn list<S: Store + 'static>(
         .map(|b| {
             json!({
                 "id": b.id,
-                "taken_at": conductor_sim::timefmt::format_rfc3339(b.taken_at),
+                "taken_at": conductor_forecast::timefmt::format_rfc3339(b.taken_at),
                 "reason": b.reason,
                 "key": b.key,
                 "bytes": b.bytes,

@@ -304,7 +304,12 @@ fn run_full<'a>(
     }
     if scenario.forecast_source.is_some() {
         let ram: Vec<u32> = dataset.servers.iter().map(|s| s.ram_mib).collect();
-        engine.peaks = crate::forecasting::peak_demand(&intervals, &ram, window.0, window.1);
+        engine.peaks = crate::forecasting::peak_demand(
+            intervals.iter().map(|iv| (iv.server, iv.start, iv.end)),
+            &ram,
+            window.0,
+            window.1,
+        );
         for t in crate::forecasting::nightly_runs(dataset.meta.timezone, window.0, window.1) {
             engine.push(t, class::FORECAST, None, Kind::Forecast);
         }

@@ -4,10 +4,10 @@
 //! reason, and nothing is silently dropped. Disk sizes are held as integer MB
 //! (`disk_gb` × 1000, rounded to the nearest MB).
 
-use crate::timefmt::{format_rfc3339, parse_rfc3339};
 use conductor_core::lifecycle;
 use conductor_core::model::CostMode;
 use conductor_core::{Millis, ServerSpec};
+use conductor_forecast::timefmt::{format_rfc3339, parse_rfc3339};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;

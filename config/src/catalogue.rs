@@ -138,7 +138,8 @@ impl Catalogue {
     }
 }
 
-pub(super) fn gib_to_mib(gib: u32) -> Option<u32> {
+/// GiB as MiB, `None` on overflow.
+pub fn gib_to_mib(gib: u32) -> Option<u32> {
     gib.checked_mul(1024)
 }
 

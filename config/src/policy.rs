@@ -111,17 +111,6 @@ pub(super) struct RawSparePool {
     shadow: bool,
 }
 
-/// Where the twin's predictive policy gets its forecast.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ForecastSource {
-    /// The future demand itself: an upper bound for analysis, not a forecast.
-    Perfect,
-    /// Demand one week earlier.
-    SeasonalNaive,
-    /// The forecaster's model, re-fitted every simulated night at 03:00.
-    Model(conductor_forecast::ModelSpec),
-}
-
 #[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyKind {
@@ -230,7 +219,8 @@ pub(super) fn policy(
                         ))
                     }
                 };
-                forecast_source = Some(parse_source(&p.source).map_err(|m| err("policy.predictive.source", m))?);
+                forecast_source =
+                    Some(ForecastSource::parse(&p.source).map_err(|m| err("policy.predictive.source", m))?);
                 let provisioning_ms = lifecycle.provisioning.planning_value();
                 let target =
                     fraction("policy.predictive.target_utilisation", p.target_utilisation, Decimal::new(85, 2))?;
@@ -249,7 +239,7 @@ pub(super) fn policy(
             if let Some(sp) = &pol.spare_pool {
                 let provisioning_ms = lifecycle.provisioning.planning_value();
                 if let Some(source) = &sp.source {
-                    let parsed = parse_source(source).map_err(|m| err("policy.spare_pool.source", m))?;
+                    let parsed = ForecastSource::parse(source).map_err(|m| err("policy.spare_pool.source", m))?;
                     if forecast_source.as_ref().is_some_and(|s| s != &parsed) {
                         return Err(err(
                             "policy.spare_pool.source",

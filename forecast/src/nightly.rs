@@ -1,34 +1,63 @@
-//! Forecasts for the twin's predictive policy, made the way the nightly job would make them:
-//! every simulated night at 03:00 (local time) from the demand seen so far, 48 h ahead.
+//! The nightly forecast as the twin and the controller make it for the predictive policy:
+//! at 03:00 (local time) every night from the demand seen so far, 48 h ahead — the twin
+//! every simulated night, the controller from its own event log.
 //!
 //! Demand is the RAM wanted by running servers (wanted run intervals), per 15-minute step,
 //! taken at its peak within the step — capacity must cover peaks, not averages.
 
-use crate::dataset::Interval;
-use crate::scenario::ForecastSource;
+use crate::model::{fit_predict, seasonal_naive};
+use crate::{ModelKind, ModelSpec, Prediction, Series};
 use chrono::{Duration, TimeZone};
 use chrono_tz::Tz;
 use conductor_core::policy::DemandForecast;
 use conductor_core::time::{DAY, HOUR, MINUTE};
 use conductor_core::Millis;
-use conductor_forecast::model::{fit_predict, seasonal_naive};
-use conductor_forecast::Series;
 
 pub const STEP: Millis = 15 * MINUTE;
 pub const HORIZON: Millis = 48 * HOUR;
 
-/// Peak demand (MiB) per step over `[start, end)`.
-pub fn peak_demand(intervals: &[Interval], ram_mib: &[u32], start: Millis, end: Millis) -> Vec<u64> {
+/// Where a predictive policy gets its forecast.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ForecastSource {
+    /// The future demand itself: an upper bound for analysis, not a forecast (twin only).
+    Perfect,
+    /// Demand one week earlier.
+    SeasonalNaive,
+    /// The forecaster's model, re-fitted every night at 03:00.
+    Model(ModelSpec),
+}
+
+impl ForecastSource {
+    /// A source by name: `perfect`, `seasonal-naive` or a forecaster model.
+    pub fn parse(name: &str) -> Result<ForecastSource, String> {
+        Ok(match name {
+            "perfect" => ForecastSource::Perfect,
+            "seasonal-naive" => ForecastSource::SeasonalNaive,
+            other => ForecastSource::Model(ModelSpec::new(
+                ModelKind::parse(other).map_err(|m| format!("{m}; or perfect, seasonal-naive"))?,
+            )),
+        })
+    }
+}
+
+/// Peak demand (MiB) per step over `[start, end)` of wanted run intervals
+/// `(server, start, end)`; `ram_mib` is indexed by server.
+pub fn peak_demand(
+    intervals: impl IntoIterator<Item = (u32, Millis, Millis)>,
+    ram_mib: &[u32],
+    start: Millis,
+    end: Millis,
+) -> Vec<u64> {
     let n = ((end - start).max(0) as u64).div_ceil(STEP as u64) as usize;
     // (time, +/−RAM) with ends before starts at the same instant (a stop frees before a start).
-    let mut changes: Vec<(Millis, i64)> = Vec::with_capacity(intervals.len() * 2);
-    for iv in intervals {
-        if iv.end <= start || iv.start >= end {
+    let mut changes: Vec<(Millis, i64)> = Vec::new();
+    for (server, iv_start, iv_end) in intervals {
+        if iv_end <= start || iv_start >= end {
             continue;
         }
-        let ram = i64::from(ram_mib[iv.server as usize]);
-        changes.push((iv.start.max(start), ram));
-        changes.push((iv.end.min(end), -ram));
+        let ram = i64::from(ram_mib[server as usize]);
+        changes.push((iv_start.max(start), ram));
+        changes.push((iv_end.min(end), -ram));
     }
     changes.sort_unstable();
     let mut peaks = vec![0u64; n];
@@ -108,7 +137,7 @@ pub fn predict(
     peaks: &[u64],
     start: Millis,
     now: Millis,
-) -> Result<(Millis, conductor_forecast::Prediction, String), String> {
+) -> Result<(Millis, Prediction, String), String> {
     let seen = (((now - start).max(0) / STEP) as usize).min(peaks.len());
     let origin = start + STEP * seen as Millis;
     let horizon = (HORIZON / STEP) as usize;
@@ -142,17 +171,17 @@ pub fn to_mib(v: &[f64]) -> Vec<u64> {
 mod tests {
     use super::*;
 
-    fn iv(server: u32, start: Millis, end: Millis) -> Interval {
-        Interval { server, start, end, first_row: 0 }
+    fn iv(server: u32, start: Millis, end: Millis) -> (u32, Millis, Millis) {
+        (server, start, end)
     }
 
     #[test]
     fn peaks_per_step() {
         // 1024 MiB over [5m, 40m), 2048 MiB over [10m, 12m): step 0 peaks at 3072.
-        let p = peak_demand(&[iv(0, 5 * MINUTE, 40 * MINUTE), iv(1, 10 * MINUTE, 12 * MINUTE)], &[1024, 2048], 0, HOUR);
+        let p = peak_demand([iv(0, 5 * MINUTE, 40 * MINUTE), iv(1, 10 * MINUTE, 12 * MINUTE)], &[1024, 2048], 0, HOUR);
         assert_eq!(p, vec![3072, 1024, 1024, 0]);
         // Back-to-back: one stops at 15m as another starts; the stop frees first.
-        let p = peak_demand(&[iv(0, 0, 15 * MINUTE), iv(1, 15 * MINUTE, 30 * MINUTE)], &[1024, 1024], 0, 30 * MINUTE);
+        let p = peak_demand([iv(0, 0, 15 * MINUTE), iv(1, 15 * MINUTE, 30 * MINUTE)], &[1024, 1024], 0, 30 * MINUTE);
         assert_eq!(p, vec![1024, 1024]);
     }
 
