@@ -167,6 +167,7 @@ impl<S: Store> Live<S> {
         // Backups and measured sizes.
         let mut worlds = super::worlds::Replay::default();
         let mut checkpoint = None;
+        let mut migrated: Vec<(i64, Millis)> = Vec::new();
         let mut after = 0;
         loop {
             let page = live.store.events(after, 1000).await?;
@@ -193,6 +194,7 @@ impl<S: Store> Live<S> {
                     }
                     (SCALING_MEMORY, _) => memory = serde_json::from_value::<ScalingMemory>(e.data.clone()).ok(),
                     (SERVER_MIGRATING, Some(store_id)) => {
+                        migrated.push((store_id, e.at));
                         let players = e.data["players"].as_u64().unwrap_or(0) as u32;
                         moving.insert(store_id, Some((e.at, e.data["from"].as_i64(), players)));
                     }
@@ -320,6 +322,12 @@ impl<S: Store> Live<S> {
             live.core.node_unreachable(now, node, &mut live.out);
             if let Some(n) = live.store_node(node) {
                 live.store.set_node_state(n, NodeState::Unreachable, None, now).await?;
+            }
+        }
+        // Past moves count against the hourly budget and an `auto` owner's once-per rule.
+        for (store_id, at) in migrated {
+            if let Some(&id) = live.by_store_id.get(&store_id) {
+                live.core.adopt_migrated(id, at, now);
             }
         }
         live.adopt_consents(consents);

@@ -462,6 +462,14 @@ impl<S: Store> Live<S> {
         Some(RouteState { state, backend, eta_s: eta, blocked })
     }
 
+    /// Players online on `store_id` as counted (what the step's pings do; for tests that
+    /// drive the engine without nodes).
+    pub fn players_counted(&mut self, store_id: i64, online: u32) {
+        if let Some(&id) = self.by_store_id.get(&store_id) {
+            self.see_players(id, online);
+        }
+    }
+
     fn see_players(&mut self, server: ServerId, online: u32) {
         self.core.set_players(server, online);
         let peak = self.peak_players.entry(server).or_insert(0);

@@ -41,7 +41,7 @@ impl Scheduler {
                 n.job_mib += ram;
                 n.noticed_mib += ram;
                 out.commands.push(Command::Wake { at, timer: Timer::JobKill { job } });
-                JobState::Noticed { node }
+                JobState::Noticed { node, kill_at: at }
             }
         };
         self.jobs.push(Job { ram_mib: ram, state });
@@ -65,9 +65,22 @@ impl Scheduler {
 
     /// Start-up of a live controller: a server found running (or starting) on `node`.
     /// Returns the placement its boot completion must carry.
+    /// Its players are unknown until the first count (`set_players`): it is not moved before.
     pub fn adopt_running(&mut self, server: ServerId, node: NodeId, booted: bool) -> PlacementId {
         let residence = if booted { Residence::Running { node } } else { Residence::Starting { node } };
+        self.servers[server.0 as usize].players_known = false;
         self.reserve(server, node, residence)
+    }
+
+    /// Start-up of a live controller: `server` started a move at `at` (from the event log;
+    /// oldest first), so that neither the hourly disruption budget nor an `auto` owner's
+    /// once-per rule starts afresh at a restart.
+    pub fn adopt_migrated(&mut self, server: ServerId, at: Millis, now: Millis) {
+        let s = &mut self.servers[server.0 as usize];
+        s.last_migrated = Some(s.last_migrated.map_or(at, |t| t.max(at)));
+        if now - at < HOUR {
+            self.migrations.push_back((at, server));
+        }
     }
 
     /// Start-up of a live controller: a server that was starting on `node` when the

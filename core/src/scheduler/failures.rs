@@ -74,7 +74,7 @@ impl Scheduler {
         // Its jobs died with it: killed (their room is not reserved any more).
         for j in 0..self.jobs.len() {
             let job = JobId(j as u32);
-            if matches!(self.jobs[j].state, JobState::Running { node: n } | JobState::Noticed { node: n } if n == node)
+            if matches!(self.jobs[j].state, JobState::Running { node: n } | JobState::Noticed { node: n, .. } if n == node)
             {
                 self.end_job(job, node);
                 out.commands.push(Command::KillJob { job, node });

@@ -17,7 +17,7 @@ impl Scheduler {
     /// `job` finished (or its driver gave up on it).
     pub fn job_done(&mut self, now: Millis, job: JobId, out: &mut Outbox) {
         match self.jobs[job.0 as usize].state {
-            JobState::Running { node } | JobState::Noticed { node } => {
+            JobState::Running { node } | JobState::Noticed { node, .. } => {
                 self.end_job(job, node);
                 self.scan_queue(now, out);
             }
@@ -85,9 +85,9 @@ impl Scheduler {
                 break;
             }
             let ram = self.jobs[job.0 as usize].ram_mib;
-            self.jobs[job.0 as usize].state = JobState::Noticed { node };
-            self.nodes[node.0 as usize].noticed_mib += ram;
             let kill_at = now + self.config.job_notice;
+            self.jobs[job.0 as usize].state = JobState::Noticed { node, kill_at };
+            self.nodes[node.0 as usize].noticed_mib += ram;
             out.commands.push(Command::NoticeJob { job, node, kill_at });
             out.commands.push(Command::Wake { at: kill_at, timer: Timer::JobKill { job } });
         }

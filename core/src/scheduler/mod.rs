@@ -174,6 +174,9 @@ struct Server {
     /// Players online (reported by the driver); consolidation moves only empty servers
     /// unless the owner consented.
     players: u32,
+    /// False from a live start-up until the first count: a server nobody has looked at yet
+    /// is not known to be empty, so it is not moved.
+    players_known: bool,
     consent: Consent,
     /// A `suggest` owner was asked and has not accepted (yet).
     asked: bool,
@@ -201,6 +204,7 @@ impl Server {
             stops: 0,
             stopped_at: Millis::MIN,
             players: 0,
+            players_known: true,
             consent: Consent::None,
             asked: false,
             last_migrated: None,
@@ -214,10 +218,16 @@ impl Server {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JobState {
+pub enum JobState {
     Queued,
-    Running { node: NodeId },
-    Noticed { node: NodeId },
+    Running {
+        node: NodeId,
+    },
+    /// Told it will be killed at `kill_at`.
+    Noticed {
+        node: NodeId,
+        kill_at: Millis,
+    },
     Ended,
 }
 
@@ -281,8 +291,8 @@ pub struct Scheduler {
     candidates: Vec<Candidate>,
     jobs: Vec<Job>,
     job_queue: std::collections::VecDeque<JobId>,
-    /// Times of recent migrations (the disruption budget looks back one hour).
-    migrations: std::collections::VecDeque<Millis>,
+    /// Recent migrations, oldest first (the disruption budget looks back one hour).
+    migrations: std::collections::VecDeque<(Millis, ServerId)>,
     last_consolidation: Option<Millis>,
     /// Tests only: scan the queue the literal way, to check the fast scan against it.
     #[cfg(test)]
@@ -421,6 +431,7 @@ impl Scheduler {
 
     /// Players online on `server` (from status pings, or the dataset in the twin).
     pub fn set_players(&mut self, server: ServerId, players: u32) {
+        self.servers[server.0 as usize].players_known = true;
         self.servers[server.0 as usize].players = players;
     }
 
@@ -434,6 +445,38 @@ impl Scheduler {
         let s = &mut self.servers[server.0 as usize];
         s.consent = Consent::Accepted;
         s.asked = false;
+    }
+
+    /// What the owner of `server` was told or answered since its last move: (announced at,
+    /// asked and not answered, accepted) — what `adopt_consent` takes.
+    pub fn consent(&self, server: ServerId) -> (Option<Millis>, bool, bool) {
+        let s = &self.servers[server.0 as usize];
+        let announced = match s.consent {
+            Consent::Announced { at } => Some(at),
+            _ => None,
+        };
+        (announced, s.asked, s.consent == Consent::Accepted)
+    }
+
+    /// While `server` moves: the node its world is copied from.
+    pub fn migrating_from(&self, server: ServerId) -> Option<NodeId> {
+        self.servers[server.0 as usize].migrating_from
+    }
+
+    /// When `server` last started a move (consolidation or plan change).
+    pub fn last_migrated(&self, server: ServerId) -> Option<Millis> {
+        self.servers[server.0 as usize].last_migrated
+    }
+
+    /// The migrations the disruption budget still counts (within the hour before the last
+    /// consolidation), oldest first.
+    pub fn recent_migrations(&self) -> impl Iterator<Item = (Millis, ServerId)> + '_ {
+        self.migrations.iter().copied()
+    }
+
+    /// The preemptible jobs by id: RAM (MiB) and state.
+    pub fn jobs(&self) -> impl Iterator<Item = (JobId, u32, JobState)> + '_ {
+        self.jobs.iter().enumerate().map(|(i, j)| (JobId(i as u32), j.ram_mib as u32, j.state))
     }
 
     /// Whether the owner of `server` was asked to accept a move and has not answered.
@@ -494,7 +537,7 @@ impl Scheduler {
                 }
             }
             Timer::JobKill { job } => {
-                if let JobState::Noticed { node } = self.jobs[job.0 as usize].state {
+                if let JobState::Noticed { node, .. } = self.jobs[job.0 as usize].state {
                     self.end_job(job, node);
                     out.commands.push(Command::KillJob { job, node });
                     self.scan_queue(now, out);

@@ -59,6 +59,9 @@ impl Scheduler {
         if !matches!(s.residence, Residence::Running { .. }) || s.migrating_from.is_some() {
             return Movable::No;
         }
+        if !s.players_known {
+            return Movable::No;
+        }
         if s.players == 0 {
             return Movable::Yes;
         }
@@ -84,7 +87,7 @@ impl Scheduler {
 
     /// One consolidation decision (see `consolidation`): migrate, or ask owners first.
     pub(super) fn consolidate(&mut self, now: Millis, p: &ConsolidationParams, out: &mut Outbox) {
-        while self.migrations.front().is_some_and(|&t| now - t >= HOUR) {
+        while self.migrations.front().is_some_and(|&(t, _)| now - t >= HOUR) {
             self.migrations.pop_front();
         }
         let budget = p.max_migrations_per_hour.saturating_sub(self.migrations.len() as u32);
@@ -158,7 +161,7 @@ impl Scheduler {
         t.reserved_mib += ram;
         t.active += 1;
         t.servers.push(server);
-        self.migrations.push_back(now);
+        self.migrations.push_back((now, server));
         out.commands.push(Command::Migrate { server, from, to, placement });
         out.notes.push(Note::Migrated { server, from, to });
     }

@@ -12,6 +12,7 @@ use crate::series::Series;
 use conductor_core::billing::{self, MB_MS_PER_GB_MONTH, MB_MS_PER_TB_MONTH, MIB_MS_PER_GIB_HOUR};
 use conductor_core::scheduler::{Outbox, ScaleAction};
 use conductor_core::{Command, Millis, Money, NodeId, Note, PlacementId, Restore, Scheduler, ServerId, Timer};
+pub use observe::{Input, Observer, Seen};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::Distribution;
@@ -20,6 +21,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 mod failures;
+mod observe;
 
 /// Event classes in same-instant order.
 mod class {
@@ -267,16 +269,12 @@ pub fn run_with(
     run_full(scenario, dataset, seed, series_step, None, false, progress)
 }
 
-/// Sees every scaling tick: its time, the scheduler just before and just after it, and the
-/// notes it made (what the parity test of the live controller compares against).
-pub type TickObserver<'a> = &'a mut dyn FnMut(Millis, &Scheduler, &Scheduler, &[Note]);
-
-/// [`run`], showing every scaling tick to `observer`.
-pub fn run_observed(scenario: &Scenario, dataset: &Dataset, seed: u64, observer: TickObserver<'_>) -> Outcome {
+/// [`run`], showing the core inputs `observer` wants to it.
+pub fn run_observed(scenario: &Scenario, dataset: &Dataset, seed: u64, observer: &mut dyn Observer) -> Outcome {
     run_full(scenario, dataset, seed, None, Some(observer), false, &mut |_| {})
 }
 
-/// [`run`], also listing every billable span in [`Outcome::usage`] (what the controller's
+/// [`run`], also logging each run's usage (what the controller's billing test checks its
 /// metering is compared with).
 pub fn run_logging_usage(scenario: &Scenario, dataset: &Dataset, seed: u64) -> Outcome {
     run_full(scenario, dataset, seed, None, None, true, &mut |_| {})
@@ -287,14 +285,14 @@ fn run_full<'a>(
     dataset: &'a Dataset,
     seed: u64,
     series_step: Option<Millis>,
-    observer: Option<TickObserver<'a>>,
+    observer: Option<&'a mut dyn Observer>,
     log_usage: bool,
     progress: Progress<'_>,
 ) -> Outcome {
     let window = scenario.window.unwrap_or((dataset.meta.start, dataset.meta.end));
     let intervals = wanted_intervals(dataset, scenario.lifecycle.idle_timeout);
     let mut engine = Engine::new(scenario, dataset, seed, window);
-    engine.tick_observer = observer;
+    engine.observer = observer;
     if log_usage {
         engine.o.usage = Some(Vec::new());
     }
@@ -345,7 +343,7 @@ fn run_full<'a>(
 
 struct Engine<'a> {
     scenario: &'a Scenario,
-    tick_observer: Option<TickObserver<'a>>,
+    observer: Option<&'a mut dyn Observer>,
     dataset: &'a Dataset,
     window: (Millis, Millis),
     core: Scheduler,
@@ -392,7 +390,7 @@ impl<'a> Engine<'a> {
         let n = dataset.servers.len();
         Engine {
             scenario,
-            tick_observer: None,
+            observer: None,
             dataset,
             window,
             core,
@@ -576,12 +574,26 @@ impl<'a> Engine<'a> {
                     break;
                 }
                 let server = ServerId(iv.server);
+                let input = Input::Request(server);
+                let mark = self.before_input(now, &input);
                 self.core.request_start(now, server, &mut self.out);
+                self.after_input(now, &input, mark);
                 self.apply(now);
                 self.push(iv.end, class::INTERVAL_END, Some(order), Kind::IntervalEnd(server));
             } else {
                 let ev = self.heap.pop().expect("peeked");
                 let now = ev.time;
+                let input = match ev.kind {
+                    Kind::IntervalEnd(server) => Some(Input::WantedEnd(server)),
+                    Kind::Timer(timer) => Some(Input::Timer(timer)),
+                    Kind::Upgrade(server, ram) => Some(Input::Upgrade(server, ram)),
+                    Kind::JobArrive(j) => Some(Input::JobArrive(self.jobs[j as usize].ram_mib)),
+                    Kind::JobDone(j) if !self.jobs[j as usize].ended => {
+                        Some(Input::JobDone(conductor_core::scheduler::JobId(j)))
+                    }
+                    _ => None,
+                };
+                let mark = input.as_ref().and_then(|i| self.before_input(now, i));
                 match ev.kind {
                     Kind::IntervalEnd(server) => self.core.wanted_end(now, server, &mut self.out),
                     Kind::Boot(server, placement) => {
@@ -595,13 +607,6 @@ impl<'a> Engine<'a> {
                         }
                     }
                     Kind::NodeReady(node) => self.core.node_ready(now, node, &mut self.out),
-                    Kind::Timer(Timer::Tick) if self.tick_observer.is_some() => {
-                        let before = self.core.clone();
-                        let mark = self.out.notes.len();
-                        self.core.timer(now, Timer::Tick, &mut self.out);
-                        let observe = self.tick_observer.as_mut().expect("checked");
-                        observe(now, &before, &self.core, &self.out.notes[mark..]);
-                    }
                     Kind::Timer(timer) => self.core.timer(now, timer, &mut self.out),
                     Kind::Forecast => self.refresh_forecast(now),
                     Kind::Fail(target) => self.fail(now, target),
@@ -626,6 +631,9 @@ impl<'a> Engine<'a> {
                     Kind::Repair(node) => self.repair(now, node),
                     Kind::Crash(server, placement) => self.crash(now, server, placement),
                     Kind::StartFail(server, placement) => self.core.start_failed(now, server, placement, &mut self.out),
+                }
+                if let Some(input) = &input {
+                    self.after_input(now, input, mark);
                 }
                 self.apply(now);
             }
