@@ -1,16 +1,24 @@
 //! Parity: for the same recorded state, the live controller decides exactly as the twin.
 //!
-//! The twin replays two generated days on one dedicated node with cloud VMs (the reference
-//! policy). At sampled scaling ticks (every tick with a decision, the tick after it, and a
-//! regular sample of quiet ones) the twin's state just before the tick is written into a
-//! fresh store the way the controller records it: servers with their states and nodes,
-//! sleeping since their stop, archived worlds, VMs with their creation times, and the
-//! scaling memory. A controller configured from the same scenario sections (its
-//! `controller.toml` is the scenario plus a `[controller]` section) adopts that store in
-//! `observe` mode and ticks at the same instant. Its scaling decisions (action, node,
-//! policy, reason with the figures seen) and the memory it records must equal the twin's.
-//! With forecast-driven policies (17 days: MSTL needs two weeks) the twin's latest nightly
-//! forecast is stored too, and the ticks after the first one are compared.
+//! The twin replays generated days on one dedicated node with cloud VMs, and an observer
+//! sees every core input it delivers. For a sample of the inputs the controller takes from
+//! its API and its clock — scaling ticks (every one that decided something, the one after,
+//! those with a waiting world, a silent node or moves in the hourly budget, and a regular
+//! share of quiet ones), other timers (archive, give-up, job kill), starts, stops, plan
+//! changes and job submissions — the twin's state just before is written into a fresh store
+//! the way the controller records it: servers with their states and nodes, sleeping since
+//! their stop, archived worlds, VMs (ready, provisioning, cordoned, silent), moves under way
+//! and past ones, what owners were told and answered, open jobs, the scaling memory and the
+//! latest nightly forecast. A controller configured from the same scenario sections adopts
+//! that store in `observe` mode, is told the player counts its pings would see, and is given
+//! the same input at the same instant. Every command it records (nodes by name, jobs by the
+//! twin's number) must equal the twin's, and at ticks its scaling decisions (action, node,
+//! policy, reason with the figures seen) and the memory it records too.
+//!
+//! Not replayed: what the controller learns from its nodes (boot done, a start that failed —
+//! the only source of `Discard` —, crashes, a node's death: a restart gives a silent node a
+//! full `dead_after` again, on purpose); those paths are `tests/healing.rs`,
+//! `tests/faults.rs` and `tests/fidelity.rs`.
 
 use conductor_controller::config::ControllerConfig;
 use conductor_controller::live::Live;
@@ -316,6 +324,7 @@ async fn controller_input(
     sample: &Sample,
     dedicated: &[String],
     interval: Millis,
+    count_players: bool,
 ) -> (Vec<Decision>, Vec<String>, conductor_core::ScalingMemory) {
     let (twin, t) = (&sample.before, sample.t);
     let store = Arc::new(MemoryStore::new());
@@ -334,7 +343,7 @@ async fn controller_input(
     let differ: Vec<_> = here.iter().zip(&there).enumerate().filter(|(_, (a, b))| a != b).take(5).collect();
     assert!(differ.is_empty(), "adopted (controller, twin) differ for servers {differ:?}");
     // What the pings would count on the running servers.
-    for s in (0..twin.server_count() as u32).map(ServerId) {
+    for s in (0..twin.server_count() as u32).map(ServerId).filter(|_| count_players) {
         if matches!(twin.residence(s), Residence::Running { .. }) {
             live.players_counted(servers[s.0 as usize], twin.players(s));
         }
@@ -498,7 +507,9 @@ impl Observer for Collector<'_> {
                 .map(ServerId)
                 .any(|s| seen.before.is_queued(s) && seen.before.residence(s) != Residence::New);
             let silent_node = seen.before.nodes().iter().any(|n| matches!(n.state, CoreNodeState::Unreachable { .. }));
-            keep |= !quiet || self.keep_next_tick || waits_with_world || silent_node;
+            // The hourly disruption budget in play: what a restart must not forget.
+            let budget = seen.before.recent_migrations().next().is_some();
+            keep |= !quiet || self.keep_next_tick || waits_with_world || silent_node || budget;
             self.keep_next_tick = !quiet;
         }
         if !keep {
@@ -540,6 +551,10 @@ struct Compared {
     queued: [usize; 2],
     /// Samples with a node that does not answer.
     silent: usize,
+    /// Samples with a move, checked again before any player count.
+    uncounted: usize,
+    /// Samples with moves the hourly budget still counts.
+    budget: usize,
 }
 
 fn input_kind(input: &Input) -> &'static str {
@@ -618,7 +633,7 @@ drain = true
 [policy.consolidation]
 every_s = 300
 min_saving_eur_per_hour = 0.001
-max_migrations_per_hour = 4
+max_migrations_per_hour = 1
 announce_s = 120
 "#;
     let twin_only = r#"
@@ -654,6 +669,12 @@ ram_gib = 6
     }
     assert!(compared.consents[0] > 0, "an announced move must be in a compared state");
     assert!(compared.silent > 0, "a node that does not answer must be in a compared state");
+    assert!(
+        compared.uncounted > 0 && compared.budget > 0,
+        "moves and the budget: {} {}",
+        compared.uncounted,
+        compared.budget
+    );
     // `suggest` owners who accept half the time: asked, and moved once they accept.
     let suggest = policy.replace("announce_s = 120", "announce_s = 120\nsuggest_acceptance = 0.5");
     let compared = parity("suggest", &GenConfig { seed: 8, ..gen }, Some(&suggest), "", 10).await;
@@ -717,6 +738,8 @@ async fn parity(name: &str, gen: &GenConfig, policy: Option<&str>, twin_only: &s
         consents: [0; 3],
         queued: [0; 2],
         silent: 0,
+        uncounted: 0,
+        budget: 0,
     };
     for (i, sample) in samples.iter().enumerate() {
         let before = &sample.before;
@@ -724,6 +747,7 @@ async fn parity(name: &str, gen: &GenConfig, policy: Option<&str>, twin_only: &s
         for s in servers.clone().filter(|&s| before.is_queued(s)) {
             compared.queued[usize::from(before.residence(s) != Residence::New)] += 1;
         }
+        compared.budget += usize::from(before.recent_migrations().next().is_some());
         compared.silent +=
             usize::from(before.nodes().iter().any(|n| matches!(n.state, CoreNodeState::Unreachable { .. })));
         let consents: Vec<_> = servers.map(|s| before.consent(s)).collect();
@@ -733,8 +757,16 @@ async fn parity(name: &str, gen: &GenConfig, policy: Option<&str>, twin_only: &s
         for input in &sample.inputs {
             *compared.inputs.entry(input_kind(input)).or_default() += 1;
         }
-        let (decisions, commands, memory) = controller_input(&controller_file, sample, &dedicated, interval).await;
+        let (decisions, commands, memory) =
+            controller_input(&controller_file, sample, &dedicated, interval, true).await;
         let at = conductor_forecast::timefmt::format_rfc3339(sample.t);
+        if commands.iter().any(|c| c.starts_with("Migrate")) && sample.inputs.iter().any(is_tick) {
+            // Just restarted, before its first pings: it does not know who plays, so it
+            // moves nothing.
+            let (_, uncounted, _) = controller_input(&controller_file, sample, &dedicated, interval, false).await;
+            assert!(!uncounted.iter().any(|c| c.starts_with("Migrate")), "sample {i} at {at}: {uncounted:?}");
+            compared.uncounted += 1;
+        }
         assert_eq!(commands, sample.commands, "sample {i} at {at}: {:?}", sample.inputs);
         if sample.inputs.iter().any(is_tick) {
             assert_eq!(decisions, sample.decisions, "sample {i} at {at}: {:?}", sample.inputs);
@@ -748,7 +780,7 @@ async fn parity(name: &str, gen: &GenConfig, policy: Option<&str>, twin_only: &s
     eprintln!(
         "parity {name}: {} samples compared ({creates} creates, {deletes} deletes among them); inputs {:?}; \
          commands {:?}; samples with queued servers: {} new, {} sleeping or archived; with owners' answers \
-         (announced, asked, accepted): {:?}; with a silent node: {}",
+         (announced, asked, accepted): {:?}; with a silent node: {}; with moves in the hourly budget: {}",
         samples.len(),
         compared.inputs,
         compared.commands,
@@ -756,6 +788,7 @@ async fn parity(name: &str, gen: &GenConfig, policy: Option<&str>, twin_only: &s
         compared.queued[1],
         compared.consents,
         compared.silent,
+        compared.budget,
     );
     std::fs::remove_dir_all(&dir).unwrap();
     compared
