@@ -47,6 +47,8 @@ pub const NODE_DRAINING: &str = "node.draining";
 pub const NODE_REMOVED: &str = "node.removed";
 /// A stopped server was given another template (`{from, to}`), applied at its next start.
 pub const SERVER_TEMPLATE_CHANGED: &str = "server.template-changed";
+/// Pay-per-use switched on or off (`PATCH /v1/servers/{id}`): whether it stops when idle.
+pub const SERVER_PAY_PER_USE: &str = "server.pay-per-use";
 /// The plan's RAM changed (`from`, `ram_mib`, `how`: restart, move or next start); billing
 /// charges the new RAM from the server's next (re)start.
 pub const SERVER_PLAN_CHANGED: &str = "server.plan-changed";
@@ -138,6 +140,7 @@ pub const ALL: &[&str] = &[
     WORLD_RECOVERED,
     NODE_CREATE_REQUESTED,
     SERVER_TEMPLATE_CHANGED,
+    SERVER_PAY_PER_USE,
     SERVER_PLAN_CHANGED,
     CONSOLE_COMMAND,
     NODE_CREATED,

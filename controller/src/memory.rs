@@ -242,6 +242,14 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn set_server_pay_per_use(&self, id: i64, pay_per_use: bool) -> Result<Server> {
+        self.with(|s| {
+            let x = s.servers.iter_mut().find(|x| x.id == id).ok_or_else(|| not_found("server", id))?;
+            x.pay_per_use = pay_per_use;
+            Ok(x.clone())
+        })
+    }
+
     async fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> Result<Node> {
         self.with(|s| {
             let x = s

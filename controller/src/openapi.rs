@@ -38,7 +38,7 @@ pub fn document() -> Value {
             "/v1/servers/{id}": {
                 "get": with_id(op("Show a server", "admin or its owner", "200")),
                 "delete": with_id(op("Delete a server that does not run", "admin or its owner", "204")),
-                "patch": with_id(op("Change a stopped server: {\"template\": name | null}; applied at its next start (409 server_running)", "admin or its owner", "200"))
+                "patch": with_id(op("Change a server: {\"ram_mib\": n} its plan (plan_change: restart, move or next start), {\"pay_per_use\": bool} whether it stops when idle, {\"template\": name | null} while it is stopped (409 server_running), applied at its next start", "admin or its owner", "200"))
             },
             "/v1/servers/{id}/start": { "post": with_id(op("Start (placed or queued)", "admin or its owner", "202")) },
             "/v1/servers/{id}/stop": { "post": with_id(op("Stop gracefully (world saved)", "admin or its owner", "202")) },

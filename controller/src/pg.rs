@@ -445,6 +445,17 @@ impl Store for PgStore {
         Self::server_row(&r)
     }
 
+    async fn set_server_pay_per_use(&self, id: i64, pay_per_use: bool) -> Result<Server> {
+        let r = sqlx::query(&format!("UPDATE servers SET pay_per_use = $2 WHERE id = $1 RETURNING {SERVER_COLUMNS}"))
+            .bind(id)
+            .bind(pay_per_use)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound { what: "server", id: id.to_string() })?;
+        Self::server_row(&r)
+    }
+
     async fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> Result<Node> {
         let r = sqlx::query(&format!(
             "UPDATE nodes SET drained = $2, updated_at = $3 WHERE id = $1 RETURNING {NODE_COLUMNS}"

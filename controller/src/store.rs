@@ -496,6 +496,8 @@ pub trait Store: Send + Sync {
     fn set_node_drained(&self, id: i64, drained: bool, now: Millis) -> impl Future<Output = Result<Node>> + Send;
     /// Sets a server's plan RAM (its state and since when are unchanged).
     fn set_server_ram(&self, id: i64, ram_mib: u32) -> impl Future<Output = Result<Server>> + Send;
+    /// Sets whether a server is stopped when idle (pay-per-use) or runs until stopped.
+    fn set_server_pay_per_use(&self, id: i64, pay_per_use: bool) -> impl Future<Output = Result<Server>> + Send;
     /// Sets a server's template (`None`: the default).
     fn set_server_template(&self, id: i64, template: Option<&str>) -> impl Future<Output = Result<Server>> + Send;
     fn set_node_state(

@@ -190,6 +190,8 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (r#"{}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
         (r#"{"ram_mib":2048,"disk":1}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
         (r#"{"ram_mib":2048}"#, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (r#"{"pay_per_use":"yes"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+        (r#"{"pay_per_use":true}"#, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
     ] {
         let (s, v) = call(&app, "PATCH", &path, Some(&ta), Some(body)).await;
         assert_eq!((s, v["error"]["code"].as_str()), (status, Some(code)), "{body}: {v}");

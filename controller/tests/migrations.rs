@@ -7,7 +7,7 @@ mod common;
 
 use common::fakes::{World, BOOT};
 use conductor_controller::events::*;
-use conductor_controller::store::ServerState;
+use conductor_controller::store::{ServerState, Store};
 use conductor_core::model::CostMode;
 use conductor_core::time::MINUTE;
 
@@ -247,4 +247,42 @@ async fn a_move_under_way_at_a_restart_is_still_a_move_and_its_failure_puts_the_
     })
     .await;
     assert_eq!(w.live.metrics().migration_failures, 1, "counted as a failed move after the restart");
+}
+
+/// Pay-per-use switched on: the running server stops once idle for `idle_timeout`; switched
+/// off, it runs on without players; a restart keeps what was chosen.
+#[tokio::test(flavor = "current_thread")]
+async fn pay_per_use_switched_on_stops_an_idle_server_and_off_keeps_it_running() {
+    let mut w = World::new().await;
+    let a = w.server("a", 1024).await;
+    w.live.request_start(a, w.now).await.unwrap();
+    w.until("a runs", async |w| w.state(a).await == ServerState::Running).await;
+    // Not pay-per-use: ten idle minutes change nothing.
+    for _ in 0..120 {
+        w.step().await;
+    }
+    assert_eq!(w.state(a).await, ServerState::Running);
+    assert!(w.events(SERVER_IDLE).await.is_empty());
+    let row = w.live.set_pay_per_use(w.now, a, true).await.unwrap();
+    assert!(row.pay_per_use && w.store.server(a).await.unwrap().pay_per_use);
+    let switched = w.now;
+    w.until("a stops when idle", async |w| w.state(a).await == ServerState::Sleeping).await;
+    let idle = w.events(SERVER_IDLE).await;
+    assert_eq!(idle.len(), 1);
+    assert!(idle[0].at - switched >= 5 * MINUTE, "idle counted from the switch, not before");
+    let changed = w.events(SERVER_PAY_PER_USE).await;
+    assert_eq!(
+        (changed.len(), changed[0].data["from"].clone(), changed[0].data["pay_per_use"].clone()),
+        (1, false.into(), true.into())
+    );
+    // Off again, and a restart: it runs on without players.
+    w.live.set_pay_per_use(w.now, a, false).await.unwrap();
+    w.restart().await;
+    w.live.request_start(a, w.now).await.unwrap();
+    w.until("a runs again", async |w| w.state(a).await == ServerState::Running).await;
+    for _ in 0..120 {
+        w.step().await;
+    }
+    assert_eq!(w.state(a).await, ServerState::Running);
+    assert_eq!(w.events(SERVER_IDLE).await.len(), 1);
 }

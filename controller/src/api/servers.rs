@@ -289,6 +289,8 @@ pub(super) struct PatchServer {
     template: Option<Option<String>>,
     /// The plan's RAM (a positive multiple of 512).
     ram_mib: Option<u32>,
+    /// Stop when idle (`true`) or run until stopped.
+    pay_per_use: Option<bool>,
 }
 
 /// A field that is there, even as `null` (absent is `None` by `default`).
@@ -317,8 +319,8 @@ pub(super) async fn patch_server<S: Store + 'static>(
             ));
         }
     }
-    if req.template.is_none() && req.ram_mib.is_none() {
-        return Err(ApiError::invalid("give ram_mib or template"));
+    if req.template.is_none() && req.ram_mib.is_none() && req.pay_per_use.is_none() {
+        return Err(ApiError::invalid("give ram_mib, pay_per_use or template"));
     }
     let live = api.live.as_ref().ok_or_else(no_engine)?;
     let now = (api.config.now)();
@@ -326,6 +328,9 @@ pub(super) async fn patch_server<S: Store + 'static>(
     let mut row = server;
     if let Some(template) = &req.template {
         row = live.set_template(now, row.id, template.as_deref()).await.map_err(live_error)?;
+    }
+    if let Some(p) = req.pay_per_use {
+        row = live.set_pay_per_use(now, row.id, p).await.map_err(live_error)?;
     }
     let mut how = None;
     if let Some(ram) = req.ram_mib {

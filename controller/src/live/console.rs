@@ -48,6 +48,27 @@ impl<S: Store> Live<S> {
         Ok((row, how))
     }
 
+    /// Switches pay-per-use on or off: from now on the server stops after `idle_timeout`
+    /// without players, or runs until it is stopped. Billing does not change (it follows
+    /// the phases, whoever ends them).
+    pub async fn set_pay_per_use(
+        &mut self,
+        now: Millis,
+        store_id: i64,
+        pay_per_use: bool,
+    ) -> Result<crate::store::Server, LiveError> {
+        let id = self.id_of(store_id)?;
+        let before = self.core.spec(id).pay_per_use;
+        let row = self.store.set_server_pay_per_use(store_id, pay_per_use).await?;
+        if before != pay_per_use {
+            self.core.set_pay_per_use(id, pay_per_use);
+            self.idle_since.remove(&id);
+            let data = json!({ "from": before, "pay_per_use": pay_per_use });
+            self.event(now, SERVER_PAY_PER_USE, Some(store_id), None, data).await?;
+        }
+        Ok(row)
+    }
+
     /// Gives a stopped server another template (`None`: the default); it applies at its
     /// next start (the container is made anew).
     pub async fn set_template(

@@ -447,6 +447,12 @@ impl Scheduler {
         s.asked = false;
     }
 
+    /// `server` stops when idle (pay-per-use) or runs until stopped, from now on; nothing
+    /// the core decides depends on it (the driver's idle stop does).
+    pub fn set_pay_per_use(&mut self, server: ServerId, pay_per_use: bool) {
+        self.servers[server.0 as usize].spec.pay_per_use = pay_per_use;
+    }
+
     /// What the owner of `server` was told or answered since its last move: (announced at,
     /// asked and not answered, accepted) — what `adopt_consent` takes.
     pub fn consent(&self, server: ServerId) -> (Option<Millis>, bool, bool) {
