@@ -92,6 +92,11 @@ pub const JOB_NOTICED: &str = "job.noticed";
 pub const JOB_ENDED: &str = "job.ended";
 /// An admin switched a policy between shadow and enforce.
 pub const POLICY_MODE: &str = "policy.mode";
+/// The configuration file was read again (SIGHUP): `switched` policy modes applied,
+/// `restart_needed` the parts it changed that apply at the next start.
+pub const CONFIG_RELOADED: &str = "config.reloaded";
+/// The configuration file could not be read again (`error`); the running one stays.
+pub const CONFIG_RELOAD_FAILED: &str = "config.reload-failed";
 // The nightly forecast.
 pub const FORECAST_MADE: &str = "forecast.made";
 pub const FORECAST_FAILED: &str = "forecast.failed";
@@ -172,6 +177,8 @@ pub const ALL: &[&str] = &[
     SERVER_RECOMMENDED,
     SERVER_CONSENTED,
     POLICY_MODE,
+    CONFIG_RELOADED,
+    CONFIG_RELOAD_FAILED,
     JOB_SUBMITTED,
     JOB_STARTED,
     JOB_NOTICED,

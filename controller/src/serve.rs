@@ -250,6 +250,36 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
             f.window / conductor_core::time::DAY
         );
     }
+    // SIGHUP: the file is read again; policy modes apply at once, the rest at a restart.
+    let reloading = live.clone();
+    let (file, running) = (cfg.file.clone(), fingerprint(&cfg));
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match ControllerConfig::load(&file) {
+                Err(e) => {
+                    eprintln!("conductor: SIGHUP: {e}; the running configuration stays");
+                    if let Err(e) = reloading.lock().await.reload_failed(&e.to_string(), now()).await {
+                        eprintln!("conductor: recording the failed reload: {e}");
+                    }
+                }
+                Ok(new) => {
+                    let print = fingerprint(&new);
+                    let changed =
+                        print.iter().zip(&running).filter(|(a, b)| a != b).map(|(a, _)| a.0.to_owned()).collect();
+                    match reloading.lock().await.reload(&new.shared.scheduler, changed, now()).await {
+                        Ok(r) => eprintln!(
+                            "conductor: SIGHUP: {} read again; policies switched {:?}; at the next start: {:?}",
+                            file.display(),
+                            r.switched,
+                            r.restart_needed
+                        ),
+                        Err(e) => eprintln!("conductor: SIGHUP: {e}"),
+                    }
+                }
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut forecast_failure = None;
         let mut interval = tokio::time::interval(tick);
@@ -278,6 +308,18 @@ pub async fn serve(cfg: ControllerConfig) -> Result<(), BoxError> {
     });
     axum::serve(listener, router(api)).await?;
     Ok(())
+}
+
+/// The parts of a configuration a reload compares (besides the policies, which `reload`
+/// compares itself), by name.
+fn fingerprint(cfg: &ControllerConfig) -> Vec<(&'static str, String)> {
+    let s = &cfg.shared;
+    vec![
+        ("fleet", format!("{:?} {:?} {:?}", s.dedicated, s.cloud, s.image)),
+        ("lifecycle", format!("{:?}", s.lifecycle)),
+        ("prices", format!("{:?}", s.prices)),
+        ("controller", format!("{:?}", cfg.controller)),
+    ]
 }
 
 /// One step of the loop with the engine locked only for its two short phases: the driver

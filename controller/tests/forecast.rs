@@ -395,3 +395,49 @@ async fn a_failed_or_stale_forecast_is_an_event_and_predictive_goes_neutral() {
     assert_eq!((status.as_u16(), body["applied"].as_bool()), (201, Some(false)));
     assert!(kinds(&*store, FORECAST_UNUSABLE).await[0].data["error"].as_str().unwrap().contains("ram_mib.peak"));
 }
+
+/// The file read again (SIGHUP): a policy whose `shadow` it now sets otherwise is switched
+/// at once (`policy.mode` by "reload", `config.reloaded`) and a restart on that file keeps
+/// it; a change besides the modes is not applied and is named as waiting for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_file_switches_a_policy_and_names_what_waits_for_a_restart() {
+    let store = Arc::new(MemoryStore::new());
+    let w = start(store.clone(), true, NIGHT).await;
+    let scheduler = |shadow: bool| predictive_scheduler(shadow);
+    let live = w.rig.api.live.as_ref().unwrap();
+    assert_eq!(live.lock().await.policies()[1].shadow, Some(true));
+    // The same file: nothing changes.
+    let r = live.lock().await.reload(&scheduler(true), Vec::new(), NIGHT + MINUTE).await.unwrap();
+    assert!(r.switched.is_empty() && r.restart_needed.is_empty(), "{r:?}");
+    // The file now says enforce.
+    let r = live.lock().await.reload(&scheduler(false), vec!["prices".into()], NIGHT + 2 * MINUTE).await.unwrap();
+    assert_eq!((r.switched, r.restart_needed), (vec![(1, false)], vec!["prices".to_string()]));
+    {
+        let l = live.lock().await;
+        assert_eq!((l.policies()[1].shadow, l.policies()[1].configured_shadow), (Some(false), Some(false)));
+        assert!(!l.core().config().scaling.policies[1].shadow().unwrap(), "the core enforces it");
+    }
+    let modes = kinds(&*store, POLICY_MODE).await;
+    assert_eq!((modes.len(), modes[0].data["by"].as_str()), (1, Some("reload")));
+    let reloaded = kinds(&*store, CONFIG_RELOADED).await;
+    assert_eq!(reloaded.len(), 2);
+    assert_eq!(reloaded[1].data["restart_needed"], json!(["prices"]));
+    // Another interval besides the mode: a restart applies it; the mode is not switched either.
+    let mut other = scheduler(true);
+    other.scaling.interval = 10 * MINUTE;
+    let r = live.lock().await.reload(&other, Vec::new(), NIGHT + 3 * MINUTE).await.unwrap();
+    assert_eq!((r.switched.len(), r.restart_needed), (0, vec!["policy".to_string()]));
+    assert_eq!(live.lock().await.policies()[1].shadow, Some(false));
+    live.lock().await.reload_failed("controller.toml: key `policy.kind`: …", NIGHT + 4 * MINUTE).await.unwrap();
+    assert_eq!(kinds(&*store, CONFIG_RELOAD_FAILED).await.len(), 1);
+    drop(w);
+    // Restarted on the edited file (enforce): enforce.
+    let w = start(store.clone(), false, NIGHT + 5 * MINUTE).await;
+    assert_eq!(w.rig.api.live.as_ref().unwrap().lock().await.policies()[1].shadow, Some(false));
+}
+
+/// The scheduler configuration `config` builds, with the predictive policy in `shadow`.
+fn predictive_scheduler(shadow: bool) -> SchedulerConfig {
+    let node = FakeNode::new("unused", Clock::new(0), Faults::none(), 0);
+    config(node, None, shadow, setup(mstl(), 14)).scheduler
+}

@@ -16,7 +16,65 @@ pub struct PolicyView {
     pub configured_shadow: Option<bool>,
 }
 
+/// What reading the configuration file again changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    /// Policies switched by the file: (index, shadow).
+    pub switched: Vec<(usize, bool)>,
+    /// Parts the file changed that apply at the next start.
+    pub restart_needed: Vec<String>,
+}
+
 impl<S: Store> Live<S> {
+    /// The configuration file read again (SIGHUP), with its scheduler configuration and the
+    /// other parts it changed (`changed`, by name): a policy whose `shadow` the file now
+    /// sets otherwise is switched to it (`policy.mode` by "reload": the edited file wins, and
+    /// a restart keeps it); every other change waits for a restart — the engine is not
+    /// rebuilt under a running fleet. Recorded as `config.reloaded`.
+    pub async fn reload(
+        &mut self,
+        scheduler: &conductor_core::SchedulerConfig,
+        changed: Vec<String>,
+        now: Millis,
+    ) -> Result<Reloaded, LiveError> {
+        let mut out = Reloaded { switched: Vec::new(), restart_needed: changed };
+        let current = &self.cfg.scheduler;
+        // The new file with the running modes: does it change anything else?
+        let mut same = scheduler.clone();
+        if same.scaling.policies.len() == current.scaling.policies.len() {
+            for (p, c) in same.scaling.policies.iter_mut().zip(&current.scaling.policies) {
+                if let Some(shadow) = c.shadow() {
+                    p.set_shadow(shadow);
+                }
+            }
+        }
+        if format!("{same:?}") != format!("{current:?}") {
+            out.restart_needed.push("policy".into());
+        } else {
+            let switched: Vec<(usize, bool)> = scheduler
+                .scaling
+                .policies
+                .iter()
+                .zip(&current.scaling.policies)
+                .enumerate()
+                .filter_map(|(i, (new, old))| new.shadow().filter(|&s| Some(s) != old.shadow()).map(|s| (i, s)))
+                .collect();
+            for &(index, shadow) in &switched {
+                self.cfg.scheduler.scaling.policies[index].set_shadow(shadow);
+                self.set_policy_shadow(index, shadow, "reload", now).await?;
+            }
+            out.switched = switched;
+        }
+        let data = serde_json::to_value(&out).expect("plain data");
+        self.event(now, CONFIG_RELOADED, None, None, data).await?;
+        Ok(out)
+    }
+
+    /// The configuration file could not be read again: the running one stays.
+    pub async fn reload_failed(&mut self, error: &str, now: Millis) -> Result<(), LiveError> {
+        self.event(now, CONFIG_RELOAD_FAILED, None, None, json!({ "error": error })).await
+    }
+
     /// When the forecast the engine was last handed was made (used or not).
     pub fn forecast_made_at(&self) -> Option<Millis> {
         self.forecast_made_at

@@ -36,7 +36,7 @@ mod work;
 mod worlds;
 
 pub use consents::Recommendation;
-pub use forecasts::PolicyView;
+pub use forecasts::{PolicyView, Reloaded};
 pub use intents::{Action, RestoreFrom};
 pub use jobs::JobsSetup;
 pub use nodes::node_server_name;
