@@ -82,6 +82,9 @@ fn hand_made_cases_match_the_independent_model() {
     let cases = Path::new(ROOT).join("tests/refmodel/cases");
     for (case, dedicated, max_vms) in
         [("c1_single", 2, 20), ("c2_queue", 1, 0), ("c3_vm", 1, 1), ("c4_promo_ppu", 2, 20), ("c5_ties", 1, 0)]
+            .into_iter()
+            // No dedicated node: VMs only, and the control plane's own VM (SPEC §5).
+            .chain([("c3_vm", 0, 3)])
     {
         compare(case, &cases.join(case), dedicated, max_vms);
     }

@@ -157,6 +157,9 @@ struct RawFleet {
     #[serde(default)]
     dedicated: Vec<RawDedicatedGroup>,
     cloud: Option<RawCloudFleet>,
+    /// The cloud type hosting the control plane (API, PostgreSQL, gateway) of a fleet
+    /// without dedicated nodes (default: the catalogue's smallest).
+    control_plane: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -216,6 +219,8 @@ pub struct Shared {
     pub image: ImageKind,
     /// Snapshot storage cost per month (0 with `image`).
     pub snapshot_monthly_eur: Decimal,
+    /// The always-on VM of the control plane when no dedicated node hosts it (SPEC §5).
+    pub control_plane: Option<CloudType>,
     pub lifecycle: Lifecycle,
     pub prices: Prices,
     pub policy: PolicyKind,
@@ -308,6 +313,32 @@ impl Shared {
                 }
                 (Some(t.clone()), c.max_vms, c.image)
             }
+        };
+
+        // The control plane runs on the first dedicated node (its larger reserve); without
+        // one it needs a VM of its own for the whole horizon.
+        let control_plane = match (&raw.fleet.control_plane, dedicated.is_empty()) {
+            (Some(name), _) => {
+                let t = catalogue.cloud.get(name).ok_or_else(|| {
+                    err(
+                        "fleet.control_plane",
+                        format!("unknown cloud type {name:?} (catalogue has: {})", keys(&catalogue.cloud)),
+                    )
+                })?;
+                if !dedicated.is_empty() {
+                    return Err(err(
+                        "fleet.control_plane",
+                        "only for a fleet without dedicated nodes (the first one hosts the control plane)".into(),
+                    ));
+                }
+                Some(t.clone())
+            }
+            (None, true) => catalogue
+                .cloud
+                .values()
+                .min_by(|a, b| (a.ram_mib, a.hourly_eur, &a.name).cmp(&(b.ram_mib, b.hourly_eur, &b.name)))
+                .cloned(),
+            (None, false) => None,
         };
 
         let l = &raw.lifecycle;
@@ -428,6 +459,7 @@ impl Shared {
             cloud: cloud.clone(),
             image,
             snapshot_monthly_eur,
+            control_plane,
             lifecycle,
             prices,
             policy: pol.kind,

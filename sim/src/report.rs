@@ -45,6 +45,8 @@ pub struct Kpis {
     pub cloud_vms_created: u64,
     pub cloud_vm_hours_billed: u64,
     pub peak_cloud_vms: u64,
+    pub start_queue_wait_p95_s: f64,
+    pub starts_restored: u64,
     pub migrations: u64,
     pub events: u64,
     pub seed: u64,
@@ -60,6 +62,9 @@ pub struct Details {
     /// Part of `cloud_cost_eur`: the prepared snapshot's storage (image = "snapshot").
     #[serde(serialize_with = "money")]
     pub snapshot_cost_eur: Money,
+    /// Part of `cloud_cost_eur`: the control plane's VM of a fleet without dedicated nodes.
+    #[serde(serialize_with = "money")]
+    pub control_plane_cost_eur: Money,
     pub owners_promoted: u64,
     pub requests: u64,
     pub abandoned_gave_up: u64,
@@ -186,6 +191,8 @@ impl Kpis {
     pub fn from_outcome(o: &Outcome, seed: u64) -> Kpis {
         let mut waits = o.waits.clone();
         waits.sort_unstable();
+        let mut queue_waits = o.queue_waits.clone();
+        queue_waits.sort_unstable();
         Kpis {
             infra_cost_eur: o.infra_cost(),
             dedicated_cost_eur: o.dedicated_cost,
@@ -203,6 +210,8 @@ impl Kpis {
             cloud_vms_created: o.cloud_vms_created,
             cloud_vm_hours_billed: o.cloud_vm_hours_billed,
             peak_cloud_vms: o.peak_cloud_vms,
+            start_queue_wait_p95_s: seconds(nearest_rank(&queue_waits, 95)),
+            starts_restored: o.starts_restored,
             migrations: o.migrations,
             events: o.events,
             seed,
@@ -240,6 +249,7 @@ impl Report {
                 active_revenue_eur: o.active_revenue,
                 sleeping_revenue_eur: o.sleeping_revenue,
                 snapshot_cost_eur: o.snapshot_cost,
+                control_plane_cost_eur: o.control_plane_cost,
                 owners_promoted: o.owners_promoted,
                 requests: o.requests,
                 abandoned_gave_up: o.abandoned_gave_up,
@@ -302,7 +312,7 @@ impl Report {
             self.seed
         );
         let eur = |m: &Money| format!("{:>12} EUR", m.round_dp(2));
-        let rows: Vec<(&str, String)> = vec![
+        let mut rows: Vec<(&str, String)> = vec![
             ("revenue", eur(&k.revenue_eur)),
             ("  active", eur(&self.details.active_revenue_eur)),
             ("  sleeping", eur(&self.details.sleeping_revenue_eur)),
@@ -321,11 +331,16 @@ impl Report {
                     k.start_wait_p50_s, k.start_wait_p95_s, k.start_wait_p99_s, k.start_wait_max_s
                 ),
             ),
+            ("queue wait p95 / restored starts", format!("{} s / {}", k.start_queue_wait_p95_s, k.starts_restored)),
             ("cloud VMs created / peak", format!("{:>12} / {}", k.cloud_vms_created, k.peak_cloud_vms)),
             ("cloud VM hours billed", format!("{:>12}", k.cloud_vm_hours_billed)),
             ("events", format!("{:>12}", k.events)),
             ("wall", format!("{:>12.3} s ({:.0} events/s)", self.run.wall_s, self.run.events_per_s)),
         ];
+        if !self.details.control_plane_cost_eur.is_zero() {
+            let at = rows.iter().position(|(k, _)| *k == "  cloud").expect("listed") + 1;
+            rows.insert(at, ("    control plane VM", eur(&self.details.control_plane_cost_eur)));
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (key, value) in rows {
             let _ = writeln!(s, "  {key:<width$}  {value}");

@@ -152,6 +152,8 @@ pub struct Outcome {
     pub cloud_cost: Money,
     /// Part of `cloud_cost`: storing the prepared VM snapshot.
     pub snapshot_cost: Money,
+    /// Part of `cloud_cost`: the control plane's VM (a fleet without dedicated nodes).
+    pub control_plane_cost: Money,
     pub storage_cost: Money,
     pub active_revenue: Money,
     pub sleeping_revenue: Money,
@@ -161,6 +163,10 @@ pub struct Outcome {
     pub starts: u64,
     /// Request → running, ms, in the order servers became running.
     pub waits: Vec<Millis>,
+    /// Request → placement of the same starts (what capacity decides), ms.
+    pub queue_waits: Vec<Millis>,
+    /// Starts whose placement restored the world (from the archive or another node).
+    pub starts_restored: u64,
     pub abandoned_gave_up: u64,
     pub abandoned_interval_ended: u64,
     pub restores_from_archive: u64,
@@ -370,6 +376,8 @@ struct Engine<'a> {
     phase_ram: Vec<u32>,
     /// Players online per server, and the time-ordered changes (consolidation only).
     players: Vec<i32>,
+    /// Per server: when its latest placement was made and whether it restored the world.
+    placed: Vec<(Millis, bool)>,
     player_changes: Vec<(Millis, u64, ServerId, i32)>,
     consent_rng: ChaCha8Rng,
     /// Injected crashes and failed starts (stream 5; drawn only when `[failures]` asks).
@@ -409,6 +417,7 @@ impl<'a> Engine<'a> {
             down: Vec::new(),
             lost_since: vec![None; n],
             players: vec![0; n],
+            placed: vec![(0, false); n],
             player_changes: Vec::new(),
             phase_ram: dataset.servers.iter().map(|s| s.ram_mib).collect(),
             jobs: Vec::new(),
@@ -654,6 +663,9 @@ impl<'a> Engine<'a> {
                     self.phase_ram[server.0 as usize] = self.core.plan_ram(server);
                     self.o.starts += 1;
                     self.o.waits.push(now - requested_at);
+                    let (placed_at, restored) = self.placed[server.0 as usize];
+                    self.o.queue_waits.push(placed_at - requested_at);
+                    self.o.starts_restored += u64::from(restored);
                     self.enter(server.0 as usize, Phase::Running(now));
                     self.schedule_crash(now, server);
                 }
@@ -740,6 +752,7 @@ impl<'a> Engine<'a> {
             match command {
                 Command::Place { server, restore, placement, .. } => {
                     let i = server.0 as usize;
+                    self.placed[i] = (now, restore != Restore::None);
                     self.close_phase(i, now);
                     self.phases[i] = Phase::Starting;
                     let mut delay = self.boot_rng.sample(&self.scenario.lifecycle.boot);
@@ -930,6 +943,11 @@ impl<'a> Engine<'a> {
         // A prepared snapshot is stored for the whole window (a cloud cost).
         self.o.snapshot_cost = billing::dedicated_cost(self.scenario.snapshot_monthly_eur, end - start);
         self.o.cloud_cost += self.o.snapshot_cost;
+        // The control plane's own VM, for the whole window (no dedicated node hosts it).
+        if let Some(cp) = &self.scenario.control_plane {
+            self.o.control_plane_cost = billing::vm_cost(end - start, cp.hourly_eur, cp.monthly_cap_eur);
+            self.o.cloud_cost += self.o.control_plane_cost;
+        }
         if let Some(vm) = &self.scenario.cloud {
             for r in &self.vms {
                 let life = r.deleted.unwrap_or(end) - r.created;

@@ -193,6 +193,8 @@ pub struct Scenario {
     pub image: ImageKind,
     /// Snapshot storage cost per month (0 with `image`).
     pub snapshot_monthly_eur: Decimal,
+    /// The control plane's always-on VM (a fleet without dedicated nodes).
+    pub control_plane: Option<CloudType>,
     pub lifecycle: Lifecycle,
     pub prices: Prices,
     pub policy: PolicyKind,
@@ -343,6 +345,7 @@ impl Scenario {
             cloud: shared.cloud,
             image: shared.image,
             snapshot_monthly_eur: shared.snapshot_monthly_eur,
+            control_plane: shared.control_plane,
             lifecycle: shared.lifecycle,
             prices,
             policy: shared.policy,
