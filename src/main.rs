@@ -211,6 +211,10 @@ struct GenerateArgs {
     /// Multiplier on every server's session rate.
     #[arg(long, default_value_t = 1.0)]
     activity: f64,
+    /// Share of servers (0 to 1) with a weekly routine (friend groups that play on fixed
+    /// evenings, with lapses); 0 is irregular play only.
+    #[arg(long, default_value_t = 0.0)]
+    habits: f64,
     /// Output directory (created).
     #[arg(long)]
     out: PathBuf,
@@ -574,17 +578,28 @@ fn dataset_generate(args: GenerateArgs) -> Result<()> {
     if !(args.activity.is_finite() && args.activity >= 0.0) {
         bail!("--activity must be a non-negative number");
     }
-    let cfg =
-        GenConfig { servers: args.servers, days: args.days, seed: args.seed, start, timezone, activity: args.activity };
+    if !(0.0..=1.0).contains(&args.habits) {
+        bail!("--habits must be a share from 0 to 1, got {}", args.habits);
+    }
+    let cfg = GenConfig {
+        servers: args.servers,
+        days: args.days,
+        seed: args.seed,
+        start,
+        timezone,
+        activity: args.activity,
+        habits: args.habits,
+    };
     let generated = generate::generate(&cfg);
     let how = format!(
-        "conductor dataset generate --servers {} --days {} --seed {} --start {} --timezone {} --activity {} --out {}",
+        "conductor dataset generate --servers {} --days {} --seed {} --start {} --timezone {} --activity {} --habits {} --out {}",
         cfg.servers,
         cfg.days,
         cfg.seed,
         cfg.start,
         args.timezone,
         cfg.activity,
+        cfg.habits,
         args.out.display()
     );
     generate::write(&args.out, &cfg, &generated, &how).with_context(|| format!("writing {}", args.out.display()))?;

@@ -90,6 +90,20 @@ pub struct RawMeta {
     /// lifecycle delays from here (`lifecycle.delays_from = "dataset"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured: Option<Measured>,
+    /// How a synthetic dataset's demand was made (`conductor dataset generate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<Generator>,
+}
+
+/// `[generator]` in a synthetic dataset's `meta.toml`: its demand model.
+#[derive(Deserialize, serde::Serialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Generator {
+    /// `irregular` (sessions drawn day by day) or `habits` (weekly routines on a share of
+    /// the servers, beside irregular play).
+    pub demand: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub habit_share: Option<f64>,
 }
 
 /// Delays measured by a live fleet, each fitted as a log-normal distribution.

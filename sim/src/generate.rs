@@ -11,12 +11,18 @@
 //!   hours follow a daily cycle (low mornings, rising from 15:00, peak 19–23 h), flatter
 //!   on weekends and holidays;
 //! - owners hold one to several servers; sign-ups are spread over the year before the
-//!   window and, for a tenth of the servers, inside it (no sessions before sign-up).
+//!   window and, for a tenth of the servers, inside it (no sessions before sign-up);
+//! - with `habits` > 0, that share of the servers has a weekly routine (a friend group that
+//!   plays, say, Friday and Saturday evenings): one to three weekly slots kept with the
+//!   server's adherence (55–95 %), start times jittered by a quarter of an hour, lapses of
+//!   weeks now and then (the group stops, then returns), and irregular play beside it at a
+//!   quarter of the usual rate — so a server's next start is predictable where it would be
+//!   in real life. `habits = 0` is the irregular model alone, exactly as before.
 //!
 //! Same configuration and seed → byte-identical files.
 
 use crate::calendar::{is_public_holiday, school_holiday_share};
-use crate::dataset::RawMeta;
+use crate::dataset::{Generator, RawMeta};
 use crate::timefmt::format_rfc3339;
 use chrono::{Datelike, NaiveDate, TimeZone, Weekday};
 use chrono_tz::Tz;
@@ -38,6 +44,8 @@ pub struct GenConfig {
     pub timezone: Tz,
     /// Multiplies every server's session rate (1.0 = the calibrated demo load).
     pub activity: f64,
+    /// The share of servers (0 to 1) with a weekly routine; 0: irregular play only.
+    pub habits: f64,
 }
 
 impl Default for GenConfig {
@@ -49,7 +57,42 @@ impl Default for GenConfig {
             start: NaiveDate::from_ymd_opt(2025, 10, 6).expect("valid date"),
             timezone: chrono_tz::Europe::Berlin,
             activity: 1.0,
+            habits: 0.0,
         }
+    }
+}
+
+/// A server's weekly routine: slots (weekday from Monday = 0, local hour, minutes), kept
+/// with `adherence`; lapses start with `lapse_per_week` and last `lapse_weeks` on average.
+struct Routine {
+    slots: Vec<(u32, u32, f64)>,
+    adherence: f64,
+    lapse_per_week: f64,
+    lapse_weeks: f64,
+}
+
+/// Which weekday a routine slot falls on: Friday and Saturday evenings lead.
+const SLOT_DAYS: [(u32, f64); 7] = [(0, 0.8), (1, 0.8), (2, 0.9), (3, 0.9), (4, 1.6), (5, 1.8), (6, 1.2)];
+
+fn routine(rng: &mut ChaCha8Rng, h: &Habits) -> Routine {
+    let n = pick(rng, &[(1usize, 0.45), (2, 0.35), (3, 0.2)]);
+    let mut slots: Vec<(u32, u32, f64)> = Vec::with_capacity(n);
+    while slots.len() < n {
+        let day = pick(rng, &SLOT_DAYS);
+        if slots.iter().any(|s| s.0 == day) {
+            continue;
+        }
+        let profile = if day >= 5 { &HOURS_FREE_DAY } else { &HOURS_WEEKDAY };
+        let hours: Vec<(u32, f64)> = (0..24u32).map(|hr| (hr, profile[hr as usize].powi(2))).collect();
+        let hour = pick(rng, &hours);
+        let minutes = h.minutes_manual * LogNormal::new(0.0, 0.3).expect("valid").sample(rng);
+        slots.push((day, hour, minutes));
+    }
+    Routine {
+        slots,
+        adherence: rng.random_range(0.55..0.95),
+        lapse_per_week: 0.06,
+        lapse_weeks: rng.random_range(2.0..5.0),
     }
 }
 
@@ -190,12 +233,16 @@ pub fn generate(cfg: &GenConfig) -> Generated {
     rng_servers.set_stream(1);
     let mut rng_sessions = ChaCha8Rng::seed_from_u64(cfg.seed);
     rng_sessions.set_stream(2);
+    // Routines draw from their own stream: `habits = 0` leaves the other two untouched.
+    let mut rng_habits = ChaCha8Rng::seed_from_u64(cfg.seed);
+    rng_habits.set_stream(3);
 
     // Day features, computed once.
     struct Day {
         start: Millis,
         factor: f64,
         free: bool,
+        weekday: u32,
     }
     let days: Vec<Day> = (0..cfg.days)
         .map(|d| {
@@ -207,6 +254,7 @@ pub fn generate(cfg: &GenConfig) -> Generated {
                 start: local_midnight(tz, date),
                 factor: weekday_factor(date.weekday()) * if holiday { 1.3 } else { 1.0 } * (1.0 + 0.25 * school),
                 free: weekend || holiday || school > 0.5,
+                weekday: date.weekday().num_days_from_monday(),
             }
         })
         .collect();
@@ -261,6 +309,11 @@ pub fn generate(cfg: &GenConfig) -> Generated {
             }
             continue;
         }
+        let routine =
+            (cfg.habits > 0.0 && rng_habits.random::<f64>() < cfg.habits).then(|| routine(&mut rng_habits, h));
+        // Beside a routine, irregular play at a quarter of the usual rate.
+        let level = if routine.is_some() { level * 0.25 } else { level };
+        let first = sessions.len();
         let minutes = if pay_per_use { h.minutes_ppu } else { h.minutes_manual };
         let length = LogNormal::new(minutes.ln(), 0.8).expect("valid");
         let cap = if pay_per_use { 12 * HOUR } else { DAY };
@@ -297,6 +350,48 @@ pub fn generate(cfg: &GenConfig) -> Generated {
                 sessions.push(GenSession { server, start: s, end: e, players: p });
             }
         }
+        if let Some(r) = &routine {
+            let mut own: Vec<GenSession> = sessions.drain(first..).collect();
+            let jitter = rand_distr::Normal::new(0.0f64, 15.0).expect("valid");
+            let mut lapsed_weeks = 0.0f64;
+            for (d, day) in days.iter().enumerate() {
+                if d % 7 == 0 {
+                    // A new week: a lapse goes on, ends, or begins.
+                    if lapsed_weeks > 0.0 {
+                        lapsed_weeks -= 1.0;
+                    } else if rng_habits.random::<f64>() < r.lapse_per_week {
+                        lapsed_weeks = rng_habits.random_range(1.0..2.0 * r.lapse_weeks);
+                    }
+                }
+                for &(_, hour, minutes) in r.slots.iter().filter(|s| s.0 == day.weekday) {
+                    let kept = rng_habits.random::<f64>() < r.adherence;
+                    let shift = jitter.sample(&mut rng_habits).clamp(-45.0, 45.0);
+                    let stretch = LogNormal::new(0.0, 0.25).expect("valid").sample(&mut rng_habits);
+                    if lapsed_weeks > 0.0 || !kept {
+                        continue;
+                    }
+                    let s = day.start + Millis::from(hour) * HOUR + (shift * MINUTE as f64) as Millis / SECOND * SECOND;
+                    let len =
+                        ((minutes * stretch * MINUTE as f64) as Millis / SECOND * SECOND).clamp(15 * MINUTE, 8 * HOUR);
+                    let e = (s + len).min(end);
+                    if s < created_at || s >= end || e <= s {
+                        continue;
+                    }
+                    // The group's usual crowd.
+                    let p = players(&mut rng_habits) + 1;
+                    own.push(GenSession { server, start: s, end: e, players: p });
+                }
+            }
+            // One session at a time per server: an overlapping later one is dropped.
+            own.sort_by_key(|s| (s.start, s.end));
+            let mut until = Millis::MIN;
+            for x in own {
+                if x.start >= until {
+                    until = x.end;
+                    sessions.push(x);
+                }
+            }
+        }
     }
     sessions.sort_by_key(|s| (s.start, s.server));
     Generated { start, end, servers, sessions }
@@ -317,11 +412,15 @@ pub fn write(dir: &Path, cfg: &GenConfig, g: &Generated, how: &str) -> io::Resul
         source: format!("synthetic, generated by: {how}"),
         license: "CC0-1.0".into(),
         measured: None,
+        generator: Some(Generator {
+            demand: if cfg.habits > 0.0 { "habits".into() } else { "irregular".into() },
+            habit_share: (cfg.habits > 0.0).then_some(cfg.habits),
+        }),
         notes: format!(
             "Synthetic demand from the seeded model in sim/src/generate.rs (seed {}, {} servers, {} days from {}, \
-             activity {}): daily cycle with an evening peak, weekday and German holiday effects, three tiers with \
-             different habits.",
-            cfg.seed, cfg.servers, cfg.days, cfg.start, cfg.activity
+             activity {}, weekly routines on {} of the servers): daily cycle with an evening peak, weekday and German \
+             holiday effects, three tiers with different habits.",
+            cfg.seed, cfg.servers, cfg.days, cfg.start, cfg.activity, cfg.habits
         ),
     };
     let meta = toml::to_string(&meta).map_err(io::Error::other)?;

@@ -202,6 +202,67 @@ fn generated_demand_has_an_evening_peak_and_a_weekend_lift() {
     assert!(by_weekday[5] > by_weekday[1] * 12 / 10, "{by_weekday:?}");
 }
 
+/// With weekly routines a server's starts gather at its own weekday and hour, it lapses for
+/// weeks and returns; without them play stays scattered — and `habits = 0` is the former
+/// model to the byte (its files' SHA-256 before routines existed).
+#[test]
+fn weekly_routines_make_a_servers_starts_predictable_and_zero_is_the_former_model() {
+    use chrono::{Datelike, TimeZone, Timelike};
+    use std::collections::HashMap;
+    let concentration = |habits: f64| {
+        let g = generate::generate(&GenConfig { servers: 400, days: 56, seed: 9, habits, ..GenConfig::default() });
+        let mut by_server: HashMap<u32, Vec<i64>> = HashMap::new();
+        for s in &g.sessions {
+            by_server.entry(s.server).or_default().push(s.start);
+        }
+        // Per server with 6+ starts: the share of its starts in its busiest (weekday, hour ±1).
+        let (mut shares, mut lapses) = (Vec::new(), 0);
+        for starts in by_server.values().filter(|v| v.len() >= 6) {
+            let slot = |t: i64| {
+                let l = chrono_tz::Europe::Berlin.timestamp_millis_opt(t).unwrap();
+                (l.weekday().num_days_from_monday(), l.hour())
+            };
+            let mut count: HashMap<(u32, u32), usize> = HashMap::new();
+            for &t in starts {
+                *count.entry(slot(t)).or_default() += 1;
+            }
+            let best = count
+                .keys()
+                .map(|&(d, h)| (0..3).map(|k| count.get(&(d, (h + 23 + k) % 24)).copied().unwrap_or(0)).sum::<usize>())
+                .max()
+                .unwrap();
+            shares.push(best as f64 / starts.len() as f64);
+            // A gap of three weeks or more between two starts, with play before and after.
+            lapses += usize::from(starts.windows(2).any(|w| w[1] - w[0] >= 21 * 86_400_000));
+        }
+        (shares.iter().sum::<f64>() / shares.len() as f64, lapses, shares.len())
+    };
+    let (irregular, _, n0) = concentration(0.0);
+    let (habits, lapses, n1) = concentration(0.8);
+    eprintln!("busiest-slot share: irregular {irregular:.2} over {n0} servers, habits {habits:.2} over {n1} ({lapses} with a lapse)");
+    assert!(irregular < 0.3, "{irregular}");
+    assert!(habits > 0.45 && habits > 2.0 * irregular, "{habits} vs {irregular}");
+    assert!(lapses >= 5, "some groups lapse for weeks and return: {lapses}");
+
+    let dir = temp_dir("gen-former");
+    let cfg = GenConfig { servers: 300, days: 21, seed: 5, ..GenConfig::default() };
+    generate::write(&dir, &cfg, &generate::generate(&cfg), "test").unwrap();
+    let sha = |f: &str| {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(std::fs::read(dir.join(f)).unwrap()))
+    };
+    assert_eq!(sha("servers.csv"), "775e2118d8fc8289ecb4e0233cf075395adadabd5dc3174f58f4a54ac4a47508");
+    assert_eq!(sha("sessions.csv"), "f63a5dd753643389d1eb391a02099af61e1a10a29af8635bda872cb22d9f5cc9");
+    let meta = std::fs::read_to_string(dir.join("meta.toml")).unwrap();
+    assert!(meta.contains("[generator]\ndemand = \"irregular\""), "{meta}");
+    let with = temp_dir("gen-habits");
+    let cfg = GenConfig { habits: 0.5, ..cfg };
+    generate::write(&with, &cfg, &generate::generate(&cfg), "test").unwrap();
+    let meta = std::fs::read_to_string(with.join("meta.toml")).unwrap();
+    assert!(meta.contains("demand = \"habits\"\nhabit_share = 0.5"), "{meta}");
+    Dataset::load(&with).unwrap();
+}
+
 #[test]
 fn same_scenario_and_seed_give_a_byte_identical_report() {
     let ds = demo_like(5);
