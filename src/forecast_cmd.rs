@@ -29,7 +29,70 @@ pub struct ForecastArgs {
 #[derive(Subcommand)]
 enum ForecastAction {
     /// Rolling-origin backtest of models on one series; prints a metrics table per model.
-    Backtest(BacktestArgs),
+    Backtest(Box<BacktestArgs>),
+    /// Backtest of the wake predictor (which servers start in the next hours) on a
+    /// dataset: Brier score beside the base rate's, precision and recall of the top
+    /// `--budget` servers at each origin. Prints JSON.
+    Wake(WakeArgs),
+}
+
+#[derive(Args)]
+struct WakeArgs {
+    /// A demand dataset directory.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// The window each prediction covers.
+    #[arg(long, default_value = "6h")]
+    horizon: String,
+    /// Past weeks looked at (the first origin is this long after the dataset's start).
+    #[arg(long, default_value_t = 4)]
+    weeks: u32,
+    /// A week this many weeks back weighs half.
+    #[arg(long, default_value_t = 3.0)]
+    half_life_weeks: f64,
+    /// Shrinkage towards each server's base rate, in weeks of evidence.
+    #[arg(long, default_value_t = 4.0)]
+    prior_weeks: f64,
+    /// Time between origins.
+    #[arg(long, default_value = "6h")]
+    every: String,
+    /// Servers a staging policy would copy at each origin.
+    #[arg(long, default_value_t = 20)]
+    budget: usize,
+}
+
+/// `conductor forecast wake`: the predictor scored on the dataset's own starts.
+fn wake(a: WakeArgs) -> Result<()> {
+    let ds = Dataset::load(&a.dataset).with_context(|| format!("loading dataset {}", a.dataset.display()))?;
+    let horizon = parse_duration(&a.horizon).map_err(|e| anyhow::anyhow!("--horizon: {e}"))?;
+    let every = parse_duration(&a.every).map_err(|e| anyhow::anyhow!("--every: {e}"))?;
+    if horizon <= 0 || every <= 0 || a.weeks == 0 {
+        bail!("--horizon, --every and --weeks must be positive");
+    }
+    if !(a.half_life_weeks > 0.0 && a.prior_weeks >= 0.0) {
+        bail!("--half-life-weeks must be positive and --prior-weeks not negative");
+    }
+    let model = conductor_forecast::wake::WakeModel {
+        horizon,
+        weeks: a.weeks,
+        half_life_weeks: a.half_life_weeks,
+        prior_weeks: a.prior_weeks,
+    };
+    // A server's starts: the first session of each wanted interval (what wakes it).
+    let mut starts = vec![Vec::new(); ds.servers.len()];
+    for iv in conductor_sim::dataset::wanted_intervals(&ds, 5 * conductor_core::time::MINUTE) {
+        starts[iv.server as usize].push(iv.start);
+    }
+    for s in &mut starts {
+        s.sort_unstable();
+    }
+    let from = ds.meta.start + i64::from(a.weeks) * 7 * conductor_core::time::DAY;
+    if from + horizon > ds.meta.end {
+        bail!("{}: shorter than --weeks {} plus --horizon {}", a.dataset.display(), a.weeks, a.horizon);
+    }
+    let r = model.backtest(&starts, ds.meta.timezone, (from, ds.meta.end), every, a.budget);
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    Ok(())
 }
 
 /// Where the history comes from.
@@ -169,7 +232,8 @@ fn from_db(config: &std::path::Path, at: Option<Millis>) -> Result<()> {
 
 pub fn run(args: ForecastArgs) -> Result<()> {
     match args.action {
-        Some(ForecastAction::Backtest(b)) => backtest(b),
+        Some(ForecastAction::Backtest(b)) => backtest(*b),
+        Some(ForecastAction::Wake(w)) => wake(w),
         None => forecast(args.run),
     }
 }

@@ -177,3 +177,43 @@ fn backtest_prints_a_table_per_model_and_dumps_every_forecast() {
 fn text_err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The wake predictor's backtest on generated demand with weekly routines and without: with
+/// them it beats each server's base rate (Brier) and its top 20 start far more often; without
+/// them it is no better than the base rate, and says so.
+#[test]
+fn the_wake_backtest_finds_routines_where_there_are_some() {
+    let dir = temp_dir("wake");
+    let score = |habits: &str| {
+        let data = dir.join(format!("h{habits}"));
+        let gen = conductor(&[
+            "dataset",
+            "generate",
+            "--servers",
+            "500",
+            "--days",
+            "42",
+            "--seed",
+            "31",
+            "--habits",
+            habits,
+            "--out",
+            data.to_str().unwrap(),
+        ]);
+        assert!(gen.status.success(), "{:?}", text(&gen));
+        let out = conductor(&["forecast", "wake", "--dataset", data.to_str().unwrap(), "--weeks", "4"]);
+        assert!(out.status.success(), "{:?}", text(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let f = |k: &str| r[k].as_f64().unwrap();
+        eprintln!("habits {habits}: {r}");
+        (f("brier"), f("brier_base_rate"), f("precision"), r["origins"].as_u64().unwrap())
+    };
+    let (b, base, p, origins) = score("0.6");
+    assert_eq!(origins, 56, "two weeks of six-hour origins after four weeks of history");
+    assert!(b < 0.9 * base, "routines: Brier {b} vs the base rate's {base}");
+    let (b0, base0, p0, _) = score("0");
+    assert!(b0 > 0.97 * base0, "no routines, no skill to claim: {b0} vs {base0}");
+    assert!(p > 1.5 * p0, "precision of the top 20: {p} with routines, {p0} without");
+    let bad = conductor(&["forecast", "wake", "--dataset", dir.join("h0").to_str().unwrap(), "--weeks", "9"]);
+    assert!(!bad.status.success() && text(&bad).1.contains("shorter than --weeks 9"), "{:?}", text(&bad));
+}

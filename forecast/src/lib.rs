@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod prophet;
 pub mod series;
 pub mod timefmt;
+pub mod wake;
 
 pub use document::ForecastDocument;
 pub use model::{fit_predict, ModelKind, ModelSpec, Prediction};
