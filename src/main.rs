@@ -190,6 +190,20 @@ enum DatasetCommand {
         /// Dataset directory.
         dir: PathBuf,
     },
+    /// Write a copy of a dataset with `[[transform]]` blocks applied (growth, a spike, a
+    /// shift, …; as in a scenario, seeded): a what-if as data of its own.
+    Transform {
+        /// Dataset directory.
+        dir: PathBuf,
+        /// A TOML file of `[[transform]]` blocks.
+        #[arg(long)]
+        transforms: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory (created).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -225,6 +239,9 @@ fn main() {
     let result = match cli.command {
         Command::Sim(args) => sim(args),
         Command::Dataset(DatasetCommand::Generate(args)) => dataset_generate(args),
+        Command::Dataset(DatasetCommand::Transform { dir, transforms, seed, out }) => {
+            dataset_transform(&dir, &transforms, seed, &out)
+        }
         Command::Dataset(DatasetCommand::Check { dir }) => dataset_check(&dir),
         Command::Forecast(args) => forecast_cmd::run(*args),
         Command::Serve { config } => serve(&config),
@@ -566,6 +583,33 @@ fn fake_hetzner(port: u16, behaviour: conductor_controller::fake_hetzner::Behavi
         tokio::signal::ctrl_c().await?;
         Ok(())
     })
+}
+
+fn dataset_transform(dir: &std::path::Path, file: &std::path::Path, seed: u64, out: &std::path::Path) -> Result<()> {
+    let ds =
+        conductor_sim::dataset::Dataset::load(dir).with_context(|| format!("loading dataset {}", dir.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let transforms = conductor_sim::scenario::parse_transforms(file, &text)?;
+    let (changed, effects) = conductor_sim::transform::apply(&ds, &transforms, seed);
+    let mut meta = conductor_sim::dataset::raw_meta(dir).map_err(anyhow::Error::msg)?;
+    meta.name = out.file_name().map_or(meta.name.clone(), |n| n.to_string_lossy().into_owned());
+    let done: Vec<String> = effects.iter().map(|e| e.transform.clone()).collect();
+    meta.source = format!(
+        "{} — transformed by: conductor dataset transform {} --transforms {} --seed {seed} ({})",
+        meta.source,
+        dir.display(),
+        file.display(),
+        done.join("; ")
+    );
+    changed.write(out, &meta).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {}: {} servers, {} sessions ({})",
+        out.display(),
+        changed.servers.len(),
+        changed.sessions.len(),
+        done.join("; ")
+    );
+    Ok(())
 }
 
 fn dataset_generate(args: GenerateArgs) -> Result<()> {

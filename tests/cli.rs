@@ -279,3 +279,49 @@ fn the_fleet_ca_is_made_once_and_the_snapshot_preparation_is_printed() {
     assert!(image.contains("docker pull "), "{image}");
     assert!(!image.contains("PRIVATE KEY"), "no key in a snapshot");
 }
+
+/// `conductor dataset transform`: growth and a spike written as a dataset of their own (it
+/// loads, the spike's servers are there, `meta.toml` says how it was made); a bad block is
+/// named by its key, a price change refused.
+#[test]
+fn a_dataset_transformed_is_a_dataset_of_its_own() {
+    let dir = temp_dir("transform");
+    let (base, out, file) = (dir.join("base"), dir.join("spiked"), dir.join("what-if.toml"));
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    ok(&conductor(&["dataset", "generate", "--servers", "200", "--days", "14", "--seed", "4", "--out", &s(&base)]));
+    std::fs::write(
+        &file,
+        "[[transform]]\nkind = \"growth\"\npercent_per_week = 20\n\n[[transform]]\nkind = \"spike\"\nat = \"2025-10-11T18:00:00+02:00\"\nwithin = \"2h\"\nservers = 60\n",
+    )
+    .unwrap();
+    let printed = ok(&conductor(&[
+        "dataset",
+        "transform",
+        &s(&base),
+        "--transforms",
+        &s(&file),
+        "--seed",
+        "3",
+        "--out",
+        &s(&out),
+    ]));
+    assert!(printed.contains("spike: 60 sign-ups"), "{printed}");
+    let rows = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap().lines().count();
+    // Growth adds servers too (new ones, as a growing business gets); the spike adds 60.
+    assert!(rows(&out, "servers.csv") >= rows(&base, "servers.csv") + 60);
+    ok(&conductor(&["dataset", "check", &s(&out)]));
+    let meta = std::fs::read_to_string(out.join("meta.toml")).unwrap();
+    assert!(meta.contains("transformed by: conductor dataset transform") && meta.contains("spike"), "{meta}");
+    assert!(rows(&out, "sessions.csv") > rows(&base, "sessions.csv") + 60, "growth and the spike add sessions");
+
+    std::fs::write(&file, "[[transform]]\nkind = \"growth\"\npercent_per_week = -150\n").unwrap();
+    let bad = conductor(&["dataset", "transform", &s(&base), "--transforms", &s(&file), "--out", &s(&dir.join("x"))]);
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && e.contains("transform[0].percent_per_week"), "{e}");
+    std::fs::write(&file, "[[transform]]\nkind = \"prices\"\nactive_eur_per_gib_hour = 0.03\nelasticity = 0.5\n")
+        .unwrap();
+    let bad = conductor(&["dataset", "transform", &s(&base), "--transforms", &s(&file), "--out", &s(&dir.join("x"))]);
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && e.contains("a price change belongs in a scenario"), "{e}");
+    assert!(!dir.join("x").exists(), "nothing written on an error");
+}

@@ -174,10 +174,14 @@ impl Fit {
 
 /// The `[measured]` table of a dataset's `meta.toml`, if it has one.
 pub fn measured(dir: &Path) -> Result<Option<Measured>, String> {
+    Ok(raw_meta(dir)?.measured)
+}
+
+/// A dataset's `meta.toml` as written.
+pub fn raw_meta(dir: &Path) -> Result<RawMeta, String> {
     let path = dir.join("meta.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let raw: RawMeta = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
-    Ok(raw.measured)
+    toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -239,6 +243,36 @@ impl Dataset {
             }
             _ => Err(DatasetError::Invalid(problems)),
         }
+    }
+
+    /// Writes the dataset into `dir` (created) as `load` reads it back, with `meta` as its
+    /// `meta.toml` (the caller says where it came from).
+    pub fn write(&self, dir: &Path, meta: &RawMeta) -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("meta.toml"), toml::to_string(meta).map_err(std::io::Error::other)?)?;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("servers.csv"))?);
+        writeln!(w, "{}", SERVER_COLUMNS.join(","))?;
+        for s in &self.servers {
+            let mode = match s.cost_mode {
+                CostMode::Off => "off",
+                CostMode::Suggest => "suggest",
+                CostMode::Auto => "auto",
+            };
+            let cores = s.cpu_cores.map(|c| c.to_string()).unwrap_or_default();
+            let disk_gb = s.disk_mb as f64 / 1000.0;
+            let owner = &self.owners[s.owner as usize];
+            let created = format_rfc3339(s.created_at);
+            writeln!(w, "{},{owner},{},{disk_gb},{cores},{},{mode},{created}", s.id, s.ram_mib, s.pay_per_use)?;
+        }
+        w.flush()?;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("sessions.csv"))?);
+        writeln!(w, "server_id,start,end,players")?;
+        for x in &self.sessions {
+            let id = &self.servers[x.server as usize].id;
+            writeln!(w, "{id},{},{},{}", format_rfc3339(x.start), format_rfc3339(x.end), x.players)?;
+        }
+        w.flush()
     }
 
     /// Specs of all servers in [`ServerId`](conductor_core::ServerId) order.

@@ -361,6 +361,24 @@ impl Scenario {
     }
 }
 
+/// `[[transform]]` blocks alone (a file for `conductor dataset transform`), validated as in
+/// a scenario; a price change is refused (a dataset has no prices).
+pub fn parse_transforms(path: &Path, text: &str) -> Result<Vec<Transform>, ScenarioError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawFile {
+        #[serde(default)]
+        transform: Vec<RawTransform>,
+    }
+    let raw: RawFile = deserialize(path, text)?;
+    let err = |key: &str, message: String| ScenarioError::Key { path: path.to_path_buf(), key: key.into(), message };
+    let parsed = transforms(&raw.transform, &mut Prices::default(), &err)?;
+    if let Some(i) = parsed.iter().position(|t| matches!(t, Transform::Elastic { .. })) {
+        return Err(err(&format!("transform[{i}]"), "a price change belongs in a scenario, not a dataset".into()));
+    }
+    Ok(parsed)
+}
+
 impl Scenario {
     /// Checks what the scenario says about the dataset's servers (e.g. upgrades name
     /// servers that exist).
