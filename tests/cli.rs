@@ -22,7 +22,7 @@ fn read_json(path: &Path) -> Value {
 }
 
 /// The SPEC §10 KPI names, exactly.
-const KPIS: [&str; 19] = [
+const KPIS: [&str; 21] = [
     "infra_cost_eur",
     "dedicated_cost_eur",
     "cloud_cost_eur",
@@ -39,6 +39,8 @@ const KPIS: [&str; 19] = [
     "cloud_vms_created",
     "cloud_vm_hours_billed",
     "peak_cloud_vms",
+    "start_queue_wait_p95_s",
+    "starts_restored",
     "migrations",
     "events",
     "seed",
