@@ -52,7 +52,6 @@ impl WakeModel {
         if seen.is_empty() || self.weeks == 0 {
             return 0.0;
         }
-        let since = weeks_back(tz, t, self.weeks);
         let in_window = |from: Millis| {
             let i = seen.partition_point(|&s| s < from);
             seen.get(i).is_some_and(|&s| s < from + self.horizon)
@@ -65,11 +64,19 @@ impl WakeModel {
                 hits += w;
             }
         }
-        // The base rate: windows of this length with a start, over the same weeks.
+        (hits + self.prior_weeks * self.base_rate(seen, t, tz)) / (weight + self.prior_weeks)
+    }
+
+    /// The base rate: the share of windows of `horizon` over the last `weeks` weeks that a
+    /// start fell in (starts per window, at most 1); 0 without history.
+    pub fn base_rate(&self, starts: &[Millis], t: Millis, tz: Tz) -> f64 {
+        let seen = &starts[..starts.partition_point(|&s| s < t)];
+        if seen.is_empty() {
+            return 0.0;
+        }
+        let since = weeks_back(tz, t, self.weeks);
         let recent = seen.len() - seen.partition_point(|&s| s < since);
-        let windows = (t - since) as f64 / self.horizon as f64;
-        let base = (recent as f64 / windows).min(1.0);
-        (hits + self.prior_weeks * base) / (weight + self.prior_weeks)
+        (recent as f64 / ((t - since) as f64 / self.horizon as f64)).min(1.0)
     }
 }
 
@@ -105,7 +112,6 @@ impl WakeModel {
     ) -> WakeBacktest {
         let mut r = WakeBacktest { budget, ..WakeBacktest::default() };
         let (mut sq, mut sq_base, mut top_hits) = (0.0, 0.0, 0usize);
-        let base_model = WakeModel { prior_weeks: f64::INFINITY, ..*self };
         let mut t = from;
         while t + self.horizon <= to {
             r.origins += 1;
@@ -116,7 +122,7 @@ impl WakeModel {
                 let y = s.get(i).is_some_and(|&x| x < t + self.horizon);
                 let yf = if y { 1.0 } else { 0.0 };
                 sq += (p - yf) * (p - yf);
-                let b = base_rate(&base_model, s, t, tz);
+                let b = self.base_rate(s, t, tz);
                 sq_base += (b - yf) * (b - yf);
                 r.starts += usize::from(y);
                 scored.push((p, y));
@@ -138,17 +144,6 @@ impl WakeModel {
         }
         r
     }
-}
-
-/// The base rate alone (infinite shrinkage), or 0 without history.
-fn base_rate(m: &WakeModel, starts: &[Millis], t: Millis, tz: Tz) -> f64 {
-    let seen = &starts[..starts.partition_point(|&s| s < t)];
-    if seen.is_empty() {
-        return 0.0;
-    }
-    let since = weeks_back(tz, t, m.weeks);
-    let recent = seen.len() - seen.partition_point(|&s| s < since);
-    (recent as f64 / ((t - since) as f64 / m.horizon as f64)).min(1.0)
 }
 
 #[cfg(test)]

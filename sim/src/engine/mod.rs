@@ -586,21 +586,28 @@ impl<'a> Engine<'a> {
                 let input = Input::Request(server);
                 let mark = self.before_input(now, &input);
                 self.core.request_start(now, server, &mut self.out);
-                self.after_input(now, &input, mark);
+                if mark.is_some() {
+                    self.after_input(now, &input, mark);
+                }
                 self.apply(now);
                 self.push(iv.end, class::INTERVAL_END, Some(order), Kind::IntervalEnd(server));
             } else {
                 let ev = self.heap.pop().expect("peeked");
                 let now = ev.time;
-                let input = match ev.kind {
-                    Kind::IntervalEnd(server) => Some(Input::WantedEnd(server)),
-                    Kind::Timer(timer) => Some(Input::Timer(timer)),
-                    Kind::Upgrade(server, ram) => Some(Input::Upgrade(server, ram)),
-                    Kind::JobArrive(j) => Some(Input::JobArrive(self.jobs[j as usize].ram_mib)),
-                    Kind::JobDone(j) if !self.jobs[j as usize].ended => {
-                        Some(Input::JobDone(conductor_core::scheduler::JobId(j)))
+                // Described only for an observer (the hot loop of a plain run skips it).
+                let input = if self.observer.is_none() {
+                    None
+                } else {
+                    match ev.kind {
+                        Kind::IntervalEnd(server) => Some(Input::WantedEnd(server)),
+                        Kind::Timer(timer) => Some(Input::Timer(timer)),
+                        Kind::Upgrade(server, ram) => Some(Input::Upgrade(server, ram)),
+                        Kind::JobArrive(j) => Some(Input::JobArrive(self.jobs[j as usize].ram_mib)),
+                        Kind::JobDone(j) if !self.jobs[j as usize].ended => {
+                            Some(Input::JobDone(conductor_core::scheduler::JobId(j)))
+                        }
+                        _ => None,
                     }
-                    _ => None,
                 };
                 let mark = input.as_ref().and_then(|i| self.before_input(now, i));
                 match ev.kind {
