@@ -31,7 +31,7 @@ pub use conductor_forecast::nightly::ForecastSource;
 use lifecycle::{delay, RawLifecycle};
 pub use lifecycle::{Delay, Lifecycle};
 use policy::{policy, PolicyParts, RawPolicy};
-pub use policy::{MigrationModel, PolicyKind};
+pub use policy::{MigrationModel, PolicyKind, WakeStaging};
 
 /// The catalogue shipped in `scenarios/catalogue.toml`, used when a file names none.
 pub const DEFAULT_CATALOGUE: &str = include_str!("../../scenarios/catalogue.toml");
@@ -228,6 +228,8 @@ pub struct Shared {
     pub scheduler: SchedulerConfig,
     /// Set when a predictive policy or a forecast-sized spare pool is active.
     pub forecast_source: Option<ForecastSource>,
+    /// How the twin scores servers for `[policy.staging]`.
+    pub wake: Option<WakeStaging>,
     /// Set when consolidation is active.
     pub migration: Option<MigrationModel>,
     /// The node and VM types the file could name (the live controller's joining nodes name
@@ -446,8 +448,15 @@ impl Shared {
         };
 
         let pol = &raw.policy;
-        let PolicyParts { scaling, strategy, forecast_source, migration, disk } =
+        let PolicyParts { scaling, strategy, forecast_source, migration, disk, staging } =
             policy(pol, &lifecycle, cloud.as_ref(), max_vms, &err)?;
+        if staging.is_some() && matches!(consumer, Consumer::Controller) {
+            let line = line_of(text, "policy.staging").map(|l| format!(" (line {l})")).unwrap_or_default();
+            return Err(err(
+                "policy.staging",
+                format!("twin-only for now (the controller has no wake predictor yet): remove it to run live{line}"),
+            ));
+        }
         if dedicated.is_empty() && cloud.is_none() {
             return Err(err("fleet", "the fleet is empty: add [[fleet.dedicated]] groups or [fleet.cloud]".into()));
         }
@@ -474,7 +483,9 @@ impl Shared {
                 crash_limit,
                 crash_window,
                 disk,
+                staging: staging.as_ref().map(|(rule, _)| *rule),
             },
+            wake: staging.map(|(_, wake)| wake),
             forecast_source,
             migration,
             catalogue,

@@ -2,7 +2,7 @@
 //! §7), and how the twin plays forecasts and migrations.
 
 use super::*;
-use conductor_core::scheduler::DiskRule;
+use conductor_core::scheduler::{DiskRule, StagingRule};
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +28,37 @@ pub(super) struct RawPolicy {
     spare_pool: Option<RawSparePool>,
     consolidation: Option<RawConsolidation>,
     disk: Option<RawDisk>,
+    staging: Option<RawStaging>,
+}
+
+/// `[policy.staging]`: copy archived worlds onto a node ahead of their predicted start (SPEC
+/// §6). Twin only for now: the live controller has no wake predictor yet.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStaging {
+    /// At most this many staged copies at once (default 50).
+    budget: Option<u32>,
+    /// Stage only servers whose wake probability within `horizon_h` is at least this
+    /// (default 0.5).
+    min_probability: Option<f64>,
+    /// The predictor's window, and how long an unused copy is kept (hours, default 6).
+    horizon_h: Option<Dec>,
+    /// How often servers are scored and staged (minutes, default 60).
+    every_min: Option<Dec>,
+    /// The predictor's history (weeks, default 8), its recency half-life (default 3) and its
+    /// shrinkage to the base rate (weeks, default 4).
+    weeks: Option<u32>,
+    half_life_weeks: Option<f64>,
+    prior_weeks: Option<f64>,
+    /// At most this many GB staged within an hour (default 360: 100 MB/s).
+    max_gb_per_hour: Option<Dec>,
+}
+
+/// How the twin scores servers for staging: the wake predictor and its cadence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WakeStaging {
+    pub model: conductor_forecast::wake::WakeModel,
+    pub every: Millis,
 }
 
 /// `[policy.disk]`: node disk as a capacity (SPEC §5). On by default for `custom` and
@@ -131,6 +162,7 @@ pub(super) struct PolicyParts {
     pub forecast_source: Option<ForecastSource>,
     pub migration: Option<MigrationModel>,
     pub disk: Option<DiskRule>,
+    pub staging: Option<(StagingRule, WakeStaging)>,
 }
 
 pub(super) fn policy(
@@ -168,6 +200,7 @@ pub(super) fn policy(
                 ("policy.spare_pool", pol.spare_pool.is_some()),
                 ("policy.consolidation", pol.consolidation.is_some()),
                 ("policy.disk", pol.disk.is_some()),
+                ("policy.staging", pol.staging.is_some()),
             ];
             if let Some((key, _)) = knobs.iter().find(|(_, set)| *set) {
                 return Err(err(
@@ -344,5 +377,50 @@ pub(super) fn policy(
             Some(DiskRule { high_watermark_pct: pct, keep_past_window: d.keep_past_window.unwrap_or(false) })
         }
     };
-    Ok(PolicyParts { scaling, strategy, forecast_source, migration, disk })
+    let staging = match &pol.staging {
+        None => None,
+        Some(st) => Some(staging(st, &err)?),
+    };
+    Ok(PolicyParts { scaling, strategy, forecast_source, migration, disk, staging })
+}
+
+fn staging(
+    st: &RawStaging,
+    err: &dyn Fn(&str, String) -> ScenarioError,
+) -> Result<(StagingRule, WakeStaging), ScenarioError> {
+    let positive = |key: &str, v: Option<Dec>, default: Decimal, unit: Millis| -> Result<Millis, ScenarioError> {
+        match to_millis(v.map_or(default, |d| d.0), unit) {
+            Some(ms) if ms > 0 => Ok(ms),
+            _ => Err(err(key, "expected a positive number".into())),
+        }
+    };
+    let p = st.min_probability.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&p) {
+        return Err(err("policy.staging.min_probability", format!("expected a probability in [0, 1], got {p}")));
+    }
+    let horizon = positive("policy.staging.horizon_h", st.horizon_h, Decimal::from(6), HOUR)?;
+    let every = positive("policy.staging.every_min", st.every_min, Decimal::from(60), 60 * SECOND)?;
+    let gb = st.max_gb_per_hour.map_or(Decimal::from(360), |d| d.0);
+    if gb < Decimal::ZERO {
+        return Err(err("policy.staging.max_gb_per_hour", "expected a non-negative number of GB".into()));
+    }
+    let mb_per_hour = rust_decimal::prelude::ToPrimitive::to_u64(&(gb * Decimal::from(1000)).round())
+        .ok_or_else(|| err("policy.staging.max_gb_per_hour", "too large".into()))?;
+    let defaults = conductor_forecast::wake::WakeModel::default();
+    let weeks = st.weeks.unwrap_or(defaults.weeks);
+    if weeks == 0 {
+        return Err(err("policy.staging.weeks", "expected at least 1 week of history".into()));
+    }
+    let half_life_weeks = st.half_life_weeks.unwrap_or(defaults.half_life_weeks);
+    if !half_life_weeks.is_finite() || half_life_weeks <= 0.0 {
+        return Err(err("policy.staging.half_life_weeks", "expected a positive number of weeks".into()));
+    }
+    let prior_weeks = st.prior_weeks.unwrap_or(defaults.prior_weeks);
+    if !prior_weeks.is_finite() || prior_weeks < 0.0 {
+        return Err(err("policy.staging.prior_weeks", "expected a non-negative number of weeks".into()));
+    }
+    let rule =
+        StagingRule { budget: st.budget.unwrap_or(50), min_ppm: (p * 1e6).round() as u32, keep: horizon, mb_per_hour };
+    let model = conductor_forecast::wake::WakeModel { horizon, weeks, half_life_weeks, prior_weeks };
+    Ok((rule, WakeStaging { model, every }))
 }

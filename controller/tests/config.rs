@@ -203,6 +203,9 @@ fn twin_only_sections_are_refused_by_the_controller_and_controller_keys_by_the_t
     assert!(e.contains("key `dataset`: twin-only (the recorded demand"), "{e}");
     let e = example(&[("[lifecycle]", "[lifecycle]\ndelays_from = \"dataset\"")]).err().unwrap();
     assert!(e.contains("key `lifecycle.delays_from`: twin-only"), "{e}");
+    let staging = "[policy]\nkind = \"custom\"\n[policy.staging]\nbudget = 5";
+    let e = example(&[("[policy]\nkind = \"reference\"", staging)]).err().unwrap();
+    assert!(e.contains("key `policy.staging`: twin-only for now") && e.contains("(line "), "{e}");
 
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let text = std::fs::read_to_string(format!("{root}/scenarios/reference.toml")).unwrap();

@@ -38,7 +38,7 @@ impl Default for WakeModel {
 }
 
 /// `t` moved by `weeks` weeks in local time (the same wall-clock time across a DST change).
-fn weeks_back(tz: Tz, t: Millis, weeks: u32) -> Millis {
+pub fn weeks_back(tz: Tz, t: Millis, weeks: u32) -> Millis {
     let Some(local) = tz.timestamp_millis_opt(t).single() else { return t - i64::from(weeks) * 7 * DAY };
     let naive = local.naive_local() - Duration::weeks(i64::from(weeks));
     tz.from_local_datetime(&naive).earliest().map_or(t - i64::from(weeks) * 7 * DAY, |d| d.timestamp_millis())

@@ -71,6 +71,13 @@ pub struct Details {
     pub abandoned_interval_ended: u64,
     pub restores_from_archive: u64,
     pub restores_from_node: u64,
+    /// Staged worlds (SPEC §6, `[policy.staging]`): copies made, starts that used one (boot
+    /// only), copies dropped unused, GB copied, and the restore time the used ones saved.
+    pub staged: u64,
+    pub staged_used: u64,
+    pub staged_dropped: u64,
+    pub staged_gb: f64,
+    pub restore_wait_avoided_s: f64,
     pub archived: u64,
     pub scale_ups: u64,
     pub scale_downs: u64,
@@ -256,6 +263,11 @@ impl Report {
                 abandoned_interval_ended: o.abandoned_interval_ended,
                 restores_from_archive: o.restores_from_archive,
                 restores_from_node: o.restores_from_node,
+                staged: o.staged,
+                staged_used: o.staged_used,
+                staged_dropped: o.staged_dropped,
+                staged_gb: o.staged_mb as f64 / 1000.0,
+                restore_wait_avoided_s: o.restore_avoided_ms as f64 / 1000.0,
                 archived: o.archived,
                 scale_ups: o.scale_ups,
                 scale_downs: o.scale_downs,
@@ -340,6 +352,14 @@ impl Report {
         if !self.details.control_plane_cost_eur.is_zero() {
             let at = rows.iter().position(|(k, _)| *k == "  cloud").expect("listed") + 1;
             rows.insert(at, ("    control plane VM", eur(&self.details.control_plane_cost_eur)));
+        }
+        let staging = format!(
+            "{:>12} / {} / {:.1} GB / {:.0} s",
+            self.details.staged, self.details.staged_used, self.details.staged_gb, self.details.restore_wait_avoided_s
+        );
+        if self.details.staged > 0 {
+            let at = rows.iter().position(|(k, _)| k.starts_with("queue wait")).expect("listed") + 1;
+            rows.insert(at, ("staged / used / copied / restore avoided", staging));
         }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (key, value) in rows {

@@ -101,7 +101,9 @@ impl<S: Store> Live<S> {
             Command::Place { server, node, restore, .. } => {
                 let restore = match restore {
                     Restore::None => RestoreFrom::None,
-                    Restore::FromArchive => RestoreFrom::Archive,
+                    // The controller stages nothing (its config refuses [policy.staging]); the
+                    // archive is the copy of record, so restoring from it is always right.
+                    Restore::FromArchive | Restore::Staged => RestoreFrom::Archive,
                     Restore::FromNode(from) => RestoreFrom::Node { node: self.nid(from) },
                 };
                 self.placed_at.insert(server, now);
@@ -153,6 +155,11 @@ impl<S: Store> Live<S> {
             }
             Command::Discard { server, node, keep_data } => {
                 Action::Discard { server: self.sid(server), node: self.nid(node), keep_data }
+            }
+            Command::Stage { .. } | Command::Unstage { .. } => {
+                // Twin-only for now: a controller config with [policy.staging] is refused.
+                let data = json!({ "command": format!("{command:?}"), "error": "staging is twin-only" });
+                return self.event(now, COMMAND_UNSUPPORTED, None, None, data).await;
             }
             Command::CreateVm { node, vm_type } => {
                 let Some(c) = self.cfg.cloud.as_ref() else {

@@ -57,6 +57,16 @@ impl Scheduler {
                 return true;
             }
         }
+        // A staged copy is as good as a sleeping world on its node (boot only).
+        let staged = self.staged_ready(server);
+        if let Some(node) = staged {
+            let n = &self.nodes[node.0 as usize];
+            if n.state == NodeState::Ready && n.free_mib() >= need && avoid != Some(node) {
+                self.drop_staged(server, false, out);
+                self.place(server, node, Restore::Staged, out);
+                return true;
+            }
+        }
         // A node whose last placement of this server failed is taken only if no other fits.
         let mut chosen = None;
         for skip in [avoid, None] {
@@ -73,6 +83,13 @@ impl Scheduler {
             self.place(server, node, Restore::None, out);
             return true;
         }
+        if staged == Some(node) {
+            self.drop_staged(server, false, out);
+            self.place(server, node, Restore::Staged, out);
+            return true;
+        }
+        // A copy elsewhere (or still in transit) is of no use now.
+        self.drop_staged(server, true, out);
         let restore = match residence {
             Residence::New => Restore::None,
             Residence::Sleeping { node: from } => Restore::FromNode(from),

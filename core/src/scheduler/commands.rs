@@ -23,6 +23,8 @@ pub enum Restore {
     FromArchive,
     /// Copy from the node it slept on (which cannot take it now), then boot.
     FromNode(NodeId),
+    /// A staged copy of the archived world is on the target node (SPEC §6): boot only.
+    Staged,
 }
 
 /// Timers the core asks the driver to deliver back through [`Scheduler::timer`].
@@ -67,6 +69,11 @@ pub enum Command {
     /// A placement of `server` on `node` failed: remove what it left there (the container;
     /// the world too unless `keep_data`, i.e. unless the world sleeps on that node).
     Discard { server: ServerId, node: NodeId, keep_data: bool },
+    /// Copy the archived world of `server` onto `node` ahead of a predicted start (the archive
+    /// stays the copy of record); report [`Scheduler::world_staged`] when it is there.
+    Stage { server: ServerId, node: NodeId },
+    /// Delete the staged copy of `server` on `node` (unused; the archive has the world).
+    Unstage { server: ServerId, node: NodeId },
     /// Move running `server` from `from` to `to` (save, copy its disk, boot there); its RAM
     /// is already reserved on `to`. Report it running with `placement`.
     Migrate { server: ServerId, from: NodeId, to: NodeId, placement: PlacementId },

@@ -69,7 +69,8 @@ impl Scheduler {
     pub(super) fn disk_need(&self, server: ServerId) -> Option<(Option<NodeId>, u64)> {
         self.config.disk?;
         let s = &self.servers[server.0 as usize];
-        Some((world_node(s.residence), s.spec.disk_mb))
+        let home = world_node(s.residence).or(s.staged.filter(|st| st.ready).map(|st| st.node));
+        Some((home, s.spec.disk_mb))
     }
 
     /// The world of `server` measures `disk_mb` now (the live controller measures it at
@@ -90,6 +91,10 @@ impl Scheduler {
     pub(super) fn relieve(&mut self, node: NodeId, out: &mut Outbox) {
         let Some(rule) = self.config.disk else { return };
         if !self.nodes[node.0 as usize].over_watermark(&rule) {
+            return;
+        }
+        // Staged copies go first: the archive has them, a sleeper would have to be archived.
+        if self.drop_staged_on(node, true, out) && !self.nodes[node.0 as usize].over_watermark(&rule) {
             return;
         }
         let mut sleepers = std::mem::take(&mut self.nodes[node.0 as usize].sleepers);

@@ -44,6 +44,8 @@ impl Scheduler {
     /// Rule of SPEC §7: restart the node's servers elsewhere from their latest archive.
     pub(super) fn declare_dead(&mut self, now: Millis, node: NodeId, out: &mut Outbox) {
         out.notes.push(Note::NodeDead { node });
+        // Staged copies died with it; the archive has their worlds.
+        self.drop_staged_on(node, false, out);
         let mut restart = Vec::new();
         for i in 0..self.servers.len() {
             let server = ServerId(i as u32);

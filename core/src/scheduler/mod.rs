@@ -7,7 +7,8 @@
 //! Map: inputs from the driver (`request_start`, `wanted_end`, `boot_complete`,
 //! `node_ready`, `timer`) and the queries are here; what it answers with is `commands.rs`;
 //! admission and the queue `admission.rs`; node disk `disk.rs`; live start-up `adopt.rs`;
-//! failures `failures.rs`; scaling `scaling.rs`; migrations `moves.rs`; jobs `jobs.rs`.
+//! failures `failures.rs`; scaling `scaling.rs`; migrations `moves.rs`; jobs `jobs.rs`; staged
+//! worlds `staging.rs`.
 
 use crate::catalogue::{CloudType, DedicatedType};
 use crate::consolidation::{ConsolidationParams, Movable, Outcome, PlanNode};
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 pub use commands::*;
 pub use disk::DiskRule;
 pub use nodes::RetireError;
+pub use staging::StagingRule;
 
 /// Everything the scheduler needs to decide, fixed for its lifetime.
 #[derive(Clone, Debug)]
@@ -43,6 +45,8 @@ pub struct SchedulerConfig {
     pub crash_window: Millis,
     /// Node disk as a capacity (SPEC §5); `None` (the reference policy) ignores disk.
     pub disk: Option<DiskRule>,
+    /// Staged worlds (SPEC §6); `None` stages nothing.
+    pub staging: Option<StagingRule>,
 }
 
 impl SchedulerConfig {
@@ -59,6 +63,7 @@ impl SchedulerConfig {
             crash_limit: 3,
             crash_window: 10 * MINUTE,
             disk: None,
+            staging: None,
         }
     }
 }
@@ -114,6 +119,8 @@ pub struct Node {
     /// server's residence and stop time), in the order they stopped. Lets cordoning, deletion
     /// and the disk watermark find sleepers without a full scan.
     sleepers: Vec<(Millis, ServerId)>,
+    /// Servers with a staged copy here (see `staging.rs`).
+    staged: Vec<ServerId>,
     /// Drained by an operator (dedicated nodes): takes no new server, and comes back from a
     /// silence still drained.
     pub drained: bool,
@@ -145,6 +152,7 @@ impl Node {
             noticed_mib: 0,
             servers: Vec::new(),
             sleepers: Vec::new(),
+            staged: Vec::new(),
             drained: false,
         }
     }
@@ -191,6 +199,8 @@ struct Server {
     avoid: Option<NodeId>,
     /// Recent crash times (within the crash window).
     crashes: std::collections::VecDeque<Millis>,
+    /// A staged copy of its archived world (see `staging.rs`).
+    staged: Option<staging::Staged>,
 }
 
 impl Server {
@@ -213,6 +223,7 @@ impl Server {
             before: Residence::New,
             avoid: None,
             crashes: std::collections::VecDeque::new(),
+            staged: None,
         }
     }
 }
@@ -294,6 +305,7 @@ pub struct Scheduler {
     /// Recent migrations, oldest first (the disruption budget looks back one hour).
     migrations: std::collections::VecDeque<(Millis, ServerId)>,
     last_consolidation: Option<Millis>,
+    staging: staging::StagingState,
     /// Tests only: scan the queue the literal way, to check the fast scan against it.
     #[cfg(test)]
     naive_scan: bool,
@@ -333,6 +345,7 @@ impl Scheduler {
             candidates: Vec::new(),
             migrations: std::collections::VecDeque::new(),
             last_consolidation: None,
+            staging: staging::StagingState::default(),
             jobs: Vec::new(),
             job_queue: std::collections::VecDeque::new(),
             #[cfg(test)]
@@ -682,5 +695,8 @@ mod jobs;
 mod moves;
 mod nodes;
 mod scaling;
+mod staging;
+#[cfg(test)]
+mod staging_tests;
 #[cfg(test)]
 mod tests;

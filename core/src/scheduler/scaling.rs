@@ -215,8 +215,9 @@ impl Scheduler {
         self.draining.insert(at, node);
     }
 
-    /// Archives every server asleep on `node` (in server order).
+    /// Archives every server asleep on `node` (in server order) and drops its staged copies.
     pub(super) fn archive_sleepers(&mut self, node: NodeId, out: &mut Outbox) {
+        self.drop_staged_on(node, true, out);
         let taken = std::mem::take(&mut self.nodes[node.0 as usize].sleepers);
         let mut sleepers: Vec<ServerId> =
             taken.into_iter().filter(|&(t, s)| self.sleeps_on(node, s, t)).map(|(_, s)| s).collect();

@@ -5,7 +5,7 @@ use crate::time::SECOND;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 
-fn vm() -> CloudType {
+pub(super) fn vm() -> CloudType {
     CloudType {
         name: "vm".into(),
         ram_mib: 8192,
@@ -18,7 +18,7 @@ fn vm() -> CloudType {
     }
 }
 
-fn node(ram_mib: u32) -> DedicatedType {
+pub(super) fn node(ram_mib: u32) -> DedicatedType {
     DedicatedType {
         name: "d".into(),
         ram_mib,
@@ -30,7 +30,7 @@ fn node(ram_mib: u32) -> DedicatedType {
     }
 }
 
-fn spec(ram_mib: u32) -> ServerSpec {
+pub(super) fn spec(ram_mib: u32) -> ServerSpec {
     ServerSpec { ram_mib, disk_mb: 1000, pay_per_use: true, cost_mode: CostMode::Off }
 }
 
@@ -457,26 +457,26 @@ fn a_placement_never_carried_out_leaves_the_world_where_it_was() {
 // ---------------------------------------------------------------- node disk (SPEC §5)
 
 /// A node of 16 GiB RAM and 100 GB of disk (no reserves).
-fn disk_node() -> DedicatedType {
+pub(super) fn disk_node() -> DedicatedType {
     node(16384)
 }
 
-fn world(ram_mib: u32, disk_gb: u64) -> ServerSpec {
+pub(super) fn world(ram_mib: u32, disk_gb: u64) -> ServerSpec {
     ServerSpec { ram_mib, disk_mb: disk_gb * 1000, pay_per_use: true, cost_mode: CostMode::Off }
 }
 
-fn with_disk(rule: Option<DiskRule>) -> SchedulerConfig {
+pub(super) fn with_disk(rule: Option<DiskRule>) -> SchedulerConfig {
     SchedulerConfig { scaling: ScalingPolicy::fixed(), disk: rule, ..SchedulerConfig::reference(vm(), 0) }
 }
 
-fn placed_on(out: &Outbox, server: ServerId) -> Option<NodeId> {
+pub(super) fn placed_on(out: &Outbox, server: ServerId) -> Option<NodeId> {
     out.commands.iter().find_map(|c| match c {
         Command::Place { server: s, node, .. } if *s == server => Some(*node),
         _ => None,
     })
 }
 
-fn archived(out: &Outbox) -> Vec<ServerId> {
+pub(super) fn archived(out: &Outbox) -> Vec<ServerId> {
     out.commands
         .iter()
         .filter_map(|c| if let Command::Archive { server, .. } = c { Some(*server) } else { None })

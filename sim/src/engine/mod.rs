@@ -22,6 +22,7 @@ use std::collections::BinaryHeap;
 
 mod failures;
 mod observe;
+mod staging;
 
 /// Event classes in same-instant order.
 mod class {
@@ -34,8 +35,10 @@ mod class {
     pub const PLAYERS: u8 = 5;
     /// The nightly forecast (not in SPEC §11: runs only when a predictive policy is active).
     pub const FORECAST: u8 = 6;
-    pub const TICK: u8 = 7;
-    pub const REQUEST: u8 = 8;
+    /// Wake scores for staging (not in SPEC §11: only with `[policy.staging]`).
+    pub const SCORE: u8 = 7;
+    pub const TICK: u8 = 8;
+    pub const REQUEST: u8 = 9;
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +61,10 @@ enum Kind {
     Crash(ServerId, PlacementId),
     /// An injected failed start: the placement never answers.
     StartFail(ServerId, PlacementId),
+    /// A staging round (wake scores).
+    Score,
+    /// The copy of a world ordered at that time is on the node.
+    Staged(ServerId, NodeId, Millis),
 }
 
 /// A preemptible job as the twin plays it.
@@ -167,6 +174,13 @@ pub struct Outcome {
     pub queue_waits: Vec<Millis>,
     /// Starts whose placement restored the world (from the archive or another node).
     pub starts_restored: u64,
+    /// Staged worlds (SPEC §6): copies made, starts that used one, copies dropped unused,
+    /// MB copied, and the restore time the used ones saved.
+    pub staged: u64,
+    pub staged_used: u64,
+    pub staged_dropped: u64,
+    pub staged_mb: u64,
+    pub restore_avoided_ms: u64,
     pub abandoned_gave_up: u64,
     pub abandoned_interval_ended: u64,
     pub restores_from_archive: u64,
@@ -319,6 +333,9 @@ fn run_full<'a>(
         }
         engine.refresh_forecast(window.0);
     }
+    if let Some(every) = engine.wake.as_ref().map(|w| w.cfg.every) {
+        engine.push(window.0 + every, class::SCORE, None, Kind::Score);
+    }
     engine.schedule_failures(seed);
     engine.schedule_jobs(seed);
     for (id, at, ram) in &scenario.upgrades {
@@ -389,6 +406,8 @@ struct Engine<'a> {
     running: (u64, u64),
     sleeping: (u64, u64),
     forecast: Option<conductor_core::DemandForecast>,
+    /// Staging (`[policy.staging]`): the start history the wake predictor reads.
+    wake: Option<staging::Wake>,
     o: Outcome,
 }
 
@@ -437,6 +456,7 @@ impl<'a> Engine<'a> {
             running: (0, 0),
             sleeping: (0, 0),
             forecast: None,
+            wake: scenario.wake.clone().map(|w| staging::Wake::new(w, n)),
             o: Outcome { window, ..Outcome::default() },
         }
     }
@@ -585,6 +605,9 @@ impl<'a> Engine<'a> {
                 let server = ServerId(iv.server);
                 let input = Input::Request(server);
                 let mark = self.before_input(now, &input);
+                if let Some(wake) = self.wake.as_mut() {
+                    wake.record(now, server);
+                }
                 self.core.request_start(now, server, &mut self.out);
                 if mark.is_some() {
                     self.after_input(now, &input, mark);
@@ -647,6 +670,8 @@ impl<'a> Engine<'a> {
                     Kind::Repair(node) => self.repair(now, node),
                     Kind::Crash(server, placement) => self.crash(now, server, placement),
                     Kind::StartFail(server, placement) => self.core.start_failed(now, server, placement, &mut self.out),
+                    Kind::Score => self.score_wakes(now),
+                    Kind::Staged(server, node, at) => self.core.world_staged(server, node, at),
                 }
                 if let Some(input) = &input {
                     self.after_input(now, input, mark);
@@ -759,17 +784,23 @@ impl<'a> Engine<'a> {
             match command {
                 Command::Place { server, restore, placement, .. } => {
                     let i = server.0 as usize;
-                    self.placed[i] = (now, restore != Restore::None);
+                    let restored = matches!(restore, Restore::FromArchive | Restore::FromNode(_));
+                    self.placed[i] = (now, restored);
                     self.close_phase(i, now);
                     self.phases[i] = Phase::Starting;
                     let mut delay = self.boot_rng.sample(&self.scenario.lifecycle.boot);
-                    if restore != Restore::None {
-                        let mb = self.dataset.servers[i].disk_mb as i64;
-                        delay += ((mb * 1000) as u64).div_ceil(u64::from(self.scenario.lifecycle.restore_mb_per_s))
-                            as Millis;
-                        match restore {
-                            Restore::FromArchive => self.o.restores_from_archive += 1,
-                            _ => self.o.restores_from_node += 1,
+                    match restore {
+                        Restore::None => {}
+                        Restore::Staged => {
+                            self.o.staged_used += 1;
+                            self.o.restore_avoided_ms += self.restore_ms(i) as u64;
+                        }
+                        Restore::FromArchive | Restore::FromNode(_) => {
+                            delay += self.restore_ms(i);
+                            match restore {
+                                Restore::FromArchive => self.o.restores_from_archive += 1,
+                                _ => self.o.restores_from_node += 1,
+                            }
                         }
                     }
                     let fails = self.scenario.failures.failed_start_share > 0.0
@@ -802,6 +833,14 @@ impl<'a> Engine<'a> {
                 }
                 Command::NoticeJob { .. } => self.o.job_notices += 1,
                 Command::Discard { .. } => {}
+                Command::Stage { server, node } => {
+                    let i = server.0 as usize;
+                    self.o.staged += 1;
+                    self.o.staged_mb += self.dataset.servers[i].disk_mb;
+                    let done = now + self.restore_ms(i);
+                    self.push(done, class::BOOT, None, Kind::Staged(server, node, now));
+                }
+                Command::Unstage { .. } => self.o.staged_dropped += 1,
                 Command::KillJob { job, .. } => {
                     self.end_job(job.0 as usize, now);
                     self.o.jobs_preempted += 1;

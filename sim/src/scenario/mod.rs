@@ -204,6 +204,8 @@ pub struct Scenario {
     pub failures: Failures,
     /// Set when consolidation is active.
     pub migration: Option<MigrationModel>,
+    /// `[policy.staging]`: how the twin scores servers (the core's rule is in `scheduler`).
+    pub wake: Option<conductor_config::WakeStaging>,
     /// Plan changes during play: (server id, when, new plan RAM MiB).
     pub upgrades: Vec<(String, Millis, u32)>,
     pub jobs: Option<JobStream>,
@@ -353,6 +355,7 @@ impl Scenario {
             forecast_source: shared.forecast_source,
             failures,
             migration: shared.migration,
+            wake: shared.wake,
             upgrades,
             jobs,
             transforms,
