@@ -2,6 +2,7 @@
 //! hands over to the crates; it holds no domain logic.
 
 mod forecast_cmd;
+mod tune_cmd;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     Dataset(DatasetCommand),
     /// Forecast 48 h of demand per tier (the nightly job), or backtest models.
     Forecast(Box<forecast_cmd::ForecastArgs>),
+    /// Search a scenario's knobs over training datasets (particle swarm), constrained against
+    /// the reference on the same data; report the winner on held-out datasets. Resumable.
+    Tune(tune_cmd::TuneArgs),
     /// Run the live controller: PostgreSQL, Docker nodes, Hetzner Cloud, the HTTP API.
     Serve {
         /// The controller's configuration (see controller.example.toml).
@@ -244,6 +248,7 @@ fn main() {
         }
         Command::Dataset(DatasetCommand::Check { dir }) => dataset_check(&dir),
         Command::Forecast(args) => forecast_cmd::run(*args),
+        Command::Tune(args) => tune_cmd::run(args),
         Command::Serve { config } => serve(&config),
         Command::Gateway { config } => gateway(&config),
         Command::Export(args) => export(args),

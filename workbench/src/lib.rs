@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod plots;
 pub mod series_io;
 pub mod study;
+pub mod tune;
 
 use conductor_sim::dataset::Dataset;
 use conductor_sim::report::{Report, RunInfo};

@@ -1,0 +1,81 @@
+//! `conductor tune`: the tuner's command line (progress, output files); the search itself is
+//! `conductor_workbench::tune`.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use conductor_workbench::tune::{self, Search, Tune};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct TuneArgs {
+    /// The tune file: scenario, reference, training and held-out datasets, knobs with ranges.
+    file: PathBuf,
+    /// Output directory [default: runs/tune-<name>]; an earlier search there is resumed.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Discard an earlier search's evaluations in the output directory.
+    #[arg(long)]
+    fresh: bool,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(args: TuneArgs) -> Result<()> {
+    let wall = Instant::now();
+    let tune = Tune::load(&args.file)?;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("tune-{}", tune.name)));
+    let total = tune.particles as u64 * (tune.iterations + 1);
+    let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} points [{bar:30}] {pos}/{len}, {elapsed} elapsed, eta {eta}  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let progress = |n: u64, best: f64| {
+        bar.set_position(n);
+        bar.set_message(format!("best {best:.2}"));
+    };
+    let search = Search::open(&tune, &out, args.fresh, &progress)?;
+    let (report, table) = tune::run(&search)?;
+    bar.finish_and_clear();
+    let (fresh, cached) = *search.counts.lock().expect("counts");
+    let doc = tune::document(&report);
+    let write = |name: &str, text: String| {
+        let p = out.join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))
+    };
+    write("tune.json", serde_json::to_string_pretty(&report)?)?;
+    write("tune.md", doc.markdown())?;
+    write("tune.html", doc.html())?;
+    let header = format!(
+        "# Chosen by `conductor tune {}` ({} points; see {}/tune.md for every dataset).\n",
+        args.file.display(),
+        report.evaluations,
+        out.display()
+    );
+    write("best.toml", header + &toml::to_string(&table)?)?;
+    if !args.quiet {
+        println!(
+            "{}: {} points ({fresh} replayed, {cached} from {}), {:.1} s; {} feasible",
+            tune.name,
+            report.evaluations,
+            out.join("evaluations.jsonl").display(),
+            wall.elapsed().as_secs_f64(),
+            report.feasible
+        );
+        for (k, v) in &report.best {
+            println!("  {k} = {v}");
+        }
+        print!("{}", doc.markdown().split("## Training").nth(1).map(|s| format!("## Training{s}")).unwrap_or_default());
+        println!("wrote {}/{{tune.json,tune.md,tune.html,best.toml}}", out.display());
+    }
+    Ok(())
+}
