@@ -48,7 +48,19 @@ impl WakeModel {
     /// The probability that a server with these start times (sorted; only those before `t`
     /// are read) starts within `[t, t + horizon)`.
     pub fn probability(&self, starts: &[Millis], t: Millis, tz: Tz) -> f64 {
-        let seen = &starts[..starts.partition_point(|&s| s < t)];
+        self.probability_at(starts, &self.origins(t, tz))
+    }
+
+    /// What a prediction at `t` looks back at, the same for every server (computed once per
+    /// origin when many servers are scored): `t`, then `t` moved back 1..=`weeks` weeks.
+    pub fn origins(&self, t: Millis, tz: Tz) -> Origins {
+        let weights = (0..self.weeks).map(|k| 0.5f64.powf(f64::from(k) / self.half_life_weeks)).collect();
+        Origins { t, back: (1..=self.weeks).map(|k| weeks_back(tz, t, k)).collect(), weights }
+    }
+
+    /// [`WakeModel::probability`] at the origins of [`WakeModel::origins`].
+    pub fn probability_at(&self, starts: &[Millis], o: &Origins) -> f64 {
+        let seen = &starts[..starts.partition_point(|&s| s < o.t)];
         if seen.is_empty() || self.weeks == 0 {
             return 0.0;
         }
@@ -57,27 +69,42 @@ impl WakeModel {
             seen.get(i).is_some_and(|&s| s < from + self.horizon)
         };
         let (mut hits, mut weight) = (0.0, 0.0);
-        for k in 1..=self.weeks {
-            let w = 0.5f64.powf(f64::from(k - 1) / self.half_life_weeks);
+        for (&from, &w) in o.back.iter().zip(&o.weights) {
             weight += w;
-            if in_window(weeks_back(tz, t, k)) {
+            if in_window(from) {
                 hits += w;
             }
         }
-        (hits + self.prior_weeks * self.base_rate(seen, t, tz)) / (weight + self.prior_weeks)
+        (hits + self.prior_weeks * self.base_rate_at(seen, o)) / (weight + self.prior_weeks)
     }
 
     /// The base rate: the share of windows of `horizon` over the last `weeks` weeks that a
     /// start fell in (starts per window, at most 1); 0 without history.
     pub fn base_rate(&self, starts: &[Millis], t: Millis, tz: Tz) -> f64 {
-        let seen = &starts[..starts.partition_point(|&s| s < t)];
+        if self.weeks == 0 {
+            return 0.0;
+        }
+        self.base_rate_at(starts, &self.origins(t, tz))
+    }
+
+    fn base_rate_at(&self, starts: &[Millis], o: &Origins) -> f64 {
+        let seen = &starts[..starts.partition_point(|&s| s < o.t)];
+        let Some(&since) = o.back.last() else { return 0.0 };
         if seen.is_empty() {
             return 0.0;
         }
-        let since = weeks_back(tz, t, self.weeks);
         let recent = seen.len() - seen.partition_point(|&s| s < since);
-        (recent as f64 / ((t - since) as f64 / self.horizon as f64)).min(1.0)
+        (recent as f64 / ((o.t - since) as f64 / self.horizon as f64)).min(1.0)
     }
+}
+
+/// A prediction's origin and the same local time 1..=`weeks` weeks before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origins {
+    pub t: Millis,
+    pub back: Vec<Millis>,
+    /// The recency weight of each week back.
+    pub weights: Vec<f64>,
 }
 
 /// How well the predictor did on a history it had not seen.

@@ -309,13 +309,20 @@ impl Tune {
             iterations: raw.search.iterations.unwrap_or(10),
             search_seed: raw.search.seed.unwrap_or(1),
         };
-        // Every knob must make a valid scenario at both ends of its range.
+        // Every knob's key must be settable at both ends of its range, and the middle of the
+        // space a valid scenario (a typo in a key is an unknown key there). Other points may
+        // be invalid (knobs interact: down below up); the search skips those.
         for (i, _) in tune.knobs.iter().enumerate() {
             for u in [0.0, 1.0] {
                 let mut x = vec![0.5; tune.knobs.len()];
                 x[i] = u;
-                tune.scenario_at(&x, &tune.train[0]).map_err(|m| key(&format!("knob[{i}]"), m))?;
+                tune.table_at(&x).map_err(|m| key(&format!("knob[{i}]"), m))?;
             }
+        }
+        let middle = vec![0.5; tune.knobs.len()];
+        if let Err(m) = tune.scenario_at(&middle, &tune.train[0]) {
+            let culprit = tune.knobs.iter().position(|k| m.contains(&k.key)).unwrap_or(0);
+            return Err(key(&format!("knob[{culprit}]"), format!("at the middle of the ranges: {m}")));
         }
         tune.reference_on(&tune.train[0]).map_err(|m| key("reference", m))?;
         Ok(tune)
@@ -394,6 +401,8 @@ pub struct Search<'a> {
     pub counts: Mutex<(u64, u64)>,
     progress: &'a (dyn Fn(u64, f64) + Sync),
     best: Mutex<f64>,
+    /// Points whose scenario is invalid, and why (not simulated).
+    pub invalid: Mutex<BTreeMap<Vec<String>, String>>,
 }
 
 fn key_of(values: &[Value]) -> Vec<String> {
@@ -456,6 +465,7 @@ impl<'a> Search<'a> {
             counts: Mutex::new((0, 0)),
             progress,
             best: Mutex::new(f64::INFINITY),
+            invalid: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -554,18 +564,27 @@ struct Problem<'s, 'a> {
 }
 
 const PENALTY: f64 = 1e7;
+const INVALID: f64 = 1e15;
 
 impl CostFunction for Problem<'_, '_> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, x: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let m = self.search.evaluate(Some(x), &self.search.tune.train).map_err(argmin::core::Error::msg)?;
-        let s = self.search.score(&m, &self.reference);
-        let cost = -s.objective + PENALTY * s.violation;
+        let tune = self.search.tune;
+        // A point whose knobs make an invalid scenario (say down ≥ up) is the worst of all.
+        let cost = if let Err(why) = tune.scenario_at(x, &tune.train[0]) {
+            self.search.invalid.lock().expect("invalid").insert(key_of(&tune.values(x)), why);
+            INVALID
+        } else {
+            let m = self.search.evaluate(Some(x), &tune.train).map_err(argmin::core::Error::msg)?;
+            let s = self.search.score(&m, &self.reference);
+            -s.objective + PENALTY * s.violation
+        };
         let mut best = self.search.best.lock().expect("best");
         *best = best.min(cost);
         let (fresh, cached) = *self.search.counts.lock().expect("counts");
-        (self.search.progress)(fresh + cached, -*best);
+        let invalid = self.search.invalid.lock().expect("invalid").len() as u64;
+        (self.search.progress)(fresh + cached + invalid, -*best);
         Ok(cost)
     }
 }
@@ -580,6 +599,8 @@ pub struct TuneReport {
     pub knobs: Vec<Knob>,
     pub evaluations: u64,
     pub feasible: usize,
+    /// Points not simulated because their knobs made an invalid scenario, with the reason.
+    pub invalid: Vec<(Vec<String>, String)>,
     /// The winner's knob values (as written into the scenario).
     pub best: Vec<(String, String)>,
     pub best_score: Score,
@@ -639,6 +660,7 @@ pub fn run(search: &Search<'_>) -> Result<(TuneReport, Table), TuneError> {
         knobs: tune.knobs.clone(),
         evaluations: fresh + cached,
         feasible: ranked.iter().filter(|r| r.1.violation == 0.0).count(),
+        invalid: search.invalid.lock().expect("invalid").iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         best: tune.knobs.iter().map(|k| k.key.clone()).zip(values).collect(),
         best_score,
         train,
@@ -652,9 +674,10 @@ pub fn run(search: &Search<'_>) -> Result<(TuneReport, Table), TuneError> {
 pub fn document(r: &TuneReport) -> Doc {
     let mut doc = Doc::new(format!("Tune: {}", r.name));
     doc.p(format!(
-        "{} points evaluated on the training datasets ({} feasible); maximised: Σ {}; constraints on every training dataset: {}.",
+        "{} points evaluated on the training datasets ({} feasible, {} invalid and not run); maximised: Σ {}; constraints on every training dataset: {}.",
         r.evaluations,
         r.feasible,
+        r.invalid.len(),
         r.objective,
         r.constraints.join(", ")
     ));

@@ -144,3 +144,21 @@ fn bad_tune_files_name_their_key() {
     let e = Tune::load(&path).err().unwrap().to_string();
     assert!(e.contains("holdout") && e.contains("also a training dataset"), "{e}");
 }
+
+#[test]
+fn a_point_whose_knobs_make_an_invalid_scenario_is_skipped_not_fatal() {
+    // policy.down up to 0.95 beside the default up (0.85): part of the range is refused by
+    // the scenario parser (down must be below up); the search goes on and never picks one.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tune-invalid");
+    let _ = std::fs::remove_dir_all(&dir);
+    let knob = "[search]\nparticles = 6\niterations = 2\n[[knob]]\nkey = \"policy.down\"\nfrom = 0.3\nto = 0.95\nstep = 0.05\n";
+    let path = files(&dir, knob);
+    let t = Tune::load(&path).unwrap();
+    let progress = |_: u64, _: f64| {};
+    let search = Search::open(&t, &dir.join("out"), false, &progress).unwrap();
+    let (report, _) = tune::run(&search).unwrap();
+    assert!(!report.invalid.is_empty(), "some points were invalid");
+    assert!(report.invalid.iter().all(|(_, why)| why.contains("policy.down")), "{:?}", report.invalid);
+    let down: f64 = report.best[0].1.parse().unwrap();
+    assert!(down < 0.85, "{down}");
+}

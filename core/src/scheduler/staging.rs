@@ -78,7 +78,7 @@ impl Scheduler {
             if used + mb > rule.mb_per_hour {
                 continue;
             }
-            let Some(node) = self.stage_target(server) else { continue };
+            let Some(node) = self.stage_target(now, server, out) else { continue };
             used += mb;
             self.staging.recent.push_back((now, mb));
             self.staging.order.push_back((now, server));
@@ -93,22 +93,74 @@ impl Scheduler {
 
     /// Where a copy of `server`'s world goes: a ready node (not drained) that stays below the
     /// disk watermark with it, dedicated before cloud (they stay), then the most free RAM
-    /// (where a start is likeliest to fit); ties in node order.
-    fn stage_target(&self, server: ServerId) -> Option<NodeId> {
+    /// (where a start is likeliest to fit); ties in node order. A node kept full by sleepers
+    /// past their window (`keep_past_window`: hot by courtesy, free to their owners) makes
+    /// room by archiving the oldest of them: a predicted start is worth more.
+    fn stage_target(&mut self, now: Millis, server: ServerId, out: &mut Outbox) -> Option<NodeId> {
         let s = &self.servers[server.0 as usize];
         let (mb, ram) = (s.spec.disk_mb, u64::from(s.spec.ram_mib));
-        let room = |n: &Node| match self.config.disk {
-            Some(rule) => {
-                u128::from(n.disk_used_mb + mb) * 100 <= u128::from(n.disk_mb) * u128::from(rule.high_watermark_pct)
-            }
-            None => true,
+        let limit = |n: &Node| match self.config.disk {
+            Some(rule) => u128::from(n.disk_mb) * u128::from(rule.high_watermark_pct) / 100,
+            None => u128::MAX,
         };
-        self.ready
+        let mut order: Vec<(bool, std::cmp::Reverse<u64>, NodeId)> = self
+            .ready
             .iter()
             .map(|&id| (id, &self.nodes[id.0 as usize]))
-            .filter(|&(_, n)| !n.drained && room(n) && u64::from(n.usable_mib) >= ram)
-            .min_by_key(|&(id, n)| (n.kind != NodeKind::Dedicated, std::cmp::Reverse(n.free_mib()), id))
-            .map(|(id, _)| id)
+            .filter(|&(_, n)| !n.drained && u64::from(n.usable_mib) >= ram)
+            .map(|(id, n)| (n.kind != NodeKind::Dedicated, std::cmp::Reverse(n.free_mib()), id))
+            .collect();
+        order.sort_unstable();
+        if let Some(&(_, _, id)) = order.iter().find(|(_, _, id)| {
+            u128::from(self.nodes[id.0 as usize].disk_used_mb + mb) <= limit(&self.nodes[id.0 as usize])
+        }) {
+            return Some(id);
+        }
+        for &(_, _, id) in &order {
+            let n = &self.nodes[id.0 as usize];
+            let over = (u128::from(n.disk_used_mb + mb)).saturating_sub(limit(n));
+            if self.past_window_mb(now, id, over) >= over {
+                self.archive_past_window(now, id, over, out);
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Disk (MB, counted up to `enough`) of the sleepers on `node` past their window.
+    fn past_window_mb(&self, now: Millis, node: NodeId, enough: u128) -> u128 {
+        let window = self.config.sleep_window;
+        let mut sum = 0u128;
+        for &(t, server) in &self.nodes[node.0 as usize].sleepers {
+            if sum >= enough || t + window > now {
+                break;
+            }
+            if self.sleeps_on(node, server, t) {
+                sum += u128::from(self.servers[server.0 as usize].spec.disk_mb);
+            }
+        }
+        sum
+    }
+
+    /// Archives the oldest sleepers past their window on `node` until `mb` are freed.
+    fn archive_past_window(&mut self, now: Millis, node: NodeId, mb: u128, out: &mut Outbox) {
+        let window = self.config.sleep_window;
+        let mut sleepers = std::mem::take(&mut self.nodes[node.0 as usize].sleepers);
+        let (mut freed, mut seen) = (0u128, 0);
+        while seen < sleepers.len() && freed < mb {
+            let (t, server) = sleepers[seen];
+            if t + window > now {
+                break;
+            }
+            seen += 1;
+            if self.sleeps_on(node, server, t) {
+                freed += u128::from(self.servers[server.0 as usize].spec.disk_mb);
+                self.set_residence(server, Residence::Archived);
+                out.commands.push(Command::Archive { server, node });
+            }
+        }
+        sleepers.drain(..seen);
+        self.nodes[node.0 as usize].sleepers = sleepers;
     }
 
     /// The copy of `server`'s world on `node` ordered at `at` is complete.

@@ -159,3 +159,31 @@ fn copies_on_a_dead_node_are_gone_and_a_restart_restores() {
     assert_eq!((s.staged(ServerId(0)), s.staged_count()), (None, 0));
     assert!(unstaged(&out).is_empty(), "nothing to delete on a dead node");
 }
+
+#[test]
+fn a_predicted_start_takes_the_room_of_the_oldest_sleeper_kept_past_its_window() {
+    // Watermark 50 % of 100 GB, keep_past_window: s0..s4 (10 GB each) stop at t = 0..4 and
+    // stay hot past their window (50 GB). s5 lies in the archive and is predicted: its copy
+    // needs 10 GB, so the oldest sleeper past its window (s0) is archived for it.
+    let rule = DiskRule { high_watermark_pct: 50, keep_past_window: true };
+    let mut s = Scheduler::new(staging(RULE, Some(rule)), &[disk_node()], vec![world(1024, 10); 6]);
+    let mut out = Outbox::default();
+    s.adopt_stopped(ServerId(5), None, 0, &mut out);
+    for i in 0..5 {
+        s.request_start(i, ServerId(i as u32), &mut out);
+        s.wanted_end(i, ServerId(i as u32), &mut out);
+    }
+    let window = s.config().sleep_window;
+    for i in 0..5 {
+        s.timer(i + window, Timer::Archive { server: ServerId(i as u32), epoch: 1 }, &mut out);
+    }
+    assert!(archived(&out).is_empty(), "kept past the window");
+    assert_eq!(s.node(NodeId(0)).disk_used_mb, 50_000);
+    out.clear();
+    s.set_wake_scores(window + 10, &[(ServerId(5), 900_000)], &mut out);
+    assert_eq!(archived(&out), vec![ServerId(0)]);
+    assert_eq!(staged(&out), vec![ServerId(5)]);
+    assert_eq!(s.node(NodeId(0)).disk_used_mb, 50_000);
+    // Only as much as the copy needs: the other sleepers stay hot.
+    assert_eq!(s.residence(ServerId(1)), Residence::Sleeping { node: NodeId(0) });
+}

@@ -4,7 +4,6 @@
 
 use super::*;
 use conductor_config::WakeStaging;
-use conductor_forecast::wake::weeks_back;
 
 /// Start requests seen so far, and the scoring cadence.
 pub(super) struct Wake {
@@ -31,9 +30,9 @@ impl Wake {
     /// share alone, below any useful threshold), in parts per million.
     pub fn scores(&mut self, now: Millis, tz: chrono_tz::Tz, core: &Scheduler) -> Vec<(ServerId, u32)> {
         let m = &self.cfg.model;
+        let origins = m.origins(now, tz);
         self.candidates.clear();
-        for k in 1..=m.weeks {
-            let from = weeks_back(tz, now, k);
+        for &from in &origins.back {
             let i = self.log.partition_point(|&(t, _)| t < from);
             let j = self.log.partition_point(|&(t, _)| t < from + m.horizon);
             self.candidates.extend(self.log[i..j].iter().map(|&(_, s)| s));
@@ -47,7 +46,7 @@ impl Wake {
                     && core.staged(s).is_none()
                     && core.requested_at(s).is_none()
             })
-            .map(|&s| (s, (m.probability(&self.starts[s.0 as usize], now, tz) * 1e6).round() as u32))
+            .map(|&s| (s, (m.probability_at(&self.starts[s.0 as usize], &origins) * 1e6).round() as u32))
             .collect()
     }
 }
