@@ -3,7 +3,7 @@
 # and off, 1,000–5,000 servers, 4–12 weeks, a DST change, a Christmas season, growth with a
 # spike — and each design replayed on every one of them, in one table: margin, p95 total
 # wait, p95 queue wait (request → placement), abandoned and restored starts.
-# Usage: bench/validation.sh [scenario ...]   (default: scenarios/reference.toml scenarios/best.toml)
+# Usage: bench/validation.sh [scenario ...]   (default: scenarios/reference.toml scenarios/best.toml scenarios/cheapest.toml)
 # Datasets are made once into $CONDUCTOR_VALIDATION (default target/validation); a design
 # tuned on some of them must be judged on the others.
 set -euo pipefail
@@ -54,7 +54,7 @@ for entry in "${suite[@]}"; do
 done
 
 designs=("$@")
-[ ${#designs[@]} -eq 0 ] && designs=(scenarios/reference.toml scenarios/best.toml)
+[ ${#designs[@]} -eq 0 ] && designs=(scenarios/reference.toml scenarios/best.toml scenarios/cheapest.toml)
 echo "| dataset | design | margin EUR | p95 wait s | p95 queue wait s | abandoned | restored starts | starts |"
 echo "|---|---|---|---|---|---|---|---|"
 for entry in "${suite[@]}"; do

@@ -61,6 +61,19 @@ pub fn run(args: TuneArgs) -> Result<()> {
         report.evaluations,
         out.display()
     );
+    // The base scenario's relative paths are relative to its own directory: made absolute,
+    // so that the written file works from the output directory.
+    let mut table = table;
+    let base = tune.scenario_path.parent().unwrap_or(std::path::Path::new("."));
+    for key in ["dataset", "catalogue"] {
+        if let Some(toml::Value::String(p)) = table.get(key) {
+            if std::path::Path::new(p).is_relative() {
+                let abs = base.join(p);
+                let abs = abs.canonicalize().unwrap_or(abs);
+                table.insert(key.into(), toml::Value::String(abs.display().to_string()));
+            }
+        }
+    }
     write("best.toml", header + &toml::to_string(&table)?)?;
     if !args.quiet {
         println!(

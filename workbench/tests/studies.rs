@@ -271,13 +271,16 @@ fn compare_shows_two_runs_side_by_side_with_differences() {
     assert!(e.contains("not a conductor report"), "{e}");
 }
 
-/// Issue 3's shipped results: `scenarios/best.toml` is 29.5 % cheaper than the reference policy
-/// on the demo (30 % before it paid the control plane's VM, as its comment says) with no more
-/// abandoned starts, `scenarios/fast-starts.toml` has at most
-/// half the reference's p95 start wait at a higher cost (their comments say so), and
-/// `scenarios/ablation.toml` starts from that very design, each variant changing something.
+/// Issue 3's shipped results: `scenarios/cheapest.toml` is 29.5 % cheaper than the reference
+/// policy on the demo (30 % before it paid the control plane's VM, as its comment says) with no
+/// more abandoned starts, `scenarios/fast-starts.toml` has at most half the reference's p95
+/// start wait at a higher cost (their comments say so), `scenarios/ablation.toml` starts from
+/// that very design, each variant changing something; and issue 18's `scenarios/best.toml`
+/// (tuned on generated datasets, never on the demo) halves the reference's p95 wait and
+/// abandoned starts on the demo too, at a lower margin there, as its comment and
+/// BENCHMARKS.md say.
 #[test]
-fn the_shipped_best_is_as_cheap_as_its_comment_says_and_the_ablation_starts_from_it() {
+fn the_shipped_designs_do_what_their_comments_say_and_the_ablation_starts_from_cheapest() {
     let dir = tmp("best");
     let single = |name: &str| {
         let study = Study::load(&root().join(format!("scenarios/{name}.toml"))).unwrap();
@@ -285,10 +288,14 @@ fn the_shipped_best_is_as_cheap_as_its_comment_says_and_the_ablation_starts_from
         run(&study, &dir.join(name)).runs[0].report.kpis.clone()
     };
     let reference = single("reference");
-    let best = single("best");
+    let best = single("cheapest");
     let limit = reference.infra_cost_eur * rust_decimal::Decimal::new(705, 3);
-    assert!(best.infra_cost_eur <= limit, "best {} EUR, 70.5 % of the reference {limit}", best.infra_cost_eur);
+    assert!(best.infra_cost_eur <= limit, "cheapest {} EUR, 70.5 % of the reference {limit}", best.infra_cost_eur);
     assert!(best.starts_abandoned <= reference.starts_abandoned, "{best:?}");
+    let tuned = single("best");
+    assert!(tuned.start_wait_p95_s <= reference.start_wait_p95_s / 2.0, "{tuned:?}");
+    assert!(tuned.starts_abandoned * 2 <= reference.starts_abandoned, "{tuned:?}");
+    assert!(tuned.margin_eur < reference.margin_eur, "the demo's margin is lower, as stated: {tuned:?}");
     // The other end of the trade-off, as fast-starts.toml's comment states it.
     let fast = single("fast-starts");
     assert!(
@@ -301,7 +308,7 @@ fn the_shipped_best_is_as_cheap_as_its_comment_says_and_the_ablation_starts_from
     let ablation = Study::load(&root().join("scenarios/ablation.toml")).unwrap();
     assert_eq!(ablation.designs[0].name, "base");
     let outcome = run(&ablation, &dir.join("ablation"));
-    assert_eq!(outcome.runs[0].report.kpis, best, "the ablation's base is not best.toml");
+    assert_eq!(outcome.runs[0].report.kpis, best, "the ablation's base is not cheapest.toml");
     for r in &outcome.runs[1..] {
         assert_ne!(r.report.kpis, best, "{} changes nothing", ablation.designs[r.design].name);
     }

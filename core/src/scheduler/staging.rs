@@ -66,6 +66,18 @@ impl Scheduler {
         let mut used: u64 = self.staging.recent.iter().map(|&(_, mb)| mb).sum();
         let mut ranked: Vec<(ServerId, u32)> = scores.iter().copied().filter(|&(_, p)| p >= rule.min_ppm).collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        if ranked.is_empty() {
+            return;
+        }
+        // Staging moves no RAM: the nodes' order is the same for every copy of this round.
+        let mut order: Vec<(bool, std::cmp::Reverse<u64>, NodeId)> = self
+            .ready
+            .iter()
+            .map(|&id| (id, &self.nodes[id.0 as usize]))
+            .filter(|&(_, n)| !n.drained)
+            .map(|(id, n)| (n.kind != NodeKind::Dedicated, std::cmp::Reverse(n.free_mib()), id))
+            .collect();
+        order.sort_unstable();
         for (server, _) in ranked {
             if self.staging.count >= rule.budget {
                 break;
@@ -78,7 +90,9 @@ impl Scheduler {
             if used + mb > rule.mb_per_hour {
                 continue;
             }
-            let Some(node) = self.stage_target(now, server, out) else { continue };
+            // No room for this one: the fleet is full this round (checking every lower score
+            // against every node again would cost more than it could find).
+            let Some(node) = self.stage_target(now, server, &order, out) else { break };
             used += mb;
             self.staging.recent.push_back((now, mb));
             self.staging.order.push_back((now, server));
@@ -96,27 +110,26 @@ impl Scheduler {
     /// (where a start is likeliest to fit); ties in node order. A node kept full by sleepers
     /// past their window (`keep_past_window`: hot by courtesy, free to their owners) makes
     /// room by archiving the oldest of them: a predicted start is worth more.
-    fn stage_target(&mut self, now: Millis, server: ServerId, out: &mut Outbox) -> Option<NodeId> {
+    fn stage_target(
+        &mut self,
+        now: Millis,
+        server: ServerId,
+        order: &[(bool, std::cmp::Reverse<u64>, NodeId)],
+        out: &mut Outbox,
+    ) -> Option<NodeId> {
         let s = &self.servers[server.0 as usize];
         let (mb, ram) = (s.spec.disk_mb, u64::from(s.spec.ram_mib));
         let limit = |n: &Node| match self.config.disk {
             Some(rule) => u128::from(n.disk_mb) * u128::from(rule.high_watermark_pct) / 100,
             None => u128::MAX,
         };
-        let mut order: Vec<(bool, std::cmp::Reverse<u64>, NodeId)> = self
-            .ready
-            .iter()
-            .map(|&id| (id, &self.nodes[id.0 as usize]))
-            .filter(|&(_, n)| !n.drained && u64::from(n.usable_mib) >= ram)
-            .map(|(id, n)| (n.kind != NodeKind::Dedicated, std::cmp::Reverse(n.free_mib()), id))
-            .collect();
-        order.sort_unstable();
-        if let Some(&(_, _, id)) = order.iter().find(|(_, _, id)| {
-            u128::from(self.nodes[id.0 as usize].disk_used_mb + mb) <= limit(&self.nodes[id.0 as usize])
+        let fits = |id: NodeId| u64::from(self.nodes[id.0 as usize].usable_mib) >= ram;
+        if let Some(&(_, _, id)) = order.iter().find(|&&(_, _, id)| {
+            fits(id) && u128::from(self.nodes[id.0 as usize].disk_used_mb + mb) <= limit(&self.nodes[id.0 as usize])
         }) {
             return Some(id);
         }
-        for &(_, _, id) in &order {
+        for &(_, _, id) in order.iter().filter(|&&(_, _, id)| fits(id)) {
             let n = &self.nodes[id.0 as usize];
             let over = (u128::from(n.disk_used_mb + mb)).saturating_sub(limit(n));
             if self.past_window_mb(now, id, over) >= over {

@@ -32,20 +32,21 @@ impl Wake {
         let m = &self.cfg.model;
         let origins = m.origins(now, tz);
         self.candidates.clear();
+        let wanted = |s: ServerId| {
+            core.residence(s) == conductor_core::Residence::Archived
+                && core.requested_at(s).is_none()
+                && core.staged(s).is_none()
+        };
         for &from in &origins.back {
             let i = self.log.partition_point(|&(t, _)| t < from);
             let j = self.log.partition_point(|&(t, _)| t < from + m.horizon);
-            self.candidates.extend(self.log[i..j].iter().map(|&(_, s)| s));
+            // Only archived servers are staged: the others are left out before the sort.
+            self.candidates.extend(self.log[i..j].iter().map(|&(_, s)| s).filter(|&s| wanted(s)));
         }
         self.candidates.sort_unstable();
         self.candidates.dedup();
         self.candidates
             .iter()
-            .filter(|&&s| {
-                core.residence(s) == conductor_core::Residence::Archived
-                    && core.staged(s).is_none()
-                    && core.requested_at(s).is_none()
-            })
             .map(|&s| (s, (m.probability_at(&self.starts[s.0 as usize], &origins) * 1e6).round() as u32))
             .collect()
     }
