@@ -9,8 +9,12 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// A generated dataset (made once per test binary run, shared by the tests).
+/// A generated dataset (made once, shared by the tests). The tests run on threads of one
+/// process, so generation is serialised: two threads writing the same temporary directory
+/// would race (one renames it away while the other still writes into it).
 fn dataset(name: &str, seed: u64, servers: usize) -> PathBuf {
+    static GENERATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = GENERATING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tune-datasets").join(name);
     if !dir.join("sessions.csv").exists() {
         let cfg = conductor_sim::generate::GenConfig {
