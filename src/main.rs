@@ -2,6 +2,7 @@
 //! hands over to the crates; it holds no domain logic.
 
 mod forecast_cmd;
+mod progress;
 mod tune_cmd;
 
 use anyhow::{bail, Context, Result};
@@ -10,9 +11,8 @@ use conductor_sim::dataset::Dataset;
 use conductor_sim::generate::{self, GenConfig};
 use conductor_sim::report::{Report, RunInfo};
 use conductor_workbench::study::Study;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -337,7 +337,7 @@ fn sim(args: SimArgs) -> Result<()> {
     let load_s = loading.elapsed().as_secs_f64();
     scenario.check_against(&dataset)?;
 
-    let mut bar = delayed_bar(args.quiet);
+    let mut bar = progress::delayed_bar(args.quiet);
     let replaying = Instant::now();
     let (outcome, effects) =
         conductor_sim::simulate(&scenario, &dataset, seed, None, &mut |fraction| bar.update(fraction));
@@ -373,17 +373,7 @@ fn sim_study(study: &Study, args: &SimArgs) -> Result<()> {
     conductor_workbench::prepare_output(&out)?;
     let datasets = conductor_workbench::load_datasets(study)?;
     let total = (study.designs.len() * study.seeds.len()) as u64;
-    let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} runs [{bar:40}] {pos}/{len}, {elapsed} elapsed, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = progress::counting_bar(args.quiet, total, "runs [{bar:40}] {pos}/{len}, {elapsed} elapsed, eta {eta}");
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = args.jobs {
         if n == 0 {
@@ -690,37 +680,4 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
-}
-
-/// A progress bar on stderr that appears only once a run has taken more than a second,
-/// and never when stderr is not a terminal.
-struct DelayedBar {
-    bar: ProgressBar,
-    started: Instant,
-    shown: bool,
-    quiet: bool,
-}
-
-fn delayed_bar(quiet: bool) -> DelayedBar {
-    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} replaying [{bar:40}] {percent:>3}% of simulated time, eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    DelayedBar { bar, started: Instant::now(), shown: false, quiet }
-}
-
-impl DelayedBar {
-    fn update(&mut self, fraction: f64) {
-        if !self.shown && !self.quiet && self.started.elapsed() > Duration::from_secs(1) {
-            self.bar.set_draw_target(ProgressDrawTarget::stderr());
-            self.shown = true;
-        }
-        self.bar.set_position((fraction * 1000.0) as u64);
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
 }

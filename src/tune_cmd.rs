@@ -4,9 +4,8 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use conductor_workbench::tune::{self, Search, Tune};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Args)]
 pub struct TuneArgs {
@@ -28,17 +27,11 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let tune = Tune::load(&args.file)?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("tune-{}", tune.name)));
     let total = tune.particles as u64 * (tune.iterations + 1);
-    let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} points [{bar:30}] {pos}/{len}, {elapsed} elapsed, eta {eta}  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+    let bar = crate::progress::counting_bar(
+        args.quiet,
+        total,
+        "points [{bar:30}] {pos}/{len}, {elapsed} elapsed, eta {eta}  {msg}",
     );
-    bar.enable_steady_tick(Duration::from_millis(200));
     let progress = |n: u64, best: f64| {
         bar.set_position(n);
         bar.set_message(format!("best {best:.2}"));
