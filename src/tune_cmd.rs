@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use conductor_workbench::tune::{self, Search, Tune};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Args)]
@@ -49,21 +49,21 @@ pub fn run(args: TuneArgs) -> Result<()> {
     write("tune.md", doc.markdown())?;
     write("tune.html", doc.html())?;
     let header = format!(
-        "# Chosen by `conductor tune {}` ({} points; see {}/tune.md for every dataset).\n",
+        "# Chosen by `conductor tune {}` ({} points; tune.md beside this file has every dataset).\n",
         args.file.display(),
         report.evaluations,
-        out.display()
     );
-    // The base scenario's relative paths are relative to its own directory: made absolute,
-    // so that the written file works from the output directory.
+    // The base scenario's relative paths are relative to its own directory: rewritten
+    // relative to the output directory, so that best.toml works where it is written and can
+    // be moved beside the base (or committed) with the tree it names.
     let mut table = table;
-    let base = tune.scenario_path.parent().unwrap_or(std::path::Path::new("."));
+    let base = tune.scenario_path.parent().unwrap_or(Path::new("."));
     for key in ["dataset", "catalogue"] {
         if let Some(toml::Value::String(p)) = table.get(key) {
-            if std::path::Path::new(p).is_relative() {
-                let abs = base.join(p);
-                let abs = abs.canonicalize().unwrap_or(abs);
-                table.insert(key.into(), toml::Value::String(abs.display().to_string()));
+            if Path::new(p).is_relative() {
+                let target = base.join(p);
+                let rewritten = relative(&target, &out).unwrap_or(target);
+                table.insert(key.into(), toml::Value::String(rewritten.display().to_string()));
             }
         }
     }
@@ -84,4 +84,15 @@ pub fn run(args: TuneArgs) -> Result<()> {
         println!("wrote {}/{{tune.json,tune.md,tune.html,best.toml}}", out.display());
     }
     Ok(())
+}
+
+/// `target` as a path relative to the directory `from` (both must exist); `None` when either
+/// cannot be resolved.
+fn relative(target: &Path, from: &Path) -> Option<PathBuf> {
+    let (target, from) = (target.canonicalize().ok()?, from.canonicalize().ok()?);
+    let (t, f): (Vec<Component>, Vec<Component>) = (target.components().collect(), from.components().collect());
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    let mut rel: PathBuf = std::iter::repeat_n(Component::ParentDir, f.len() - common).collect();
+    rel.extend(&t[common..]);
+    Some(if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel })
 }

@@ -327,3 +327,81 @@ fn a_dataset_transformed_is_a_dataset_of_its_own() {
     assert!(!bad.status.success() && e.contains("a price change belongs in a scenario"), "{e}");
     assert!(!dir.join("x").exists(), "nothing written on an error");
 }
+
+/// `conductor tune` as a user runs it: datasets made with the CLI, a base scenario with
+/// paths relative to itself, the outputs written; the `best.toml` it writes names its
+/// catalogue and dataset relative to where it is, runs from anywhere, and replays a held-out
+/// dataset to exactly the figures `tune.json` reports for it.
+#[test]
+fn tune_writes_a_best_toml_that_reproduces_its_held_out_figures() {
+    let dir = temp_dir("cli-tune");
+    for (name, seed) in [("a", "31"), ("b", "32"), ("c", "33")] {
+        let out = dir.join("data").join(name);
+        ok(&conductor(&[
+            "dataset",
+            "generate",
+            "--servers",
+            "120",
+            "--days",
+            "3",
+            "--seed",
+            seed,
+            "--habits",
+            "0.5",
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+    }
+    std::fs::copy("scenarios/catalogue.toml", dir.join("catalogue.toml")).unwrap();
+    let tune_dir = dir.join("tune");
+    std::fs::create_dir_all(&tune_dir).unwrap();
+    let reference = std::fs::read_to_string("scenarios/reference.toml")
+        .unwrap()
+        .replace("\"../datasets/demo\"", "\"../data/a\"")
+        .replace("\"catalogue.toml\"", "\"../catalogue.toml\"");
+    std::fs::write(tune_dir.join("reference.toml"), reference).unwrap();
+    std::fs::write(
+        tune_dir.join("base.toml"),
+        "name = \"base\"\nseed = 1\ndataset = \"../data/a\"\ncatalogue = \"../catalogue.toml\"\n\
+         [[fleet.dedicated]]\ntype = \"AX41\"\ncount = 1\n[fleet.cloud]\ntype = \"cpx32\"\nmax_vms = 8\n\
+         [policy]\nkind = \"custom\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tune_dir.join("t.tune.toml"),
+        "scenario = \"base.toml\"\nreference = \"reference.toml\"\ntrain = [\"../data/a\", \"../data/b\"]\n\
+         holdout = [\"../data/c\"]\nobjective = \"margin_eur\"\nconstraints = [\"starts_abandoned <= reference\"]\n\
+         [search]\nparticles = 3\niterations = 2\n[[knob]]\nkey = \"fleet.dedicated[0].count\"\nfrom = 0\nto = 3\n\
+         integer = true\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    ok(&conductor(&["tune", tune_dir.join("t.tune.toml").to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"]));
+    for f in ["tune.json", "tune.md", "tune.html", "best.toml", "evaluations.jsonl"] {
+        assert!(out.join(f).exists(), "tune wrote no {f}");
+    }
+    let best = std::fs::read_to_string(out.join("best.toml")).unwrap();
+    assert!(best.contains("catalogue = \"../catalogue.toml\""), "catalogue not relative to best.toml:\n{best}");
+    assert!(best.contains("dataset = \"../data/a\""), "dataset not relative to best.toml:\n{best}");
+    let settings: Vec<&str> = best.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!settings.iter().any(|l| l.contains(dir.to_str().unwrap())), "best.toml holds an absolute path:\n{best}");
+
+    let tuned = read_json(&out.join("tune.json"));
+    let held_out = &tuned["holdout"][0];
+    assert!(held_out["dataset"].as_str().unwrap().ends_with("data/c"), "{held_out}");
+    let report = dir.join("best-on-c.json");
+    ok(&conductor(&[
+        "sim",
+        out.join("best.toml").to_str().unwrap(),
+        "--dataset",
+        dir.join("data/c").to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+        "-q",
+    ]));
+    let replayed = read_json(&report);
+    for k in ["margin_eur", "start_wait_p95_s", "starts_abandoned"] {
+        let (got, want) = (replayed["kpis"][k].to_string(), held_out["design"][k].as_f64().unwrap());
+        assert_eq!(got.parse::<f64>().unwrap(), want, "{k}: best.toml replays {got}, tune.json says {want}");
+    }
+}
