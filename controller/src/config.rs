@@ -151,8 +151,9 @@ pub struct ControllerSection {
     /// enables `POST /v1/webhooks/stripe`.
     pub stripe_webhook_secret: Option<String>,
     pub stripe_webhook_secret_env: Option<String>,
-    /// Healing: a placed server that does not answer within this many seconds is given
-    /// up (its request placed again or abandoned by the core's rules).
+    /// Healing: a server that does not answer within this many seconds of its container's
+    /// start (its world's copy does not count) is given up (its request placed again or
+    /// abandoned by the core's rules).
     #[serde(default = "three_hundred")]
     pub start_timeout_s: u64,
     /// A running server that does not answer its status ping this long crashed.

@@ -116,7 +116,7 @@ struct NodeState {
     runs: BTreeMap<i64, Vec<(Millis, Option<Millis>)>>,
     /// When the containers were listed successfully (what the controller could see).
     listed: Vec<Millis>,
-    /// How long a world's download takes in real time (a big world; default none).
+    /// How long a world's download or write takes in real time (a big world; default none).
     slow_data: std::time::Duration,
     /// Worlds given a size: their tar is that many bytes (zeros, then the save counter).
     world_bytes: BTreeMap<i64, u64>,
@@ -141,17 +141,17 @@ pub struct FakeNode {
     pub name: String,
     clock: Arc<Clock>,
     faults: Arc<Faults>,
-    /// How long a started container takes to answer its status ping.
-    pub boot_ms: Millis,
+    /// How long a started container takes to answer its status ping (`set_boot_ms`).
+    boot_ms: std::sync::atomic::AtomicI64,
     state: Mutex<NodeState>,
 }
 
 impl FakeNode {
     pub fn new(name: &str, clock: Arc<Clock>, faults: Arc<Faults>, boot_ms: Millis) -> Arc<FakeNode> {
+        let boot_ms = std::sync::atomic::AtomicI64::new(boot_ms);
         Arc::new(FakeNode { name: name.into(), clock, faults, boot_ms, state: Mutex::new(NodeState::default()) })
     }
 
-    /// Downloads of worlds take this long (real time): a copy of a big world.
     /// The tar of `server`'s world is `bytes` long from now on (its measured size).
     pub fn set_world_bytes(&self, server: i64, bytes: u64) {
         self.state.lock().unwrap().world_bytes.insert(server, bytes);
@@ -162,8 +162,16 @@ impl FakeNode {
         self.state.lock().unwrap().disk_left = bytes;
     }
 
+    /// Reading a world off this node, and writing one onto it, take this long (real time):
+    /// the copy of a big world, each way.
     pub fn set_slow_data(&self, d: std::time::Duration) {
         self.state.lock().unwrap().slow_data = d;
+    }
+
+    /// From now on every container answers its status ping this long after its start
+    /// (`Millis::MAX`: none answers).
+    pub fn set_boot_ms(&self, ms: Millis) {
+        self.boot_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Silent (partitioned): every call fails as a timeout would; containers keep running.
@@ -403,7 +411,7 @@ impl NodeDriver for FakeNode {
     }
 
     fn probe(&self, server: i64) -> BoxFuture<'_, Result<Status, DriverError>> {
-        let boot = self.boot_ms;
+        let boot = self.boot_ms.load(std::sync::atomic::Ordering::Relaxed);
         ready(self.call("probe", |st, now| match st.containers.get(&server) {
             Some(c) if c.running && now - c.started_at >= boot => {
                 Ok(Status { online: c.players, max: 20, version: "fake".into(), raw: String::new() })
@@ -453,7 +461,10 @@ impl NodeDriver for FakeNode {
         _helper: &'a Helper,
     ) -> BoxFuture<'a, Result<(), DriverError>> {
         Box::pin(async move {
-            let left = self.state.lock().unwrap().disk_left;
+            let (left, slow) = {
+                let st = self.state.lock().unwrap();
+                (st.disk_left, st.slow_data)
+            };
             let mut tar = tar;
             let mut all = Vec::new();
             while let Some(chunk) = futures_util::StreamExt::next(&mut tar).await {
@@ -467,6 +478,9 @@ impl NodeDriver for FakeNode {
                 }
             }
             let tar = all;
+            if !slow.is_zero() {
+                tokio::time::sleep(slow).await;
+            }
             self.call("write volume", |st, _| {
                 let text = String::from_utf8_lossy(&tar[tar.len().saturating_sub(64)..]).into_owned();
                 let saves = text.rsplit(':').next().and_then(|n| n.parse().ok()).unwrap_or(0);

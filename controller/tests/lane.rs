@@ -27,20 +27,25 @@ async fn step(live: &mut Live<MemoryStore>, clock: &Clock) -> Duration {
     t.elapsed()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
+/// A store with `names` servers (1 GiB each) and an engine on one dedicated node whose
+/// containers answer `boot_ms` after their start; worlds sleep a minute before their archive.
+async fn setup(
+    names: &[&str],
+    boot_ms: Millis,
+    healing: Healing,
+) -> (Arc<Clock>, Arc<FakeNode>, Arc<MemoryStore>, Vec<i64>, Live<MemoryStore>) {
     let clock = Clock::new(T0);
-    let node = FakeNode::new("ded-0", clock.clone(), Faults::none(), 0);
+    let node = FakeNode::new("ded-0", clock.clone(), Faults::none(), boot_ms);
     let kind = conductor_controller::fake::ax41();
     let vm = conductor_controller::fake::cx23();
     let store = Arc::new(MemoryStore::new());
     let owner = store.create_owner("o", T0).await.unwrap().id;
     store.post(NewEntry::topup(owner, Decimal::from(100), "credit", T0)).await.unwrap();
     let mut ids = Vec::new();
-    for name in ["a", "b", "c"] {
+    for name in names {
         let s = NewServer {
             owner,
-            name: name.into(),
+            name: (*name).into(),
             ram_mib: 1024,
             disk_mb: 100,
             pay_per_use: false,
@@ -68,9 +73,16 @@ async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
         archive: Arc::new(MemArchive::memory()),
         mode: Mode::Enforce,
         billing: BillingSetup::default(),
-        healing: Healing { data_wait: Duration::from_millis(50), max_copies: 1, ..Healing::default() },
+        healing,
     };
-    let mut live = Live::start(store.clone(), cfg, T0).await.unwrap();
+    let live = Live::start(store.clone(), cfg, T0).await.unwrap();
+    (clock, node, store, ids, live)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
+    let healing = Healing { data_wait: Duration::from_millis(50), max_copies: 1, ..Healing::default() };
+    let (clock, node, store, ids, mut live) = setup(&["a", "b", "c"], 0, healing).await;
     let residence = |live: &Live<MemoryStore>, i: u32| live.core().residence(ServerId(i));
     for &id in &ids[..2] {
         live.request_start(id, clock.now()).await.unwrap();
@@ -115,4 +127,49 @@ async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
     assert_eq!(live.pending_intents(), 0);
     let left: Vec<i64> = node.volumes().into_keys().collect();
     assert_eq!(left, vec![ids[2]], "a's and b's node copies went once archived (c runs)");
+}
+
+/// The start timeout runs from the container's start: a restore that takes longer than it
+/// (a big world) does not count, and a container that then never answers is still given up,
+/// `start_timeout` after its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_timeout_runs_from_the_container_not_from_the_copy_of_its_world() {
+    let healing =
+        Healing { data_wait: Duration::from_millis(50), max_copies: 1, start_timeout: 70_000, ..Healing::default() };
+    let (clock, node, store, ids, mut live) = setup(&["a"], 0, healing).await;
+    let residence = |live: &Live<MemoryStore>| live.core().residence(ServerId(0));
+    live.request_start(ids[0], clock.now()).await.unwrap();
+    for _ in 0..5 {
+        step(&mut live, &clock).await;
+    }
+    assert!(matches!(residence(&live), Residence::Running { .. }), "{:?}", residence(&live));
+    live.request_stop(ids[0], clock.now()).await.unwrap();
+    for _ in 0..40 {
+        step(&mut live, &clock).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(residence(&live), Residence::Archived);
+    // The restore takes 3 s of real time while the loop steps 5 s of virtual time every
+    // 100 ms; the restored server never answers.
+    node.set_slow_data(Duration::from_millis(3000));
+    node.set_boot_ms(Millis::MAX);
+    let asked = clock.now();
+    live.request_start(ids[0], asked).await.unwrap();
+    use conductor_controller::events::{SERVER_PLACED, SERVER_RESTORED, SERVER_START_FAILED};
+    let t = Instant::now();
+    let events = loop {
+        let events = store.events(0, 10_000).await.unwrap();
+        if events.iter().any(|e| e.kind == SERVER_START_FAILED) {
+            break events;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "never given up: {:?}", residence(&live));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        step(&mut live, &clock).await;
+    };
+    // The first of each since the request (the core places it again after the give-up).
+    let at = |kind: &str| events.iter().find(|e| e.kind == kind && e.at >= asked).map(|e| e.at).unwrap();
+    let copy = at(SERVER_RESTORED) - at(SERVER_PLACED);
+    assert!(copy > 70_000, "the copy ({copy} ms) must outlast the start timeout for this test to mean anything");
+    let unanswered = at(SERVER_START_FAILED) - at(SERVER_RESTORED);
+    assert!((70_000..=80_000).contains(&unanswered), "given up {unanswered} ms after its container started");
 }

@@ -519,6 +519,9 @@ impl<S: Store> Live<S> {
                     if self.core_node(*node).is_some_and(|n| self.core.residence(id) == Residence::Starting { node: n })
                     {
                         self.core.world_copied(id);
+                        // The ready check's clock starts with the container: a big world's
+                        // copy (bounded by `data_timeout`) does not count against it.
+                        self.placed_at.insert(id, now);
                     }
                 }
                 if let RestoreFrom::Node { node: from } = restore {

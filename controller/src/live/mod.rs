@@ -130,7 +130,8 @@ pub struct Live<S: Store> {
     follows: HashMap<i64, Arc<()>>,
     timers: BTreeMap<(Millis, u64), Timer>,
     timer_seq: u64,
-    /// When each starting server was placed (the start timeout runs from there).
+    /// When each starting server was placed, then when its container started (the start
+    /// timeout runs from there).
     placed_at: HashMap<ServerId, Millis>,
     /// Running servers whose status ping fails, since when.
     unanswered: HashMap<ServerId, Millis>,

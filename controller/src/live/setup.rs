@@ -49,7 +49,8 @@ impl CloudSetup {
 /// How the engine notices and heals failures (`[controller]` keys in brackets).
 #[derive(Clone, Debug)]
 pub struct Healing {
-    /// A placed server that does not answer within this long is given up (`start_timeout_s`).
+    /// A server that does not answer within this long of its container's start is given up
+    /// (`start_timeout_s`); the copy of its world before that is bounded by `data_timeout`.
     pub start_timeout: Millis,
     /// A running server that does not answer its status ping this long crashed (`crash_grace_s`).
     pub crash_grace: Millis,
