@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The validation suite (issue 18): six generated datasets of different shapes — routines on
-# and off, 1,000–5,000 servers, 4–12 weeks, a DST change, a Christmas season, growth with a
+# The validation suite (issue 18): seven generated datasets of different shapes — routines on
+# and off, 1,000–5,000 servers, 2–12 weeks, a DST change, a Christmas season, growth with a
 # spike — and each design replayed on every one of them, in one table: margin, p95 total
 # wait, p95 queue wait (request → placement), abandoned and restored starts.
 # Usage: bench/validation.sh [scenario ...]   (default: scenarios/reference.toml scenarios/best.toml scenarios/cheapest.toml)
@@ -37,6 +37,7 @@ suite=(
   "v4-dst-1500-12w|--servers 1500 --days 84 --seed 104 --start 2025-09-15 --habits 0.3|"
   "v5-christmas-2k-6w|--servers 2000 --days 42 --seed 105 --start 2025-12-01 --habits 0.3|"
   "v6-growth-spike-2k-6w|--servers 2000 --days 42 --seed 106 --start 2026-02-02 --habits 0.5|$dir/growth-spike.toml"
+  "v7-small-1k-2w|--servers 1000 --days 14 --seed 107 --start 2026-04-13 --habits 0.2|"
 )
 
 for entry in "${suite[@]}"; do
