@@ -405,3 +405,76 @@ fn tune_writes_a_best_toml_that_reproduces_its_held_out_figures() {
         assert_eq!(got.parse::<f64>().unwrap(), want, "{k}: best.toml replays {got}, tune.json says {want}");
     }
 }
+
+/// `scenarios/best.toml`'s comment is a promise: its table of held-out datasets is what
+/// `bench/validation.sh` gives for best.toml and the reference (margin to the cent, waits to
+/// the tenth of a second, abandoned starts exactly), and on every held-out generated dataset
+/// the issue's goal holds — margin ≥ the reference's, p95 total wait and abandoned starts ≤
+/// half the reference's. The demo's line is checked against `conductor sim` on it.
+#[test]
+fn best_toml_held_out_table_is_what_the_validation_suite_gives() {
+    let dir = temp_dir("cli-validation");
+    let out = std::process::Command::new("bash")
+        .args(["bench/validation.sh", "scenarios/reference.toml", "scenarios/best.toml"])
+        .env("CONDUCTOR_BIN", env!("CARGO_BIN_EXE_conductor"))
+        .env("CONDUCTOR_VALIDATION", &dir)
+        .output()
+        .unwrap();
+    let table = ok(&out);
+    // | dataset | design | margin | p95 | p95 queue | abandoned | restored | starts |
+    let mut figures = std::collections::BTreeMap::new();
+    for line in table.lines().filter(|l| l.starts_with("| v")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let f: Vec<f64> = cells[2..6].iter().map(|c| c.parse().unwrap()).collect();
+        figures.insert((cells[0][..2].to_string(), cells[1].to_string()), f);
+    }
+    for design in ["reference", "best"] {
+        let report = dir.join(format!("demo.{design}.json"));
+        let scenario = format!("scenarios/{design}.toml");
+        ok(&conductor(&["sim", &scenario, "--out", report.to_str().unwrap(), "-q"]));
+        let k = &read_json(&report)["kpis"];
+        let f = ["margin_eur", "start_wait_p95_s", "start_queue_wait_p95_s", "starts_abandoned"]
+            .map(|m| k[m].to_string().trim_matches('"').parse::<f64>().unwrap());
+        figures.insert(("datasets/demo".to_string(), design.to_string()), f.to_vec());
+    }
+
+    // "#   v3 routines, 5k × 4 w    6847.71 / 1188.03  164.8 / 589.0   0 / 549      43 / 11977"
+    let comment = std::fs::read_to_string("scenarios/best.toml").unwrap();
+    let rows: Vec<&str> = comment
+        .lines()
+        .skip_while(|l| !l.contains("held out") || !l.contains("abandoned"))
+        .skip(1)
+        .take_while(|l| l.trim() != "#")
+        .collect();
+    assert!(rows.len() >= 4, "no held-out table in best.toml's comment: {rows:?}");
+    for row in rows {
+        let row = row.trim_start_matches('#').trim();
+        let (label, numbers) = row.split_once("  ").unwrap();
+        let n: Vec<f64> = numbers.split_whitespace().filter(|t| *t != "/").map(|t| t.parse().unwrap()).collect();
+        assert_eq!(n.len(), 8, "{row}");
+        let key = if label.starts_with("datasets/demo") { "datasets/demo".to_string() } else { label[..2].to_string() };
+        let (best, reference) =
+            (&figures[&(key.clone(), "best".to_string())], &figures[&(key.clone(), "reference".to_string())]);
+        for (i, (what, tolerance)) in
+            [("margin", 0.005), ("p95 wait", 0.05), ("p95 queue wait", 0.05), ("abandoned", 0.0)].iter().enumerate()
+        {
+            assert!((n[2 * i] - best[i]).abs() <= *tolerance, "{key} {what}: comment {}, suite {}", n[2 * i], best[i]);
+            assert!(
+                (n[2 * i + 1] - reference[i]).abs() <= *tolerance,
+                "{key} reference {what}: comment {}, suite {}",
+                n[2 * i + 1],
+                reference[i]
+            );
+        }
+        if key != "datasets/demo" {
+            assert!(best[0] >= reference[0], "{key}: margin {} below the reference's {}", best[0], reference[0]);
+            assert!(
+                best[1] <= reference[1] / 2.0,
+                "{key}: p95 {} above half the reference's {}",
+                best[1],
+                reference[1]
+            );
+            assert!(best[3] <= reference[3] / 2.0, "{key}: abandoned {} above half of {}", best[3], reference[3]);
+        }
+    }
+}
