@@ -295,12 +295,20 @@ impl Intents {
         self.items.values().any(|p| matches!(&p.action, Action::Backup { server: s, .. } if *s == server))
     }
 
-    /// Whether a placement of `server` is under way.
     /// Whether the deletion of the VM `node` (a store id) waits to be carried out.
     pub(super) fn deletes_vm(&self, node: i64) -> bool {
         self.items.values().any(|p| matches!(&p.action, Action::DeleteVm { node: Some(n), .. } if *n == node))
     }
 
+    /// Whether a placement of `server` still has its world to copy (from the archive or
+    /// another node; waiting for a copy slot or under way): its start waits for the copy.
+    pub(super) fn copying(&self, server: i64) -> bool {
+        self.items.values().any(|p| {
+            matches!(&p.action, Action::Place { server: s, restore, .. } if *s == server && *restore != RestoreFrom::None)
+        })
+    }
+
+    /// Whether a placement of `server` is under way.
     pub(super) fn placing(&self, server: i64) -> bool {
         self.items.values().any(|p| p.in_flight && matches!(&p.action, Action::Place { server: s, .. } if *s == server))
     }

@@ -449,8 +449,11 @@ impl<S: Store> Live<S> {
                 ("running", backend, None)
             }
             Residence::Starting { .. } => {
+                // Until its world is on the node the wait is the copy's too (`placed_at` is
+                // the placement until then, the container's start after).
                 let since = self.placed_at.get(&id).copied().unwrap_or(now);
-                ("starting", None, secs(boot - (now - since)))
+                let copy = if self.intents.copying(store_id) { restore } else { 0 };
+                ("starting", None, secs(copy + boot - (now - since)))
             }
             Residence::Sleeping { .. } if queued => ("starting", None, secs(boot)),
             Residence::Sleeping { .. } => ("sleeping", None, secs(boot)),

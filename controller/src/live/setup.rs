@@ -118,7 +118,8 @@ pub struct GameAccess {
     /// route follows it.
     pub port_base: Option<u16>,
     /// What a start takes, for the wait players are shown: boot, plus the restore of an
-    /// archived world at `restore_mb_per_s` (the scenario's `[lifecycle]`).
+    /// archived world (or the rest of a copy under way) at `restore_mb_per_s` (the
+    /// scenario's `[lifecycle]`).
     pub boot: Millis,
     pub restore_mb_per_s: u32,
 }
