@@ -139,6 +139,24 @@ async fn a_long_archive_runs_beside_the_loop_and_is_recorded_when_done() {
     assert_eq!(left, vec![ids[2]], "a's and b's node copies went once archived (c runs)");
 }
 
+/// Server 0 (store id `id`) runs, stops and is archived (its sleep window is a minute);
+/// `before_stop` runs while it runs.
+async fn run_and_archive(live: &mut Live<MemoryStore>, clock: &Clock, id: i64, before_stop: impl FnOnce()) {
+    let residence = |live: &Live<MemoryStore>| live.core().residence(ServerId(0));
+    live.request_start(id, clock.now()).await.unwrap();
+    for _ in 0..5 {
+        step(live, clock).await;
+    }
+    assert!(matches!(residence(live), Residence::Running { .. }), "{:?}", residence(live));
+    before_stop();
+    live.request_stop(id, clock.now()).await.unwrap();
+    for _ in 0..40 {
+        step(live, clock).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(residence(live), Residence::Archived);
+}
+
 /// The start timeout runs from the container's start: a restore that takes longer than it
 /// (a big world) does not count, and a container that then never answers is still given up,
 /// `start_timeout` after its start.
@@ -148,17 +166,7 @@ async fn the_start_timeout_runs_from_the_container_not_from_the_copy_of_its_worl
         Healing { data_wait: Duration::from_millis(50), max_copies: 1, start_timeout: 70_000, ..Healing::default() };
     let (clock, node, store, ids, mut live) = setup(&["a"], 0, healing).await;
     let residence = |live: &Live<MemoryStore>| live.core().residence(ServerId(0));
-    live.request_start(ids[0], clock.now()).await.unwrap();
-    for _ in 0..5 {
-        step(&mut live, &clock).await;
-    }
-    assert!(matches!(residence(&live), Residence::Running { .. }), "{:?}", residence(&live));
-    live.request_stop(ids[0], clock.now()).await.unwrap();
-    for _ in 0..40 {
-        step(&mut live, &clock).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(residence(&live), Residence::Archived);
+    run_and_archive(&mut live, &clock, ids[0], || {}).await;
     // The restore takes 3 s of real time while the loop steps 5 s of virtual time every
     // 100 ms; the restored server never answers.
     node.set_slow_data(Duration::from_millis(3000));
@@ -186,8 +194,7 @@ async fn the_start_timeout_runs_from_the_container_not_from_the_copy_of_its_worl
 
 /// What players are told while a world is copied onto its node: the copy's rest plus the
 /// boot (the restore estimate of a world measured at 100 MB, at 1 MB/s, is 100 s), not the
-/// boot alone;
-/// once the container started, the boot's rest.
+/// boot alone; once the container started, the boot's rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_starting_server_s_wait_counts_the_copy_of_its_world_still_to_do() {
     use conductor_controller::events::{SERVER_PLACED, SERVER_RESTORED};
@@ -196,18 +203,8 @@ async fn a_starting_server_s_wait_counts_the_copy_of_its_world_still_to_do() {
     let (clock, node, store, ids, mut live) = setup_with(&["a"], 0, healing, game).await;
     let owner = store.server(ids[0]).await.unwrap().owner;
     let residence = |live: &Live<MemoryStore>| live.core().residence(ServerId(0));
-    live.request_start(ids[0], clock.now()).await.unwrap();
-    for _ in 0..5 {
-        step(&mut live, &clock).await;
-    }
     // Its world measures 100 MB when it is archived (the size the core counts from then).
-    node.set_world_bytes(ids[0], 100_000_000);
-    live.request_stop(ids[0], clock.now()).await.unwrap();
-    for _ in 0..40 {
-        step(&mut live, &clock).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(residence(&live), Residence::Archived);
+    run_and_archive(&mut live, &clock, ids[0], || node.set_world_bytes(ids[0], 100_000_000)).await;
     let eta = |live: &Live<MemoryStore>, now: Millis| live.route(ids[0], owner, now).unwrap().eta_s;
     assert_eq!(eta(&live, clock.now()), Some(120), "archived: restore 100 s + boot 20 s");
     // The restore takes 2 s of real time while the loop steps 5 s of virtual time every
